@@ -1,0 +1,460 @@
+//! `envelope`: the command-line front end. Argument parsing and printing only; the work is done by
+//! `kms-core` and `kms-server`.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use clap::{Args, Parser, Subcommand};
+use kms_core::{AuditLog, KeyMaterial, Kms, KmsConfig, Partition, SoftwareRootKey, Store};
+use zeroize::Zeroizing;
+
+/// Commands other than `serve` run briefly; they cache nothing.
+const PRINCIPAL_CACHE: Duration = Duration::ZERO;
+
+#[derive(Parser)]
+#[command(
+    name = "envelope",
+    version,
+    about = "Envelope encryption toolkit and AWS KMS-compatible key service"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the KMS-compatible endpoint (first start initialises the data directory).
+    Serve(ServeArgs),
+    /// Manage the principals (access keys) the endpoint accepts.
+    #[command(subcommand)]
+    Principal(PrincipalCommand),
+}
+
+#[derive(Args, Clone)]
+struct StoreArgs {
+    /// Data directory: SQLite store, root key, credentials, audit log.
+    #[arg(long, env = "ENVELOPE_DATA_DIR", default_value = "envelope-data")]
+    data_dir: PathBuf,
+    /// Database URL (postgres://...); default: SQLite in the data directory.
+    #[arg(long, env = "ENVELOPE_DATABASE_URL")]
+    database_url: Option<String>,
+    /// File holding the root key (base64 of 32 bytes, or 32 raw bytes). Else ENVELOPE_ROOT_KEY, else
+    /// <data-dir>/root.key.
+    #[arg(long)]
+    root_key_file: Option<PathBuf>,
+    /// Region in ARNs and SigV4 scopes.
+    #[arg(long, env = "ENVELOPE_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Account id in ARNs.
+    #[arg(long, env = "ENVELOPE_ACCOUNT_ID", default_value = "111122223333")]
+    account_id: String,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4599")]
+    listen: SocketAddr,
+    /// PEM certificate chain for TLS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address.
+    #[arg(long)]
+    allow_plaintext: bool,
+    /// Seconds between runs of the deletion and automatic-rotation sweeper.
+    #[arg(long, default_value_t = 60)]
+    sweep_interval: u64,
+    /// Seconds that key material, aliases and principals stay cached (bounds how fast a change made
+    /// on another node is seen).
+    #[arg(long, default_value_t = 5)]
+    cache_ttl: u64,
+}
+
+#[derive(Subcommand)]
+enum PrincipalCommand {
+    /// Create a principal; prints its access key (and the secret, when generated) as JSON.
+    Create {
+        /// User name (1-64 of letters, digits, +=,.@_-).
+        name: String,
+        /// Adopt this access key id instead of generating one (needs --secret-key-file).
+        #[arg(long, requires = "secret_key_file")]
+        access_key_id: Option<String>,
+        /// File holding the secret access key to adopt, or - for standard input.
+        #[arg(long, requires = "access_key_id")]
+        secret_key_file: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List principals as JSON.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete a principal.
+    Delete {
+        /// User name.
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Errors of the command line, with the message shown to the user.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("{0}")]
+    Kms(#[from] kms_core::KmsError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
+    let context = context.into();
+    move |source| CliError::Io { context, source }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ENVELOPE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("envelope: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("envelope: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Principal(cmd) => principal(cmd).await,
+    }
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), CliError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(io_err(format!("cannot create {}", path.display())))?;
+    f.write_all(contents)
+        .and_then(|()| f.sync_all())
+        .map_err(io_err(format!("cannot write {}", path.display())))
+}
+
+fn parse_root_key(bytes: &[u8], source: &str) -> Result<KeyMaterial, CliError> {
+    let trimmed = std::str::from_utf8(bytes).map(str::trim).unwrap_or("");
+    let decoded = Zeroizing::new(STANDARD.decode(trimmed).unwrap_or_default());
+    if decoded.len() == 32 {
+        return Ok(KeyMaterial::from_slice(&decoded)?);
+    }
+    if bytes.len() == 32 {
+        return Ok(KeyMaterial::from_slice(bytes)?);
+    }
+    Err(CliError::Usage(format!(
+        "the root key from {source} is not 32 bytes (raw, or base64-encoded)"
+    )))
+}
+
+struct Opened {
+    kms: Kms,
+    data_dir: PathBuf,
+    created_root: bool,
+}
+
+/// Opens the store and the root key. With `may_create`, a brand-new store gets a new root key.
+async fn open(args: &StoreArgs, may_create: bool, cache_ttl: Duration) -> Result<Opened, CliError> {
+    let data_dir = &args.data_dir;
+    if may_create {
+        std::fs::create_dir_all(data_dir)
+            .map_err(io_err(format!("cannot create {}", data_dir.display())))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700));
+        }
+    } else if !data_dir.is_dir() && args.database_url.is_none() {
+        return Err(CliError::Usage(format!(
+            "data directory {} does not exist; start `envelope serve` once to create it",
+            data_dir.display()
+        )));
+    }
+    let data_dir = data_dir
+        .canonicalize()
+        .map_err(io_err(format!("cannot open {}", data_dir.display())))?;
+    let url = match &args.database_url {
+        Some(u) => u.clone(),
+        None => format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join("envelope.db").display()
+        ),
+    };
+    let store = Store::connect(&url).await?;
+    let initialised = store.meta_get("root_check").await?.is_some();
+    let root_file = data_dir.join("root.key");
+    let mut created_root = false;
+    let material = if let Some(path) = &args.root_key_file {
+        let bytes = Zeroizing::new(
+            std::fs::read(path).map_err(io_err(format!("cannot read {}", path.display())))?,
+        );
+        parse_root_key(&bytes, &path.display().to_string())?
+    } else if let Ok(v) = std::env::var("ENVELOPE_ROOT_KEY") {
+        let v = Zeroizing::new(v);
+        parse_root_key(v.as_bytes(), "ENVELOPE_ROOT_KEY")?
+    } else if root_file.exists() {
+        let bytes = Zeroizing::new(
+            std::fs::read(&root_file)
+                .map_err(io_err(format!("cannot read {}", root_file.display())))?,
+        );
+        parse_root_key(&bytes, &root_file.display().to_string())?
+    } else if initialised {
+        return Err(CliError::Usage(format!(
+            "the key store is initialised but no root key was given: {} is missing and neither \
+             --root-key-file nor ENVELOPE_ROOT_KEY is set. Refusing to create a new root key for existing data.",
+            root_file.display()
+        )));
+    } else if may_create {
+        let m = KeyMaterial::generate()?;
+        write_private(
+            &root_file,
+            format!("{}\n", STANDARD.encode(m.expose())).as_bytes(),
+        )?;
+        created_root = true;
+        tracing::info!(path = %root_file.display(), "created a new root key (keep it: without it the data cannot be read)");
+        m
+    } else {
+        return Err(CliError::Usage(
+            "no root key: give --root-key-file or set ENVELOPE_ROOT_KEY".into(),
+        ));
+    };
+    let config = KmsConfig {
+        partition: Partition {
+            region: args.region.clone(),
+            account_id: args.account_id.clone(),
+        },
+        cache_ttl,
+    };
+    let kms = Kms::open(store, Arc::new(SoftwareRootKey::new(material)), config)
+        .await
+        .map_err(|e| match e {
+            kms_core::KmsError::InvalidState(m) => CliError::Usage(format!(
+                "root key does not match the data in {}: {m}",
+                data_dir.display()
+            )),
+            other => other.into(),
+        })?;
+    Ok(Opened {
+        kms,
+        data_dir,
+        created_root,
+    })
+}
+
+async fn serve(args: ServeArgs) -> Result<(), CliError> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(kms_server::load_tls_config(c, k).map_err(CliError::Usage)?),
+        _ => None,
+    };
+    if tls.is_none() && !args.listen.ip().is_loopback() && !args.allow_plaintext {
+        return Err(CliError::Usage(format!(
+            "refusing to serve plain HTTP on non-loopback address {}: give --tls-cert and --tls-key, or \
+             --allow-plaintext if something in front of envelope terminates TLS",
+            args.listen
+        )));
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(io_err(format!("cannot listen on {}", args.listen)))?;
+    let Opened {
+        kms,
+        data_dir,
+        created_root,
+    } = open(&args.store, true, Duration::from_secs(args.cache_ttl)).await?;
+    let log =
+        AuditLog::open(&data_dir.join("audit.log")).map_err(io_err("cannot open the audit log"))?;
+    let kms = kms.with_audit_log(log);
+    if kms.list_principals().await?.is_empty() {
+        let (info, secret) = kms.create_principal("admin", None).await?;
+        let secret = secret.ok_or_else(|| CliError::Usage("no secret generated".into()))?;
+        let creds = data_dir.join("credentials");
+        let _ = std::fs::remove_file(&creds);
+        write_private(
+            &creds,
+            format!(
+                "[envelope]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+                info.access_key_id,
+                secret.as_str()
+            )
+            .as_bytes(),
+        )?;
+        let config = data_dir.join("config");
+        let _ = std::fs::remove_file(&config);
+        write_private(
+            &config,
+            format!("[profile envelope]\nregion = {}\n", args.store.region).as_bytes(),
+        )?;
+        eprintln!(
+            "envelope: created principal {} (access key {}); credentials written to {} (profile 'envelope'), \
+             region in {}",
+            info.arn,
+            info.access_key_id,
+            creds.display(),
+            config.display()
+        );
+    }
+    if created_root {
+        eprintln!(
+            "envelope: new root key in {}; back it up",
+            data_dir.join("root.key").display()
+        );
+    }
+    let kms = Arc::new(kms);
+    let sweeper = {
+        let kms = kms.clone();
+        let every = Duration::from_secs(args.sweep_interval.max(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                match kms.run_due_work(kms_core::now_millis()).await {
+                    Ok((0, 0)) => {}
+                    Ok((d, r)) => tracing::info!(deleted = d, rotated = r, "sweeper"),
+                    Err(e) => tracing::warn!(error = %e, "sweeper failed"),
+                }
+            }
+        })
+    };
+    let addr = listener
+        .local_addr()
+        .map_err(io_err("cannot read the listening address"))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {scheme}://{addr}");
+        let _ = out.flush();
+    }
+    let app = kms_server::App::new(kms, kms_server::Limits::default());
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    kms_server::serve(listener, app, acceptor, shutdown_signal())
+        .await
+        .map_err(io_err("server failed"))?;
+    sweeper.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}
+
+async fn principal(cmd: PrincipalCommand) -> Result<(), CliError> {
+    let print = |v: serde_json::Value| {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    };
+    match cmd {
+        PrincipalCommand::Create {
+            name,
+            access_key_id,
+            secret_key_file,
+            store,
+        } => {
+            let opened = open(&store, false, PRINCIPAL_CACHE).await?;
+            let adopt = match (access_key_id, secret_key_file) {
+                (Some(id), Some(file)) => {
+                    let mut raw = Zeroizing::new(String::new());
+                    if file.as_os_str() == "-" {
+                        std::io::stdin()
+                            .read_to_string(&mut raw)
+                            .map_err(io_err("cannot read the secret from stdin"))?;
+                    } else {
+                        std::fs::File::open(&file)
+                            .and_then(|mut f| f.read_to_string(&mut raw))
+                            .map_err(io_err(format!("cannot read {}", file.display())))?;
+                    }
+                    Some((id, Zeroizing::new(raw.trim().to_string())))
+                }
+                _ => None,
+            };
+            let (info, secret) = opened.kms.create_principal(&name, adopt).await?;
+            let mut v = serde_json::json!({
+                "UserName": info.user_name,
+                "Arn": info.arn,
+                "AccessKeyId": info.access_key_id,
+                "CreateDate": info.create_date,
+            });
+            if let Some(s) = secret {
+                v["SecretAccessKey"] = serde_json::Value::String(s.to_string());
+            }
+            print(v);
+        }
+        PrincipalCommand::List { store } => {
+            let opened = open(&store, false, PRINCIPAL_CACHE).await?;
+            let list = opened.kms.list_principals().await?;
+            print(serde_json::json!({ "Principals": list }));
+        }
+        PrincipalCommand::Delete { name, store } => {
+            let opened = open(&store, false, PRINCIPAL_CACHE).await?;
+            opened.kms.delete_principal(&name).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,443 @@
+//! Request and response shapes of the AWS KMS API (JSON 1.1: PascalCase members, blobs as base64,
+//! timestamps as epoch seconds). Every request member is optional here so that a missing one is
+//! answered with `ValidationException`, as AWS does, rather than a parse error.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// Base64 blobs in JSON.
+pub mod b64 {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serializes bytes as standard base64.
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    /// Deserializes an optional base64 string.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        s.map(|s| {
+            STANDARD
+                .decode(s.as_bytes())
+                .map_err(|_| serde::de::Error::custom("blob is not valid base64"))
+        })
+        .transpose()
+    }
+}
+
+fn ser_secret<S: serde::Serializer>(b: &Zeroizing<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    b64::serialize(b, s)
+}
+
+/// A tag on a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Tag {
+    /// Tag key.
+    pub tag_key: Option<String>,
+    /// Tag value.
+    pub tag_value: Option<String>,
+}
+
+/// The state of a KMS key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyState {
+    /// Usable.
+    Enabled,
+    /// Not usable until enabled.
+    Disabled,
+    /// Scheduled for deletion; not usable; cancellable.
+    PendingDeletion,
+}
+
+impl KeyState {
+    /// The name AWS uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Enabled => "Enabled",
+            KeyState::Disabled => "Disabled",
+            KeyState::PendingDeletion => "PendingDeletion",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "Enabled" => KeyState::Enabled,
+            "Disabled" => KeyState::Disabled,
+            "PendingDeletion" => KeyState::PendingDeletion,
+            _ => return None,
+        })
+    }
+}
+
+/// DescribeKey's view of a key.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyMetadata {
+    /// Owning account.
+    #[serde(rename = "AWSAccountId")]
+    pub aws_account_id: String,
+    /// Key id (UUID).
+    pub key_id: String,
+    /// Key ARN.
+    pub arn: String,
+    /// Creation time, epoch seconds.
+    pub creation_date: f64,
+    /// True when the state is Enabled.
+    pub enabled: bool,
+    /// Description.
+    pub description: String,
+    /// Always `ENCRYPT_DECRYPT` for now.
+    pub key_usage: String,
+    /// The state.
+    pub key_state: KeyState,
+    /// When a key pending deletion will be deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletion_date: Option<f64>,
+    /// `AWS_KMS`.
+    pub origin: String,
+    /// `CUSTOMER`.
+    pub key_manager: String,
+    /// Deprecated twin of `KeySpec`.
+    pub customer_master_key_spec: String,
+    /// `SYMMETRIC_DEFAULT`.
+    pub key_spec: String,
+    /// `["SYMMETRIC_DEFAULT"]`.
+    pub encryption_algorithms: Vec<String>,
+    /// Always false.
+    pub multi_region: bool,
+    /// Days of the deletion window while pending deletion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_deletion_window_in_days: Option<i64>,
+}
+
+macro_rules! request {
+    ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        #[allow(missing_docs)]
+        pub struct $name { $($(#[$fm])* #[serde(default)] pub $field: Option<$ty>,)* }
+    };
+}
+
+request!(
+    /// CreateKey.
+    CreateKeyRequest {
+        description: String,
+        key_usage: String,
+        customer_master_key_spec: String,
+        key_spec: String,
+        origin: String,
+        policy: String,
+        bypass_policy_lockout_safety_check: bool,
+        tags: Vec<Tag>,
+        multi_region: bool,
+        custom_key_store_id: String,
+        xks_key_id: String,
+    }
+);
+request!(
+    /// Operations that take only a key identifier.
+    KeyIdRequest { key_id: String }
+);
+request!(
+    /// ListKeys.
+    ListKeysRequest { limit: i64, marker: String }
+);
+request!(
+    /// UpdateKeyDescription.
+    UpdateKeyDescriptionRequest { key_id: String, description: String }
+);
+request!(
+    /// ScheduleKeyDeletion.
+    ScheduleKeyDeletionRequest { key_id: String, pending_window_in_days: i64 }
+);
+request!(
+    /// CreateAlias and UpdateAlias.
+    AliasRequest { alias_name: String, target_key_id: String }
+);
+request!(
+    /// DeleteAlias.
+    DeleteAliasRequest { alias_name: String }
+);
+request!(
+    /// ListAliases.
+    ListAliasesRequest { key_id: String, limit: i64, marker: String }
+);
+request!(
+    /// Encrypt.
+    EncryptRequest {
+        key_id: String,
+        #[serde(with = "b64")]
+        plaintext: Vec<u8>,
+        encryption_context: BTreeMap<String, String>,
+        grant_tokens: Vec<String>,
+        encryption_algorithm: String,
+        dry_run: bool,
+    }
+);
+request!(
+    /// Decrypt.
+    DecryptRequest {
+        #[serde(with = "b64")]
+        ciphertext_blob: Vec<u8>,
+        key_id: String,
+        encryption_context: BTreeMap<String, String>,
+        grant_tokens: Vec<String>,
+        encryption_algorithm: String,
+        dry_run: bool,
+        recipient: serde_json::Value,
+    }
+);
+request!(
+    /// ReEncrypt.
+    ReEncryptRequest {
+        #[serde(with = "b64")]
+        ciphertext_blob: Vec<u8>,
+        source_encryption_context: BTreeMap<String, String>,
+        source_key_id: String,
+        destination_key_id: String,
+        destination_encryption_context: BTreeMap<String, String>,
+        source_encryption_algorithm: String,
+        destination_encryption_algorithm: String,
+        grant_tokens: Vec<String>,
+        dry_run: bool,
+    }
+);
+request!(
+    /// GenerateDataKey and GenerateDataKeyWithoutPlaintext.
+    GenerateDataKeyRequest {
+        key_id: String,
+        key_spec: String,
+        number_of_bytes: i64,
+        encryption_context: BTreeMap<String, String>,
+        grant_tokens: Vec<String>,
+        dry_run: bool,
+        recipient: serde_json::Value,
+    }
+);
+request!(
+    /// GenerateRandom.
+    GenerateRandomRequest {
+        number_of_bytes: i64,
+        custom_key_store_id: String,
+        recipient: serde_json::Value,
+    }
+);
+request!(
+    /// EnableKeyRotation.
+    EnableKeyRotationRequest { key_id: String, rotation_period_in_days: i64 }
+);
+request!(
+    /// ListKeyRotations.
+    ListKeyRotationsRequest { key_id: String, limit: i64, marker: String }
+);
+request!(
+    /// TagResource.
+    TagResourceRequest { key_id: String, tags: Vec<Tag> }
+);
+request!(
+    /// UntagResource.
+    UntagResourceRequest { key_id: String, tag_keys: Vec<String> }
+);
+request!(
+    /// ListResourceTags.
+    ListResourceTagsRequest { key_id: String, limit: i64, marker: String }
+);
+
+/// A response that only carries key metadata (CreateKey, DescribeKey).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyMetadataResponse {
+    /// The key.
+    pub key_metadata: KeyMetadata,
+}
+
+/// ListKeys entry.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct KeyListEntry {
+    pub key_id: String,
+    pub key_arn: String,
+}
+
+/// ListKeys.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ListKeysResponse {
+    pub keys: Vec<KeyListEntry>,
+    pub truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}
+
+/// ScheduleKeyDeletion.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ScheduleKeyDeletionResponse {
+    pub key_id: String,
+    pub deletion_date: f64,
+    pub key_state: KeyState,
+    pub pending_window_in_days: i64,
+}
+
+/// CancelKeyDeletion.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct KeyIdResponse {
+    pub key_id: String,
+}
+
+/// ListAliases entry.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct AliasListEntry {
+    pub alias_name: String,
+    pub alias_arn: String,
+    pub target_key_id: String,
+    pub creation_date: f64,
+    pub last_updated_date: f64,
+}
+
+/// ListAliases.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ListAliasesResponse {
+    pub aliases: Vec<AliasListEntry>,
+    pub truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}
+
+/// Encrypt.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct EncryptResponse {
+    #[serde(serialize_with = "b64::serialize")]
+    pub ciphertext_blob: Vec<u8>,
+    pub key_id: String,
+    pub encryption_algorithm: String,
+}
+
+/// Decrypt.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct DecryptResponse {
+    pub key_id: String,
+    #[serde(serialize_with = "ser_secret")]
+    pub plaintext: Zeroizing<Vec<u8>>,
+    pub encryption_algorithm: String,
+}
+
+/// ReEncrypt.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ReEncryptResponse {
+    #[serde(serialize_with = "b64::serialize")]
+    pub ciphertext_blob: Vec<u8>,
+    pub source_key_id: String,
+    pub key_id: String,
+    pub source_encryption_algorithm: String,
+    pub destination_encryption_algorithm: String,
+}
+
+/// GenerateDataKey (with `plaintext`) and GenerateDataKeyWithoutPlaintext (without).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct GenerateDataKeyResponse {
+    #[serde(serialize_with = "b64::serialize")]
+    pub ciphertext_blob: Vec<u8>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_secret"
+    )]
+    pub plaintext: Option<Zeroizing<Vec<u8>>>,
+    pub key_id: String,
+}
+
+fn ser_opt_secret<S: serde::Serializer>(
+    b: &Option<Zeroizing<Vec<u8>>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match b {
+        Some(b) => b64::serialize(b, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// GenerateRandom.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct GenerateRandomResponse {
+    #[serde(serialize_with = "ser_secret")]
+    pub plaintext: Zeroizing<Vec<u8>>,
+}
+
+/// GetKeyRotationStatus.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct KeyRotationStatusResponse {
+    pub key_rotation_enabled: bool,
+    pub key_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_period_in_days: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_rotation_date: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_demand_rotation_start_date: Option<f64>,
+}
+
+/// ListKeyRotations entry.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct RotationListEntry {
+    pub key_id: String,
+    pub rotation_date: f64,
+    pub rotation_type: String,
+}
+
+/// ListKeyRotations.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ListKeyRotationsResponse {
+    pub rotations: Vec<RotationListEntry>,
+    pub truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}
+
+/// ListResourceTags.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ListResourceTagsResponse {
+    pub tags: Vec<Tag>,
+    pub truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}
+
+/// An empty JSON object, the answer of operations that return nothing.
+#[derive(Debug, Serialize)]
+pub struct Empty {}

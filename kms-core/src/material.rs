@@ -1,0 +1,174 @@
+//! Key material, the root of trust that wraps it, and the AES-256-GCM primitives both use.
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::error::{KmsError, Result};
+
+/// Length of every AES-256 key handled here.
+pub const KEY_LEN: usize = 32;
+/// Length of a GCM tag.
+pub const TAG_LEN: usize = 16;
+
+/// Fills `buf` from the operating system's CSPRNG.
+pub fn random_bytes(buf: &mut [u8]) -> Result<()> {
+    SystemRandom::new()
+        .fill(buf)
+        .map_err(|_| KmsError::Internal("The random number generator failed.".into()))
+}
+
+/// One version of a KMS key's secret: 256 bits, zeroized on drop, never printed.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct KeyMaterial([u8; KEY_LEN]);
+
+impl KeyMaterial {
+    /// Fresh random material.
+    pub fn generate() -> Result<Self> {
+        let mut k = [0u8; KEY_LEN];
+        random_bytes(&mut k)?;
+        Ok(Self(k))
+    }
+
+    /// Material from bytes (must be 32 long).
+    pub fn from_slice(bytes: &[u8]) -> Result<Self> {
+        let arr: [u8; KEY_LEN] = bytes
+            .try_into()
+            .map_err(|_| KmsError::Internal("Key material has the wrong length.".into()))?;
+        Ok(Self(arr))
+    }
+
+    /// The secret bytes.
+    pub fn expose(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyMaterial(<redacted>)")
+    }
+}
+
+/// AES-256-GCM seal in place: appends the tag to `data`.
+pub(crate) fn seal(
+    key: &[u8],
+    nonce: [u8; NONCE_LEN],
+    aad: &[u8],
+    data: &mut Vec<u8>,
+) -> Result<()> {
+    let key = LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, key)
+            .map_err(|_| KmsError::Internal("Bad AES key.".into()))?,
+    );
+    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), data)
+        .map_err(|_| KmsError::Internal("AES-GCM seal failed.".into()))
+}
+
+/// AES-256-GCM open of `ciphertext || tag`; `None` when authentication fails.
+pub(crate) fn open(
+    key: &[u8],
+    nonce: [u8; NONCE_LEN],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).ok()?);
+    let mut buf = Zeroizing::new(sealed.to_vec());
+    let len = key
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut buf,
+        )
+        .ok()?
+        .len();
+    buf.truncate(len);
+    Some(buf)
+}
+
+/// The key at the top of the hierarchy: it wraps KMS key material and principals' secrets.
+///
+/// The software implementation holds a 256-bit key in memory; the `hsm` crate implements it with a
+/// non-extractable key in a PKCS#11 token.
+pub trait RootOfTrust: Send + Sync + 'static {
+    /// Encrypts `secret`, binding `aad`. The result is self-contained (it carries its own IV).
+    fn wrap(&self, aad: &[u8], secret: &[u8]) -> Result<Vec<u8>>;
+    /// Decrypts what [`RootOfTrust::wrap`] returned with the same `aad`; fails if either differs.
+    fn unwrap(&self, aad: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>>;
+    /// A short human-readable description for logs ("software root key", "PKCS#11 token X").
+    fn describe(&self) -> String;
+}
+
+const WRAP_FORMAT: u8 = 1;
+
+/// A root key held in memory (loaded from a 0600 file or the environment).
+pub struct SoftwareRootKey(KeyMaterial);
+
+impl SoftwareRootKey {
+    /// Wraps 32 bytes of root key.
+    pub fn new(material: KeyMaterial) -> Self {
+        Self(material)
+    }
+}
+
+impl std::fmt::Debug for SoftwareRootKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SoftwareRootKey(<redacted>)")
+    }
+}
+
+impl RootOfTrust for SoftwareRootKey {
+    fn wrap(&self, aad: &[u8], secret: &[u8]) -> Result<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        random_bytes(&mut nonce)?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + secret.len() + TAG_LEN);
+        out.push(WRAP_FORMAT);
+        out.extend_from_slice(&nonce);
+        let mut body = secret.to_vec();
+        seal(self.0.expose(), nonce, aad, &mut body)?;
+        out.extend_from_slice(&body);
+        body.zeroize();
+        Ok(out)
+    }
+
+    fn unwrap(&self, aad: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let bad = || KmsError::Internal("Wrapped secret does not open under the root key.".into());
+        if wrapped.len() < 1 + NONCE_LEN + TAG_LEN || wrapped[0] != WRAP_FORMAT {
+            return Err(bad());
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&wrapped[1..1 + NONCE_LEN]);
+        open(self.0.expose(), nonce, aad, &wrapped[1 + NONCE_LEN..]).ok_or_else(bad)
+    }
+
+    fn describe(&self) -> String {
+        "software root key".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_binds_aad_and_key() {
+        let root = SoftwareRootKey::new(KeyMaterial::generate().unwrap());
+        let w = root.wrap(b"aad", b"secret").unwrap();
+        assert_eq!(&root.unwrap(b"aad", &w).unwrap()[..], b"secret");
+        assert!(root.unwrap(b"other", &w).is_err());
+        let other = SoftwareRootKey::new(KeyMaterial::generate().unwrap());
+        assert!(other.unwrap(b"aad", &w).is_err());
+        let mut t = w.clone();
+        *t.last_mut().unwrap() ^= 1;
+        assert!(root.unwrap(b"aad", &t).is_err());
+        assert!(root.unwrap(b"aad", &w[..5]).is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_material() {
+        let m = KeyMaterial::from_slice(&[0x41; 32]).unwrap();
+        assert_eq!(format!("{m:?}"), "KeyMaterial(<redacted>)");
+        let r = SoftwareRootKey::new(m);
+        assert!(!format!("{r:?}").contains("65"));
+    }
+}

@@ -1,0 +1,643 @@
+//! The key store: sqlx over SQLite (embedded default) or PostgreSQL, one schema for both.
+//!
+//! Writes that read-modify-write a key use optimistic concurrency on `kms_keys.revision`, so several
+//! nodes on one PostgreSQL (or a distributed PostgreSQL-compatible engine) need no locks.
+
+use std::str::FromStr;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+use uuid::Uuid;
+
+use crate::api::KeyState;
+use crate::error::{KmsError, Result};
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+
+/// One key's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// Key id.
+    pub id: Uuid,
+    /// Unix millis.
+    pub created_at: i64,
+    /// Description.
+    pub description: String,
+    /// State.
+    pub state: KeyState,
+    /// Key usage.
+    pub key_usage: String,
+    /// Key spec.
+    pub key_spec: String,
+    /// Origin.
+    pub origin: String,
+    /// Key policy document, as given.
+    pub policy: String,
+    /// When the key will be deleted (unix millis), while pending deletion.
+    pub deletion_date: Option<i64>,
+    /// The window chosen when deletion was scheduled.
+    pub pending_window_days: Option<i64>,
+    /// Automatic rotation period; `None` when automatic rotation is off.
+    pub rotation_period_days: Option<i64>,
+    /// When automatic rotation is next due (unix millis).
+    pub next_rotation: Option<i64>,
+    /// Optimistic concurrency counter.
+    pub revision: i64,
+}
+
+/// One version of a key's material, wrapped by the root of trust.
+#[derive(Debug, Clone)]
+pub struct MaterialRow {
+    /// Version, from 1.
+    pub version: u32,
+    /// Wrapped material.
+    pub wrapped: Vec<u8>,
+    /// Unix millis.
+    pub created_at: i64,
+    /// `AUTOMATIC`, `ON_DEMAND`, or `None` for the first version.
+    pub rotation_type: Option<String>,
+}
+
+/// An alias row.
+#[derive(Debug, Clone)]
+pub struct AliasRow {
+    /// `alias/...`.
+    pub name: String,
+    /// Target key.
+    pub key_id: Uuid,
+    /// Unix millis.
+    pub created_at: i64,
+    /// Unix millis.
+    pub updated_at: i64,
+}
+
+/// A principal row (the secret stays wrapped).
+#[derive(Debug, Clone)]
+pub struct PrincipalRow {
+    /// User name.
+    pub user_name: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key wrapped by the root of trust.
+    pub wrapped_secret: Vec<u8>,
+    /// Unix millis.
+    pub created_at: i64,
+}
+
+/// The database behind a [`crate::Kms`].
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+fn uuid_of(s: &str) -> Result<Uuid> {
+    Uuid::from_str(s)
+        .map_err(|_| KmsError::Internal("The key store holds a malformed key id.".into()))
+}
+
+fn key_from_row(r: &AnyRow) -> Result<KeyRecord> {
+    let state: String = r.try_get("key_state")?;
+    Ok(KeyRecord {
+        id: uuid_of(&r.try_get::<String, _>("key_id")?)?,
+        created_at: r.try_get("created_at")?,
+        description: r.try_get("description")?,
+        state: KeyState::parse(&state).ok_or_else(|| {
+            KmsError::Internal("The key store holds an unknown key state.".into())
+        })?,
+        key_usage: r.try_get("key_usage")?,
+        key_spec: r.try_get("key_spec")?,
+        origin: r.try_get("origin")?,
+        policy: r.try_get("policy")?,
+        deletion_date: r.try_get("deletion_date")?,
+        pending_window_days: r.try_get("pending_window_days")?,
+        rotation_period_days: r.try_get("rotation_period_days")?,
+        next_rotation: r.try_get("next_rotation")?,
+        revision: r.try_get("revision")?,
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+impl Store {
+    /// Connects (`sqlite://path?mode=rwc` or `postgres://...`) and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let pool = AnyPoolOptions::new()
+            // An in-memory SQLite database exists per connection: keep one.
+            .max_connections(if url.contains(":memory:") {
+                1
+            } else if sqlite {
+                4
+            } else {
+                16
+            })
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    if conn.backend_name() == "SQLite" {
+                        // WAL + FULL: a commit is on disk before the call returns (kill -9 and power
+                        // loss safe); secure_delete overwrites destroyed key material in the file.
+                        conn.execute(
+                            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+                             PRAGMA busy_timeout=10000; PRAGMA secure_delete=ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(|e| KmsError::Internal(format!("Cannot open the key store: {e}")))?;
+        let store = Store { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS envelope_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        for (version, sql) in MIGRATIONS {
+            let mut tx = self.pool.begin().await?;
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM envelope_schema WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if done.is_some() {
+                continue;
+            }
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            let res =
+                sqlx::query("INSERT INTO envelope_schema (version, applied_at) VALUES ($1, $2)")
+                    .bind(version)
+                    .bind(crate::now_millis())
+                    .execute(&mut *tx)
+                    .await;
+            match res {
+                // Another node applied it first: its transaction won, ours rolls back.
+                Err(e) if is_unique_violation(&e) => continue,
+                r => r?,
+            };
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// A value from the metadata table.
+    pub async fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM envelope_meta WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Stores a metadata value unless one exists; returns false if it existed.
+    pub async fn meta_put_new(&self, name: &str, value: &[u8]) -> Result<bool> {
+        match sqlx::query("INSERT INTO envelope_meta (name, value) VALUES ($1, $2)")
+            .bind(name)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// True when the store holds no keys and no principals (a new data directory).
+    pub async fn is_empty(&self) -> Result<bool> {
+        let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kms_keys")
+            .fetch_one(&self.pool)
+            .await?;
+        let principals: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM principals")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(keys == 0 && principals == 0)
+    }
+
+    /// Inserts a new key with its first material version and tags, atomically.
+    pub async fn insert_key(
+        &self,
+        k: &KeyRecord,
+        material: &MaterialRow,
+        tags: &[(String, String)],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO kms_keys (key_id, created_at, description, key_state, key_usage, key_spec, origin, \
+             policy, deletion_date, pending_window_days, rotation_period_days, next_rotation, revision) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(k.id.to_string())
+        .bind(k.created_at)
+        .bind(&k.description)
+        .bind(k.state.as_str())
+        .bind(&k.key_usage)
+        .bind(&k.key_spec)
+        .bind(&k.origin)
+        .bind(&k.policy)
+        .bind(k.deletion_date)
+        .bind(k.pending_window_days)
+        .bind(k.rotation_period_days)
+        .bind(k.next_rotation)
+        .bind(k.revision)
+        .execute(&mut *tx)
+        .await?;
+        insert_material(&mut tx, &k.id, material).await?;
+        for (tk, tv) in tags {
+            sqlx::query("INSERT INTO kms_tags (key_id, tag_key, tag_value) VALUES ($1, $2, $3)")
+                .bind(k.id.to_string())
+                .bind(tk)
+                .bind(tv)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A key by id.
+    pub async fn get_key(&self, id: &Uuid) -> Result<Option<KeyRecord>> {
+        sqlx::query("SELECT * FROM kms_keys WHERE key_id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(key_from_row)
+            .transpose()
+    }
+
+    /// Every material version of a key, oldest first.
+    pub async fn get_materials(&self, id: &Uuid) -> Result<Vec<MaterialRow>> {
+        let rows = sqlx::query(
+            "SELECT version, wrapped, created_at, rotation_type FROM kms_key_material \
+             WHERE key_id = $1 ORDER BY version",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MaterialRow {
+                    version: u32::try_from(r.try_get::<i64, _>("version")?)
+                        .map_err(|_| KmsError::Internal("Bad material version.".into()))?,
+                    wrapped: r.try_get("wrapped")?,
+                    created_at: r.try_get("created_at")?,
+                    rotation_type: r.try_get("rotation_type")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Writes a changed key if nobody changed it since `k.revision` was read; false on a conflict.
+    pub async fn update_key(&self, k: &KeyRecord) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let ok = update_key_in(&mut tx, k).await?;
+        tx.commit().await?;
+        Ok(ok)
+    }
+
+    /// Adds a material version and writes the key (compare-and-swap), atomically.
+    pub async fn add_material(&self, k: &KeyRecord, material: &MaterialRow) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        if !update_key_in(&mut tx, k).await? {
+            return Ok(false);
+        }
+        match insert_material(&mut tx, &k.id, material).await {
+            Err(KmsError::AlreadyExists(_)) => return Ok(false),
+            r => r?,
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Keys in id order after `after`, at most `limit` (+1 to tell whether more follow).
+    pub async fn list_keys(&self, after: Option<&str>, limit: i64) -> Result<Vec<Uuid>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT key_id FROM kms_keys WHERE key_id > $1 ORDER BY key_id LIMIT $2",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter().map(|s| uuid_of(s)).collect()
+    }
+
+    /// Keys whose deletion date has passed.
+    pub async fn keys_due_for_deletion(&self, now: i64) -> Result<Vec<Uuid>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT key_id FROM kms_keys WHERE key_state = 'PendingDeletion' AND deletion_date <= $1",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter().map(|s| uuid_of(s)).collect()
+    }
+
+    /// Enabled keys whose automatic rotation is due.
+    pub async fn keys_due_for_rotation(&self, now: i64) -> Result<Vec<Uuid>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT key_id FROM kms_keys WHERE key_state = 'Enabled' AND next_rotation IS NOT NULL \
+             AND next_rotation <= $1",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter().map(|s| uuid_of(s)).collect()
+    }
+
+    /// Deletes a key, its material, aliases and tags, if it is still pending deletion at
+    /// `revision`. Returns whether it was deleted.
+    pub async fn destroy_key(&self, k: &KeyRecord) -> Result<bool> {
+        let id = k.id.to_string();
+        let mut tx = self.pool.begin().await?;
+        let gone = sqlx::query(
+            "DELETE FROM kms_keys WHERE key_id = $1 AND revision = $2 AND key_state = 'PendingDeletion'",
+        );
+        // Children first (foreign keys), then the key row under the revision check.
+        for table in ["kms_aliases", "kms_tags", "kms_key_material"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE key_id = $1"))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let n = gone
+            .bind(&id)
+            .bind(k.revision)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 1 {
+            tx.commit().await?;
+            Ok(true)
+        } else {
+            tx.rollback().await?;
+            Ok(false)
+        }
+    }
+
+    /// Creates an alias; `AlreadyExists` when the name is taken.
+    pub async fn create_alias(&self, name: &str, key: &Uuid, now: i64) -> Result<()> {
+        match sqlx::query(
+            "INSERT INTO kms_aliases (alias_name, key_id, created_at, updated_at) VALUES ($1, $2, $3, $3)",
+        )
+        .bind(name)
+        .bind(key.to_string())
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(KmsError::AlreadyExists(format!(
+                "An alias with the name {name} already exists"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Points an alias at another key; false if the alias does not exist.
+    pub async fn update_alias(&self, name: &str, key: &Uuid, now: i64) -> Result<bool> {
+        Ok(
+            sqlx::query(
+                "UPDATE kms_aliases SET key_id = $1, updated_at = $2 WHERE alias_name = $3",
+            )
+            .bind(key.to_string())
+            .bind(now)
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+                == 1,
+        )
+    }
+
+    /// Deletes an alias; false if it did not exist.
+    pub async fn delete_alias(&self, name: &str) -> Result<bool> {
+        Ok(sqlx::query("DELETE FROM kms_aliases WHERE alias_name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
+    /// An alias by name.
+    pub async fn get_alias(&self, name: &str) -> Result<Option<AliasRow>> {
+        let row = sqlx::query("SELECT * FROM kms_aliases WHERE alias_name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(alias_from_row).transpose()
+    }
+
+    /// Aliases in name order after `after`, optionally of one key.
+    pub async fn list_aliases(
+        &self,
+        key: Option<&Uuid>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AliasRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM kms_aliases WHERE alias_name > $1 AND ($2 = '' OR key_id = $2) \
+             ORDER BY alias_name LIMIT $3",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(key.map(|k| k.to_string()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(alias_from_row).collect()
+    }
+
+    /// Adds or replaces tags.
+    pub async fn put_tags(&self, key: &Uuid, tags: &[(String, String)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (k, v) in tags {
+            sqlx::query(
+                "INSERT INTO kms_tags (key_id, tag_key, tag_value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
+            )
+            .bind(key.to_string())
+            .bind(k)
+            .bind(v)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes tags by key.
+    pub async fn delete_tags(&self, key: &Uuid, tag_keys: &[String]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for k in tag_keys {
+            sqlx::query("DELETE FROM kms_tags WHERE key_id = $1 AND tag_key = $2")
+                .bind(key.to_string())
+                .bind(k)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Tags of a key in tag-key order after `after`.
+    pub async fn list_tags(
+        &self,
+        key: &Uuid,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT tag_key, tag_value FROM kms_tags WHERE key_id = $1 AND tag_key > $2 \
+             ORDER BY tag_key LIMIT $3",
+        )
+        .bind(key.to_string())
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("tag_key")?, r.try_get("tag_value")?)))
+            .collect()
+    }
+
+    /// Number of tags on a key.
+    pub async fn count_tags(&self, key: &Uuid) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM kms_tags WHERE key_id = $1")
+                .bind(key.to_string())
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Adds a principal; `AlreadyExists` if the name or access key id is taken.
+    pub async fn insert_principal(&self, p: &PrincipalRow) -> Result<()> {
+        match sqlx::query(
+            "INSERT INTO principals (user_name, access_key_id, wrapped_secret, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&p.user_name)
+        .bind(&p.access_key_id)
+        .bind(&p.wrapped_secret)
+        .bind(p.created_at)
+        .execute(&self.pool)
+        .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(KmsError::AlreadyExists(format!(
+                "A principal named {} or with access key id {} already exists",
+                p.user_name, p.access_key_id
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A principal by access key id.
+    pub async fn principal_by_access_key(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<PrincipalRow>> {
+        let row = sqlx::query("SELECT * FROM principals WHERE access_key_id = $1")
+            .bind(access_key_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(principal_from_row).transpose()
+    }
+
+    /// Every principal, by name.
+    pub async fn list_principals(&self) -> Result<Vec<PrincipalRow>> {
+        let rows = sqlx::query("SELECT * FROM principals ORDER BY user_name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(principal_from_row).collect()
+    }
+
+    /// Deletes a principal; false if there was none of that name.
+    pub async fn delete_principal(&self, user_name: &str) -> Result<bool> {
+        Ok(sqlx::query("DELETE FROM principals WHERE user_name = $1")
+            .bind(user_name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn alias_from_row(r: &AnyRow) -> Result<AliasRow> {
+    Ok(AliasRow {
+        name: r.try_get("alias_name")?,
+        key_id: uuid_of(&r.try_get::<String, _>("key_id")?)?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn principal_from_row(r: &AnyRow) -> Result<PrincipalRow> {
+    Ok(PrincipalRow {
+        user_name: r.try_get("user_name")?,
+        access_key_id: r.try_get("access_key_id")?,
+        wrapped_secret: r.try_get("wrapped_secret")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+async fn insert_material(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &Uuid,
+    m: &MaterialRow,
+) -> Result<()> {
+    match sqlx::query(
+        "INSERT INTO kms_key_material (key_id, version, wrapped, created_at, rotation_type) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id.to_string())
+    .bind(i64::from(m.version))
+    .bind(&m.wrapped)
+    .bind(m.created_at)
+    .bind(m.rotation_type.clone())
+    .execute(&mut **tx)
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => {
+            Err(KmsError::AlreadyExists("material version exists".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn update_key_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, k: &KeyRecord) -> Result<bool> {
+    let n = sqlx::query(
+        "UPDATE kms_keys SET description = $1, key_state = $2, deletion_date = $3, pending_window_days = $4, \
+         rotation_period_days = $5, next_rotation = $6, policy = $7, revision = revision + 1 \
+         WHERE key_id = $8 AND revision = $9",
+    )
+    .bind(&k.description)
+    .bind(k.state.as_str())
+    .bind(k.deletion_date)
+    .bind(k.pending_window_days)
+    .bind(k.rotation_period_days)
+    .bind(k.next_rotation)
+    .bind(&k.policy)
+    .bind(k.id.to_string())
+    .bind(k.revision)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
