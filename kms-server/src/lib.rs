@@ -251,9 +251,8 @@ impl App {
         }))
     }
 
-    async fn handle(&self, peer: Option<SocketAddr>, req: Request) -> Response {
+    async fn handle(&self, peer: Option<SocketAddr>, req: Request, request_id: &str) -> Response {
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
-        let request_id = uuid::Uuid::new_v4().to_string();
         let (parts, body) = req.into_parts();
         let body = match Limited::new(body, self.limits.max_body_bytes)
             .collect()
@@ -271,7 +270,7 @@ impl App {
                         "The request body is larger than {} bytes.",
                         self.limits.max_body_bytes
                     ),
-                    &request_id,
+                    request_id,
                 )
             }
             Err(_) => {
@@ -279,7 +278,7 @@ impl App {
                     StatusCode::BAD_REQUEST,
                     "SerializationException",
                     "The request body could not be read.",
-                    &request_id,
+                    request_id,
                 )
             }
         };
@@ -293,10 +292,10 @@ impl App {
                 StatusCode::BAD_REQUEST,
                 "UnknownOperationException",
                 "X-Amz-Target must name an operation of TrentService.",
-                &request_id,
+                request_id,
             );
         };
-        let mut caller = match self.authenticate(&parts, &body, &request_id).await {
+        let mut caller = match self.authenticate(&parts, &body, request_id).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 self.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
@@ -305,10 +304,10 @@ impl App {
                     StatusCode::BAD_REQUEST,
                     e.aws_name(),
                     &e.to_string(),
-                    &request_id,
+                    request_id,
                 );
             }
-            Err(e) => return self.kms_error(&e, &request_id),
+            Err(e) => return self.kms_error(&e, request_id),
         };
         caller.source_ip = peer.map(|p| p.ip().to_string());
         match self.kms.execute(&caller, operation, &body).await {
@@ -316,29 +315,34 @@ impl App {
                 let mut r = (StatusCode::OK, json).into_response();
                 r.headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_11));
-                if let Ok(v) = HeaderValue::from_str(&request_id) {
+                if let Ok(v) = HeaderValue::from_str(request_id) {
                     r.headers_mut().insert("x-amzn-requestid", v);
                 }
                 r
             }
-            Err(e) => self.kms_error(&e, &request_id),
+            Err(e) => self.kms_error(&e, request_id),
         }
     }
 }
 
 async fn kms_handler(State(app): State<App>, req: Request) -> Response {
-    let request_id_on_timeout = uuid::Uuid::new_v4().to_string();
+    let request_id = uuid::Uuid::new_v4().to_string();
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    match tokio::time::timeout(app.limits.request_timeout, app.handle(peer, req)).await {
+    match tokio::time::timeout(
+        app.limits.request_timeout,
+        app.handle(peer, req, &request_id),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(_) => app.fail(
             StatusCode::REQUEST_TIMEOUT,
             "RequestTimeoutException",
             "The request was not completed in time.",
-            &request_id_on_timeout,
+            &request_id,
         ),
     }
 }

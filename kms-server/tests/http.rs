@@ -1,0 +1,271 @@
+//! The endpoint over real HTTP on loopback: authentication refusals, wire errors, limits.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is the failure report
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use kms_core::{KeyMaterial, Kms, KmsConfig, SoftwareRootKey, Store};
+use kms_server::{sigv4, App, Limits};
+use time::OffsetDateTime;
+
+struct Server {
+    addr: std::net::SocketAddr,
+    akid: String,
+    secret: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("db").display()
+    ))
+    .await
+    .unwrap();
+    let root = Arc::new(SoftwareRootKey::new(KeyMaterial::generate().unwrap()));
+    let kms = Kms::open(store, root, KmsConfig::default()).await.unwrap();
+    let (info, secret) = kms.create_principal("tester", None).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = App::new(Arc::new(kms), Limits::default());
+    tokio::spawn(kms_server::serve(listener, app, None, async {
+        let _ = rx.await;
+    }));
+    Server {
+        addr,
+        akid: info.access_key_id,
+        secret: secret.unwrap().to_string(),
+        stop: Some(tx),
+        _dir: dir,
+    }
+}
+
+struct Reply {
+    status: u16,
+    json: serde_json::Value,
+}
+
+impl Server {
+    async fn raw(&self, headers: Vec<(String, String)>, body: Vec<u8>) -> Reply {
+        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let mut req = hyper::Request::post("/");
+        for (k, v) in &headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let resp = send
+            .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            json: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        }
+    }
+
+    /// A correctly signed request, with a chosen secret, access key and clock.
+    async fn call_as(
+        &self,
+        target: &str,
+        body: &str,
+        akid: &str,
+        secret: &str,
+        now: OffsetDateTime,
+    ) -> Reply {
+        let host = self.addr.to_string();
+        let target = format!("TrentService.{target}");
+        let signed = sigv4::sign_kms_request(
+            &host,
+            &target,
+            body.as_bytes(),
+            akid,
+            secret,
+            "us-east-1",
+            now,
+        );
+        let mut headers = vec![
+            ("host".to_string(), host),
+            (
+                "content-type".to_string(),
+                "application/x-amz-json-1.1".to_string(),
+            ),
+            ("x-amz-target".to_string(), target),
+        ];
+        headers.extend(signed.into_iter().map(|(k, v)| (k.to_string(), v)));
+        self.raw(headers, body.as_bytes().to_vec()).await
+    }
+
+    async fn call(&self, target: &str, body: &str) -> Reply {
+        self.call_as(
+            target,
+            body,
+            &self.akid,
+            &self.secret,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+    }
+}
+
+fn assert_error(r: &Reply, status: u16, name: &str) {
+    assert_eq!(
+        (r.status, r.json["__type"].as_str().unwrap_or("")),
+        (status, name),
+        "{}",
+        r.json
+    );
+}
+
+#[tokio::test]
+async fn signed_requests_work_and_bad_signatures_are_refused() {
+    let mut s = start().await;
+    let ok = s.call("CreateKey", "{}").await;
+    assert_eq!(ok.status, 200, "{}", ok.json);
+    let now = OffsetDateTime::now_utc();
+    let (akid, secret) = (s.akid.clone(), s.secret.clone());
+    assert_error(
+        &s.call_as("ListKeys", "{}", &akid, "wrong-secret", now)
+            .await,
+        400,
+        "InvalidSignatureException",
+    );
+    assert_error(
+        &s.call_as("ListKeys", "{}", "AKIANOBODY0000000000", &secret, now)
+            .await,
+        400,
+        "UnrecognizedClientException",
+    );
+    let stale = s
+        .call_as(
+            "ListKeys",
+            "{}",
+            &akid,
+            &secret,
+            now - Duration::from_secs(16 * 60),
+        )
+        .await;
+    assert_error(&stale, 400, "InvalidSignatureException");
+    assert!(stale.json["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Signature expired"));
+    let future = s
+        .call_as(
+            "ListKeys",
+            "{}",
+            &akid,
+            &secret,
+            now + Duration::from_secs(16 * 60),
+        )
+        .await;
+    assert_error(&future, 400, "InvalidSignatureException");
+    assert_eq!(
+        s.call_as(
+            "ListKeys",
+            "{}",
+            &akid,
+            &secret,
+            now - Duration::from_secs(14 * 60)
+        )
+        .await
+        .status,
+        200
+    );
+    // No Authorization header at all, and a malformed one.
+    let unsigned = vec![(
+        "x-amz-target".to_string(),
+        "TrentService.ListKeys".to_string(),
+    )];
+    assert_error(
+        &s.raw(unsigned.clone(), b"{}".to_vec()).await,
+        400,
+        "IncompleteSignatureException",
+    );
+    let mut garbled = unsigned;
+    garbled.push((
+        "authorization".into(),
+        "AWS4-HMAC-SHA256 Credential=x".into(),
+    ));
+    assert_error(
+        &s.raw(garbled, b"{}".to_vec()).await,
+        400,
+        "IncompleteSignatureException",
+    );
+    // A body changed after signing.
+    let host = s.addr.to_string();
+    let signed = sigv4::sign_kms_request(
+        &host,
+        "TrentService.ListKeys",
+        b"{}",
+        &akid,
+        &secret,
+        "us-east-1",
+        now,
+    );
+    let mut headers = vec![
+        ("host".to_string(), host),
+        (
+            "content-type".to_string(),
+            "application/x-amz-json-1.1".to_string(),
+        ),
+        (
+            "x-amz-target".to_string(),
+            "TrentService.ListKeys".to_string(),
+        ),
+    ];
+    headers.extend(signed.into_iter().map(|(k, v)| (k.to_string(), v)));
+    assert_error(
+        &s.raw(headers, br#"{"Limit":1}"#.to_vec()).await,
+        400,
+        "InvalidSignatureException",
+    );
+    s.stop.take().unwrap().send(()).unwrap();
+}
+
+#[tokio::test]
+async fn malformed_requests_get_aws_errors_never_500() {
+    let s = start().await;
+    assert_error(
+        &s.call("ListKeys", "{nope").await,
+        400,
+        "SerializationException",
+    );
+    assert_error(
+        &s.call("GenerateRandom", r#"{"NumberOfBytes":"abc"}"#).await,
+        400,
+        "SerializationException",
+    );
+    assert_error(
+        &s.call("GenerateRandom", r#"{"NumberOfBytes":5000}"#).await,
+        400,
+        "ValidationException",
+    );
+    assert_error(
+        &s.call("Frobnicate", "{}").await,
+        400,
+        "UnknownOperationException",
+    );
+    assert_error(
+        &s.call("Encrypt", r#"{"KeyId":"alias/none","Plaintext":"AA=="}"#)
+            .await,
+        400,
+        "NotFoundException",
+    );
+    let big = format!(r#"{{"Description":"{}"}}"#, "x".repeat(100 * 1024));
+    let r = s.call("CreateKey", &big).await;
+    assert_eq!(r.status, 413, "{}", r.json);
+    let random = s.call("GenerateRandom", r#"{"NumberOfBytes":16}"#).await;
+    assert_eq!(random.status, 200);
+    assert_eq!(random.json["Plaintext"].as_str().unwrap().len(), 24);
+}
