@@ -1,0 +1,651 @@
+//! `kms-load`: a load driver for AWS-KMS-compatible endpoints (envelope, moto, ...).
+//!
+//! Every worker is a tokio task that owns one HTTP/1.1 keep-alive connection and signs
+//! every request afresh with SigV4 (`kms_server::sigv4::sign_kms_request`), as a real
+//! client would. Per-request latency is recorded in microseconds; after the run the
+//! samples of all workers are merged and reported per (operation, concurrency).
+
+use std::error::Error;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+type BoxError = Box<dyn Error + Send + Sync>;
+type Res<T> = Result<T, BoxError>;
+
+/// Upper bound for a single request (connect + send + full response).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kms-load",
+    about = "Load driver for AWS-KMS-compatible endpoints (SigV4-signed JSON 1.1 over HTTP/1.1)"
+)]
+struct Args {
+    /// Endpoint URL (http:// only), e.g. http://127.0.0.1:4599
+    #[arg(long, default_value = "http://127.0.0.1:4599")]
+    endpoint: String,
+    /// AWS shared credentials file to read the access key from.
+    #[arg(long, conflicts_with_all = ["access_key_id", "secret_access_key"])]
+    credentials_file: Option<String>,
+    /// Profile (section) in the credentials file.
+    #[arg(long, default_value = "envelope")]
+    profile: String,
+    /// Access key id (instead of --credentials-file).
+    #[arg(long, requires = "secret_access_key")]
+    access_key_id: Option<String>,
+    /// Secret access key (instead of --credentials-file).
+    #[arg(long, requires = "access_key_id")]
+    secret_access_key: Option<String>,
+    /// Signing region.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// Comma-separated list of concurrencies (connections / in-flight requests).
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    concurrency: Vec<usize>,
+    /// Measured seconds per (operation, concurrency).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Warm-up seconds before each measurement (not counted).
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Comma-separated operations: GenerateDataKey, Decrypt.
+    #[arg(long, value_delimiter = ',', default_value = "GenerateDataKey,Decrypt")]
+    ops: Vec<String>,
+    /// Tokio worker threads for the driver (1 = current-thread runtime).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Use this key instead of creating one.
+    #[arg(long)]
+    key_id: Option<String>,
+    /// Label for the target in the output (e.g. envelope, moto).
+    #[arg(long, default_value = "server")]
+    label: String,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Only measure the driver's own signing cost: sign N GenerateDataKey requests
+    /// (no I/O, no server needed) and print the time per request.
+    #[arg(long, value_name = "N")]
+    sign_bench: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    GenerateDataKey,
+    Decrypt,
+}
+
+impl Op {
+    fn parse(s: &str) -> Res<Op> {
+        match s.trim() {
+            "GenerateDataKey" => Ok(Op::GenerateDataKey),
+            "Decrypt" => Ok(Op::Decrypt),
+            other => Err(format!("unsupported op {other:?} (GenerateDataKey, Decrypt)").into()),
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Op::GenerateDataKey => "GenerateDataKey",
+            Op::Decrypt => "Decrypt",
+        }
+    }
+}
+
+/// Everything a worker needs to build and sign a request; shared read-only.
+struct Target {
+    addr: SocketAddr,
+    host: String,
+    host_value: HeaderValue,
+    access_key_id: String,
+    secret: String,
+    region: String,
+    first_error_printed: AtomicBool,
+}
+
+/// A prepared request: target header and body are fixed, the signature is not.
+struct Call {
+    target: &'static str,
+    target_value: HeaderValue,
+    body: Bytes,
+}
+
+impl Call {
+    fn new(op_name: &str, body: String) -> Res<Call> {
+        let target: &'static str = match op_name {
+            "CreateKey" => "TrentService.CreateKey",
+            "GenerateDataKey" => "TrentService.GenerateDataKey",
+            "Decrypt" => "TrentService.Decrypt",
+            other => return Err(format!("no target for {other}").into()),
+        };
+        Ok(Call {
+            target,
+            target_value: HeaderValue::from_static(target),
+            body: Bytes::from(body),
+        })
+    }
+}
+
+static X_AMZ_TARGET: HeaderName = HeaderName::from_static("x-amz-target");
+static X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
+
+enum CallError {
+    /// Non-200 response: status and body.
+    Status(StatusCode, Bytes),
+    /// Connection, protocol or timeout failure; the connection is dropped.
+    Transport(String),
+}
+
+fn build_request(t: &Target, call: &Call) -> Res<Request<Full<Bytes>>> {
+    let now = time::OffsetDateTime::now_utc();
+    let signed = kms_server::sigv4::sign_kms_request(
+        &t.host,
+        call.target,
+        &call.body,
+        &t.access_key_id,
+        &t.secret,
+        &t.region,
+        now,
+    );
+    let mut builder = Request::builder()
+        .method(Method::POST)
+        .uri("/")
+        .header(HOST, t.host_value.clone())
+        .header(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-amz-json-1.1"),
+        )
+        .header(&X_AMZ_TARGET, call.target_value.clone());
+    for (name, value) in signed {
+        let name = if name.eq_ignore_ascii_case("x-amz-date") {
+            X_AMZ_DATE.clone()
+        } else if name.eq_ignore_ascii_case("authorization") {
+            AUTHORIZATION
+        } else {
+            HeaderName::from_bytes(name.as_bytes())?
+        };
+        builder = builder.header(name, value);
+    }
+    Ok(builder.body(Full::new(call.body.clone()))?)
+}
+
+async fn connect(addr: SocketAddr) -> Res<SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        // Ends when the peer closes or the sender is dropped; errors surface on send.
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// One signed request over `conn` (reconnecting if needed). Returns the response body.
+///
+/// No per-request timer (that would be a timer-wheel entry per request on the driver's
+/// core); a hung request is bounded by the worker-level deadline in [`worker`].
+async fn call_once(
+    t: &Target,
+    conn: &mut Option<SendRequest<Full<Bytes>>>,
+    call: &Call,
+) -> Result<Bytes, CallError> {
+    let mut sender = match conn.take() {
+        Some(s) if !s.is_closed() => s,
+        _ => connect(t.addr)
+            .await
+            .map_err(|e| CallError::Transport(format!("connect: {e}")))?,
+    };
+    sender
+        .ready()
+        .await
+        .map_err(|e| CallError::Transport(format!("connection not ready: {e}")))?;
+    let req = build_request(t, call).map_err(|e| CallError::Transport(format!("build: {e}")))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| CallError::Transport(format!("send: {e}")))?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| CallError::Transport(format!("body: {e}")))?
+        .to_bytes();
+    // Keep the connection for the next request (hyper reports closure via is_closed).
+    *conn = Some(sender);
+    if status == StatusCode::OK {
+        Ok(body)
+    } else {
+        Err(CallError::Status(status, body))
+    }
+}
+
+/// A call bounded by [`REQUEST_TIMEOUT`] (setup only).
+async fn call_with_timeout(
+    t: &Target,
+    conn: &mut Option<SendRequest<Full<Bytes>>>,
+    call: &Call,
+) -> Result<Bytes, CallError> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, call_once(t, conn, call)).await {
+        Ok(r) => r,
+        Err(_) => Err(CallError::Transport(format!(
+            "timed out after {}s",
+            REQUEST_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+fn describe(e: &CallError) -> String {
+    match e {
+        CallError::Status(s, b) => format!("HTTP {s}: {}", String::from_utf8_lossy(b)),
+        CallError::Transport(m) => m.clone(),
+    }
+}
+
+/// A setup call: must succeed; returns the parsed JSON response.
+async fn setup_call(t: &Target, call: &Call) -> Res<serde_json::Value> {
+    let mut conn = None;
+    let body = call_with_timeout(t, &mut conn, call)
+        .await
+        .map_err(|e| format!("{} failed: {}", call.target, describe(&e)))?;
+    Ok(serde_json::from_slice(&body)?)
+}
+
+#[derive(Default)]
+struct WorkerResult {
+    /// Latencies of successful requests, microseconds.
+    latencies_us: Vec<u32>,
+    errors: u64,
+    last_done: Option<Instant>,
+}
+
+async fn worker(
+    t: Arc<Target>,
+    call: Arc<Call>,
+    measure_from: Instant,
+    end: Instant,
+) -> WorkerResult {
+    let mut res = WorkerResult {
+        latencies_us: Vec::with_capacity(1 << 16),
+        ..Default::default()
+    };
+    // One timer per worker instead of one per request: requests still in flight
+    // REQUEST_TIMEOUT after the end of the run count as errors.
+    let deadline = tokio::time::Instant::from_std(end + REQUEST_TIMEOUT);
+    let hung = tokio::time::timeout_at(
+        deadline,
+        worker_loop(&t, &call, measure_from, end, &mut res),
+    )
+    .await
+    .is_err();
+    if hung {
+        res.errors += 1;
+        if !t.first_error_printed.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "kms-load: first error ({}): request still pending {}s after the run ended",
+                call.target,
+                REQUEST_TIMEOUT.as_secs()
+            );
+        }
+    }
+    res
+}
+
+async fn worker_loop(
+    t: &Target,
+    call: &Call,
+    measure_from: Instant,
+    end: Instant,
+    res: &mut WorkerResult,
+) {
+    let mut conn = None;
+    loop {
+        let start = Instant::now();
+        if start >= end {
+            break;
+        }
+        let outcome = call_once(t, &mut conn, call).await;
+        let done = Instant::now();
+        let measured = start >= measure_from;
+        match outcome {
+            Ok(_) => {
+                if measured {
+                    let us = done.duration_since(start).as_micros();
+                    res.latencies_us.push(u32::try_from(us).unwrap_or(u32::MAX));
+                }
+            }
+            Err(e) => {
+                if measured {
+                    res.errors += 1;
+                }
+                if !t.first_error_printed.swap(true, Ordering::Relaxed) {
+                    eprintln!("kms-load: first error ({}): {}", call.target, describe(&e));
+                }
+                if matches!(e, CallError::Transport(_)) {
+                    // Do not spin if the server is gone.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        if measured {
+            res.last_done = Some(done);
+        }
+    }
+}
+
+struct Report {
+    label: String,
+    op: Op,
+    concurrency: usize,
+    threads: usize,
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    rps: f64,
+    p50_us: u32,
+    p99_us: u32,
+    max_us: u32,
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+async fn run_one(
+    args: &Args,
+    t: &Arc<Target>,
+    op: Op,
+    call: &Arc<Call>,
+    concurrency: usize,
+) -> Res<Report> {
+    let t0 = Instant::now();
+    let measure_from = t0 + Duration::from_secs_f64(args.warmup);
+    let end = measure_from + Duration::from_secs_f64(args.duration);
+    let handles: Vec<_> = (0..concurrency)
+        .map(|_| tokio::spawn(worker(t.clone(), call.clone(), measure_from, end)))
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    let mut last_done = None;
+    for h in handles {
+        let r = h.await?;
+        all.extend_from_slice(&r.latencies_us);
+        errors += r.errors;
+        last_done = last_done.max(r.last_done);
+    }
+    all.sort_unstable();
+    let seconds = last_done
+        .map(|d| d.duration_since(measure_from).as_secs_f64())
+        .filter(|s| *s > 0.0)
+        .unwrap_or(args.duration);
+    let ok = all.len() as u64;
+    Ok(Report {
+        label: args.label.clone(),
+        op,
+        concurrency,
+        threads: args.threads,
+        requests: ok + errors,
+        errors,
+        seconds,
+        rps: ok as f64 / seconds,
+        p50_us: percentile(&all, 0.50),
+        p99_us: percentile(&all, 0.99),
+        max_us: all.last().copied().unwrap_or(0),
+    })
+}
+
+fn read_credentials(path: &str, profile: &str) -> Res<(String, String)> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"))?;
+    let mut in_section = false;
+    let (mut id, mut secret) = (None, None);
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let name = name.trim();
+            let name = name.strip_prefix("profile ").unwrap_or(name).trim();
+            in_section = name == profile;
+            continue;
+        }
+        if !in_section {
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            match k.trim() {
+                "aws_access_key_id" => id = Some(v.trim().to_string()),
+                "aws_secret_access_key" => secret = Some(v.trim().to_string()),
+                _ => {}
+            }
+        }
+    }
+    match (id, secret) {
+        (Some(i), Some(s)) => Ok((i, s)),
+        _ => Err(format!(
+            "profile [{profile}] in {path} lacks aws_access_key_id/aws_secret_access_key"
+        )
+        .into()),
+    }
+}
+
+/// Returns (socket address, host header value) for an http:// endpoint.
+async fn parse_endpoint(endpoint: &str) -> Res<(SocketAddr, String)> {
+    let rest = endpoint
+        .strip_prefix("http://")
+        .ok_or("only http:// endpoints are supported")?;
+    let authority = rest.split('/').next().unwrap_or(rest).to_string();
+    if authority.is_empty() {
+        return Err("endpoint has no host".into());
+    }
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !authority.ends_with(']')
+    {
+        authority.clone()
+    } else {
+        format!("{authority}:80")
+    };
+    let addr = tokio::net::lookup_host(with_port.as_str())
+        .await?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {with_port}"))?;
+    Ok((addr, authority))
+}
+
+fn print_table_header() {
+    println!(
+        "{:<12} {:<16} {:>5} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9}",
+        "target", "op", "conc", "requests", "errors", "req/s", "p50 ms", "p99 ms", "max ms"
+    );
+}
+
+fn print_row(r: &Report) {
+    let ms = |us: u32| f64::from(us) / 1000.0;
+    println!(
+        "{:<12} {:<16} {:>5} {:>9} {:>7} {:>10.0} {:>9.3} {:>9.3} {:>9.3}",
+        r.label,
+        r.op.name(),
+        r.concurrency,
+        r.requests,
+        r.errors,
+        r.rps,
+        ms(r.p50_us),
+        ms(r.p99_us),
+        ms(r.max_us)
+    );
+}
+
+fn print_json(r: &Report) {
+    let v = serde_json::json!({
+        "target": r.label,
+        "op": r.op.name(),
+        "concurrency": r.concurrency,
+        "threads": r.threads,
+        "requests": r.requests,
+        "errors": r.errors,
+        "seconds": r.seconds,
+        "rps": r.rps,
+        "p50_us": r.p50_us,
+        "p99_us": r.p99_us,
+        "max_us": r.max_us,
+    });
+    println!("{v}");
+}
+
+/// Time `sign_kms_request` alone and a whole signed request build.
+fn sign_bench(t: &Target, n: u32) -> Res<()> {
+    let body = r#"{"KeyId":"00000000-0000-0000-0000-000000000000","KeySpec":"AES_256"}"#;
+    let call = Call::new("GenerateDataKey", body.to_string())?;
+    let n = n.max(1);
+    let start = Instant::now();
+    for _ in 0..n {
+        let signed = kms_server::sigv4::sign_kms_request(
+            &t.host,
+            call.target,
+            &call.body,
+            &t.access_key_id,
+            &t.secret,
+            &t.region,
+            time::OffsetDateTime::now_utc(),
+        );
+        std::hint::black_box(signed);
+    }
+    let sign = start.elapsed() / n;
+    let start = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(build_request(t, &call)?);
+    }
+    let build = start.elapsed() / n;
+    println!(
+        "sign_kms_request: {:.2} us/request; signed request build: {:.2} us/request ({n} iterations)",
+        sign.as_secs_f64() * 1e6,
+        build.as_secs_f64() * 1e6
+    );
+    Ok(())
+}
+
+async fn run(args: Args) -> Res<()> {
+    let ops = args
+        .ops
+        .iter()
+        .map(|s| Op::parse(s))
+        .collect::<Res<Vec<_>>>()?;
+    if args.concurrency.is_empty() || args.concurrency.contains(&0) {
+        return Err("--concurrency needs positive integers".into());
+    }
+    let times_ok = args.duration.is_finite()
+        && args.warmup.is_finite()
+        && args.duration > 0.0
+        && args.warmup >= 0.0
+        && args.duration + args.warmup < 1e9;
+    if !times_ok {
+        return Err("--duration must be > 0 and --warmup >= 0".into());
+    }
+    let (access_key_id, secret) = match (
+        &args.credentials_file,
+        &args.access_key_id,
+        &args.secret_access_key,
+    ) {
+        (Some(f), _, _) => read_credentials(f, &args.profile)?,
+        (None, Some(i), Some(s)) => (i.clone(), s.clone()),
+        _ => return Err(
+            "give --credentials-file F [--profile P] or --access-key-id X --secret-access-key Y"
+                .into(),
+        ),
+    };
+    let (addr, host) = parse_endpoint(&args.endpoint).await?;
+    let target = Arc::new(Target {
+        addr,
+        host_value: HeaderValue::from_str(&host)?,
+        host,
+        access_key_id,
+        secret,
+        region: args.region.clone(),
+        first_error_printed: AtomicBool::new(false),
+    });
+
+    if let Some(n) = args.sign_bench {
+        sign_bench(&target, n)?;
+        return Ok(());
+    }
+
+    let key_id = match &args.key_id {
+        Some(k) => k.clone(),
+        None => {
+            let body = serde_json::json!({"Description": "kms-load benchmark key"}).to_string();
+            let v = setup_call(&target, &Call::new("CreateKey", body)?).await?;
+            v.pointer("/KeyMetadata/KeyId")
+                .and_then(|k| k.as_str())
+                .ok_or("CreateKey response lacks KeyMetadata.KeyId")?
+                .to_string()
+        }
+    };
+    eprintln!(
+        "kms-load: {} ({}) using KeyId {key_id}",
+        args.label, args.endpoint
+    );
+
+    let gdk_body = serde_json::json!({"KeyId": key_id, "KeySpec": "AES_256"}).to_string();
+    let gdk = Arc::new(Call::new("GenerateDataKey", gdk_body)?);
+    let mut decrypt = None;
+    if ops.contains(&Op::Decrypt) {
+        let v = setup_call(&target, &gdk).await?;
+        let blob = v
+            .get("CiphertextBlob")
+            .and_then(|b| b.as_str())
+            .ok_or("GenerateDataKey response lacks CiphertextBlob")?;
+        let body = serde_json::json!({"CiphertextBlob": blob}).to_string();
+        decrypt = Some(Arc::new(Call::new("Decrypt", body)?));
+    }
+
+    if !args.json {
+        print_table_header();
+    }
+    for &op in &ops {
+        let call = match op {
+            Op::GenerateDataKey => &gdk,
+            Op::Decrypt => decrypt.as_ref().ok_or("decrypt call not prepared")?,
+        };
+        for &c in &args.concurrency {
+            let r = run_one(&args, &target, op, call, c).await?;
+            if args.json {
+                print_json(&r);
+            } else {
+                print_row(&r);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<(), BoxError> {
+    let args = Args::parse();
+    let rt = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
+    };
+    rt.block_on(run(args))
+}

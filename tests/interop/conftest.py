@@ -1,0 +1,403 @@
+"""Fixtures for the interoperability tests: start the real `envelope serve` and drive it with real clients.
+
+The binary is $ENVELOPE_BIN (scripts/test sets it to target/debug/envelope). Set ENVELOPE_TEST_POSTGRES_URL
+(scripts/test starts a throwaway PostgreSQL) to also run the store-parametrized tests on PostgreSQL; each
+PostgreSQL-backed server gets a fresh database of its own (created with `createdb`).
+"""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import datetime
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import urllib.parse
+import uuid
+from pathlib import Path
+from unittest import mock
+
+import boto3
+import botocore.auth
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+
+REPO = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+ACCOUNT = "111122223333"
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+LISTEN_RE = re.compile(r"^listening on (https?://\S+)$")
+
+
+def envelope_bin() -> str:
+    path = os.environ.get("ENVELOPE_BIN") or str(REPO / "target" / "debug" / "envelope")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"envelope binary not found at {path}; build it (cargo build) or set ENVELOPE_BIN")
+    return path
+
+
+def venv_tool(name: str) -> str:
+    """A console script of the running Python's environment (the test venv), else from PATH."""
+    cand = Path(sys.executable).parent / name
+    if cand.exists():
+        return str(cand)
+    found = shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} not found (install tests/requirements.txt)")
+    return found
+
+
+def key_arn(key_id: str) -> str:
+    return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{key_id}"
+
+
+def alias_arn(alias_name: str) -> str:
+    return f"arn:aws:kms:{REGION}:{ACCOUNT}:{alias_name}"
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def read_credentials(data_dir: Path, profile: str = "envelope") -> tuple[str, str]:
+    cp = configparser.ConfigParser()
+    path = data_dir / "credentials"
+    if not cp.read(path):
+        raise AssertionError(f"no credentials file at {path}")
+    return cp[profile]["aws_access_key_id"].strip(), cp[profile]["aws_secret_access_key"].strip()
+
+
+def kms_client(endpoint: str, access_key: str, secret_key: str, verify=None, **config):
+    """A boto3 KMS client for the server: no retries, and no client-side parameter validation so that
+    out-of-range values reach the server (which must answer ValidationException itself)."""
+    opts = {"retries": {"max_attempts": 1, "mode": "standard"}, "parameter_validation": False,
+            "connect_timeout": 5, "read_timeout": 30}
+    opts.update(config)
+    cfg = Config(**opts)
+    return boto3.session.Session().client(
+        "kms",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        config=cfg,
+        verify=verify,
+    )
+
+
+class Server:
+    """One `envelope serve` process."""
+
+    def __init__(self, data_dir: Path, *, database_url: str | None = None, extra_args=(), env=None,
+                 listen: str = "127.0.0.1:0", sweep_interval: int | None = 1):
+        self.data_dir = Path(data_dir)
+        self.database_url = database_url
+        self.extra_args = list(extra_args)
+        self.env = dict(os.environ)
+        self.env.setdefault("RUST_BACKTRACE", "1")
+        for var in ("ENVELOPE_ROOT_KEY", "ENVELOPE_DATA_DIR", "ENVELOPE_DATABASE_URL", "ENVELOPE_REGION",
+                    "ENVELOPE_ACCOUNT_ID"):
+            self.env.pop(var, None)
+        if env:
+            self.env.update(env)
+        self.listen = listen
+        self.sweep_interval = sweep_interval
+        self.proc: subprocess.Popen | None = None
+        self.endpoint: str | None = None
+        self.stdout_lines: list[str] = []
+        self._log_path = self.data_dir.parent / f"{self.data_dir.name}.server-{uuid.uuid4().hex[:6]}.log"
+        self._stderr = None
+        self._reader: threading.Thread | None = None
+        self._first_line = threading.Event()
+
+    # -- process -------------------------------------------------------------------------------------
+    def argv(self) -> list[str]:
+        argv = [envelope_bin(), "serve", "--data-dir", str(self.data_dir), "--listen", self.listen]
+        if self.database_url:
+            argv += ["--database-url", self.database_url]
+        if self.sweep_interval is not None:
+            argv += ["--sweep-interval", str(self.sweep_interval)]
+        return argv + self.extra_args
+
+    def spawn(self) -> subprocess.Popen:
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._stderr = open(self._log_path, "wb")
+        self.proc = subprocess.Popen(
+            self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, env=self.env,
+        )
+        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._reader.start()
+        return self.proc
+
+    def _read_stdout(self):
+        assert self.proc is not None and self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.stdout_lines.append(raw.decode("utf-8", "replace").rstrip("\r\n"))
+            self._first_line.set()
+        self._first_line.set()
+
+    def stderr_text(self) -> str:
+        if self._stderr is not None:
+            self._stderr.flush()
+        try:
+            return self._log_path.read_text("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def start(self) -> "Server":
+        self.spawn()
+        if not self._first_line.wait(START_TIMEOUT) or not self.stdout_lines:
+            rc = self.proc.poll()
+            if rc is None:
+                self.proc.kill()
+                self.proc.wait()
+            raise AssertionError(
+                f"envelope serve printed no 'listening on' line within {START_TIMEOUT}s (exit {rc})\n"
+                f"argv: {self.argv()}\nstdout: {self.stdout_lines!r}\nstderr:\n{self.stderr_text()}"
+            )
+        m = LISTEN_RE.match(self.stdout_lines[0])
+        if not m:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(
+                f"first stdout line is not 'listening on http://...': {self.stdout_lines[0]!r}\n"
+                f"stderr:\n{self.stderr_text()}"
+            )
+        url = m.group(1)
+        # `--listen 0.0.0.0:0` may print the wildcard address; the tests talk to loopback.
+        self.endpoint = url.replace("://0.0.0.0:", "://127.0.0.1:")
+        return self
+
+    def wait_exit(self, timeout: float = START_TIMEOUT) -> int:
+        """For a start that must fail: wait for the process to exit and return its exit code."""
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(
+                f"envelope serve did not exit within {timeout}s\nstdout: {self.stdout_lines!r}\n"
+                f"stderr:\n{self.stderr_text()}"
+            )
+
+    def stop(self, expect_rc: int | None = 0) -> int:
+        """SIGTERM, wait, and (by default) require a clean exit 0."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"envelope serve ignored SIGTERM for {STOP_TIMEOUT}s\n{self.stderr_text()}")
+        rc = self.proc.returncode
+        self._close()
+        if expect_rc is not None:
+            assert rc == expect_rc, f"envelope serve exited {rc} after SIGTERM\nstderr:\n{self.stderr_text()}"
+        return rc
+
+    def kill9(self):
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self._close()
+
+    def _close(self):
+        if self._reader is not None:
+            self._reader.join(5)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    # -- clients -------------------------------------------------------------------------------------
+    @property
+    def credentials(self) -> tuple[str, str]:
+        return read_credentials(self.data_dir)
+
+    def client(self, access_key: str | None = None, secret_key: str | None = None, **config):
+        ak, sk = self.credentials
+        return kms_client(self.endpoint, access_key or ak, secret_key or sk, **config)
+
+    def hostport(self) -> tuple[str, int]:
+        u = urllib.parse.urlsplit(self.endpoint)
+        return u.hostname, u.port
+
+    def raw(self, target: str | None, body: bytes | str | dict, *, access_key=None, secret_key=None,
+            sign: bool = True, when: datetime.datetime | None = None, headers: dict | None = None,
+            tamper=None, timeout: float = 30.0):
+        """Send one request with http.client, SigV4-signed by botocore unless sign=False.
+
+        `when` signs with that (naive UTC) time; `tamper(headers, body) -> (headers, body)` changes the
+        request after signing. Returns (status, headers, parsed JSON or raw bytes)."""
+        if isinstance(body, dict):
+            body = json.dumps(body)
+        if isinstance(body, str):
+            body = body.encode()
+        hdrs = {"Content-Type": "application/x-amz-json-1.1"}
+        if target is not None:
+            hdrs["X-Amz-Target"] = target
+        if headers:
+            hdrs.update(headers)
+        req = AWSRequest(method="POST", url=self.endpoint + "/", data=body, headers=hdrs)
+        if sign:
+            ak, sk = self.credentials
+            creds = Credentials(access_key or ak, secret_key or sk)
+            if when is None:
+                SigV4Auth(creds, "kms", REGION).add_auth(req)
+            else:
+                with mock.patch.object(botocore.auth, "get_current_datetime", return_value=when):
+                    SigV4Auth(creds, "kms", REGION).add_auth(req)
+        out_headers = {k: v for k, v in req.headers.items()}
+        if tamper is not None:
+            out_headers, body = tamper(out_headers, body)
+        host, port = self.hostport()
+        return http_post(host, port, out_headers, body, timeout)
+
+
+def http_post(host: str, port: int, headers: dict, body: bytes, timeout: float = 30.0):
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        try:
+            conn.putrequest("POST", "/", skip_accept_encoding=True)
+            for k, v in headers.items():
+                conn.putheader(k, v)
+            conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders()
+            conn.send(body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The server may answer (413/400) and close before it has read a large body.
+            pass
+        resp = conn.getresponse()
+        data = resp.read()
+        rh = {k.lower(): v for k, v in resp.getheaders()}
+        try:
+            parsed = json.loads(data) if data else None
+        except ValueError:
+            parsed = data
+        return resp.status, rh, parsed
+    finally:
+        conn.close()
+
+
+def error_type(parsed) -> str | None:
+    if isinstance(parsed, dict) and "__type" in parsed:
+        return str(parsed["__type"]).split("#")[-1]
+    return None
+
+
+def error_code(exc) -> str:
+    return exc.response["Error"]["Code"]
+
+
+# -- data directories and databases ------------------------------------------------------------------
+
+def postgres_url() -> str | None:
+    return os.environ.get("ENVELOPE_TEST_POSTGRES_URL") or None
+
+
+def fresh_postgres_database() -> str:
+    """Create a new database on the test PostgreSQL server and return its URL."""
+    base = postgres_url()
+    if not base:
+        pytest.skip("ENVELOPE_TEST_POSTGRES_URL not set")
+    u = urllib.parse.urlsplit(base)
+    name = "envelope_py_" + uuid.uuid4().hex[:10]
+    bindir = os.environ.get("ENVELOPE_TEST_PG_BINDIR")
+    createdb = (str(Path(bindir) / "createdb") if bindir and (Path(bindir) / "createdb").exists()
+                else shutil.which("createdb"))
+    if not createdb:
+        pytest.fail("createdb not found: set ENVELOPE_TEST_PG_BINDIR or put PostgreSQL's client on PATH")
+    cmd = [createdb, "-h", u.hostname or "127.0.0.1", "-p", str(u.port or 5432)]
+    if u.username:
+        cmd += ["-U", urllib.parse.unquote(u.username)]
+    cmd.append(name)
+    env = dict(os.environ)
+    if u.password:
+        env["PGPASSWORD"] = urllib.parse.unquote(u.password)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    if r.returncode != 0:
+        pytest.fail(f"createdb failed: {r.stderr}")
+    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
+
+
+def new_data_dir(factory, name: str = "data") -> Path:
+    d = factory.mktemp(name)
+    return d / "envelope-data"
+
+
+def start_server(factory, store: str = "sqlite", **kw) -> Server:
+    data_dir = new_data_dir(factory)
+    data_dir.mkdir()
+    database_url = fresh_postgres_database() if store == "postgres" else None
+    return Server(data_dir, database_url=database_url, **kw).start()
+
+
+STORES = [
+    "sqlite",
+    pytest.param(
+        "postgres",
+        marks=pytest.mark.skipif(not postgres_url(), reason="ENVELOPE_TEST_POSTGRES_URL not set"),
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One SQLite-backed server shared by a module."""
+    s = start_server(tmp_path_factory)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module", params=STORES)
+def store_server(request, tmp_path_factory):
+    """A server per store (SQLite, and PostgreSQL when ENVELOPE_TEST_POSTGRES_URL is set), per module."""
+    s = start_server(tmp_path_factory, request.param)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_server(tmp_path_factory):
+    """A PostgreSQL-backed server; skipped without ENVELOPE_TEST_POSTGRES_URL."""
+    if not postgres_url():
+        pytest.skip("ENVELOPE_TEST_POSTGRES_URL not set")
+    s = start_server(tmp_path_factory, "postgres")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def kms(server):
+    return server.client()
+
+
+@pytest.fixture(scope="module")
+def skms(store_server):
+    return store_server.client()
+
+
+@pytest.fixture
+def new_key(kms):
+    def make(**kw):
+        return kms.create_key(**kw)["KeyMetadata"]
+    return make
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

@@ -1,0 +1,171 @@
+"""The wire with raw HTTP (http.client, requests signed with botocore's SigV4Auth): authentication
+failures, malformed requests and limits get AWS's 400 errors, never a 5xx."""
+
+import datetime
+import json
+
+import pytest
+
+from conftest import error_type
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def assert_error(result, status, *types):
+    code, headers, body = result
+    assert code == status, (code, body)
+    assert error_type(body) in types, body
+    assert isinstance(body.get("message", body.get("Message")), str), body
+    return body
+
+
+def test_signed_request_is_accepted(server):
+    code, headers, body = server.raw("TrentService.ListKeys", {})
+    assert code == 200, body
+    assert "Keys" in body
+    assert headers.get("content-type", "").startswith("application/x-amz-json-1.1")
+    code, _, body = server.raw("TrentService.GenerateRandom", {"NumberOfBytes": 8})
+    assert code == 200, body
+    assert body["Plaintext"]
+
+
+def test_wrong_secret(server):
+    ak, sk = server.credentials
+    wrong = ("X" if sk[0] != "X" else "Y") + sk[1:]
+    assert_error(server.raw("TrentService.ListKeys", {}, secret_key=wrong), 400, "InvalidSignatureException")
+
+
+def test_unknown_access_key(server):
+    assert_error(server.raw("TrentService.ListKeys", {}, access_key="AKIAUNKNOWNUNKNOWN00", secret_key="x" * 40),
+                 400, "UnrecognizedClientException")
+
+
+def test_stale_date(server):
+    when = utcnow() - datetime.timedelta(minutes=20)
+    body = assert_error(server.raw("TrentService.ListKeys", {}, when=when), 400, "InvalidSignatureException")
+    assert "expired" in body["message"].lower(), body
+
+
+def test_future_date(server):
+    when = utcnow() + datetime.timedelta(minutes=20)
+    assert_error(server.raw("TrentService.ListKeys", {}, when=when), 400, "InvalidSignatureException")
+
+
+def test_date_within_window_is_accepted(server):
+    when = utcnow() - datetime.timedelta(minutes=10)
+    code, _, body = server.raw("TrentService.ListKeys", {}, when=when)
+    assert code == 200, body
+
+
+def test_body_changed_after_signing(server):
+    def tamper(h, b):
+        return h, b'{"NumberOfBytes": 9}'
+    assert_error(server.raw("TrentService.GenerateRandom", {"NumberOfBytes": 8}, tamper=tamper), 400,
+                 "InvalidSignatureException")
+
+
+def test_target_changed_after_signing(server):
+    def tamper(h, b):
+        h = dict(h)
+        h["X-Amz-Target"] = "TrentService.CreateKey"
+        return h, b
+    assert_error(server.raw("TrentService.ListKeys", {}, tamper=tamper), 400, "InvalidSignatureException")
+
+
+def test_missing_authorization(server):
+    assert_error(server.raw("TrentService.ListKeys", {}, sign=False), 400,
+                 "IncompleteSignatureException", "MissingAuthenticationTokenException")
+
+
+@pytest.mark.parametrize("auth", [
+    "AWS4-HMAC-SHA256 garbage",
+    "AWS4-HMAC-SHA256 Credential=AKIA/20240101/us-east-1/kms/aws4_request",
+    "Basic dXNlcjpwYXNz",
+    "",
+])
+def test_malformed_authorization(server, auth):
+    def tamper(h, b):
+        h = dict(h)
+        h["Authorization"] = auth
+        return h, b
+    code, _, body = server.raw("TrentService.ListKeys", {}, tamper=tamper)
+    assert code == 400, (code, body)
+    assert error_type(body) in ("IncompleteSignatureException", "MissingAuthenticationTokenException",
+                                "InvalidSignatureException", "UnrecognizedClientException"), body
+
+
+def test_missing_date_header(server):
+    def tamper(h, b):
+        return {k: v for k, v in h.items() if k.lower() != "x-amz-date"}, b
+    code, _, body = server.raw("TrentService.ListKeys", {}, tamper=tamper)
+    assert code == 400, (code, body)
+    assert error_type(body) in ("IncompleteSignatureException", "InvalidSignatureException",
+                                "MissingAuthenticationTokenException"), body
+
+
+def test_malformed_json(server):
+    for raw in (b"{not json", b"[1,2,3]", b"\xff\xfe\x00", b'{"Limit": 10'):
+        assert_error(server.raw("TrentService.ListKeys", raw), 400, "SerializationException")
+
+
+@pytest.mark.parametrize("op,body", [
+    ("GenerateRandom", {"NumberOfBytes": "abc"}),
+    ("GenerateRandom", {"NumberOfBytes": 1.5}),
+    ("ListKeys", {"Limit": "ten"}),
+    ("Encrypt", {"KeyId": 12, "Plaintext": "eA=="}),
+    ("CreateKey", {"Tags": {"TagKey": "a"}}),
+    ("Encrypt", {"KeyId": "alias/x", "Plaintext": "eA==", "EncryptionContext": {"a": 1}}),
+])
+def test_wrong_json_type(server, op, body):
+    assert_error(server.raw("TrentService." + op, body), 400, "SerializationException")
+
+
+def test_invalid_base64_blob(server):
+    code, _, body = server.raw("TrentService.Encrypt", {"KeyId": "alias/x", "Plaintext": "not base64 !!!"})
+    assert code == 400, (code, body)
+    assert error_type(body) in ("SerializationException", "ValidationException"), body
+
+
+@pytest.mark.parametrize("target", ["TrentService.NoSuchOperation", "TrentService.", "Foo.ListKeys",
+                                    "TrentService.listkeys"])
+def test_unknown_operation(server, target):
+    code, _, body = server.raw(target, {})
+    assert code == 400, (code, body)
+    assert error_type(body) == "UnknownOperationException", body
+
+
+def test_missing_target(server):
+    code, _, body = server.raw(None, {})
+    assert 400 <= code < 500, (code, body)
+
+
+def test_missing_required_field_is_validation_error(server):
+    assert_error(server.raw("TrentService.Encrypt", {"Plaintext": "eA=="}), 400, "ValidationException")
+    assert_error(server.raw("TrentService.Decrypt", {}), 400, "ValidationException")
+
+
+def test_huge_body(server):
+    big = json.dumps({"KeyId": "alias/x", "Plaintext": "A" * (2 * 1024 * 1024)})
+    code, _, body = server.raw("TrentService.Encrypt", big, timeout=60)
+    assert 400 <= code < 500, (code, body)
+
+
+def test_huge_body_unsigned(server):
+    big = b"{" + b" " * (3 * 1024 * 1024) + b"}"
+    code, _, body = server.raw("TrentService.ListKeys", big, sign=False, timeout=60)
+    assert 400 <= code < 500, (code, body)
+
+
+def test_server_still_healthy_after_bad_requests(server):
+    code, _, body = server.raw("TrentService.ListKeys", {})
+    assert code == 200, body
+
+
+def test_error_shape_via_boto3(kms):
+    with pytest.raises(kms.exceptions.NotFoundException) as e:
+        kms.describe_key(KeyId="0b7fa5ab-0000-4000-8000-0000000000e1")
+    err = e.value.response
+    assert err["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert err["Error"]["Message"]
