@@ -5,6 +5,7 @@ import datetime
 import hashlib
 import ipaddress
 import os
+import signal
 import sqlite3
 import stat
 
@@ -180,6 +181,41 @@ def test_sigterm_exits_zero_after_traffic(tmp_path):
     for _ in range(20):
         kms.generate_data_key(KeyId=k, KeySpec="AES_256")
     assert s.stop() == 0
+
+
+def test_sigterm_drains_a_request_in_flight(tmp_path):
+    """A request whose body is still arriving when SIGTERM comes is answered, then the server exits 0."""
+    import json
+    import socket
+    import time
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    s = Server(tmp_path / "envelope-data").start()
+    body = json.dumps({"NumberOfBytes": 32}).encode()
+    req = AWSRequest(method="POST", url=s.endpoint + "/", data=body,
+                     headers={"Content-Type": "application/x-amz-json-1.1",
+                              "X-Amz-Target": "TrentService.GenerateRandom"})
+    SigV4Auth(Credentials(*s.credentials), "kms", "us-east-1").add_auth(req)
+    host, port = s.hostport()
+    head = "POST / HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items())
+    head += f"Host: {host}:{port}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(head.encode() + body[:5])
+        time.sleep(0.3)  # the request is now in flight
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert s.proc.poll() is None, "the server exited with a request in flight"
+        sock.sendall(body[5:])
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    status_line = reply.split(b"\r\n", 1)[0]
+    assert b" 200 " in status_line, reply[:300]
+    assert b'"Plaintext"' in reply
+    assert s.wait_exit(10) == 0
 
 
 def self_signed(tmp_path):
