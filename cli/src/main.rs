@@ -14,6 +14,11 @@ use clap::{Args, Parser, Subcommand};
 use kms_core::{AuditLog, KeyMaterial, Kms, KmsConfig, Partition, SoftwareRootKey, Store};
 use zeroize::Zeroizing;
 
+/// mimalloc rather than glibc malloc: the request path allocates many small, short-lived buffers
+/// across two worker threads; measured +5-8% GenerateDataKey/s at concurrency 32 (README).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Commands other than `serve` run briefly; they cache nothing.
 const PRINCIPAL_CACHE: Duration = Duration::ZERO;
 
@@ -373,12 +378,13 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         let _ = writeln!(out, "listening on {scheme}://{addr}");
         let _ = out.flush();
     }
-    let app = kms_server::App::new(kms, kms_server::Limits::default());
+    let app = kms_server::App::new(kms.clone(), kms_server::Limits::default());
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     kms_server::serve(listener, app, acceptor, shutdown_signal())
         .await
         .map_err(io_err("server failed"))?;
     sweeper.abort();
+    kms.flush_audit_log();
     tracing::info!("stopped");
     Ok(())
 }

@@ -93,8 +93,8 @@ pub fn seal(
     seal_with_salt(header, material, context, plaintext, salt)
 }
 
-/// [`seal`] with a chosen salt: for golden vectors only. A salt must never be reused.
-#[doc(hidden)]
+/// [`seal`] with a salt the caller drew from the CSPRNG (or fixed, for golden vectors). A salt must
+/// never be reused with the same material.
 pub fn seal_with_salt(
     header: BlobHeader,
     material: &KeyMaterial,

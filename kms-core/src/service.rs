@@ -55,6 +55,7 @@ impl Default for KmsConfig {
 
 struct LoadedKey {
     record: KeyRecord,
+    arn: String,
     /// Index `v - 1` holds version `v`.
     materials: Vec<KeyMaterial>,
     loaded: Instant,
@@ -307,6 +308,13 @@ impl Kms {
         self
     }
 
+    /// Writes out pending audit records (call before exiting).
+    pub fn flush_audit_log(&self) {
+        if let Some(log) = &self.audit {
+            log.flush();
+        }
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
@@ -386,6 +394,7 @@ impl Kms {
             materials.push(KeyMaterial::from_slice(&raw)?);
         }
         let k = Arc::new(LoadedKey {
+            arn: self.arn(id),
             record,
             materials,
             loaded: Instant::now(),
@@ -796,17 +805,18 @@ impl Kms {
 
     // ----- cryptography -------------------------------------------------------------------------
 
-    /// Seals under the current version of a key named by any identifier form.
+    /// Seals under the current version of a key named by any identifier form, with a fresh salt
+    /// drawn by the caller.
     async fn seal_with(
         &self,
         raw: &str,
         ctx: &EncryptionContext,
         plaintext: &[u8],
+        salt: [u8; blob::SALT_LEN],
     ) -> Result<(Vec<u8>, String)> {
         let id = self.resolve(raw, Accepts::KeyOrAlias, true).await?;
         let key = self.loaded(&id).await?;
-        let arn = self.arn(&id);
-        check_usable(&key.record, &arn)?;
+        check_usable(&key.record, &key.arn)?;
         let version = key.materials.len();
         let material = key
             .materials
@@ -816,7 +826,10 @@ impl Kms {
             key_id: id,
             version: version as u32,
         };
-        Ok((blob::seal(header, material, ctx, plaintext)?, arn))
+        Ok((
+            blob::seal_with_salt(header, material, ctx, plaintext, salt)?,
+            key.arn.clone(),
+        ))
     }
 
     /// Opens a blob; `expected` is the optional KeyId of the request.
@@ -851,7 +864,7 @@ impl Kms {
             }
             Err(e) => return Err(e),
         };
-        let arn = self.arn(&header.key_id);
+        let arn = key.arn.clone();
         check_usable(&key.record, &arn)?;
         let material = (header.version as usize)
             .checked_sub(1)
@@ -878,7 +891,9 @@ impl Kms {
             }
             check_algorithm(req.encryption_algorithm.as_deref())?;
             let ctx = context(req.encryption_context)?;
-            let (ciphertext_blob, key_id) = self.seal_with(&key_id, &ctx, &plaintext).await?;
+            let (ciphertext_blob, key_id) = self
+                .seal_with(&key_id, &ctx, &plaintext, fresh_salt()?)
+                .await?;
             check_dry_run(req.dry_run)?;
             Ok(EncryptResponse {
                 ciphertext_blob,
@@ -923,7 +938,9 @@ impl Kms {
         let (plaintext, source_key_id) = self
             .open_blob(&blob_bytes, req.source_key_id.as_deref(), &src_ctx)
             .await?;
-        let (ciphertext_blob, key_id) = self.seal_with(&dest, &dst_ctx, &plaintext).await?;
+        let (ciphertext_blob, key_id) = self
+            .seal_with(&dest, &dst_ctx, &plaintext, fresh_salt()?)
+            .await?;
         check_dry_run(req.dry_run)?;
         Ok(ReEncryptResponse {
             ciphertext_blob,
@@ -971,9 +988,13 @@ impl Kms {
             }
         };
         let ctx = context(req.encryption_context)?;
-        let mut plaintext = Zeroizing::new(vec![0u8; len]);
-        material::random_bytes(&mut plaintext)?;
-        let (ciphertext_blob, key_id) = self.seal_with(&key_id, &ctx, &plaintext).await?;
+        // One draw from the CSPRNG for the data key and the blob's salt.
+        let mut random = Zeroizing::new(vec![0u8; len + blob::SALT_LEN]);
+        material::random_bytes(&mut random)?;
+        let mut salt = [0u8; blob::SALT_LEN];
+        salt.copy_from_slice(&random[len..]);
+        let plaintext = Zeroizing::new(random[..len].to_vec());
+        let (ciphertext_blob, key_id) = self.seal_with(&key_id, &ctx, &plaintext, salt).await?;
         check_dry_run(req.dry_run)?;
         Ok(GenerateDataKeyResponse {
             ciphertext_blob,
@@ -1458,6 +1479,12 @@ impl Kms {
             "ListResourceTags" => list_resource_tags(ListResourceTagsRequest) key key_id,
         }
     }
+}
+
+fn fresh_salt() -> Result<[u8; blob::SALT_LEN]> {
+    let mut salt = [0u8; blob::SALT_LEN];
+    material::random_bytes(&mut salt)?;
+    Ok(salt)
 }
 
 /// Parses a request body; an empty body is `{}`. The error never echoes the body (it may hold

@@ -78,6 +78,7 @@ struct Metrics {
 #[derive(Debug, Clone)]
 pub struct App {
     kms: Arc<Kms>,
+    signing_keys: Arc<sigv4::SigningKeyCache>,
     limits: Limits,
     metrics: Arc<Metrics>,
 }
@@ -103,6 +104,7 @@ impl App {
             kms,
             limits,
             metrics: Arc::default(),
+            signing_keys: Arc::default(),
         }
     }
 
@@ -235,8 +237,10 @@ impl App {
         );
         let scope = format!("{}/{}/{}/aws4_request", a.date, a.region, a.service);
         let sts = sigv4::string_to_sign(amz_date, &scope, &creq);
-        let key = sigv4::signing_key(&secret, a.date, a.region, a.service);
-        if !sigv4::verify_signature(&key, &sts, a.signature) {
+        let key = self
+            .signing_keys
+            .get(a.access_key_id, &secret, a.date, a.region, a.service);
+        if !sigv4::verify_signature(key.key(), &sts, a.signature) {
             return Ok(Err(SigV4Error::Invalid(
                 "The request signature we calculated does not match the signature you provided. Check your AWS \
                  Secret Access Key and signing method. Consult the service documentation for details."
@@ -326,7 +330,7 @@ impl App {
 }
 
 async fn kms_handler(State(app): State<App>, req: Request) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = new_request_id();
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -345,6 +349,28 @@ async fn kms_handler(State(app): State<App>, req: Request) -> Response {
             &request_id,
         ),
     }
+}
+
+/// A UUID-shaped, unique `x-amzn-RequestId`: a random per-process prefix and a counter. Request ids
+/// need to be unique, not secret, so no random draw per request.
+fn new_request_id() -> String {
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 8];
+        let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut b);
+        u64::from_le_bytes(b)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let hi = prefix;
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        hi >> 32,
+        (hi >> 16) & 0xffff,
+        hi & 0xfff,
+        (n >> 48) & 0xfff,
+        n & 0xffff_ffff_ffff
+    )
 }
 
 async fn not_found() -> Response {

@@ -8,7 +8,7 @@ use aws_lc_rs::{digest, hmac};
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-/// The date format of `X-Amz-Date`.
+/// The date format of `X-Amz-Date`, for formatting.
 const AMZ_DATE: &[time::format_description::FormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second]Z");
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -107,14 +107,37 @@ pub fn parse_authorization(value: &str) -> Result<Authorization<'_>, SigV4Error>
 
 /// Parses an `X-Amz-Date` value.
 pub fn parse_amz_date(s: &str) -> Option<OffsetDateTime> {
-    PrimitiveDateTime::parse(s, AMZ_DATE)
-        .ok()
-        .map(PrimitiveDateTime::assume_utc)
+    let b = s.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let small = |r: std::ops::Range<usize>| num(r).and_then(|n| u8::try_from(n).ok());
+    let month = time::Month::try_from(small(4..6)?).ok()?;
+    let year = i32::try_from(num(0..4)?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, small(6..8)?).ok()?;
+    let t = time::Time::from_hms(small(9..11)?, small(11..13)?, small(13..15)?).ok()?;
+    Some(PrimitiveDateTime::new(date, t).assume_utc())
 }
 
 /// Formats an `X-Amz-Date` value.
 pub fn format_amz_date(t: OffsetDateTime) -> String {
     t.format(AMZ_DATE).unwrap_or_default()
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends lower-case hex of `bytes`.
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
+    out.reserve(bytes.len() * 2);
+    for b in bytes {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
 }
 
 fn uri_encode(s: &str, encode_slash: bool, out: &mut String) {
@@ -125,7 +148,10 @@ fn uri_encode(s: &str, encode_slash: bool, out: &mut String) {
         {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            const UPPER: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(UPPER[(b >> 4) as usize] as char);
+            out.push(UPPER[(b & 15) as usize] as char);
         }
     }
 }
@@ -172,11 +198,17 @@ fn canonical_query(query: &str) -> String {
         .join("&")
 }
 
-fn canonical_header_value(v: &[u8]) -> String {
-    String::from_utf8_lossy(v)
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+/// Appends a header value trimmed, with runs of whitespace collapsed to one space.
+fn push_canonical_header_value(out: &mut String, v: &[u8]) {
+    let v = String::from_utf8_lossy(v);
+    let mut first = true;
+    for word in v.split_whitespace() {
+        if !first {
+            out.push(' ');
+        }
+        out.push_str(word);
+        first = false;
+    }
 }
 
 /// The canonical request of SigV4 for a header-signed request. `headers` yields every (lower-case
@@ -202,14 +234,19 @@ pub fn canonical_request<'h>(
     out.push_str(&canonical_query(query));
     out.push('\n');
     for name in signed_headers.split(';') {
-        let values: Vec<String> = headers
-            .clone()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| canonical_header_value(v))
-            .collect();
         out.push_str(name);
         out.push(':');
-        out.push_str(&values.join(","));
+        let mut first = true;
+        for (_, v) in headers
+            .clone()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            if !first {
+                out.push(',');
+            }
+            push_canonical_header_value(&mut out, v);
+            first = false;
+        }
         out.push('\n');
     }
     out.push('\n');
@@ -221,7 +258,9 @@ pub fn canonical_request<'h>(
 
 /// Hex SHA-256.
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(digest::digest(&digest::SHA256, data))
+    let mut out = String::with_capacity(64);
+    push_hex(&mut out, digest::digest(&digest::SHA256, data).as_ref());
+    out
 }
 
 /// The signing key for a scope.
@@ -253,8 +292,97 @@ pub fn verify_signature(key: &hmac::Key, string_to_sign: &str, signature_hex: &s
     }
 }
 
-/// Signs a KMS JSON 1.1 request (`POST /`, headers content-type, host, x-amz-date, x-amz-target).
-/// Returns the `x-amz-date` and `authorization` header values to send.
+/// Signs KMS JSON 1.1 requests (`POST /`, headers content-type, host, x-amz-date, x-amz-target) for
+/// one access key, keeping the day's signing key (as the AWS SDKs do) so a request costs two hashes
+/// and one HMAC.
+pub struct KmsSigner {
+    access_key_id: String,
+    secret: zeroize::Zeroizing<Vec<u8>>,
+    region: String,
+    day_key: std::sync::Mutex<Option<(String, hmac::Key)>>,
+}
+
+impl std::fmt::Debug for KmsSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsSigner")
+            .field("access_key_id", &self.access_key_id)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KmsSigner {
+    /// A signer for one access key and region.
+    pub fn new(access_key_id: &str, secret: &str, region: &str) -> Self {
+        Self {
+            access_key_id: access_key_id.to_string(),
+            secret: zeroize::Zeroizing::new(secret.as_bytes().to_vec()),
+            region: region.to_string(),
+            day_key: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The `x-amz-date` and `authorization` header values for a request sent at `now`.
+    pub fn sign(
+        &self,
+        host: &str,
+        target: &str,
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> [(&'static str, String); 2] {
+        let amz_date = format_amz_date(now);
+        let date = &amz_date[..8.min(amz_date.len())];
+        let signed = "content-type;host;x-amz-date;x-amz-target";
+        let headers: [(&str, &[u8]); 4] = [
+            ("content-type", b"application/x-amz-json-1.1"),
+            ("host", host.as_bytes()),
+            ("x-amz-date", amz_date.as_bytes()),
+            ("x-amz-target", target.as_bytes()),
+        ];
+        let creq = canonical_request(
+            "POST",
+            "/",
+            "",
+            headers.iter().copied(),
+            signed,
+            &sha256_hex(body),
+        );
+        let scope = format!("{date}/{}/kms/aws4_request", self.region);
+        let sts = string_to_sign(&amz_date, &scope, &creq);
+        let tag = {
+            let mut cached = self
+                .day_key
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if cached.as_ref().is_none_or(|(d, _)| d != date) {
+                *cached = Some((
+                    date.to_string(),
+                    signing_key(&self.secret, date, &self.region, "kms"),
+                ));
+            }
+            match cached.as_ref() {
+                Some((_, key)) => hmac::sign(key, sts.as_bytes()),
+                None => hmac::sign(
+                    &signing_key(&self.secret, date, &self.region, "kms"),
+                    sts.as_bytes(),
+                ),
+            }
+        };
+        let mut auth = String::with_capacity(256);
+        auth.push_str(ALGORITHM);
+        auth.push_str(" Credential=");
+        auth.push_str(&self.access_key_id);
+        auth.push('/');
+        auth.push_str(&scope);
+        auth.push_str(", SignedHeaders=");
+        auth.push_str(signed);
+        auth.push_str(", Signature=");
+        push_hex(&mut auth, tag.as_ref());
+        [("x-amz-date", amz_date), ("authorization", auth)]
+    }
+}
+
+/// Signs one KMS JSON 1.1 request; see [`KmsSigner`] for many.
 pub fn sign_kms_request(
     host: &str,
     target: &str,
@@ -264,34 +392,74 @@ pub fn sign_kms_request(
     region: &str,
     now: OffsetDateTime,
 ) -> [(&'static str, String); 2] {
-    let amz_date = format_amz_date(now);
-    let date = &amz_date[..8];
-    let signed = "content-type;host;x-amz-date;x-amz-target";
-    let headers: [(&str, &[u8]); 4] = [
-        ("content-type", b"application/x-amz-json-1.1"),
-        ("host", host.as_bytes()),
-        ("x-amz-date", amz_date.as_bytes()),
-        ("x-amz-target", target.as_bytes()),
-    ];
-    let creq = canonical_request(
-        "POST",
-        "/",
-        "",
-        headers.iter().copied(),
-        signed,
-        &sha256_hex(body),
-    );
-    let scope = format!("{date}/{region}/kms/aws4_request");
-    let sts = string_to_sign(&amz_date, &scope, &creq);
-    let key = signing_key(secret.as_bytes(), date, region, "kms");
-    let sig = hex::encode(hmac::sign(&key, sts.as_bytes()));
-    [
-        ("x-amz-date", amz_date),
-        (
-            "authorization",
-            format!("{ALGORITHM} Credential={access_key_id}/{scope}, SignedHeaders={signed}, Signature={sig}"),
-        ),
-    ]
+    KmsSigner::new(access_key_id, secret, region).sign(host, target, body, now)
+}
+
+/// The server's cache of derived signing keys, one per access key: valid while the secret and the
+/// scope (date, region, service) are the same.
+#[derive(Default)]
+pub struct SigningKeyCache {
+    entries: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<CachedSigningKey>>>,
+}
+
+/// A derived signing key and what it was derived from.
+pub struct CachedSigningKey {
+    secret: zeroize::Zeroizing<Vec<u8>>,
+    scope: String,
+    key: hmac::Key,
+}
+
+impl CachedSigningKey {
+    /// The HMAC key.
+    pub fn key(&self) -> &hmac::Key {
+        &self.key
+    }
+}
+
+impl std::fmt::Debug for SigningKeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKeyCache")
+    }
+}
+
+impl SigningKeyCache {
+    /// The signing key for `secret` in `date/region/service`, derived at most once a day per key.
+    pub fn get(
+        &self,
+        access_key_id: &str,
+        secret: &[u8],
+        date: &str,
+        region: &str,
+        service: &str,
+    ) -> std::sync::Arc<CachedSigningKey> {
+        let scope_matches = |c: &CachedSigningKey| {
+            let mut parts = c.scope.split('/');
+            parts.next() == Some(date)
+                && parts.next() == Some(region)
+                && parts.next() == Some(service)
+        };
+        if let Ok(map) = self.entries.read() {
+            if let Some(c) = map.get(access_key_id) {
+                if scope_matches(c)
+                    && aws_lc_rs::constant_time::verify_slices_are_equal(&c.secret, secret).is_ok()
+                {
+                    return c.clone();
+                }
+            }
+        }
+        let entry = std::sync::Arc::new(CachedSigningKey {
+            secret: zeroize::Zeroizing::new(secret.to_vec()),
+            scope: format!("{date}/{region}/{service}"),
+            key: signing_key(secret, date, region, service),
+        });
+        if let Ok(mut map) = self.entries.write() {
+            if map.len() > 10_000 {
+                map.clear();
+            }
+            map.insert(access_key_id.to_string(), entry.clone());
+        }
+        entry
+    }
 }
 
 #[cfg(test)]
@@ -393,9 +561,27 @@ mod tests {
     }
 
     #[test]
+    fn amz_dates() {
+        let t = parse_amz_date("20240229T235959Z").unwrap();
+        assert_eq!(format_amz_date(t), "20240229T235959Z");
+        for bad in [
+            "20230229T000000Z",
+            "20240101T240000Z",
+            "2024010T000000Z",
+            "20240101T000000",
+            "2024-101T000000Z",
+            "20240101X000000Z",
+        ] {
+            assert!(parse_amz_date(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
     fn query_and_header_canonicalization() {
         assert_eq!(canonical_query("b=2&a=1&a=0&c"), "a=0&a=1&b=2&c=");
         assert_eq!(canonical_query("k=a%20b+c"), "k=a%20b%20c");
-        assert_eq!(canonical_header_value(b"  a   b  "), "a b");
+        let mut v = String::new();
+        push_canonical_header_value(&mut v, b"  a   b  ");
+        assert_eq!(v, "a b");
     }
 }

@@ -1,0 +1,155 @@
+//! The one error type of this crate.
+//!
+//! Messages name what went wrong and where (frame numbers, suite ids, counts); they never contain key
+//! material, plaintext, or encrypted data keys.
+
+/// Everything that can go wrong while encrypting or decrypting a message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No keyring could decrypt any of the message's encrypted data keys: the wrong wrapping key, a key
+    /// name or namespace that does not match, or a tampered encrypted data key.
+    #[error(
+        "no keyring could decrypt any of the message's {count} encrypted data key(s) (wrong key?)"
+    )]
+    NoDataKeyDecrypted {
+        /// How many encrypted data keys the message carries.
+        count: usize,
+    },
+    /// The message's encryption context lacks a pair the caller required, or has another value for it.
+    #[error("encryption context mismatch: {0}")]
+    EncryptionContextMismatch(String),
+    /// The message ended early: inside the header, inside a frame, before the final frame, or before
+    /// the signature footer.
+    #[error("message truncated: {0}")]
+    Truncated(&'static str),
+    /// A header field has a value the format does not allow (reserved bytes, IV length, counts).
+    #[error("malformed header: {0}")]
+    MalformedHeader(&'static str),
+    /// The header authentication tag does not verify: the header was modified after encryption.
+    #[error("header authentication failed: the header was tampered with")]
+    TamperedHeader,
+    /// A frame (or the single block of non-framed content) failed authentication: its bytes were
+    /// modified, or it was moved from another position or another message.
+    #[error("frame {sequence} failed authentication: tampered or out of place")]
+    TamperedFrame {
+        /// The sequence number of the frame (1 for non-framed content).
+        sequence: u32,
+    },
+    /// Frames are out of order: a frame carries another sequence number than the next one expected.
+    #[error("frame out of sequence: expected frame {expected}, found frame {found}")]
+    FrameSequence {
+        /// The sequence number that should come next.
+        expected: u32,
+        /// The sequence number found.
+        found: u32,
+    },
+    /// The message body is structurally invalid (a final frame longer than the frame length,
+    /// a content length above the format's limit).
+    #[error("malformed message body: {0}")]
+    MalformedBody(&'static str),
+    /// The ECDSA signature in the footer does not verify over the header and body.
+    #[error("message signature does not verify")]
+    BadSignature,
+    /// The key commitment in the header does not match the data key: the message was built to decrypt
+    /// differently under different keys, or its header was modified.
+    #[error("key commitment mismatch: the data key does not commit to this message")]
+    CommitmentMismatch,
+    /// The message carries more encrypted data keys than this decryptor accepts.
+    #[error("message has {count} encrypted data keys, more than the limit of {max}")]
+    TooManyEncryptedDataKeys {
+        /// How many the message declares.
+        count: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The message format version is not 1 or 2.
+    #[error("unsupported message format version {0:#04x}")]
+    UnsupportedVersion(u8),
+    /// The algorithm suite id is not one the AWS Encryption SDK defines for messages, or it is not
+    /// valid for this operation (encryption writes only the key-committing suites).
+    #[error("unsupported algorithm suite {0:#06x}")]
+    UnsupportedAlgorithmSuite(u16),
+    /// The message uses a suite without key commitment, and the commitment policy requires it
+    /// (the default). Decrypting such messages is an explicit opt-in:
+    /// [`CommitmentPolicy::RequireEncryptAllowDecrypt`](crate::CommitmentPolicy::RequireEncryptAllowDecrypt).
+    #[error(
+        "algorithm suite {0:#06x} does not commit to its key; the commitment policy refuses it"
+    )]
+    CommitmentPolicyViolation(u16),
+    /// Bytes follow the end of the message.
+    #[error("unexpected data after the end of the message")]
+    TrailingData,
+    /// A frame or a non-framed body is larger than this decryptor buffers.
+    #[error("content of {len} bytes exceeds the buffering limit of {max} bytes")]
+    ContentTooLarge {
+        /// The length the message declares.
+        len: u64,
+        /// The configured limit.
+        max: u64,
+    },
+    /// The encryption context cannot be used: a reserved `aws-crypto-` key, or too large to serialize.
+    #[error("invalid encryption context: {0}")]
+    InvalidEncryptionContext(String),
+    /// A parameter is out of range (frame length, wrapping key length, key namespace).
+    #[error("invalid configuration: {0}")]
+    InvalidConfiguration(String),
+    /// A keyring failed for another reason than not holding the right key (for example a network
+    /// error on the way to a key service).
+    #[error("keyring failure: {0}")]
+    Keyring(String),
+    /// Reading the input or writing the output failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The cryptographic library failed (random generation, key setup). Not caused by the input.
+    #[error("cryptographic library failure")]
+    Crypto,
+}
+
+impl From<aws_lc_rs::error::Unspecified> for Error {
+    fn from(_: aws_lc_rs::error::Unspecified) -> Self {
+        Error::Crypto
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_place_of_the_failure() {
+        assert_eq!(
+            Error::TamperedFrame { sequence: 7 }.to_string(),
+            "frame 7 failed authentication: tampered or out of place"
+        );
+        assert_eq!(
+            Error::FrameSequence {
+                expected: 2,
+                found: 3
+            }
+            .to_string(),
+            "frame out of sequence: expected frame 2, found frame 3"
+        );
+        assert_eq!(
+            Error::UnsupportedAlgorithmSuite(0x0479).to_string(),
+            "unsupported algorithm suite 0x0479"
+        );
+        assert_eq!(
+            Error::CommitmentPolicyViolation(0x0178).to_string(),
+            "algorithm suite 0x0178 does not commit to its key; the commitment policy refuses it"
+        );
+        assert_eq!(
+            Error::UnsupportedVersion(3).to_string(),
+            "unsupported message format version 0x03"
+        );
+    }
+
+    #[test]
+    fn unspecified_crypto_errors_carry_nothing() {
+        let e: Error = aws_lc_rs::error::Unspecified.into();
+        assert!(matches!(e, Error::Crypto));
+    }
+}

@@ -1,0 +1,176 @@
+//! Frames: the body AAD, the IV, and sealing and opening one frame.
+//!
+//! [`FrameKey`] holds everything a frame needs (the derived content key and the message id), is
+//! `Send + Sync`, and seals or opens any frame given its sequence number, so frames can be processed
+//! in parallel; only the ordering of the output and the signature hash are sequential.
+
+use aws_lc_rs::aead;
+
+use crate::error::{Error, Result};
+use crate::message::suite::{IV_LEN, TAG_LEN};
+
+/// The marker that starts a final frame in place of a sequence number.
+pub(crate) const FINAL_FRAME_MARKER: u32 = 0xFFFF_FFFF;
+
+/// The largest non-framed content the format allows (2^36 - 32 bytes).
+pub(crate) const MAX_NON_FRAMED_LEN: u64 = (1 << 36) - 32;
+
+/// Which part of the body a block of ciphertext is: it selects the body AAD content string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameKind {
+    /// A regular frame (always exactly the frame length).
+    Regular,
+    /// The final frame (0 to frame length bytes).
+    Final,
+    /// The single block of non-framed content (read only).
+    SingleBlock,
+}
+
+impl FrameKind {
+    fn aad_content(self) -> &'static [u8] {
+        match self {
+            Self::Regular => b"AWSKMSEncryptionClient Frame",
+            Self::Final => b"AWSKMSEncryptionClient Final Frame",
+            Self::SingleBlock => b"AWSKMSEncryptionClient Single Block",
+        }
+    }
+}
+
+/// The derived content key of one message, bound to its message id.
+pub struct FrameKey {
+    key: aead::LessSafeKey,
+    message_id: Vec<u8>,
+}
+
+impl std::fmt::Debug for FrameKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameKey").finish_non_exhaustive()
+    }
+}
+
+/// The IV of a frame: its sequence number, big-endian, left-padded with zeros to 12 bytes.
+pub(crate) fn frame_iv(sequence: u32) -> [u8; IV_LEN] {
+    let mut iv = [0u8; IV_LEN];
+    iv[IV_LEN - 4..].copy_from_slice(&sequence.to_be_bytes());
+    iv
+}
+
+impl FrameKey {
+    pub(crate) fn new(key: aead::LessSafeKey, message_id: &[u8]) -> Self {
+        Self {
+            key,
+            message_id: message_id.to_vec(),
+        }
+    }
+
+    /// message id ‖ body AAD content string ‖ u32 sequence number ‖ u64 plaintext length.
+    fn aad(&self, kind: FrameKind, sequence: u32, len: u64) -> Vec<u8> {
+        let content = kind.aad_content();
+        let mut aad = Vec::with_capacity(self.message_id.len() + content.len() + 12);
+        aad.extend_from_slice(&self.message_id);
+        aad.extend_from_slice(content);
+        aad.extend_from_slice(&sequence.to_be_bytes());
+        aad.extend_from_slice(&len.to_be_bytes());
+        aad
+    }
+
+    /// Encrypts one frame and returns its serialization: for a regular frame
+    /// `seq ‖ IV ‖ ciphertext ‖ tag`, for the final frame
+    /// `FF FF FF FF ‖ seq ‖ IV ‖ u32 length ‖ ciphertext ‖ tag`.
+    pub fn seal_frame(&self, sequence: u32, kind: FrameKind, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(plaintext.len() + 40);
+        self.seal_frame_into(sequence, kind, plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`seal_frame`](Self::seal_frame), into `out` (cleared first), so that a caller can reuse
+    /// one buffer for every frame.
+    pub fn seal_frame_into(
+        &self,
+        sequence: u32,
+        kind: FrameKind,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let iv = frame_iv(sequence);
+        out.clear();
+        match kind {
+            FrameKind::Regular => {
+                out.extend_from_slice(&sequence.to_be_bytes());
+                out.extend_from_slice(&iv);
+            }
+            FrameKind::Final => {
+                let len = u32::try_from(plaintext.len())
+                    .map_err(|_| Error::InvalidConfiguration("frame longer than 2^32-1".into()))?;
+                out.extend_from_slice(&FINAL_FRAME_MARKER.to_be_bytes());
+                out.extend_from_slice(&sequence.to_be_bytes());
+                out.extend_from_slice(&iv);
+                out.extend_from_slice(&len.to_be_bytes());
+            }
+            FrameKind::SingleBlock => {
+                return Err(Error::InvalidConfiguration(
+                    "this crate writes framed content only".into(),
+                ))
+            }
+        }
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        let aad = self.aad(kind, sequence, plaintext.len() as u64);
+        let tag = self.key.seal_in_place_separate_tag(
+            aead::Nonce::assume_unique_for_key(iv),
+            aead::Aad::from(&aad),
+            &mut out[start..],
+        )?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(())
+    }
+
+    /// Decrypts and authenticates one frame's `ciphertext ‖ tag` in place, given the position the
+    /// reader expects it at, and returns the plaintext. `iv` is the IV field read from the frame: it
+    /// must be the one the sequence number dictates.
+    pub fn open_frame<'a>(
+        &self,
+        sequence: u32,
+        kind: FrameKind,
+        iv: &[u8],
+        ciphertext_and_tag: &'a mut [u8],
+    ) -> Result<&'a mut [u8]> {
+        let tampered = Error::TamperedFrame { sequence };
+        let expected_iv = frame_iv(sequence);
+        if iv != expected_iv || ciphertext_and_tag.len() < TAG_LEN {
+            return Err(tampered);
+        }
+        let len = (ciphertext_and_tag.len() - TAG_LEN) as u64;
+        let aad = self.aad(kind, sequence, len);
+        self.key
+            .open_in_place(
+                aead::Nonce::assume_unique_for_key(expected_iv),
+                aead::Aad::from(&aad),
+                ciphertext_and_tag,
+            )
+            .map_err(|_| tampered)
+    }
+}
+
+/// The serialized length of a regular frame of `frame_length` plaintext bytes.
+pub fn regular_frame_len(frame_length: u32) -> u64 {
+    4 + IV_LEN as u64 + u64::from(frame_length) + TAG_LEN as u64
+}
+
+/// The serialized length of a final frame of `len` plaintext bytes.
+pub fn final_frame_len(len: u32) -> u64 {
+    4 + 4 + IV_LEN as u64 + 4 + u64::from(len) + TAG_LEN as u64
+}
+
+/// The serialized body length of `plaintext_len` bytes framed by `frame_length`, as this crate
+/// writes it (an exact multiple puts a full final frame last).
+pub fn body_len(plaintext_len: u64, frame_length: u32) -> u64 {
+    let fl = u64::from(frame_length.max(1));
+    let regular = if plaintext_len == 0 {
+        0
+    } else {
+        (plaintext_len - 1) / fl
+    };
+    let last = plaintext_len - regular * fl;
+    regular * regular_frame_len(frame_length) + final_frame_len(last as u32)
+}
