@@ -1,6 +1,7 @@
 //! [`Kms`]: the key service. Each public async method is one KMS operation.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,8 @@ pub struct KmsConfig {
     /// Region and account of every ARN.
     pub partition: Partition,
     /// How long unwrapped key material, aliases and principal secrets are cached. With several nodes
-    /// on one database this bounds how long a state change on one node takes to reach the others.
+    /// on one database, a state change made on one node reaches the others within this TTL plus
+    /// one second (an expired entry serves while one caller reloads it).
     pub cache_ttl: Duration,
 }
 
@@ -59,7 +61,12 @@ struct LoadedKey {
     /// Index `v - 1` holds version `v`.
     materials: Vec<KeyMaterial>,
     loaded: Instant,
+    /// Set by the one caller reloading an expired entry.
+    refreshing: AtomicBool,
 }
+
+/// How long an expired cache entry may still serve while one caller reloads it.
+const REFRESH_GRACE: Duration = Duration::from_secs(1);
 
 struct CachedPrincipal {
     arn: String,
@@ -371,14 +378,33 @@ impl Kms {
     }
 
     /// The key with its unwrapped material, from the cache when fresh.
+    ///
+    /// When an entry expires, one caller reloads it while the others keep using it for at most
+    /// [`REFRESH_GRACE`] more, so a hot key does not send every in-flight request to the store at once.
     async fn loaded(&self, id: &Uuid) -> Result<Arc<LoadedKey>> {
-        if let Ok(map) = self.keys.read() {
-            if let Some(k) = map.get(id) {
-                if k.loaded.elapsed() < self.config.cache_ttl {
-                    return Ok(k.clone());
-                }
+        let stale = match self.keys.read() {
+            Ok(map) => map.get(id).cloned(),
+            Err(_) => None,
+        };
+        if let Some(k) = &stale {
+            let age = k.loaded.elapsed();
+            if age < self.config.cache_ttl {
+                return Ok(k.clone());
+            }
+            if age < self.config.cache_ttl + REFRESH_GRACE
+                && k.refreshing.swap(true, Ordering::AcqRel)
+            {
+                return Ok(k.clone());
             }
         }
+        let fresh = self.load_key(id).await;
+        if let (Err(_), Some(k)) = (&fresh, &stale) {
+            k.refreshing.store(false, Ordering::Release);
+        }
+        fresh
+    }
+
+    async fn load_key(&self, id: &Uuid) -> Result<Arc<LoadedKey>> {
         let record = self.record(id).await?;
         let rows = self.store.get_materials(id).await?;
         let mut materials = Vec::with_capacity(rows.len());
@@ -398,6 +424,7 @@ impl Kms {
             record,
             materials,
             loaded: Instant::now(),
+            refreshing: AtomicBool::new(false),
         });
         if let Ok(mut map) = self.keys.write() {
             map.insert(*id, k.clone());

@@ -857,6 +857,50 @@ async fn root_key_is_checked(f: &Fixture) {
     );
 }
 
+/// Two nodes on one store: a key disabled on one is refused by the other within the cache TTL plus
+/// the refresh grace (1 s), and used normally before that.
+async fn state_change_reaches_other_nodes(f: &Fixture) {
+    let ttl = std::time::Duration::from_millis(300);
+    let node = |ttl| async move {
+        let store = Store::connect(&f.url).await.unwrap();
+        Kms::open(
+            store,
+            root(7),
+            KmsConfig {
+                cache_ttl: ttl,
+                ..KmsConfig::default()
+            },
+        )
+        .await
+        .unwrap()
+    };
+    let (a, b) = (node(ttl).await, node(ttl).await);
+    let k = new_key(&a).await;
+    encrypt(&b, &k.key_id, b"warm the cache", None)
+        .await
+        .unwrap();
+    a.disable_key(kid(&k)).await.unwrap();
+    assert!(
+        matches!(
+            encrypt(&a, &k.key_id, b"x", None).await,
+            Err(KmsError::Disabled(_))
+        ),
+        "at once on the node that changed it"
+    );
+    let start = std::time::Instant::now();
+    loop {
+        match encrypt(&b, &k.key_id, b"x", None).await {
+            Err(KmsError::Disabled(_)) => break,
+            Ok(_) => assert!(
+                start.elapsed() < ttl + std::time::Duration::from_millis(1300),
+                "node b still uses a disabled key"
+            ),
+            Err(e) => panic!("{e:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),*) => {
         mod sqlite { $( #[tokio::test] async fn $name() { let f = super::fixture("sqlite").await.unwrap(); super::$name(&super::kms_on(&f).await).await; } )* }
@@ -875,6 +919,18 @@ on_both_stores!(
     json_api,
     principals
 );
+
+#[tokio::test]
+async fn state_change_reaches_other_nodes_sqlite() {
+    state_change_reaches_other_nodes(&fixture("sqlite").await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn state_change_reaches_other_nodes_postgres() {
+    if let Some(f) = fixture("postgres").await {
+        state_change_reaches_other_nodes(&f).await;
+    }
+}
 
 #[tokio::test]
 async fn root_key_check_sqlite() {
