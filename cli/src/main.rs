@@ -1,5 +1,7 @@
 //! `envelope`: the command-line front end. Argument parsing and printing only; the work is done by
-//! `kms-core` and `kms-server`.
+//! `kms-core`, `kms-server` and `s3-crypto`.
+
+mod crypt;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -40,6 +42,10 @@ enum Command {
     /// Manage the principals (access keys) the endpoint accepts.
     #[command(subcommand)]
     Principal(PrincipalCommand),
+    /// Encrypt a file or stream (AWS Encryption SDK message format).
+    Encrypt(crypt::EncryptArgs),
+    /// Decrypt a file or stream; output appears only once the whole message has verified.
+    Decrypt(crypt::DecryptArgs),
 }
 
 #[derive(Args, Clone)]
@@ -118,7 +124,7 @@ enum PrincipalCommand {
 
 /// Errors of the command line, with the message shown to the user.
 #[derive(Debug, thiserror::Error)]
-enum CliError {
+pub(crate) enum CliError {
     #[error("{0}")]
     Kms(#[from] kms_core::KmsError),
     #[error("{0}")]
@@ -130,7 +136,7 @@ enum CliError {
     },
 }
 
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
     let context = context.into();
     move |source| CliError::Io { context, source }
 }
@@ -168,6 +174,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Principal(cmd) => principal(cmd).await,
+        Command::Encrypt(args) => crypt::encrypt(args).await,
+        Command::Decrypt(args) => crypt::decrypt(args).await,
     }
 }
 

@@ -1,0 +1,389 @@
+//! `envelope encrypt` and `envelope decrypt`: files and streams in the AWS Encryption SDK message
+//! format, through s3-crypto.
+//!
+//! Output to a file goes to a temporary file beside the destination, renamed over it only after the
+//! whole message (every frame, the final frame, the signature) has verified; on any failure no output
+//! file exists. Output to stdout (`-o -`) streams: after a failure, stdout may hold the plaintext of
+//! the regular frames that verified before the failing one (never the final frame), and the exit
+//! status is non-zero — discard it.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use clap::{Args, ValueEnum};
+use s3_crypto::{
+    AlgorithmSuite, CommitmentPolicy, Decryptor, EncryptionContext, Encryptor, Header, Keyring,
+    MultiKeyring, RawAesKeyring,
+};
+use zeroize::Zeroizing;
+
+use crate::{io_err, CliError};
+
+/// Keyring options shared by encrypt and decrypt.
+#[derive(Args, Debug)]
+pub struct KeyArgs {
+    /// File with a raw AES wrapping key (16, 24 or 32 bytes, raw or base64).
+    #[arg(long, value_name = "FILE", requires = "key_name")]
+    raw_key_file: Option<PathBuf>,
+    /// Name of the raw key (stored in the message; must match on decrypt).
+    #[arg(long, value_name = "NAME", requires = "raw_key_file")]
+    key_name: Option<String>,
+    /// Namespace of the raw key (the ESDK's key provider id).
+    #[arg(long, value_name = "NAMESPACE", default_value = "envelope")]
+    key_namespace: String,
+}
+
+/// Algorithm suites envelope writes (both key-committing).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Suite {
+    /// 0x0478: AES-256-GCM, HKDF-SHA512, key commitment (default).
+    #[value(name = "AES_256_GCM_HKDF_SHA512_COMMIT_KEY", alias = "0x0478")]
+    Committing,
+    /// 0x0578: the same, signed with ECDSA P-384 (readers cannot forge messages; serial, slower).
+    #[value(
+        name = "AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384",
+        alias = "0x0578"
+    )]
+    CommittingSigned,
+}
+
+/// `envelope encrypt`.
+#[derive(Args, Debug)]
+pub struct EncryptArgs {
+    /// Input file, or - for standard input.
+    input: PathBuf,
+    /// Output file, or - for standard output.
+    #[arg(short, long, value_name = "OUT")]
+    output: PathBuf,
+    #[command(flatten)]
+    keys: KeyArgs,
+    /// Encryption context pair, k=v (repeatable); stored in the message, authenticated.
+    #[arg(long = "context", value_name = "K=V", value_parser = parse_pair)]
+    context: Vec<(String, String)>,
+    /// Algorithm suite.
+    #[arg(long, value_enum, default_value = "AES_256_GCM_HKDF_SHA512_COMMIT_KEY")]
+    suite: Suite,
+    /// Frame length in bytes (plaintext per frame).
+    #[arg(long, value_name = "BYTES", default_value_t = s3_crypto::DEFAULT_FRAME_LENGTH,
+          value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
+    frame_size: u32,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// `envelope decrypt`.
+#[derive(Args, Debug)]
+pub struct DecryptArgs {
+    /// Input file, or - for standard input.
+    input: PathBuf,
+    /// Output file, or - for standard output.
+    #[arg(short, long, value_name = "OUT")]
+    output: PathBuf,
+    #[command(flatten)]
+    keys: KeyArgs,
+    /// Encryption context pair the message must carry, k=v (repeatable).
+    #[arg(long = "context", value_name = "K=V", value_parser = parse_pair)]
+    context: Vec<(String, String)>,
+    /// Also decrypt messages of format version 1 (no key commitment), as older ESDKs wrote them.
+    #[arg(long)]
+    allow_non_committing: bool,
+    /// Refuse messages with more encrypted data keys than this.
+    #[arg(long, value_name = "N", default_value_t = s3_crypto::DEFAULT_MAX_ENCRYPTED_DATA_KEYS)]
+    max_data_keys: usize,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// Options of both directions.
+#[derive(Args, Debug)]
+pub struct CommonArgs {
+    /// Overwrite the output file if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Write the message's metadata (suite, context, data keys) as JSON to FILE, or - for stderr.
+    #[arg(long, value_name = "FILE")]
+    metadata_output: Option<PathBuf>,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got '{s}'")),
+    }
+}
+
+fn read_wrapping_key(path: &Path) -> Result<Zeroizing<Vec<u8>>, CliError> {
+    let raw = Zeroizing::new(
+        std::fs::read(path).map_err(io_err(format!("cannot read {}", path.display())))?,
+    );
+    if matches!(raw.len(), 16 | 24 | 32) {
+        return Ok(raw);
+    }
+    let text = std::str::from_utf8(&raw).map(str::trim).unwrap_or("");
+    match STANDARD.decode(text) {
+        Ok(k) if matches!(k.len(), 16 | 24 | 32) => Ok(Zeroizing::new(k)),
+        _ => Err(CliError::Usage(format!(
+            "{} does not hold an AES key: expected 16, 24 or 32 bytes, raw or base64",
+            path.display()
+        ))),
+    }
+}
+
+fn keyring(args: &KeyArgs) -> Result<Box<dyn Keyring>, CliError> {
+    let mut keyrings: Vec<Box<dyn Keyring>> = Vec::new();
+    if let (Some(file), Some(name)) = (&args.raw_key_file, &args.key_name) {
+        let key = read_wrapping_key(file)?;
+        keyrings.push(Box::new(
+            RawAesKeyring::new(&args.key_namespace, name, &key).map_err(crypto_err)?,
+        ));
+    }
+    match keyrings.len() {
+        0 => Err(CliError::Usage(
+            "no key given: use --raw-key-file FILE --key-name NAME".into(),
+        )),
+        1 => keyrings
+            .pop()
+            .ok_or_else(|| CliError::Usage("no key".into())),
+        _ => {
+            let generator = keyrings.remove(0);
+            Ok(Box::new(
+                MultiKeyring::new(Some(generator), keyrings).map_err(crypto_err)?,
+            ))
+        }
+    }
+}
+
+fn crypto_err(e: s3_crypto::Error) -> CliError {
+    CliError::Usage(e.to_string())
+}
+
+fn context_of(pairs: &[(String, String)]) -> EncryptionContext {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+fn is_dash(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+fn open_input(path: &Path) -> Result<Box<dyn Read + Send>, CliError> {
+    if is_dash(path) {
+        return Ok(Box::new(BufReader::with_capacity(
+            1 << 20,
+            std::io::stdin(),
+        )));
+    }
+    let f = std::fs::File::open(path).map_err(io_err(format!("cannot open {}", path.display())))?;
+    Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
+}
+
+/// Where output goes: stdout, or a temporary file renamed into place on success.
+enum Sink {
+    Stdout,
+    File {
+        tmp: tempfile::NamedTempFile,
+        dest: PathBuf,
+        force: bool,
+    },
+}
+
+impl Sink {
+    fn open(dest: &Path, input: &Path, force: bool) -> Result<Self, CliError> {
+        if is_dash(dest) {
+            return Ok(Sink::Stdout);
+        }
+        if !is_dash(input) && same_file(input, dest) {
+            return Err(CliError::Usage(format!(
+                "{} is both input and output",
+                dest.display()
+            )));
+        }
+        if dest.exists() && !force {
+            return Err(CliError::Usage(format!(
+                "{} exists; use --force to overwrite it",
+                dest.display()
+            )));
+        }
+        let dir = match dest.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".envelope-partial-")
+            .tempfile_in(&dir)
+            .map_err(io_err(format!(
+                "cannot create a temporary file in {}",
+                dir.display()
+            )))?;
+        Ok(Sink::File {
+            tmp,
+            dest: dest.to_path_buf(),
+            force,
+        })
+    }
+
+    fn writer(&mut self) -> Result<Box<dyn Write + '_>, CliError> {
+        Ok(match self {
+            Sink::Stdout => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
+            Sink::File { tmp, .. } => {
+                Box::new(BufWriter::with_capacity(1 << 20, tmp.as_file_mut()))
+            }
+        })
+    }
+
+    /// Makes the output visible: fsync and rename for a file.
+    fn commit(self) -> Result<(), CliError> {
+        match self {
+            Sink::Stdout => std::io::stdout()
+                .flush()
+                .map_err(io_err("cannot write to standard output")),
+            Sink::File { tmp, dest, force } => {
+                tmp.as_file()
+                    .sync_all()
+                    .map_err(io_err("cannot sync the output"))?;
+                let done = if force {
+                    tmp.persist(&dest)
+                } else {
+                    tmp.persist_noclobber(&dest)
+                };
+                done.map(|_| ()).map_err(|e| CliError::Io {
+                    context: format!("cannot move the output into place at {}", dest.display()),
+                    source: e.error,
+                })
+            }
+        }
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+fn metadata_json(mode: &str, header: &Header, input: &Path, output: &Path) -> serde_json::Value {
+    serde_json::json!({
+        "mode": mode,
+        "input": input.display().to_string(),
+        "output": output.display().to_string(),
+        "header": {
+            "message_format_version": header.format_version(),
+            "algorithm_suite": format!("0x{:04X}", header.suite().id()),
+            "message_id": STANDARD.encode(header.message_id()),
+            "encryption_context": header.encryption_context().iter().collect::<std::collections::BTreeMap<_, _>>(),
+            "encrypted_data_keys": header.encrypted_data_keys().iter().map(|k| serde_json::json!({
+                "key_provider_id": k.provider_id,
+                "key_provider_info": STANDARD.encode(&k.provider_info),
+            })).collect::<Vec<_>>(),
+            "content_type": match header.content_type() {
+                s3_crypto::ContentType::Framed => "framed",
+                s3_crypto::ContentType::NonFramed => "non-framed",
+            },
+            "frame_length": header.frame_length(),
+        }
+    })
+}
+
+fn write_metadata(common: &CommonArgs, json: serde_json::Value) -> Result<(), CliError> {
+    let Some(path) = &common.metadata_output else {
+        return Ok(());
+    };
+    let text = format!("{}\n", serde_json::to_string(&json).unwrap_or_default());
+    if is_dash(path) {
+        eprint!("{text}");
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(io_err(format!(
+            "cannot write metadata to {}",
+            path.display()
+        )))
+}
+
+/// `envelope encrypt`.
+pub async fn encrypt(args: EncryptArgs) -> Result<(), CliError> {
+    let keyring = keyring(&args.keys)?;
+    let mut sink = Sink::open(&args.output, &args.input, args.common.force)?;
+    let input = open_input(&args.input)?;
+    let suite = match args.suite {
+        Suite::Committing => AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        Suite::CommittingSigned => AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
+    };
+    let message = Encryptor::new(keyring.as_ref())
+        .suite(suite)
+        .frame_length(args.frame_size)
+        .encryption_context(context_of(&args.context))
+        .begin()
+        .await
+        .map_err(|e| CliError::Usage(format!("encrypt failed: {e}")))?;
+    let header = message.header().clone();
+    let written = tokio::task::block_in_place(|| -> Result<u64, CliError> {
+        let mut out = sink.writer()?;
+        let n = message
+            .encrypt_stream(input, &mut out)
+            .map_err(|e| CliError::Usage(format!("encrypt failed: {e}")))?;
+        out.flush().map_err(io_err("cannot write the output"))?;
+        Ok(n)
+    })?;
+    sink.commit()?;
+    write_metadata(
+        &args.common,
+        metadata_json("encrypt", &header, &args.input, &args.output),
+    )?;
+    if !args.common.quiet && !is_dash(&args.output) {
+        eprintln!(
+            "envelope: encrypted {written} bytes into {}",
+            args.output.display()
+        );
+    }
+    Ok(())
+}
+
+/// `envelope decrypt`.
+pub async fn decrypt(args: DecryptArgs) -> Result<(), CliError> {
+    let keyring = keyring(&args.keys)?;
+    let mut sink = Sink::open(&args.output, &args.input, args.common.force)?;
+    let input = open_input(&args.input)?;
+    let to_stdout = matches!(sink, Sink::Stdout);
+    let fail = |e: s3_crypto::Error| {
+        CliError::Usage(if to_stdout {
+            format!("decrypt failed: {e}; what was written to standard output is incomplete: discard it")
+        } else {
+            format!("decrypt failed: {e}; no output written")
+        })
+    };
+    let policy = if args.allow_non_committing {
+        CommitmentPolicy::RequireEncryptAllowDecrypt
+    } else {
+        CommitmentPolicy::RequireEncryptRequireDecrypt
+    };
+    let decryptor = Decryptor::new(keyring.as_ref())
+        .commitment_policy(policy)
+        .max_encrypted_data_keys(args.max_data_keys)
+        .required_context(context_of(&args.context));
+    let message = decryptor.begin(input).await.map_err(fail)?;
+    let header = tokio::task::block_in_place(|| -> Result<Header, CliError> {
+        let mut out = sink.writer()?;
+        let header = message.decrypt_to(&mut out).map_err(fail)?;
+        out.flush().map_err(io_err("cannot write the output"))?;
+        Ok(header)
+    })?;
+    sink.commit()?;
+    write_metadata(
+        &args.common,
+        metadata_json("decrypt", &header, &args.input, &args.output),
+    )?;
+    if !args.common.quiet && !is_dash(&args.output) {
+        eprintln!("envelope: decrypted into {}", args.output.display());
+    }
+    Ok(())
+}
