@@ -69,6 +69,9 @@ pub struct EncryptArgs {
     #[arg(long, value_name = "BYTES", default_value_t = s3_crypto::DEFAULT_FRAME_LENGTH,
           value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
     frame_size: u32,
+    /// Threads sealing frames (default: the number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -328,8 +331,12 @@ pub async fn encrypt(args: EncryptArgs) -> Result<(), CliError> {
     let header = message.header().clone();
     let written = tokio::task::block_in_place(|| -> Result<u64, CliError> {
         let mut out = sink.writer()?;
+        let threads = args
+            .threads
+            .map(usize::from)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let n = message
-            .encrypt_stream(input, &mut out)
+            .encrypt_stream_parallel(input, &mut out, threads)
             .map_err(|e| CliError::Usage(format!("encrypt failed: {e}")))?;
         out.flush().map_err(io_err("cannot write the output"))?;
         Ok(n)

@@ -221,6 +221,138 @@ impl MessageEncryptor {
         Ok(total)
     }
 
+    /// Like [`encrypt_stream`](Self::encrypt_stream), sealing frames on `threads` threads: one thread
+    /// reads, `threads` seal, the caller's thread writes the frames in order (and hashes them for the
+    /// signature, which is serial by nature). At most `4 × threads` frames of plaintext or ciphertext
+    /// are in memory at once, whatever the input size. The output is byte-for-byte what
+    /// `encrypt_stream` writes. `threads <= 1` is `encrypt_stream`.
+    pub fn encrypt_stream_parallel<R: Read + Send, W: Write>(
+        mut self,
+        mut input: R,
+        mut output: W,
+        threads: usize,
+    ) -> Result<u64> {
+        if threads <= 1 {
+            return self.encrypt_stream(input, output);
+        }
+        let header = self.header.to_bytes();
+        self.emit(&mut output, &header)?;
+        let fl = self.header.frame_length as usize;
+        let in_flight = 2 * threads;
+        type Job = (u32, FrameKind, Vec<u8>);
+        let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<Job>(in_flight);
+        let job_rx = std::sync::Mutex::new(job_rx);
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<(u32, Result<Vec<u8>>)>(in_flight);
+        let frame_key = &self.frame_key;
+        // Set when the writer fails: the reader stops, workers drain the queue without sealing.
+        let abort = std::sync::atomic::AtomicBool::new(false);
+        let abort = &abort;
+        let outcome = std::thread::scope(|scope| -> Result<u64> {
+            let reader = scope.spawn(move || -> Result<(u64, u32)> {
+                let mut current = vec![0u8; fl];
+                let mut n = read_full(&mut input, &mut current)?;
+                let mut total = n as u64;
+                let mut sequence: u32 = 1;
+                loop {
+                    if abort.load(std::sync::atomic::Ordering::Relaxed) {
+                        return Ok((total, sequence));
+                    }
+                    if n == fl {
+                        let mut next = vec![0u8; fl];
+                        let m = read_full(&mut input, &mut next)?;
+                        if m > 0 {
+                            if job_tx
+                                .send((sequence, FrameKind::Regular, current))
+                                .is_err()
+                            {
+                                return Ok((total, sequence)); // the writer stopped on an error
+                            }
+                            sequence = sequence
+                                .checked_add(1)
+                                .filter(|s| *s != u32::MAX)
+                                .ok_or_else(|| {
+                                    Error::InvalidConfiguration("more than 2^32-1 frames".into())
+                                })?;
+                            current = next;
+                            n = m;
+                            total += m as u64;
+                            continue;
+                        }
+                    }
+                    current.truncate(n);
+                    let _ = job_tx.send((sequence, FrameKind::Final, current));
+                    return Ok((total, sequence));
+                }
+            });
+            for _ in 0..threads {
+                let done_tx = done_tx.clone();
+                let job_rx = &job_rx;
+                scope.spawn(move || loop {
+                    let job = match job_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((sequence, kind, plaintext)) = job else {
+                        return;
+                    };
+                    if abort.load(std::sync::atomic::Ordering::Relaxed) {
+                        continue;
+                    }
+                    let sealed = frame_key.seal_frame(sequence, kind, &plaintext);
+                    if done_tx.send((sequence, sealed)).is_err() {
+                        abort.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+            drop(done_tx);
+            // Write frames in sequence order as they come back.
+            let mut pending = std::collections::BTreeMap::new();
+            let mut next_out: u32 = 1;
+            let mut write_error = None;
+            for (sequence, sealed) in done_rx.iter() {
+                pending.insert(sequence, sealed);
+                while let Some(sealed) = pending.remove(&next_out) {
+                    let r = sealed.and_then(|frame| {
+                        if let Some(s) = &mut self.signer {
+                            s.update(&frame);
+                        }
+                        output.write_all(&frame).map_err(Error::from)
+                    });
+                    if let Err(e) = r {
+                        write_error = Some(e);
+                        break;
+                    }
+                    next_out += 1;
+                }
+                if write_error.is_some() {
+                    abort.store(true, std::sync::atomic::Ordering::Relaxed);
+                    break;
+                }
+            }
+            // Dropping the receiver unblocks workers; the reader sees the closed job channel.
+            drop(done_rx);
+            let read = reader
+                .join()
+                .map_err(|_| Error::InvalidConfiguration("the reader thread panicked".into()))?;
+            if let Some(e) = write_error {
+                return Err(e);
+            }
+            let (total, last) = read?;
+            if next_out != last.wrapping_add(1) {
+                return Err(Error::InvalidConfiguration(
+                    "a frame was not written".into(),
+                ));
+            }
+            Ok(total)
+        })?;
+        if let Some(signer) = self.signer.take() {
+            let footer = signer.finish()?;
+            output.write_all(&footer)?;
+        }
+        output.flush()?;
+        Ok(outcome)
+    }
+
     fn emit<W: Write>(&mut self, output: &mut W, bytes: &[u8]) -> Result<()> {
         if let Some(s) = &mut self.signer {
             s.update(bytes);

@@ -4,6 +4,7 @@
 
 mod common;
 mod layout;
+mod parallel;
 mod python;
 mod roundtrip;
 mod vectors;
