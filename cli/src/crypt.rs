@@ -24,6 +24,28 @@ use crate::{io_err, CliError};
 /// Keyring options shared by encrypt and decrypt.
 #[derive(Args, Debug)]
 pub struct KeyArgs {
+    /// KMS key: key id, key ARN, alias name or alias ARN (repeatable; the first generates the data
+    /// key, each wraps it). On decrypt: the key ARNs allowed to decrypt.
+    #[arg(long = "key", value_name = "KEY")]
+    kms_keys: Vec<String>,
+    /// Decrypt: use whichever KMS key the message names (limit it with --discovery-account).
+    #[arg(long)]
+    discovery: bool,
+    /// Decrypt with --discovery: only keys of this AWS account (repeatable).
+    #[arg(long, value_name = "ACCOUNT", requires = "discovery")]
+    discovery_account: Vec<String>,
+    /// Partition of --discovery-account.
+    #[arg(long, value_name = "PARTITION", default_value = "aws")]
+    discovery_partition: String,
+    /// KMS endpoint (else AWS_ENDPOINT_URL_KMS, then AWS_ENDPOINT_URL, then AWS's).
+    #[arg(long, value_name = "URL", env = "ENVELOPE_KMS_ENDPOINT_URL")]
+    endpoint_url: Option<String>,
+    /// Profile of the shared AWS config and credentials files.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// AWS region of the KMS calls.
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
     /// File with a raw AES wrapping key (16, 24 or 32 bytes, raw or base64).
     #[arg(long, value_name = "FILE", requires = "key_name")]
     raw_key_file: Option<PathBuf>,
@@ -137,8 +159,46 @@ fn read_wrapping_key(path: &Path) -> Result<Zeroizing<Vec<u8>>, CliError> {
     }
 }
 
-fn keyring(args: &KeyArgs) -> Result<Box<dyn Keyring>, CliError> {
+async fn keyring(args: &KeyArgs, decrypting: bool) -> Result<Box<dyn Keyring>, CliError> {
     let mut keyrings: Vec<Box<dyn Keyring>> = Vec::new();
+    if args.discovery && !decrypting {
+        return Err(CliError::Usage(
+            "--discovery is for decrypt; encrypt needs --key".into(),
+        ));
+    }
+    if !args.kms_keys.is_empty() || args.discovery {
+        let mut builder = s3_crypto::KmsClientBuilder::new();
+        if let Some(url) = &args.endpoint_url {
+            builder = builder.endpoint_url(url);
+        }
+        if let Some(p) = &args.profile {
+            builder = builder.profile(p);
+        }
+        if let Some(r) = &args.region {
+            builder = builder.region(r);
+        }
+        let client = builder.build().await.map_err(crypto_err)?;
+        if !args.kms_keys.is_empty() {
+            keyrings.push(Box::new(
+                s3_crypto::KmsKeyring::new(client.clone(), args.kms_keys.clone())
+                    .map_err(crypto_err)?,
+            ));
+        }
+        if args.discovery {
+            let filter = if args.discovery_account.is_empty() {
+                None
+            } else {
+                Some(
+                    s3_crypto::DiscoveryFilter::new(
+                        &args.discovery_partition,
+                        args.discovery_account.clone(),
+                    )
+                    .map_err(crypto_err)?,
+                )
+            };
+            keyrings.push(Box::new(s3_crypto::KmsKeyring::discovery(client, filter)));
+        }
+    }
     if let (Some(file), Some(name)) = (&args.raw_key_file, &args.key_name) {
         let key = read_wrapping_key(file)?;
         keyrings.push(Box::new(
@@ -314,7 +374,7 @@ fn write_metadata(common: &CommonArgs, json: serde_json::Value) -> Result<(), Cl
 
 /// `envelope encrypt`.
 pub async fn encrypt(args: EncryptArgs) -> Result<(), CliError> {
-    let keyring = keyring(&args.keys)?;
+    let keyring = keyring(&args.keys, false).await?;
     let mut sink = Sink::open(&args.output, &args.input, args.common.force)?;
     let input = open_input(&args.input)?;
     let suite = match args.suite {
@@ -357,7 +417,7 @@ pub async fn encrypt(args: EncryptArgs) -> Result<(), CliError> {
 
 /// `envelope decrypt`.
 pub async fn decrypt(args: DecryptArgs) -> Result<(), CliError> {
-    let keyring = keyring(&args.keys)?;
+    let keyring = keyring(&args.keys, true).await?;
     let mut sink = Sink::open(&args.output, &args.input, args.common.force)?;
     let input = open_input(&args.input)?;
     let to_stdout = matches!(sink, Sink::Stdout);

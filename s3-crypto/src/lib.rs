@@ -11,7 +11,8 @@
 //!   unless [`CommitmentPolicy::RequireEncryptAllowDecrypt`] is chosen.
 //!
 //! Data keys come from a [`Keyring`]: [`RawAesKeyring`] (a customer-supplied AES key, as the ESDK
-//! specifies it) and [`MultiKeyring`] here; a KMS keyring plugs into the same trait.
+//! specifies it), `KmsKeyring` (a KMS-compatible key service through the AWS SDK; the default
+//! `kms` feature) and [`MultiKeyring`].
 //!
 //! Encryption and decryption stream with memory bounded by the frame length. Frames are sealed and
 //! opened by a [`FrameKey`] given their sequence number, so they can be processed in parallel.
@@ -59,6 +60,8 @@ pub use keyring::{
     DataKey, DecryptionMaterials, EncryptedDataKey, EncryptionMaterials, Keyring, KeyringFuture,
     MultiKeyring, RawAesKeyring,
 };
+#[cfg(feature = "kms")]
+pub use keyring::{DiscoveryFilter, KmsArn, KmsClientBuilder, KmsKeyring, KMS_PROVIDER_ID};
 pub use message::frame::{body_len, final_frame_len, regular_frame_len, FrameKey, FrameKind};
 pub use message::header::{ContentType, Header};
 pub use message::signature::SigningKey;

@@ -4,6 +4,8 @@
 //! The trait returns boxed futures so that keyrings can be combined as `dyn Keyring`
 //! (see [`MultiKeyring`]).
 
+#[cfg(feature = "kms")]
+mod kms;
 mod multi;
 mod raw_aes;
 
@@ -12,6 +14,8 @@ use std::pin::Pin;
 
 use zeroize::Zeroizing;
 
+#[cfg(feature = "kms")]
+pub use kms::{DiscoveryFilter, KmsArn, KmsClientBuilder, KmsKeyring, KMS_PROVIDER_ID};
 pub use multi::MultiKeyring;
 pub use raw_aes::RawAesKeyring;
 

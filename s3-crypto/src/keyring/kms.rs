@@ -1,0 +1,871 @@
+//! The AWS KMS keyring: data keys generated and wrapped by a KMS-compatible key service (envelope's
+//! own endpoint, or AWS KMS), as the AWS Encryption SDK specifies it
+//! (`framework/aws-kms/aws-kms-keyring.md` and `aws-kms-discovery-keyring.md`).
+//!
+//! Each encrypted data key is exactly what the ESDK's KMS keyring writes: key provider id `aws-kms`,
+//! key provider info the key ARN that KMS returned (UTF-8), ciphertext the KMS `CiphertextBlob`.
+//!
+//! Calls go through the AWS SDK (`aws-sdk-kms`); the client is either handed in already configured
+//! ([`KmsKeyring::new`]) or built by [`KmsClientBuilder`] from the standard AWS configuration chain.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+
+use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::BehaviorVersion;
+use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+use aws_sdk_kms::config::{Credentials, Region};
+use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::primitives::Blob;
+use zeroize::Zeroizing;
+
+use crate::encryption_context::EncryptionContext;
+use crate::error::{Error, Result};
+use crate::keyring::{
+    DataKey, DecryptionMaterials, EncryptedDataKey, EncryptionMaterials, Keyring, KeyringFuture,
+};
+
+/// The key provider id of every encrypted data key a KMS keyring writes.
+pub const KMS_PROVIDER_ID: &str = "aws-kms";
+
+/// The longest provider info quoted in an error message (it comes from the message, so it is
+/// attacker-chosen).
+const MAX_QUOTED: usize = 256;
+
+// ------------------------------------------------------------------------------------------------
+// ARNs
+
+/// A KMS ARN, `arn:<partition>:kms:<region>:<account>:<key|alias>/<id>`, parsed as the ESDK
+/// specifies (`aws-kms-key-arn.md`): exactly six `:`-separated parts, service `kms`, every part
+/// non-empty, resource type `key` or `alias` before the first `/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KmsArn {
+    partition: String,
+    region: String,
+    account: String,
+    resource_type: String,
+    resource_id: String,
+}
+
+impl KmsArn {
+    /// Parses `s`; `None` if it is not a valid KMS ARN.
+    pub fn parse(s: &str) -> Option<Self> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let [arn, partition, service, region, account, resource] = parts.as_slice() else {
+            return None;
+        };
+        if *arn != "arn"
+            || partition.is_empty()
+            || *service != "kms"
+            || region.is_empty()
+            || account.is_empty()
+        {
+            return None;
+        }
+        let (resource_type, resource_id) = resource.split_once('/')?;
+        if !matches!(resource_type, "key" | "alias") || resource_id.is_empty() {
+            return None;
+        }
+        Some(Self {
+            partition: (*partition).to_owned(),
+            region: (*region).to_owned(),
+            account: (*account).to_owned(),
+            resource_type: resource_type.to_owned(),
+            resource_id: resource_id.to_owned(),
+        })
+    }
+
+    /// Parses `s` and requires resource type `key` (a key ARN, not an alias ARN).
+    pub fn parse_key_arn(s: &str) -> Option<Self> {
+        Self::parse(s).filter(Self::is_key)
+    }
+
+    /// The partition (`aws`, `aws-cn`, …).
+    pub fn partition(&self) -> &str {
+        &self.partition
+    }
+
+    /// The region.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The account id.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// `key` or `alias`.
+    pub fn resource_type(&self) -> &str {
+        &self.resource_type
+    }
+
+    /// The key id or alias name (everything after the first `/`).
+    pub fn resource_id(&self) -> &str {
+        &self.resource_id
+    }
+
+    /// Whether this is a key ARN (resource type `key`).
+    pub fn is_key(&self) -> bool {
+        self.resource_type == "key"
+    }
+}
+
+impl std::fmt::Display for KmsArn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "arn:{}:kms:{}:{}:{}/{}",
+            self.partition, self.region, self.account, self.resource_type, self.resource_id
+        )
+    }
+}
+
+/// Whether `id` is a valid KMS key identifier for encryption (`aws-kms-key-arn.md`): a KMS ARN, an
+/// alias name (`alias/…`), or a bare key id.
+fn is_valid_identifier(id: &str) -> bool {
+    if id.is_empty() {
+        return false;
+    }
+    if id.starts_with("arn:") {
+        return KmsArn::parse(id).is_some();
+    }
+    match id.strip_prefix("alias/") {
+        Some(name) => !name.is_empty(),
+        None => !id.contains(':') && !id.contains('/'),
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Discovery filter
+
+/// Restricts a discovery keyring to key ARNs of one partition and a set of accounts (the ESDK's
+/// `DiscoveryFilter`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscoveryFilter {
+    partition: String,
+    accounts: BTreeSet<String>,
+}
+
+impl DiscoveryFilter {
+    /// A filter accepting keys in `partition` (say `aws`) owned by one of `accounts`. Both must be
+    /// non-empty.
+    pub fn new(
+        partition: impl Into<String>,
+        accounts: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Self> {
+        let partition = partition.into();
+        let accounts: BTreeSet<String> = accounts.into_iter().map(Into::into).collect();
+        if partition.is_empty() {
+            return Err(Error::InvalidConfiguration(
+                "a discovery filter needs a partition".into(),
+            ));
+        }
+        if accounts.is_empty() || accounts.iter().any(String::is_empty) {
+            return Err(Error::InvalidConfiguration(
+                "a discovery filter needs at least one account id, none empty".into(),
+            ));
+        }
+        Ok(Self {
+            partition,
+            accounts,
+        })
+    }
+
+    /// The partition.
+    pub fn partition(&self) -> &str {
+        &self.partition
+    }
+
+    /// The accounts.
+    pub fn accounts(&self) -> impl Iterator<Item = &str> {
+        self.accounts.iter().map(String::as_str)
+    }
+
+    /// Whether a key with this ARN passes the filter.
+    pub fn allows(&self, arn: &KmsArn) -> bool {
+        arn.partition == self.partition && self.accounts.contains(&arn.account)
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The keyring
+
+#[derive(Clone, Debug)]
+enum Mode {
+    /// Encrypt with these identifiers (the first generates); decrypt only EDKs naming one of them.
+    Strict(Vec<String>),
+    /// Decrypt any `aws-kms` EDK (passing the filter, if any); cannot encrypt.
+    Discovery(Option<DiscoveryFilter>),
+}
+
+/// A keyring backed by a KMS-compatible key service.
+///
+/// - **Strict** ([`new`](Self::new)): one or more wrapping keys. On encrypt, the first (the
+///   generator) calls `GenerateDataKey` if the materials have no data key yet, and every other key
+///   calls `Encrypt` on that data key, one encrypted data key each. On decrypt, only encrypted data
+///   keys whose provider info is exactly one of the configured identifiers are tried (so configure
+///   key ARNs for decryption: a key id or alias never matches, as the ESDK specifies).
+/// - **Discovery** ([`discovery`](Self::discovery)): decrypt only; tries every `aws-kms` encrypted data
+///   key, passing the ARN it names as `KeyId`, optionally limited by a [`DiscoveryFilter`].
+///
+/// The message's encryption context is passed to every KMS call. On decrypt, the `KeyId` KMS returns
+/// must equal the ARN the encrypted data key names and the plaintext must have the suite's data key
+/// length; on encrypt, the returned `KeyId` must be a key ARN. Failures keep the KMS error name
+/// (`KMS refused: InvalidCiphertextException: …`) and never include key material.
+///
+/// The SDK runs on tokio. Inside a tokio runtime (the async API: [`Encryptor::begin`],
+/// [`Decryptor::begin`]) calls run on the current runtime. Outside one (the blocking API), they are
+/// spawned on the runtime that was current when the keyring was built, or the one given to
+/// [`with_runtime`](Self::with_runtime); without either, the keyring fails.
+///
+/// [`Encryptor::begin`]: crate::Encryptor::begin
+/// [`Decryptor::begin`]: crate::Decryptor::begin
+#[derive(Clone)]
+pub struct KmsKeyring {
+    client: aws_sdk_kms::Client,
+    mode: Mode,
+    grant_tokens: Vec<String>,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl std::fmt::Debug for KmsKeyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsKeyring")
+            .field("mode", &self.mode)
+            .field("grant_tokens", &self.grant_tokens.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KmsKeyring {
+    /// A strict keyring for `key_ids` (at least one; the first is the generator). Each is a key ARN,
+    /// an alias ARN, `alias/<name>` or a key id; only key ARNs can match on decrypt.
+    pub fn new(
+        client: aws_sdk_kms::Client,
+        key_ids: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Self> {
+        let key_ids: Vec<String> = key_ids.into_iter().map(Into::into).collect();
+        if key_ids.is_empty() {
+            return Err(Error::InvalidConfiguration(
+                "a KMS keyring needs at least one key id".into(),
+            ));
+        }
+        if let Some(bad) = key_ids.iter().find(|k| !is_valid_identifier(k)) {
+            return Err(Error::InvalidConfiguration(format!(
+                "{} is not a KMS key id, key ARN, alias or alias ARN",
+                quote(bad.as_bytes())
+            )));
+        }
+        Ok(Self::with_mode(client, Mode::Strict(key_ids)))
+    }
+
+    /// A discovery keyring (decrypt only): tries every KMS key that the message's encrypted data keys
+    /// name, limited to `filter`'s partition and accounts if given.
+    pub fn discovery(client: aws_sdk_kms::Client, filter: Option<DiscoveryFilter>) -> Self {
+        Self::with_mode(client, Mode::Discovery(filter))
+    }
+
+    fn with_mode(client: aws_sdk_kms::Client, mode: Mode) -> Self {
+        Self {
+            client,
+            mode,
+            grant_tokens: Vec::new(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+
+    /// Grant tokens to pass with every call.
+    pub fn with_grant_tokens(
+        mut self,
+        tokens: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.grant_tokens = tokens.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The tokio runtime to run calls on when the keyring is used outside one (the blocking API).
+    pub fn with_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// The configured key identifiers (empty for a discovery keyring).
+    pub fn key_ids(&self) -> &[String] {
+        match &self.mode {
+            Mode::Strict(keys) => keys,
+            Mode::Discovery(_) => &[],
+        }
+    }
+
+    /// Whether this is a discovery keyring.
+    pub fn is_discovery(&self) -> bool {
+        matches!(self.mode, Mode::Discovery(_))
+    }
+
+    /// The SDK client.
+    pub fn client(&self) -> &aws_sdk_kms::Client {
+        &self.client
+    }
+
+    fn grant_tokens(&self) -> Option<Vec<String>> {
+        (!self.grant_tokens.is_empty()).then(|| self.grant_tokens.clone())
+    }
+
+    /// Runs an SDK call on the current tokio runtime, or spawned on the configured one.
+    async fn run<T, F>(&self, call: F) -> Result<T>
+    where
+        F: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return call.await;
+        }
+        match &self.runtime {
+            Some(rt) => rt
+                .spawn(call)
+                .await
+                .map_err(|e| Error::Keyring(format!("the KMS call did not complete: {e}")))?,
+            None => Err(Error::InvalidConfiguration(
+                "the KMS keyring needs a tokio runtime: use the async API from one, or build the \
+                 keyring inside one, or give it one with `with_runtime`"
+                    .into(),
+            )),
+        }
+    }
+
+    async fn generate(
+        &self,
+        key_id: &str,
+        len: usize,
+        context: Option<HashMap<String, String>>,
+    ) -> Result<(DataKey, EncryptedDataKey)> {
+        let number_of_bytes = i32::try_from(len)
+            .map_err(|_| Error::InvalidConfiguration("data key length out of range".into()))?;
+        let request = self
+            .client
+            .generate_data_key()
+            .key_id(key_id)
+            .number_of_bytes(number_of_bytes)
+            .set_encryption_context(context)
+            .set_grant_tokens(self.grant_tokens());
+        let op = Op::new("GenerateDataKey", key_id);
+        let out = self
+            .run(async move { request.send().await.map_err(|e| op.sdk_error(e)) })
+            .await?;
+        let op = Op::new("GenerateDataKey", key_id);
+        let plaintext = Zeroizing::new(
+            out.plaintext
+                .ok_or_else(|| op.bad_response("no Plaintext"))?
+                .into_inner(),
+        );
+        if plaintext.len() != len {
+            return Err(op.bad_response(&format!(
+                "a data key of {} bytes where the algorithm suite needs {len}",
+                plaintext.len()
+            )));
+        }
+        let edk = edk(&op, out.key_id, out.ciphertext_blob)?;
+        Ok((DataKey::new(plaintext.to_vec()), edk))
+    }
+
+    async fn encrypt(
+        &self,
+        key_id: &str,
+        data_key: &DataKey,
+        context: Option<HashMap<String, String>>,
+    ) -> Result<EncryptedDataKey> {
+        let request = self
+            .client
+            .encrypt()
+            .key_id(key_id)
+            .plaintext(Blob::new(data_key.as_bytes().to_vec()))
+            .set_encryption_context(context)
+            .set_grant_tokens(self.grant_tokens());
+        let op = Op::new("Encrypt", key_id);
+        let out = self
+            .run(async move { request.send().await.map_err(|e| op.sdk_error(e)) })
+            .await?;
+        edk(&Op::new("Encrypt", key_id), out.key_id, out.ciphertext_blob)
+    }
+
+    async fn decrypt(
+        &self,
+        arn: &str,
+        edk: &EncryptedDataKey,
+        len: usize,
+        context: Option<HashMap<String, String>>,
+    ) -> Result<DataKey> {
+        let request = self
+            .client
+            .decrypt()
+            .key_id(arn)
+            .ciphertext_blob(Blob::new(edk.ciphertext.clone()))
+            .set_encryption_context(context)
+            .set_grant_tokens(self.grant_tokens());
+        let op = Op::new("Decrypt", arn);
+        let out = self
+            .run(async move { request.send().await.map_err(|e| op.sdk_error(e)) })
+            .await?;
+        let op = Op::new("Decrypt", arn);
+        let plaintext = Zeroizing::new(
+            out.plaintext
+                .ok_or_else(|| op.bad_response("no Plaintext"))?
+                .into_inner(),
+        );
+        match out.key_id.as_deref() {
+            Some(k) if k == arn => {}
+            Some(k) => {
+                return Err(op.bad_response(&format!(
+                    "KeyId {} instead of the requested key",
+                    quote(k.as_bytes())
+                )))
+            }
+            None => return Err(op.bad_response("no KeyId")),
+        }
+        if plaintext.len() != len {
+            return Err(op.bad_response(&format!(
+                "a data key of {} bytes where the algorithm suite needs {len}",
+                plaintext.len()
+            )));
+        }
+        Ok(DataKey::new(plaintext.to_vec()))
+    }
+
+    async fn wrap(&self, mut materials: EncryptionMaterials) -> Result<EncryptionMaterials> {
+        let keys = match &self.mode {
+            Mode::Strict(keys) => keys,
+            Mode::Discovery(_) => {
+                return Err(Error::InvalidConfiguration(
+                    "a discovery KMS keyring cannot encrypt: configure key ids".into(),
+                ))
+            }
+        };
+        let context = kms_context(&materials.encryption_context);
+        let mut keys = keys.iter();
+        let data_key = match &materials.data_key {
+            Some(k) => k.clone(),
+            None => {
+                let Some(generator) = keys.next() else {
+                    return Err(Error::InvalidConfiguration(
+                        "a KMS keyring needs at least one key id".into(),
+                    ));
+                };
+                let (data_key, edk) = self
+                    .generate(generator, materials.suite.data_key_len(), context.clone())
+                    .await?;
+                materials.data_key = Some(data_key.clone());
+                materials.encrypted_data_keys.push(edk);
+                data_key
+            }
+        };
+        for key_id in keys {
+            let edk = self.encrypt(key_id, &data_key, context.clone()).await?;
+            materials.encrypted_data_keys.push(edk);
+        }
+        Ok(materials)
+    }
+
+    async fn unwrap_key(
+        &self,
+        mut materials: DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> Result<DecryptionMaterials> {
+        if materials.data_key.is_some() {
+            return Ok(materials);
+        }
+        let len = materials.suite.data_key_len();
+        let context = kms_context(&materials.encryption_context);
+        let mut errors = Vec::new();
+        for edk in edks {
+            if edk.provider_id != KMS_PROVIDER_ID {
+                continue;
+            }
+            // As the spec says: an `aws-kms` EDK that does not name a key ARN fails the keyring.
+            let arn_str = std::str::from_utf8(&edk.provider_info)
+                .ok()
+                .filter(|s| KmsArn::parse_key_arn(s).is_some())
+                .ok_or_else(|| {
+                    Error::Keyring(format!(
+                        "an aws-kms encrypted data key names {}, which is not a KMS key ARN",
+                        quote(&edk.provider_info)
+                    ))
+                })?;
+            let matches = match &self.mode {
+                Mode::Strict(keys) => keys.iter().any(|k| k == arn_str),
+                Mode::Discovery(None) => true,
+                Mode::Discovery(Some(filter)) => {
+                    KmsArn::parse(arn_str).is_some_and(|arn| filter.allows(&arn))
+                }
+            };
+            if !matches {
+                continue;
+            }
+            match self.decrypt(arn_str, edk, len, context.clone()).await {
+                Ok(data_key) => {
+                    materials.data_key = Some(data_key);
+                    return Ok(materials);
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        match errors.len() {
+            0 => Ok(materials),
+            1 => Err(Error::Keyring(strip_prefix(&errors[0]))),
+            n => Err(Error::Keyring(format!(
+                "all {n} KMS-wrapped data keys failed: {}",
+                errors
+                    .iter()
+                    .map(|e| strip_prefix(e))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))),
+        }
+    }
+}
+
+impl Keyring for KmsKeyring {
+    fn on_encrypt<'a>(
+        &'a self,
+        materials: EncryptionMaterials,
+    ) -> KeyringFuture<'a, EncryptionMaterials> {
+        Box::pin(self.wrap(materials))
+    }
+
+    fn on_decrypt<'a>(
+        &'a self,
+        materials: DecryptionMaterials,
+        encrypted_data_keys: &'a [EncryptedDataKey],
+    ) -> KeyringFuture<'a, DecryptionMaterials> {
+        Box::pin(self.unwrap_key(materials, encrypted_data_keys))
+    }
+}
+
+/// The encryption context as KMS takes it; absent when empty.
+fn kms_context(context: &EncryptionContext) -> Option<HashMap<String, String>> {
+    (!context.is_empty()).then(|| {
+        context
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    })
+}
+
+/// Builds the encrypted data key from a GenerateDataKey or Encrypt response, checking that KMS named
+/// a key ARN.
+fn edk(op: &Op, key_id: Option<String>, blob: Option<Blob>) -> Result<EncryptedDataKey> {
+    let key_id = key_id.ok_or_else(|| op.bad_response("no KeyId"))?;
+    if KmsArn::parse_key_arn(&key_id).is_none() {
+        return Err(op.bad_response(&format!(
+            "KeyId {}, which is not a key ARN",
+            quote(key_id.as_bytes())
+        )));
+    }
+    let ciphertext = blob
+        .ok_or_else(|| op.bad_response("no CiphertextBlob"))?
+        .into_inner();
+    if ciphertext.is_empty() || ciphertext.len() > usize::from(u16::MAX) {
+        return Err(op.bad_response("a CiphertextBlob of unusable length"));
+    }
+    Ok(EncryptedDataKey {
+        provider_id: KMS_PROVIDER_ID.to_owned(),
+        provider_info: key_id.into_bytes(),
+        ciphertext,
+    })
+}
+
+/// Error messages of one KMS call.
+struct Op {
+    name: &'static str,
+    key: String,
+}
+
+impl Op {
+    fn new(name: &'static str, key: &str) -> Self {
+        Self {
+            name,
+            key: key.to_owned(),
+        }
+    }
+
+    fn sdk_error<E, R>(&self, err: SdkError<E, R>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        match &err {
+            SdkError::ServiceError(service) => {
+                let e = service.err();
+                let code = e.code().unwrap_or("UnknownError");
+                let message = e.message().unwrap_or("(no message)");
+                Error::Keyring(format!(
+                    "KMS refused: {code}: {message} ({} with {})",
+                    self.name, self.key
+                ))
+            }
+            _ => Error::Keyring(format!(
+                "KMS {} with {} failed: {}",
+                self.name,
+                self.key,
+                DisplayErrorContext(&err)
+            )),
+        }
+    }
+
+    fn bad_response(&self, what: &str) -> Error {
+        Error::Keyring(format!(
+            "KMS {} with {} returned {what}",
+            self.name, self.key
+        ))
+    }
+}
+
+/// `keyring failure: …` nests badly when errors are collected; keep the inner text.
+fn strip_prefix(s: &str) -> String {
+    s.strip_prefix("keyring failure: ").unwrap_or(s).to_owned()
+}
+
+/// A string from the message or a response, quoted and cut to a sane length.
+fn quote(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_QUOTED)]);
+    let ellipsis = if bytes.len() > MAX_QUOTED { "…" } else { "" };
+    format!("{s:?}{ellipsis}")
+}
+
+// ------------------------------------------------------------------------------------------------
+// Client construction
+
+/// Builds an `aws_sdk_kms::Client` from the standard AWS configuration chain, with the overrides a
+/// command line offers (`--endpoint-url`, `--profile`, `--region`).
+///
+/// Resolution, highest first:
+/// - **endpoint:** [`endpoint_url`](Self::endpoint_url); `AWS_ENDPOINT_URL_KMS`; `AWS_ENDPOINT_URL`;
+///   the profile's `services` section or `endpoint_url`; otherwise AWS KMS for the region.
+///   (`AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` turns off the environment and profile ones.)
+/// - **region:** [`region`](Self::region); `AWS_REGION` / `AWS_DEFAULT_REGION`; the profile;
+///   instance metadata. No region is an error.
+/// - **credentials:** [`static_credentials`](Self::static_credentials); with
+///   [`profile`](Self::profile), that profile of the shared files only (as the AWS CLI: an explicit
+///   profile wins over environment credentials); otherwise the default chain: environment
+///   (`AWS_ACCESS_KEY_ID`, …), the shared credentials and config files (`AWS_PROFILE` or
+///   `default`; static keys, `role_arn`, `credential_process`), web identity, the ECS container
+///   endpoint, instance metadata (IMDSv2). SSO profiles are not supported (the `sso` feature of
+///   `aws-config` is left out to keep the build lean).
+#[derive(Clone, Default)]
+pub struct KmsClientBuilder {
+    endpoint_url: Option<String>,
+    profile: Option<String>,
+    region: Option<String>,
+    credentials: Option<(String, Zeroizing<String>, Option<Zeroizing<String>>)>,
+    config_file: Option<PathBuf>,
+    credentials_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for KmsClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsClientBuilder")
+            .field("endpoint_url", &self.endpoint_url)
+            .field("profile", &self.profile)
+            .field("region", &self.region)
+            .field(
+                "access_key_id",
+                &self.credentials.as_ref().map(|(id, _, _)| id),
+            )
+            .field("config_file", &self.config_file)
+            .field("credentials_file", &self.credentials_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KmsClientBuilder {
+    /// Everything from the environment and the shared files.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The KMS endpoint (`http://127.0.0.1:8443` for a local `envelope serve`); wins over every
+    /// configured one.
+    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// The profile of the shared config and credentials files to use (instead of `AWS_PROFILE` or
+    /// `default`).
+    pub fn profile(mut self, name: impl Into<String>) -> Self {
+        self.profile = Some(name.into());
+        self
+    }
+
+    /// The region.
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Explicit credentials (access key id, secret access key, optional session token).
+    pub fn static_credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret_access_key: impl Into<String>,
+        session_token: Option<String>,
+    ) -> Self {
+        self.credentials = Some((
+            access_key_id.into(),
+            Zeroizing::new(secret_access_key.into()),
+            session_token.map(Zeroizing::new),
+        ));
+        self
+    }
+
+    /// The shared config file to read instead of `~/.aws/config` (`AWS_CONFIG_FILE`).
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+
+    /// The shared credentials file to read instead of `~/.aws/credentials`
+    /// (`AWS_SHARED_CREDENTIALS_FILE`).
+    pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.credentials_file = Some(path.into());
+        self
+    }
+
+    fn profile_files(&self) -> Option<EnvConfigFiles> {
+        if self.config_file.is_none() && self.credentials_file.is_none() {
+            return None;
+        }
+        let mut files = EnvConfigFiles::builder();
+        match &self.config_file {
+            Some(p) => files = files.with_file(EnvConfigFileKind::Config, p),
+            None => files = files.include_default_config_file(true),
+        }
+        match &self.credentials_file {
+            Some(p) => files = files.with_file(EnvConfigFileKind::Credentials, p),
+            None => files = files.include_default_credentials_file(true),
+        }
+        Some(files.build())
+    }
+
+    /// Resolves the configuration and builds the client. Reads files and may query instance
+    /// metadata for the region; credentials are resolved lazily, on the first call.
+    pub async fn build(self) -> Result<aws_sdk_kms::Client> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let files = self.profile_files();
+        if let Some(files) = &files {
+            loader = loader.profile_files(files.clone());
+        }
+        if let Some(profile) = &self.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(region) = &self.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        match (&self.credentials, &self.profile) {
+            (Some((id, secret, token)), _) => {
+                loader = loader.credentials_provider(Credentials::new(
+                    id.clone(),
+                    secret.as_str(),
+                    token.as_ref().map(|t| t.to_string()),
+                    None,
+                    "envelope-static",
+                ));
+            }
+            (None, Some(profile)) => {
+                let mut provider = ProfileFileCredentialsProvider::builder().profile_name(profile);
+                if let Some(files) = &files {
+                    provider = provider.profile_files(files.clone());
+                }
+                loader = loader.credentials_provider(provider.build());
+            }
+            (None, None) => {}
+        }
+        let sdk = loader.load().await;
+        if sdk.region().is_none() {
+            return Err(Error::InvalidConfiguration(
+                "no AWS region: give one (--region, AWS_REGION, or `region` in the profile)".into(),
+            ));
+        }
+        // Set here, not on the loader: the SDK lets `AWS_ENDPOINT_URL_KMS` override a loader-level
+        // endpoint, and an explicit endpoint must win.
+        let mut config = aws_sdk_kms::config::Builder::from(&sdk);
+        if let Some(url) = self.endpoint_url {
+            config = config.endpoint_url(url);
+        }
+        Ok(aws_sdk_kms::Client::from_conf(config.build()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arns_parse_as_the_spec_says() {
+        let a = KmsArn::parse("arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab").unwrap();
+        assert_eq!(
+            (a.partition(), a.region(), a.account(), a.resource_type()),
+            ("aws", "us-east-1", "111122223333", "key")
+        );
+        assert_eq!(a.resource_id(), "1234abcd-12ab");
+        assert_eq!(
+            a.to_string(),
+            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab"
+        );
+        let alias = KmsArn::parse("arn:aws-cn:kms:cn-north-1:1:alias/a/b").unwrap();
+        assert_eq!(alias.resource_id(), "a/b");
+        assert!(!alias.is_key());
+        assert!(KmsArn::parse_key_arn("arn:aws-cn:kms:cn-north-1:1:alias/a").is_none());
+        for bad in [
+            "",
+            "arn:aws:kms:us-east-1:111122223333",
+            "arn:aws:kms:us-east-1:111122223333:key",
+            "arn:aws:kms:us-east-1:111122223333:key/",
+            "arn:aws:kms:us-east-1:111122223333:grant/x",
+            "arn:aws:s3:us-east-1:111122223333:key/x",
+            "arn::kms:us-east-1:111122223333:key/x",
+            "arn:aws:kms::111122223333:key/x",
+            "arn:aws:kms:us-east-1::key/x",
+            "arn:aws:kms:us-east-1:111122223333:key/x:y",
+            "nra:aws:kms:us-east-1:111122223333:key/x",
+        ] {
+            assert!(KmsArn::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn identifiers() {
+        for ok in [
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+            "mrk-4321abcd",
+            "alias/test-key",
+            "arn:aws:kms:us-west-2:111122223333:alias/test-key",
+            "arn:aws:kms:us-east-1:2222222222222:key/1234abcd",
+        ] {
+            assert!(is_valid_identifier(ok), "{ok}");
+        }
+        for bad in ["", "alias/", "arn:aws:kms:us-west-2:1:key/", "a:b", "x/y"] {
+            assert!(!is_valid_identifier(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn discovery_filter() {
+        let f = DiscoveryFilter::new("aws", ["111122223333"]).unwrap();
+        let mine = KmsArn::parse("arn:aws:kms:eu-west-1:111122223333:key/k").unwrap();
+        let other_account = KmsArn::parse("arn:aws:kms:eu-west-1:444455556666:key/k").unwrap();
+        let other_partition = KmsArn::parse("arn:aws-cn:kms:eu-west-1:111122223333:key/k").unwrap();
+        assert!(f.allows(&mine));
+        assert!(!f.allows(&other_account));
+        assert!(!f.allows(&other_partition));
+        assert!(DiscoveryFilter::new("", ["1"]).is_err());
+        assert!(DiscoveryFilter::new("aws", Vec::<String>::new()).is_err());
+    }
+
+    #[test]
+    fn quoting_cuts_long_input() {
+        let q = quote(&[b'a'; 1000]);
+        assert!(q.len() < 300 && q.ends_with('…'));
+    }
+}

@@ -1,0 +1,51 @@
+"""`envelope encrypt|decrypt` with KMS keys on a running `envelope serve` (the KMS keyring end to end)."""
+
+import os
+import subprocess
+
+from conftest import envelope_bin
+
+
+def run(args, env, ok=True):
+    p = subprocess.run([envelope_bin(), *args], env=env, capture_output=True, text=True, timeout=60)
+    if ok:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def test_kms_keys_strict_and_discovery(server, kms, tmp_path):
+    arn = kms.create_key()["KeyMetadata"]["Arn"]
+    kms.create_alias(AliasName="alias/cli-files", TargetKeyId=arn)
+    ak, sk = server.credentials
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=ak, AWS_SECRET_ACCESS_KEY=sk, AWS_REGION="us-east-1",
+               AWS_EC2_METADATA_DISABLED="true")
+    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS"):
+        env.pop(var, None)
+    plain = tmp_path / "p"
+    plain.write_bytes(os.urandom(300_000))
+    msg = tmp_path / "p.env"
+    run(["encrypt", str(plain), "-o", str(msg), "--key", "alias/cli-files", "--endpoint-url", server.endpoint,
+         "--context", "app=cli", "-q"], env)
+    out = tmp_path / "strict.out"
+    run(["decrypt", str(msg), "-o", str(out), "--key", arn, "--endpoint-url", server.endpoint,
+         "--context", "app=cli", "-q"], env)
+    assert out.read_bytes() == plain.read_bytes()
+    # Discovery, with the endpoint from the AWS SDK's service-specific variable.
+    out2 = tmp_path / "discovery.out"
+    run(["decrypt", str(msg), "-o", str(out2), "--discovery", "-q"], dict(env, AWS_ENDPOINT_URL_KMS=server.endpoint))
+    assert out2.read_bytes() == plain.read_bytes()
+    # A discovery filter for another account decrypts nothing and leaves no file.
+    out3 = tmp_path / "refused.out"
+    p = run(["decrypt", str(msg), "-o", str(out3), "--discovery", "--discovery-account", "999999999999",
+             "--endpoint-url", server.endpoint], env, ok=False)
+    assert p.returncode == 1 and "no keyring could decrypt" in p.stderr, p.stderr
+    assert not out3.exists()
+    # A disabled key: the KMS error is named, no output.
+    kms.disable_key(KeyId=arn)
+    try:
+        p = run(["decrypt", str(msg), "-o", str(out3), "--key", arn, "--endpoint-url", server.endpoint],
+                env, ok=False)
+        assert p.returncode == 1 and "DisabledException" in p.stderr, p.stderr
+        assert not out3.exists()
+    finally:
+        kms.enable_key(KeyId=arn)
