@@ -207,7 +207,7 @@ async fn keyring(args: &KeyArgs, decrypting: bool) -> Result<Box<dyn Keyring>, C
     }
     match keyrings.len() {
         0 => Err(CliError::Usage(
-            "no key given: use --raw-key-file FILE --key-name NAME".into(),
+            "no key given: use --key KMS_KEY, or --raw-key-file FILE --key-name NAME".into(),
         )),
         1 => keyrings
             .pop()
