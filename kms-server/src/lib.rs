@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod local;
 pub mod sigv4;
 mod tls;
 
@@ -35,6 +36,7 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+pub use local::LocalEndpoint;
 pub use tls::load_tls_config;
 
 use sigv4::SigV4Error;

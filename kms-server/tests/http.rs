@@ -1,47 +1,27 @@
 //! The endpoint over real HTTP on loopback: authentication refusals, wire errors, limits.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is the failure report
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use kms_core::{KeyMaterial, Kms, KmsConfig, SoftwareRootKey, Store};
-use kms_server::{sigv4, App, Limits};
+use kms_server::sigv4;
 use time::OffsetDateTime;
 
 struct Server {
     addr: std::net::SocketAddr,
     akid: String,
     secret: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+    local: Option<kms_server::LocalEndpoint>,
 }
 
 async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("db").display()
-    ))
-    .await
-    .unwrap();
-    let root = Arc::new(SoftwareRootKey::new(KeyMaterial::generate().unwrap()));
-    let kms = Kms::open(store, root, KmsConfig::default()).await.unwrap();
-    let (info, secret) = kms.create_principal("tester", None).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = App::new(Arc::new(kms), Limits::default());
-    tokio::spawn(kms_server::serve(listener, app, None, async {
-        let _ = rx.await;
-    }));
+    let local = kms_server::LocalEndpoint::start().await.unwrap();
     Server {
-        addr,
-        akid: info.access_key_id,
-        secret: secret.unwrap().to_string(),
-        stop: Some(tx),
-        _dir: dir,
+        addr: local.addr(),
+        akid: local.access_key_id().to_string(),
+        secret: local.secret_access_key().to_string(),
+        local: Some(local),
     }
 }
 
@@ -230,7 +210,7 @@ async fn signed_requests_work_and_bad_signatures_are_refused() {
         400,
         "InvalidSignatureException",
     );
-    s.stop.take().unwrap().send(()).unwrap();
+    drop(s.local.take());
 }
 
 #[tokio::test]

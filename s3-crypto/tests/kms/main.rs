@@ -5,11 +5,7 @@
 //! binary with a cleared environment, so nothing here mutates the process environment.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is the failure report
 
-use std::sync::Arc;
-
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
-use kms_core::{KeyMaterial, Kms, KmsConfig, SoftwareRootKey, Store};
-use kms_server::{App, Limits};
 use s3_crypto::{
     Decryptor, DiscoveryFilter, EncryptedDataKey, EncryptionContext, Encryptor, Error, Header,
     Keyring, KmsClientBuilder, KmsKeyring, MultiKeyring, RawAesKeyring, KMS_PROVIDER_ID,
@@ -21,34 +17,17 @@ struct Server {
     endpoint: String,
     akid: String,
     secret: String,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
+    _local: kms_server::LocalEndpoint,
 }
 
+/// envelope's endpoint, in this process.
 async fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("db").display()
-    ))
-    .await
-    .unwrap();
-    let root = Arc::new(SoftwareRootKey::new(KeyMaterial::generate().unwrap()));
-    let kms = Kms::open(store, root, KmsConfig::default()).await.unwrap();
-    let (info, secret) = kms.create_principal("tester", None).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = App::new(Arc::new(kms), Limits::default());
-    tokio::spawn(kms_server::serve(listener, app, None, async {
-        let _ = rx.await;
-    }));
+    let local = kms_server::LocalEndpoint::start().await.unwrap();
     Server {
-        endpoint: format!("http://{addr}"),
-        akid: info.access_key_id,
-        secret: secret.unwrap().to_string(),
-        _stop: tx,
-        _dir: dir,
+        endpoint: local.url(),
+        akid: local.access_key_id().to_string(),
+        secret: local.secret_access_key().to_string(),
+        _local: local,
     }
 }
 
