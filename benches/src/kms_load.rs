@@ -207,14 +207,25 @@ fn parse_head(head: &[u8]) -> Result<(u16, Option<usize>, bool), CallError> {
 }
 
 impl RawConn {
+    /// Reads what the socket has into `inbuf`; 0 at end of stream.
+    async fn read_more(&mut self, chunk: &mut [u8]) -> Result<usize, CallError> {
+        use tokio::io::AsyncReadExt;
+        let n = self
+            .stream
+            .read(chunk)
+            .await
+            .map_err(|e| CallError::Transport(format!("receive: {e}")))?;
+        self.inbuf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
     /// Sends `out` and reads one response. Returns (status, body, connection reusable).
     async fn round_trip(&mut self) -> Result<(u16, Bytes, bool), CallError> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let io = |what: &str, e: std::io::Error| CallError::Transport(format!("{what}: {e}"));
+        use tokio::io::AsyncWriteExt;
         self.stream
             .write_all(&self.out)
             .await
-            .map_err(|e| io("send", e))?;
+            .map_err(|e| CallError::Transport(format!("send: {e}")))?;
         self.inbuf.clear();
         let mut chunk = [0u8; 8192];
         let (head_end, status, length, keep_alive) = loop {
@@ -222,35 +233,23 @@ impl RawConn {
                 let (status, length, keep_alive) = parse_head(&self.inbuf[..i])?;
                 break (i + 4, status, length, keep_alive);
             }
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| io("receive", e))?;
-            if n == 0 {
+            if self.read_more(&mut chunk).await? == 0 {
                 return Err(CallError::Transport(
                     "connection closed before the response".into(),
                 ));
             }
-            self.inbuf.extend_from_slice(&chunk[..n]);
         };
         loop {
             let have = self.inbuf.len() - head_end;
             if length.is_some_and(|l| have >= l) {
                 break;
             }
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| io("receive", e))?;
-            if n == 0 {
+            if self.read_more(&mut chunk).await? == 0 {
                 if length.is_none() {
                     break; // body delimited by close
                 }
                 return Err(CallError::Transport("connection closed mid-body".into()));
             }
-            self.inbuf.extend_from_slice(&chunk[..n]);
         }
         let end = length.map_or(self.inbuf.len(), |l| head_end + l);
         let body = Bytes::copy_from_slice(&self.inbuf[head_end..end]);

@@ -146,17 +146,12 @@ fn read_wrapping_key(path: &Path) -> Result<Zeroizing<Vec<u8>>, CliError> {
     let raw = Zeroizing::new(
         std::fs::read(path).map_err(io_err(format!("cannot read {}", path.display())))?,
     );
-    if matches!(raw.len(), 16 | 24 | 32) {
-        return Ok(raw);
-    }
-    let text = std::str::from_utf8(&raw).map(str::trim).unwrap_or("");
-    match STANDARD.decode(text) {
-        Ok(k) if matches!(k.len(), 16 | 24 | 32) => Ok(Zeroizing::new(k)),
-        _ => Err(CliError::Usage(format!(
+    crate::decode_key(&raw, &[16, 24, 32]).ok_or_else(|| {
+        CliError::Usage(format!(
             "{} does not hold an AES key: expected 16, 24 or 32 bytes, raw or base64",
             path.display()
-        ))),
-    }
+        ))
+    })
 }
 
 async fn keyring(args: &KeyArgs, decrypting: bool) -> Result<Box<dyn Keyring>, CliError> {

@@ -195,18 +195,24 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), CliError> {
         .map_err(io_err(format!("cannot write {}", path.display())))
 }
 
+/// Key bytes as a key file or variable holds them: raw, or base64 text (surrounding whitespace
+/// ignored), of one of the `allowed` lengths.
+pub(crate) fn decode_key(bytes: &[u8], allowed: &[usize]) -> Option<Zeroizing<Vec<u8>>> {
+    if allowed.contains(&bytes.len()) {
+        return Some(Zeroizing::new(bytes.to_vec()));
+    }
+    let text = std::str::from_utf8(bytes).map(str::trim).ok()?;
+    let decoded = Zeroizing::new(STANDARD.decode(text).ok()?);
+    allowed.contains(&decoded.len()).then_some(decoded)
+}
+
 fn parse_root_key(bytes: &[u8], source: &str) -> Result<KeyMaterial, CliError> {
-    let trimmed = std::str::from_utf8(bytes).map(str::trim).unwrap_or("");
-    let decoded = Zeroizing::new(STANDARD.decode(trimmed).unwrap_or_default());
-    if decoded.len() == 32 {
-        return Ok(KeyMaterial::from_slice(&decoded)?);
-    }
-    if bytes.len() == 32 {
-        return Ok(KeyMaterial::from_slice(bytes)?);
-    }
-    Err(CliError::Usage(format!(
-        "the root key from {source} is not 32 bytes (raw, or base64-encoded)"
-    )))
+    let key = decode_key(bytes, &[32]).ok_or_else(|| {
+        CliError::Usage(format!(
+            "the root key from {source} is not 32 bytes (raw, or base64-encoded)"
+        ))
+    })?;
+    Ok(KeyMaterial::from_slice(&key)?)
 }
 
 struct Opened {

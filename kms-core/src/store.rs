@@ -360,9 +360,6 @@ impl Store {
     pub async fn destroy_key(&self, k: &KeyRecord) -> Result<bool> {
         let id = k.id.to_string();
         let mut tx = self.pool.begin().await?;
-        let gone = sqlx::query(
-            "DELETE FROM kms_keys WHERE key_id = $1 AND revision = $2 AND key_state = 'PendingDeletion'",
-        );
         // Children first (foreign keys), then the key row under the revision check.
         for table in ["kms_aliases", "kms_tags", "kms_key_material"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE key_id = $1"))
@@ -370,12 +367,14 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let n = gone
-            .bind(&id)
-            .bind(k.revision)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let n = sqlx::query(
+            "DELETE FROM kms_keys WHERE key_id = $1 AND revision = $2 AND key_state = 'PendingDeletion'",
+        )
+        .bind(&id)
+        .bind(k.revision)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         if n == 1 {
             tx.commit().await?;
             Ok(true)
