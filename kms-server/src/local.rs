@@ -30,8 +30,13 @@ impl std::fmt::Debug for LocalEndpoint {
 }
 
 impl LocalEndpoint {
-    /// Starts one on the current tokio runtime.
+    /// Starts one on the current tokio runtime, with the default limits.
     pub async fn start() -> Result<Self, KmsError> {
+        Self::start_with(Limits::default()).await
+    }
+
+    /// Starts one with chosen limits.
+    pub async fn start_with(limits: Limits) -> Result<Self, KmsError> {
         let internal = |e: std::io::Error| KmsError::Internal(format!("local endpoint: {e}"));
         let dir = tempfile::tempdir().map_err(internal)?;
         let store = Store::connect(&format!(
@@ -50,7 +55,7 @@ impl LocalEndpoint {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(serve(
             listener,
-            App::new(kms.clone(), Limits::default()),
+            App::new(kms.clone(), limits),
             None,
             async {
                 let _ = stopped.await;

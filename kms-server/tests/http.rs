@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use kms_server::sigv4;
+use kms_server::{sigv4, Limits};
 use time::OffsetDateTime;
 
 struct Server {
@@ -248,4 +248,31 @@ async fn malformed_requests_get_aws_errors_never_500() {
     let random = s.call("GenerateRandom", r#"{"NumberOfBytes":16}"#).await;
     assert_eq!(random.status, 200);
     assert_eq!(random.json["Plaintext"].as_str().unwrap().len(), 24);
+}
+
+#[tokio::test]
+async fn a_request_whose_body_stalls_is_answered_408_within_the_bound() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = Limits {
+        request_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let local = kms_server::LocalEndpoint::start_with(limits).await.unwrap();
+    let mut sock = tokio::net::TcpStream::connect(local.addr()).await.unwrap();
+    let head = "POST / HTTP/1.1\r\nhost: x\r\nx-amz-target: TrentService.ListKeys\r\ncontent-length: 10\r\n\r\n{}";
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !reply.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "connection closed without an answer");
+        reply.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&reply).to_string();
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(3));
 }
