@@ -5,8 +5,9 @@
 //! - `aws-lc-rs` (what envelope ships), `ring` and `aes-gcm` (RustCrypto): the bare primitive,
 //!   in place, tag detached, with a 72-byte AAD (the length of a framed-body AAD);
 //! - `s3-crypto`'s frame path, the code envelope actually runs per frame: `FrameKey::seal_frame`
-//!   (allocates the serialized frame, as `encrypt_stream` does), `FrameKey::seal_frame_into`
-//!   (reuses one buffer, as a parallel pipeline can) and `FrameKey::open_frame` (in place).
+//!   (allocates the serialized frame), `FrameKey::seal_in_place` (what `encrypt_stream` and the
+//!   parallel pipeline run: input read straight into a reused `FrameBuffer`, sealed there) and
+//!   `FrameKey::open_frame` (in place).
 //!
 //! Open benches decrypt a fresh copy of the ciphertext each time; the copy is made outside the
 //! timed region (`iter_batched_ref`). The nonce is fixed: fine for a benchmark, never for real use.
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use s3_crypto::{Encryptor, FrameKind, MessageEncryptor, RawAesKeyring};
+use s3_crypto::{Encryptor, FrameBuffer, FrameKind, MessageEncryptor, RawAesKeyring};
 
 const SIZES: [(usize, &str); 4] = [
     (4 << 10, "4KiB"),
@@ -41,8 +42,6 @@ const NONCE: [u8; 12] = [0x24; 12];
 /// A framed-body AAD is message id (32) ‖ "AWSKMSEncryptionClient Frame" (28) ‖ seq (4) ‖ len (8).
 const AAD: [u8; 72] = [0x5a; 72];
 const TAG_LEN: usize = 16;
-/// A regular frame is seq (4) ‖ IV (12) ‖ ciphertext ‖ tag (16).
-const FRAME_HEADER_LEN: usize = 4 + 12;
 
 /// All sizes under `cargo bench`; without `--bench` (criterion's test mode, e.g. `cargo test
 /// --all-targets` in a debug build) the two small ones, so that a test run stays short.
@@ -197,11 +196,12 @@ fn bench_seal(c: &mut Criterion) {
                     .unwrap()
             })
         });
-        let mut out = Vec::with_capacity(len + FRAME_HEADER_LEN + TAG_LEN);
-        group.bench_function(BenchmarkId::new("s3-crypto seal_frame_into", label), |b| {
+        let mut frame = FrameBuffer::new(len);
+        frame.set_plaintext(&pt).unwrap();
+        group.bench_function(BenchmarkId::new("s3-crypto seal_in_place", label), |b| {
             b.iter(|| {
                 frame_key
-                    .seal_frame_into(1, FrameKind::Regular, black_box(&pt), &mut out)
+                    .seal_in_place(1, FrameKind::Regular, black_box(&mut frame))
                     .unwrap()
             })
         });

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
 use s3_crypto::{
     AlgorithmSuite, CommitmentPolicy, Decryptor, EncryptionContext, Encryptor, Header, Keyring,
     MultiKeyring, RawAesKeyring,
@@ -91,9 +92,6 @@ pub struct EncryptArgs {
     #[arg(long, value_name = "BYTES", default_value_t = s3_crypto::DEFAULT_FRAME_LENGTH,
           value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
     frame_size: u32,
-    /// Threads sealing frames (default: the number of CPUs).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-    threads: Option<u16>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -117,6 +115,11 @@ pub struct DecryptArgs {
     /// Refuse messages with more encrypted data keys than this.
     #[arg(long, value_name = "N", default_value_t = s3_crypto::DEFAULT_MAX_ENCRYPTED_DATA_KEYS)]
     max_data_keys: usize,
+    /// Decrypt only this byte range of the plaintext: FIRST-LAST (inclusive), FIRST- or -SUFFIX, as
+    /// HTTP's Range header. Reads only the frames that hold it (input must be a file; framed,
+    /// unsigned messages).
+    #[arg(long, value_name = "RANGE")]
+    range: Option<s3_crypto::ByteRange>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -133,6 +136,17 @@ pub struct CommonArgs {
     /// Write the message's metadata (suite, context, data keys) as JSON to FILE, or - for stderr.
     #[arg(long, value_name = "FILE")]
     metadata_output: Option<PathBuf>,
+    /// Threads sealing or opening frames (default: the number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
+}
+
+impl CommonArgs {
+    fn threads(&self) -> usize {
+        self.threads
+            .map(usize::from)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -231,15 +245,51 @@ fn is_dash(p: &Path) -> bool {
     p.as_os_str() == "-"
 }
 
-fn open_input(path: &Path) -> Result<Box<dyn Read + Send>, CliError> {
-    if is_dash(path) {
-        return Ok(Box::new(BufReader::with_capacity(
-            1 << 20,
-            std::io::stdin(),
-        )));
+fn open_file(path: &Path) -> Result<std::fs::File, CliError> {
+    std::fs::File::open(path).map_err(io_err(format!("cannot open {}", path.display())))
+}
+
+/// The input, read through a progress bar on standard error when it is a terminal, `quiet` is off
+/// and the input is large or of unknown length (stdin).
+fn open_input(
+    path: &Path,
+    quiet: bool,
+) -> Result<(Box<dyn Read + Send>, Option<ProgressBar>), CliError> {
+    let (input, len): (Box<dyn Read + Send>, Option<u64>) = if is_dash(path) {
+        (Box::new(std::io::stdin()), None)
+    } else {
+        let f = open_file(path)?;
+        let len = f.metadata().ok().map(|m| m.len());
+        (Box::new(f), len)
+    };
+    let bar = progress_bar(len, quiet);
+    let input: Box<dyn Read + Send> = match &bar {
+        Some(bar) => Box::new(bar.wrap_read(input)),
+        None => input,
+    };
+    Ok((Box::new(BufReader::with_capacity(1 << 20, input)), bar))
+}
+
+/// Inputs below this size finish too fast for a progress bar to be of use.
+const PROGRESS_MIN_LEN: u64 = 32 << 20;
+
+fn progress_bar(len: Option<u64>, quiet: bool) -> Option<ProgressBar> {
+    use std::io::IsTerminal;
+    if quiet || !std::io::stderr().is_terminal() || len.is_some_and(|l| l < PROGRESS_MIN_LEN) {
+        return None;
     }
-    let f = std::fs::File::open(path).map_err(io_err(format!("cannot open {}", path.display())))?;
-    Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
+    let bar = match len {
+        Some(len) => ProgressBar::new(len).with_style(
+            ProgressStyle::with_template(
+                "{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+            )
+            .ok()?,
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {binary_bytes} {binary_bytes_per_sec}").ok()?,
+        ),
+    };
+    Some(bar)
 }
 
 /// Where output goes: stdout, or a temporary file renamed into place on success.
@@ -320,6 +370,13 @@ impl Sink {
     }
 }
 
+/// Removes the progress bar from the terminal.
+fn finish_bar(bar: Option<ProgressBar>) {
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
 }
@@ -371,7 +428,7 @@ fn write_metadata(common: &CommonArgs, json: serde_json::Value) -> Result<(), Cl
 pub async fn encrypt(args: EncryptArgs) -> Result<(), CliError> {
     let keyring = keyring(&args.keys, false).await?;
     let mut sink = Sink::open(&args.output, &args.input, args.common.force)?;
-    let input = open_input(&args.input)?;
+    let (input, bar) = open_input(&args.input, args.common.quiet)?;
     let suite = match args.suite {
         Suite::Committing => AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
         Suite::CommittingSigned => AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
@@ -386,16 +443,14 @@ pub async fn encrypt(args: EncryptArgs) -> Result<(), CliError> {
     let header = message.header().clone();
     let written = tokio::task::block_in_place(|| -> Result<u64, CliError> {
         let mut out = sink.writer()?;
-        let threads = args
-            .threads
-            .map(usize::from)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let n = message
-            .encrypt_stream_parallel(input, &mut out, threads)
+            .encrypt_stream_parallel(input, &mut out, args.common.threads())
             .map_err(|e| CliError::Usage(format!("encrypt failed: {e}")))?;
         out.flush().map_err(io_err("cannot write the output"))?;
         Ok(n)
-    })?;
+    });
+    finish_bar(bar);
+    let written = written?;
     sink.commit()?;
     write_metadata(
         &args.common,
@@ -413,8 +468,13 @@ pub async fn encrypt(args: EncryptArgs) -> Result<(), CliError> {
 /// `envelope decrypt`.
 pub async fn decrypt(args: DecryptArgs) -> Result<(), CliError> {
     let keyring = keyring(&args.keys, true).await?;
+    if args.range.is_some() && is_dash(&args.input) {
+        return Err(CliError::Usage(
+            "--range needs an input file (it seeks to the frames of the range), not standard input"
+                .into(),
+        ));
+    }
     let mut sink = Sink::open(&args.output, &args.input, args.common.force)?;
-    let input = open_input(&args.input)?;
     let to_stdout = matches!(sink, Sink::Stdout);
     let fail = |e: s3_crypto::Error| {
         CliError::Usage(if to_stdout {
@@ -432,13 +492,35 @@ pub async fn decrypt(args: DecryptArgs) -> Result<(), CliError> {
         .commitment_policy(policy)
         .max_encrypted_data_keys(args.max_data_keys)
         .required_context(context_of(&args.context));
-    let message = decryptor.begin(input).await.map_err(fail)?;
-    let header = tokio::task::block_in_place(|| -> Result<Header, CliError> {
-        let mut out = sink.writer()?;
-        let header = message.decrypt_to(&mut out).map_err(fail)?;
-        out.flush().map_err(io_err("cannot write the output"))?;
-        Ok(header)
-    })?;
+    let header = if let Some(range) = args.range {
+        let input = BufReader::with_capacity(1 << 16, open_file(&args.input)?);
+        let message = decryptor.begin(input).await.map_err(fail)?;
+        tokio::task::block_in_place(|| -> Result<Header, CliError> {
+            let mut out = sink.writer()?;
+            let (header, _, _) = message.decrypt_range_to(range, &mut out).map_err(fail)?;
+            out.flush().map_err(io_err("cannot write the output"))?;
+            Ok(header)
+        })?
+    } else {
+        let (input, bar) = open_input(&args.input, args.common.quiet)?;
+        let message = match decryptor.begin(input).await {
+            Ok(m) => m,
+            Err(e) => {
+                finish_bar(bar);
+                return Err(fail(e));
+            }
+        };
+        let header = tokio::task::block_in_place(|| -> Result<Header, CliError> {
+            let mut out = sink.writer()?;
+            let header = message
+                .decrypt_to_parallel(&mut out, args.common.threads())
+                .map_err(fail)?;
+            out.flush().map_err(io_err("cannot write the output"))?;
+            Ok(header)
+        });
+        finish_bar(bar);
+        header?
+    };
     sink.commit()?;
     write_metadata(
         &args.common,

@@ -2,6 +2,7 @@
 //! `kms-core`, `kms-server` and `s3-crypto`.
 
 mod crypt;
+mod hsm_root;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -13,7 +14,9 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use clap::{Args, Parser, Subcommand};
-use kms_core::{AuditLog, KeyMaterial, Kms, KmsConfig, Partition, SoftwareRootKey, Store};
+use kms_core::{
+    AuditLog, KeyMaterial, Kms, KmsConfig, Partition, RootOfTrust, SoftwareRootKey, Store,
+};
 use zeroize::Zeroizing;
 
 /// mimalloc rather than glibc malloc: the request path allocates many small, short-lived buffers
@@ -46,6 +49,9 @@ enum Command {
     Encrypt(crypt::EncryptArgs),
     /// Decrypt a file or stream; output appears only once the whole message has verified.
     Decrypt(crypt::DecryptArgs),
+    /// Manage the root of trust.
+    #[command(subcommand)]
+    Root(hsm_root::RootCommand),
 }
 
 #[derive(Args, Clone)]
@@ -66,6 +72,8 @@ struct StoreArgs {
     /// Account id in ARNs.
     #[arg(long, env = "ENVELOPE_ACCOUNT_ID", default_value = "111122223333")]
     account_id: String,
+    #[command(flatten)]
+    hsm: hsm_root::HsmArgs,
 }
 
 #[derive(Args)]
@@ -129,6 +137,8 @@ pub(crate) enum CliError {
     Kms(#[from] kms_core::KmsError),
     #[error("{0}")]
     Usage(String),
+    #[error("{0}")]
+    Hsm(#[from] hsm::HsmError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -176,6 +186,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Principal(cmd) => principal(cmd).await,
         Command::Encrypt(args) => crypt::encrypt(args).await,
         Command::Decrypt(args) => crypt::decrypt(args).await,
+        Command::Root(cmd) => hsm_root::root(cmd).await,
     }
 }
 
@@ -221,10 +232,16 @@ struct Opened {
     created_root: bool,
 }
 
-/// Opens the store and the root key. With `may_create`, a brand-new store gets a new root key.
+/// Opens the store and the root key. With `may_create`, a brand-new store gets a new root key
+/// (unless the root of trust is an HSM token: `--hsm-module`).
 async fn open(args: &StoreArgs, may_create: bool, cache_ttl: Duration) -> Result<Opened, CliError> {
-    let data_dir = &args.data_dir;
-    if may_create {
+    // The token first: a wrong PIN stops here, before any data is touched.
+    let hsm = match args.hsm.config()? {
+        Some(config) => Some(hsm_root::open_root(config).await?),
+        None => None,
+    };
+    let data_dir = if may_create {
+        let data_dir = &args.data_dir;
         std::fs::create_dir_all(data_dir)
             .map_err(io_err(format!("cannot create {}", data_dir.display())))?;
         #[cfg(unix)]
@@ -232,24 +249,77 @@ async fn open(args: &StoreArgs, may_create: bool, cache_ttl: Duration) -> Result
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700));
         }
-    } else if !data_dir.is_dir() && args.database_url.is_none() {
+        data_dir
+            .canonicalize()
+            .map_err(io_err(format!("cannot open {}", data_dir.display())))?
+    } else {
+        existing_data_dir(args)?
+    };
+    let store = Store::connect(&store_url(args, &data_dir)).await?;
+    let initialised = store.meta_get("root_check").await?.is_some();
+    let (root, created_root): (Arc<dyn RootOfTrust>, bool) = match hsm {
+        Some(root) => (root, false),
+        None => {
+            let (material, created) =
+                software_root_material(args, &data_dir, initialised, may_create)?;
+            (Arc::new(SoftwareRootKey::new(material)), created)
+        }
+    };
+    let config = KmsConfig {
+        partition: Partition {
+            region: args.region.clone(),
+            account_id: args.account_id.clone(),
+        },
+        cache_ttl,
+    };
+    let kms = Kms::open(store, root, config).await.map_err(|e| match e {
+        kms_core::KmsError::InvalidState(m) => CliError::Usage(format!(
+            "root key does not match the data in {}: {m}",
+            data_dir.display()
+        )),
+        other => other.into(),
+    })?;
+    Ok(Opened {
+        kms,
+        data_dir,
+        created_root,
+    })
+}
+
+/// The data directory, which must exist (unless the store is a database URL).
+pub(crate) fn existing_data_dir(args: &StoreArgs) -> Result<PathBuf, CliError> {
+    let data_dir = &args.data_dir;
+    if !data_dir.is_dir() && args.database_url.is_none() {
         return Err(CliError::Usage(format!(
             "data directory {} does not exist; start `envelope serve` once to create it",
             data_dir.display()
         )));
     }
-    let data_dir = data_dir
+    data_dir
         .canonicalize()
-        .map_err(io_err(format!("cannot open {}", data_dir.display())))?;
-    let url = match &args.database_url {
+        .map_err(io_err(format!("cannot open {}", data_dir.display())))
+}
+
+/// The store's URL: `--database-url`, else SQLite in the data directory.
+pub(crate) fn store_url(args: &StoreArgs, data_dir: &Path) -> String {
+    match &args.database_url {
         Some(u) => u.clone(),
         None => format!(
             "sqlite://{}?mode=rwc",
             data_dir.join("envelope.db").display()
         ),
-    };
-    let store = Store::connect(&url).await?;
-    let initialised = store.meta_get("root_check").await?.is_some();
+    }
+}
+
+/// The software root key: `--root-key-file`, else ENVELOPE_ROOT_KEY, else <data-dir>/root.key,
+/// else (with `may_create`, for a store not yet `initialised`) a new one written there. The flag
+/// says whether it was created.
+pub(crate) fn software_root_material(
+    args: &StoreArgs,
+    data_dir: &Path,
+    initialised: bool,
+    may_create: bool,
+) -> Result<(KeyMaterial, bool), CliError> {
     let root_file = data_dir.join("root.key");
     let mut created_root = false;
     let material = if let Some(path) = &args.root_key_file {
@@ -286,27 +356,7 @@ async fn open(args: &StoreArgs, may_create: bool, cache_ttl: Duration) -> Result
             "no root key: give --root-key-file or set ENVELOPE_ROOT_KEY".into(),
         ));
     };
-    let config = KmsConfig {
-        partition: Partition {
-            region: args.region.clone(),
-            account_id: args.account_id.clone(),
-        },
-        cache_ttl,
-    };
-    let kms = Kms::open(store, Arc::new(SoftwareRootKey::new(material)), config)
-        .await
-        .map_err(|e| match e {
-            kms_core::KmsError::InvalidState(m) => CliError::Usage(format!(
-                "root key does not match the data in {}: {m}",
-                data_dir.display()
-            )),
-            other => other.into(),
-        })?;
-    Ok(Opened {
-        kms,
-        data_dir,
-        created_root,
-    })
+    Ok((material, created_root))
 }
 
 async fn serve(args: ServeArgs) -> Result<(), CliError> {

@@ -18,7 +18,7 @@ use crate::error::{KmsError, Result};
 use crate::ids::{validate_alias_name, Accepts, KeyRef, Partition};
 use crate::material::{self, KeyMaterial, RootOfTrust};
 use crate::now_millis;
-use crate::store::{KeyRecord, MaterialRow, PrincipalRow, Store};
+use crate::store::{KeyRecord, MaterialRow, PrincipalRow, Store, WrappedSecret};
 
 /// Largest plaintext Encrypt accepts.
 pub const MAX_ENCRYPT_PLAINTEXT: usize = 4096;
@@ -117,6 +117,17 @@ fn material_aad(id: &Uuid, version: u32) -> Vec<u8> {
     aad.extend_from_slice(id.as_bytes());
     aad.extend_from_slice(&version.to_be_bytes());
     aad
+}
+
+/// Runs a root-of-trust call on the blocking pool: an HSM-backed root blocks on its token.
+async fn off_runtime<T: Send + 'static>(
+    root: &Arc<dyn RootOfTrust>,
+    f: impl FnOnce(&dyn RootOfTrust) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let root = root.clone();
+    tokio::task::spawn_blocking(move || f(root.as_ref()))
+        .await
+        .map_err(|_| KmsError::Internal("The root of trust call did not complete.".into()))?
 }
 
 fn secret_aad(access_key_id: &str) -> Vec<u8> {
@@ -272,10 +283,12 @@ impl Kms {
     pub async fn open(store: Store, root: Arc<dyn RootOfTrust>, config: KmsConfig) -> Result<Self> {
         match store.meta_get(ROOT_CHECK).await? {
             Some(check) => {
-                let ok = root
-                    .unwrap(ROOT_CHECK_AAD, &check)
-                    .map(|v| v.as_slice() == ROOT_CHECK_VALUE)
-                    .unwrap_or(false);
+                let ok = off_runtime(&root, move |r| {
+                    r.unwrap(ROOT_CHECK_AAD, &check)
+                        .map(|v| v.as_slice() == ROOT_CHECK_VALUE)
+                })
+                .await
+                .unwrap_or(false);
                 if !ok {
                     return Err(KmsError::InvalidState(format!(
                         "The root key does not match this key store: its check value does not open under the \
@@ -291,7 +304,8 @@ impl Kms {
                             .into(),
                     ));
                 }
-                let check = root.wrap(ROOT_CHECK_AAD, ROOT_CHECK_VALUE)?;
+                let check =
+                    off_runtime(&root, |r| r.wrap(ROOT_CHECK_AAD, ROOT_CHECK_VALUE)).await?;
                 if !store.meta_put_new(ROOT_CHECK, &check).await? {
                     // Another node initialised the store at the same moment: check against its value.
                     return Box::pin(Kms::open(store, root, config)).await;
@@ -307,6 +321,44 @@ impl Kms {
             principals: RwLock::default(),
             audit: None,
         })
+    }
+
+    /// Re-wraps everything `store` holds under the root of trust `from` (key material, principals'
+    /// secrets, the root check value) under `to`, in one transaction: all or nothing. Run it while
+    /// no server uses the store. Returns how many secrets were re-wrapped.
+    pub async fn migrate_root(
+        store: &Store,
+        from: Arc<dyn RootOfTrust>,
+        to: Arc<dyn RootOfTrust>,
+    ) -> Result<usize> {
+        store
+            .rewrap_all(ROOT_CHECK, |all| async move {
+                tokio::task::spawn_blocking(move || {
+                    all.iter()
+                        .map(|w| {
+                            let (aad, wrapped) = match w {
+                                WrappedSecret::Material {
+                                    key_id,
+                                    version,
+                                    wrapped,
+                                } => (material_aad(key_id, *version), wrapped),
+                                WrappedSecret::Principal {
+                                    access_key_id,
+                                    wrapped,
+                                } => (secret_aad(access_key_id), wrapped),
+                                WrappedSecret::Meta { wrapped, .. } => {
+                                    (ROOT_CHECK_AAD.to_vec(), wrapped)
+                                }
+                            };
+                            let plain = from.unwrap(&aad, wrapped)?;
+                            to.wrap(&aad, &plain)
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+                .await
+                .map_err(|_| KmsError::Internal("The re-wrapping task did not complete.".into()))?
+            })
+            .await
     }
 
     /// Sends a record of every [`Kms::execute`] call to `log`.
@@ -407,18 +459,23 @@ impl Kms {
     async fn load_key(&self, id: &Uuid) -> Result<Arc<LoadedKey>> {
         let record = self.record(id).await?;
         let rows = self.store.get_materials(id).await?;
-        let mut materials = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
             if row.version as usize != i + 1 {
                 return Err(KmsError::Internal(
                     "Key material versions are not contiguous.".into(),
                 ));
             }
-            let raw = self
-                .root
-                .unwrap(&material_aad(id, row.version), &row.wrapped)?;
-            materials.push(KeyMaterial::from_slice(&raw)?);
         }
+        let key_id = *id;
+        let materials = off_runtime(&self.root, move |root| {
+            rows.iter()
+                .map(|row| {
+                    let raw = root.unwrap(&material_aad(&key_id, row.version), &row.wrapped)?;
+                    KeyMaterial::from_slice(&raw)
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .await?;
         let k = Arc::new(LoadedKey {
             arn: self.arn(id),
             record,
@@ -485,8 +542,9 @@ impl Kms {
         }
     }
 
-    fn wrap_material(&self, id: &Uuid, version: u32, m: &KeyMaterial) -> Result<Vec<u8>> {
-        self.root.wrap(&material_aad(id, version), m.expose())
+    async fn wrap_material(&self, id: &Uuid, version: u32, m: &KeyMaterial) -> Result<Vec<u8>> {
+        let (aad, m) = (material_aad(id, version), m.clone());
+        off_runtime(&self.root, move |root| root.wrap(&aad, m.expose())).await
     }
 
     // ----- key management -----------------------------------------------------------------------
@@ -591,7 +649,7 @@ impl Kms {
         };
         let row = MaterialRow {
             version: 1,
-            wrapped: self.wrap_material(&id, 1, &material)?,
+            wrapped: self.wrap_material(&id, 1, &material).await?,
             created_at: now,
             rotation_type: None,
         };
@@ -1151,7 +1209,7 @@ impl Kms {
             let material = KeyMaterial::generate()?;
             let row = MaterialRow {
                 version,
-                wrapped: self.wrap_material(id, version, &material)?,
+                wrapped: self.wrap_material(id, version, &material).await?,
                 created_at: now,
                 rotation_type: Some(rotation_type.into()),
             };
@@ -1358,11 +1416,12 @@ impl Kms {
                 (id, secret, true)
             }
         };
+        let (aad, plain) = (secret_aad(&access_key_id), secret.clone());
+        let wrapped_secret =
+            off_runtime(&self.root, move |root| root.wrap(&aad, plain.as_bytes())).await?;
         let row = PrincipalRow {
             user_name: user_name.to_string(),
-            wrapped_secret: self
-                .root
-                .wrap(&secret_aad(&access_key_id), secret.as_bytes())?,
+            wrapped_secret,
             access_key_id,
             created_at: now_millis(),
         };
@@ -1419,9 +1478,8 @@ impl Kms {
             }
             return Ok(None);
         };
-        let secret = self
-            .root
-            .unwrap(&secret_aad(access_key_id), &row.wrapped_secret)?;
+        let (aad, wrapped) = (secret_aad(access_key_id), row.wrapped_secret.clone());
+        let secret = off_runtime(&self.root, move |root| root.unwrap(&aad, &wrapped)).await?;
         let arn = self.config.partition.user_arn(&row.user_name);
         if let Ok(mut map) = self.principals.write() {
             map.insert(

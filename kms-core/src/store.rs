@@ -84,6 +84,35 @@ pub struct PrincipalRow {
     pub created_at: i64,
 }
 
+/// One secret the store keeps wrapped by the root of trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WrappedSecret {
+    /// A version of a key's material.
+    Material {
+        /// The key.
+        key_id: Uuid,
+        /// The version.
+        version: u32,
+        /// Wrapped material.
+        wrapped: Vec<u8>,
+    },
+    /// A principal's secret access key.
+    Principal {
+        /// Its access key id.
+        access_key_id: String,
+        /// Wrapped secret.
+        wrapped: Vec<u8>,
+    },
+    /// A metadata value (the root key check value).
+    Meta {
+        /// Its name.
+        name: String,
+        /// Wrapped value.
+        wrapped: Vec<u8>,
+    },
+}
+
 /// The database behind a [`crate::Kms`].
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -569,6 +598,116 @@ impl Store {
             .await?
             .rows_affected()
             == 1)
+    }
+
+    /// Replaces every wrapped secret (all key material versions, all principals' secrets, and the
+    /// metadata value `meta_name`) with what `rewrap` returns for it, in order, in one transaction:
+    /// all or nothing. Fails, changing nothing, if `rewrap` fails or a row changes or appears
+    /// meanwhile. Returns how many secrets were rewritten.
+    pub async fn rewrap_all<F, Fut>(&self, meta_name: &str, rewrap: F) -> Result<usize>
+    where
+        F: FnOnce(Vec<WrappedSecret>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<Vec<u8>>>>,
+    {
+        let mut tx = self.pool.begin().await?;
+        let mut all = Vec::new();
+        for r in sqlx::query(
+            "SELECT key_id, version, wrapped FROM kms_key_material ORDER BY key_id, version",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            all.push(WrappedSecret::Material {
+                key_id: uuid_of(&r.try_get::<String, _>("key_id")?)?,
+                version: u32::try_from(r.try_get::<i64, _>("version")?)
+                    .map_err(|_| KmsError::Internal("Bad material version.".into()))?,
+                wrapped: r.try_get("wrapped")?,
+            });
+        }
+        for r in sqlx::query(
+            "SELECT access_key_id, wrapped_secret FROM principals ORDER BY access_key_id",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            all.push(WrappedSecret::Principal {
+                access_key_id: r.try_get("access_key_id")?,
+                wrapped: r.try_get("wrapped_secret")?,
+            });
+        }
+        let meta: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT value FROM envelope_meta WHERE name = $1")
+                .bind(meta_name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(wrapped) = meta {
+            all.push(WrappedSecret::Meta {
+                name: meta_name.to_string(),
+                wrapped,
+            });
+        }
+        let count = all.len();
+        let new = rewrap(all.clone()).await?;
+        if new.len() != count {
+            return Err(KmsError::Internal(
+                "Re-wrapping returned the wrong number of secrets.".into(),
+            ));
+        }
+        for (old, new) in all.iter().zip(&new) {
+            let q = match old {
+                WrappedSecret::Material {
+                    key_id,
+                    version,
+                    wrapped,
+                } => sqlx::query(
+                    "UPDATE kms_key_material SET wrapped = $1 WHERE key_id = $2 AND version = $3 \
+                     AND wrapped = $4",
+                )
+                .bind(new)
+                .bind(key_id.to_string())
+                .bind(i64::from(*version))
+                .bind(wrapped),
+                WrappedSecret::Principal {
+                    access_key_id,
+                    wrapped,
+                } => sqlx::query(
+                    "UPDATE principals SET wrapped_secret = $1 WHERE access_key_id = $2 \
+                     AND wrapped_secret = $3",
+                )
+                .bind(new)
+                .bind(access_key_id)
+                .bind(wrapped),
+                WrappedSecret::Meta { name, wrapped } => sqlx::query(
+                    "UPDATE envelope_meta SET value = $1 WHERE name = $2 AND value = $3",
+                )
+                .bind(new)
+                .bind(name)
+                .bind(wrapped),
+            };
+            if q.execute(&mut *tx).await?.rows_affected() != 1 {
+                return Err(KmsError::Internal(
+                    "The key store changed while re-wrapping; nothing was changed.".into(),
+                ));
+            }
+        }
+        // Rows added meanwhile would stay under the old root: count again before committing.
+        let materials: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kms_key_material")
+            .fetch_one(&mut *tx)
+            .await?;
+        let principals: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM principals")
+            .fetch_one(&mut *tx)
+            .await?;
+        let seen = all
+            .iter()
+            .filter(|w| !matches!(w, WrappedSecret::Meta { .. }))
+            .count();
+        if usize::try_from(materials + principals).ok() != Some(seen) {
+            return Err(KmsError::Internal(
+                "The key store changed while re-wrapping; nothing was changed.".into(),
+            ));
+        }
+        tx.commit().await?;
+        Ok(count)
     }
 
     /// Closes the pool.

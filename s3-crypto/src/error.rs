@@ -98,6 +98,48 @@ pub enum Error {
     /// error on the way to a key service).
     #[error("keyring failure: {0}")]
     Keyring(String),
+    /// A byte range was asked of a signed message; its signature covers the whole message, so a
+    /// range of it cannot be authenticated as the message's signer wrote it.
+    #[error("a byte range of a signed message cannot be verified (its signature covers the whole message); decrypt it whole")]
+    RangeOfSignedMessage,
+    /// The byte range selects nothing of the plaintext (it starts at or after its end).
+    #[error("byte range {range} is not satisfiable: the plaintext is {total} bytes")]
+    RangeNotSatisfiable {
+        /// The range asked for.
+        range: String,
+        /// The plaintext length.
+        total: u64,
+    },
+    /// S3 Encryption Client metadata (object metadata or instruction file) is missing a key, has a
+    /// malformed value, or mixes format versions.
+    #[error("invalid S3 Encryption Client metadata: {0}")]
+    InvalidS3ecMetadata(String),
+    /// An S3 Encryption Client algorithm or format this crate does not read (V1, AES-CBC, RSA and
+    /// AESWrap wrapping) or that needs an explicit opt-in.
+    #[error("unsupported S3 Encryption Client object: {0}")]
+    UnsupportedS3ecAlgorithm(String),
+    /// An S3 Encryption Client object's GCM tag does not verify: its body or metadata was modified
+    /// or truncated.
+    #[error(
+        "object authentication failed: the object or its metadata was tampered with or truncated"
+    )]
+    TamperedObject,
+    /// An S3 request failed; the message has the S3 error code (`NoSuchKey`, `AccessDenied`, …)
+    /// and the object.
+    #[error("S3 {operation} failed: {message}")]
+    S3 {
+        /// The S3 operation.
+        operation: &'static str,
+        /// What S3 (or the connection) said.
+        message: String,
+    },
+    /// The store kept answering that the bytes it received do not match their `Content-MD5`
+    /// (`BadDigest`): the data is damaged on the way to the store.
+    #[error("the store rejected the upload {attempts} times: the bytes it received do not match their Content-MD5 (BadDigest)")]
+    ContentDigestMismatch {
+        /// How many times the request was sent.
+        attempts: u32,
+    },
     /// Reading the input or writing the output failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

@@ -10,6 +10,9 @@
 //!   signatures), framed and non-framed. Version 1 messages do not commit to their key and are refused
 //!   unless [`CommitmentPolicy::RequireEncryptAllowDecrypt`] is chosen.
 //!
+//! Objects in the Amazon S3 Encryption Client's format (V3 and V2 metadata, instruction files) are
+//! in [`s3ec`]; the S3 transport (PutObject/UploadPart with `Content-MD5`) is `s3` (feature `s3`).
+//!
 //! Data keys come from a [`Keyring`]: [`RawAesKeyring`] (a customer-supplied AES key, as the ESDK
 //! specifies it), `KmsKeyring` (a KMS-compatible key service through the AWS SDK; the default
 //! `kms` feature) and [`MultiKeyring`].
@@ -52,6 +55,10 @@ mod error;
 pub mod keyring;
 mod message;
 mod policy;
+mod range;
+#[cfg(feature = "s3")]
+pub mod s3;
+pub mod s3ec;
 pub mod stream;
 
 pub use encryption_context::{EncryptionContext, PUBLIC_KEY_CONTEXT_KEY, RESERVED_PREFIX};
@@ -62,7 +69,9 @@ pub use keyring::{
 };
 #[cfg(feature = "kms")]
 pub use keyring::{DiscoveryFilter, KmsArn, KmsClientBuilder, KmsKeyring, KMS_PROVIDER_ID};
-pub use message::frame::{body_len, final_frame_len, regular_frame_len, FrameKey, FrameKind};
+pub use message::frame::{
+    body_len, final_frame_len, regular_frame_len, FrameBuffer, FrameKey, FrameKind,
+};
 pub use message::header::{ContentType, Header};
 pub use message::signature::SigningKey;
 pub use message::suite::AlgorithmSuite;
@@ -70,4 +79,5 @@ pub use policy::{
     CommitmentPolicy, DEFAULT_FRAME_LENGTH, DEFAULT_MAX_BUFFERED_CONTENT,
     DEFAULT_MAX_ENCRYPTED_DATA_KEYS,
 };
+pub use range::ByteRange;
 pub use stream::{Decryptor, Encryptor, MessageDecryptor, MessageEncryptor};

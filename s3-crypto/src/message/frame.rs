@@ -36,6 +36,99 @@ impl FrameKind {
     }
 }
 
+/// Room in front of the plaintext in a [`FrameBuffer`]: the longest frame prefix (the final frame's
+/// marker, sequence number, IV and length).
+const PREFIX_ROOM: usize = 4 + 4 + IV_LEN + 4;
+
+/// A reusable buffer for one frame. Input is read straight into its plaintext space and sealed there
+/// by [`FrameKey::seal_in_place`], with room before it for the frame prefix and after it for the tag,
+/// so plaintext is never copied and no buffer is allocated per frame.
+pub struct FrameBuffer {
+    buf: Vec<u8>,
+    plaintext_len: usize,
+    /// The plaintext length of the body read by `body_mut` (decryption).
+    body_len: usize,
+    start: usize,
+    end: usize,
+}
+
+impl std::fmt::Debug for FrameBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameBuffer")
+            .field("capacity", &self.capacity())
+            .field("plaintext_len", &self.plaintext_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FrameBuffer {
+    /// A buffer for frames of up to `frame_length` plaintext bytes.
+    pub fn new(frame_length: usize) -> Self {
+        Self {
+            buf: vec![0; PREFIX_ROOM + frame_length + TAG_LEN],
+            plaintext_len: 0,
+            body_len: 0,
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The largest plaintext this buffer holds.
+    pub fn capacity(&self) -> usize {
+        self.buf.len() - PREFIX_ROOM - TAG_LEN
+    }
+
+    /// Fills the plaintext space from `input` until it is full or the input ends; returns the number
+    /// of bytes read (less than [`capacity`](Self::capacity) only at the end of the input).
+    pub fn fill_from<R: std::io::Read>(&mut self, input: &mut R) -> std::io::Result<usize> {
+        let cap = self.capacity();
+        let n = crate::stream::read_full(input, &mut self.buf[PREFIX_ROOM..PREFIX_ROOM + cap])?;
+        self.plaintext_len = n;
+        self.start = 0;
+        self.end = 0;
+        Ok(n)
+    }
+
+    /// Sets the plaintext from a slice (at most [`capacity`](Self::capacity) bytes).
+    pub fn set_plaintext(&mut self, plaintext: &[u8]) -> Result<()> {
+        if plaintext.len() > self.capacity() {
+            return Err(Error::InvalidConfiguration(
+                "plaintext longer than the frame buffer".into(),
+            ));
+        }
+        self.buf[PREFIX_ROOM..PREFIX_ROOM + plaintext.len()].copy_from_slice(plaintext);
+        self.plaintext_len = plaintext.len();
+        self.start = 0;
+        self.end = 0;
+        Ok(())
+    }
+
+    /// The plaintext length of the frame held.
+    pub fn plaintext_len(&self) -> usize {
+        self.plaintext_len
+    }
+
+    /// The space for a frame body of `len` plaintext bytes as read from a message: ciphertext and
+    /// tag (decryption). `len` must be at most [`capacity`](Self::capacity).
+    pub(crate) fn body_mut(&mut self, len: usize) -> &mut [u8] {
+        self.plaintext_len = 0;
+        self.body_len = len;
+        self.start = 0;
+        self.end = 0;
+        &mut self.buf[PREFIX_ROOM..PREFIX_ROOM + len + TAG_LEN]
+    }
+
+    /// The plaintext after the frame was opened (decryption).
+    pub fn plaintext(&self) -> &[u8] {
+        &self.buf[PREFIX_ROOM..PREFIX_ROOM + self.plaintext_len]
+    }
+
+    /// The serialized frame after [`FrameKey::seal_in_place`]; empty before.
+    pub fn frame(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+}
+
 /// The derived content key of one message, bound to its message id.
 pub struct FrameKey {
     key: aead::LessSafeKey,
@@ -125,6 +218,75 @@ impl FrameKey {
         Ok(())
     }
 
+    /// Seals the plaintext held in `buf` in place (no copy) and lays the frame's prefix out in front
+    /// of it and its tag behind it, so that [`FrameBuffer::frame`] is the serialized frame.
+    pub fn seal_in_place(
+        &self,
+        sequence: u32,
+        kind: FrameKind,
+        buf: &mut FrameBuffer,
+    ) -> Result<()> {
+        let iv = frame_iv(sequence);
+        let len = buf.plaintext_len;
+        let mut prefix = [0u8; PREFIX_ROOM];
+        let prefix_len = match kind {
+            FrameKind::Regular => {
+                prefix[..4].copy_from_slice(&sequence.to_be_bytes());
+                prefix[4..16].copy_from_slice(&iv);
+                16
+            }
+            FrameKind::Final => {
+                let len32 = u32::try_from(len)
+                    .map_err(|_| Error::InvalidConfiguration("frame longer than 2^32-1".into()))?;
+                prefix[..4].copy_from_slice(&FINAL_FRAME_MARKER.to_be_bytes());
+                prefix[4..8].copy_from_slice(&sequence.to_be_bytes());
+                prefix[8..20].copy_from_slice(&iv);
+                prefix[20..24].copy_from_slice(&len32.to_be_bytes());
+                24
+            }
+            FrameKind::SingleBlock => {
+                return Err(Error::InvalidConfiguration(
+                    "this crate writes framed content only".into(),
+                ))
+            }
+        };
+        let aad = self.aad(kind, sequence, len as u64);
+        let body = &mut buf.buf[PREFIX_ROOM..PREFIX_ROOM + len + TAG_LEN];
+        let (plaintext, tag_space) = body.split_at_mut(len);
+        let tag = self.key.seal_in_place_separate_tag(
+            aead::Nonce::assume_unique_for_key(iv),
+            aead::Aad::from(&aad),
+            plaintext,
+        )?;
+        tag_space.copy_from_slice(tag.as_ref());
+        buf.start = PREFIX_ROOM - prefix_len;
+        buf.buf[buf.start..PREFIX_ROOM].copy_from_slice(&prefix[..prefix_len]);
+        buf.end = PREFIX_ROOM + len + TAG_LEN;
+        Ok(())
+    }
+
+    /// Opens the frame body that was read into [`FrameBuffer::body_mut`]; on success
+    /// [`FrameBuffer::plaintext`] holds the plaintext.
+    pub(crate) fn open_in_place(
+        &self,
+        sequence: u32,
+        kind: FrameKind,
+        iv: &[u8],
+        buf: &mut FrameBuffer,
+    ) -> Result<()> {
+        let len = buf.body_len;
+        let n = self
+            .open_frame(
+                sequence,
+                kind,
+                iv,
+                &mut buf.buf[PREFIX_ROOM..PREFIX_ROOM + len + TAG_LEN],
+            )?
+            .len();
+        buf.plaintext_len = n;
+        Ok(())
+    }
+
     /// Decrypts and authenticates one frame's `ciphertext ‖ tag` in place, given the position the
     /// reader expects it at, and returns the plaintext. `iv` is the IV field read from the frame: it
     /// must be the one the sequence number dictates.
@@ -163,14 +325,10 @@ pub fn final_frame_len(len: u32) -> u64 {
 }
 
 /// The serialized body length of `plaintext_len` bytes framed by `frame_length`, as this crate
-/// writes it (an exact multiple puts a full final frame last).
+/// writes it: full regular frames, then a final frame of the rest (empty for an exact multiple).
 pub fn body_len(plaintext_len: u64, frame_length: u32) -> u64 {
     let fl = u64::from(frame_length.max(1));
-    let regular = if plaintext_len == 0 {
-        0
-    } else {
-        (plaintext_len - 1) / fl
-    };
-    let last = plaintext_len - regular * fl;
+    let regular = plaintext_len / fl;
+    let last = plaintext_len % fl;
     regular * regular_frame_len(frame_length) + final_frame_len(last as u32)
 }

@@ -55,6 +55,11 @@ impl<R: Read> Input<R> {
         }
     }
 
+    /// The underlying stream (for seeking; nothing is recorded).
+    pub(crate) fn inner_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     pub(crate) fn start_recording(&mut self) {
         self.record = Some(Vec::new());
     }

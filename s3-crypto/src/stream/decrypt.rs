@@ -1,13 +1,16 @@
 //! Decryption: header, data key from the keyring, commitment, header authentication, frames,
 //! signature, end of input.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 
 use crate::block_on::block_on;
 use crate::encryption_context::{EncryptionContext, PUBLIC_KEY_CONTEXT_KEY};
 use crate::error::{Error, Result};
 use crate::keyring::{DecryptionMaterials, Keyring};
-use crate::message::frame::{FrameKey, FrameKind, FINAL_FRAME_MARKER, MAX_NON_FRAMED_LEN};
+use crate::message::frame::{
+    final_frame_len, regular_frame_len, FrameBuffer, FrameKey, FrameKind, FINAL_FRAME_MARKER,
+    MAX_NON_FRAMED_LEN,
+};
 use crate::message::header::{ContentType, Header, HeaderLimits};
 use crate::message::kdf;
 use crate::message::reader::Input;
@@ -16,6 +19,8 @@ use crate::message::suite::{IV_LEN, TAG_LEN};
 use crate::policy::{
     CommitmentPolicy, DEFAULT_MAX_BUFFERED_CONTENT, DEFAULT_MAX_ENCRYPTED_DATA_KEYS,
 };
+use crate::range::ByteRange;
+use crate::stream::pipeline::{next_sequence, pipeline, Job};
 
 /// Decrypts messages with a keyring.
 pub struct Decryptor<'k> {
@@ -187,14 +192,7 @@ impl<R: Read> MessageDecryptor<R> {
             ContentType::Framed => self.framed_body(&mut output)?,
             ContentType::NonFramed => self.non_framed_body()?,
         };
-        if let Some(verifier) = self.verifier.take() {
-            let len = self.input.u16("before the signature")?;
-            let signature = self.input.bytes(usize::from(len), "inside the signature")?;
-            verifier.verify(&signature)?;
-        }
-        if !self.input.at_end()? {
-            return Err(Error::TrailingData);
-        }
+        finish_input(&mut self.input, self.verifier.take())?;
         output.write_all(&held_back)?;
         output.flush()?;
         Ok(self.header)
@@ -218,67 +216,22 @@ impl<R: Read> MessageDecryptor<R> {
 
     /// Writes regular frames as they verify; returns the final frame's plaintext.
     fn framed_body<W: Write>(&mut self, output: &mut W) -> Result<Vec<u8>> {
-        const NO_FINAL: &str = "the message ends before its final frame";
         let frame_length = self.header.frame_length;
         self.check_buffer(u64::from(frame_length))?;
-        let mut buf = Vec::new();
+        let mut buf = FrameBuffer::new(frame_length as usize);
         let mut expected: u32 = 1;
         loop {
-            let first = self.input.u32(NO_FINAL)?;
-            let is_final = first == FINAL_FRAME_MARKER;
-            let sequence = if is_final {
-                self.input.u32(NO_FINAL)?
-            } else {
-                first
-            };
-            if sequence != expected {
-                return Err(Error::FrameSequence {
-                    expected,
-                    found: sequence,
-                });
+            let head = FrameHead::read(&mut self.input, expected, frame_length)?;
+            let body = buf.body_mut(head.len);
+            self.input.fill(body, IN_FRAME)?;
+            head.hash(&mut self.verifier, body);
+            self.frame_key
+                .open_in_place(head.sequence, head.kind, &head.iv, &mut buf)?;
+            if head.kind == FrameKind::Final {
+                return Ok(buf.plaintext().to_vec());
             }
-            let iv = self.input.array::<IV_LEN>(NO_FINAL)?;
-            let len = if is_final {
-                let len = self.input.u32(NO_FINAL)?;
-                if len > frame_length {
-                    return Err(Error::MalformedBody(
-                        "final frame longer than the frame length",
-                    ));
-                }
-                len
-            } else {
-                frame_length
-            };
-            buf.resize(len as usize + TAG_LEN, 0);
-            self.input.fill(&mut buf, NO_FINAL)?;
-            if let Some(v) = &mut self.verifier {
-                if is_final {
-                    v.update(&FINAL_FRAME_MARKER.to_be_bytes());
-                }
-                v.update(&sequence.to_be_bytes());
-                v.update(&iv);
-                if is_final {
-                    v.update(&len.to_be_bytes());
-                }
-                v.update(&buf);
-            }
-            let kind = if is_final {
-                FrameKind::Final
-            } else {
-                FrameKind::Regular
-            };
-            let plaintext_len = self
-                .frame_key
-                .open_frame(sequence, kind, &iv, &mut buf)?
-                .len();
-            if is_final {
-                buf.truncate(plaintext_len);
-                return Ok(buf);
-            }
-            output.write_all(&buf[..plaintext_len])?;
-            expected = expected
-                .checked_add(1)
-                .ok_or(Error::MalformedBody("too many frames"))?;
+            output.write_all(buf.plaintext())?;
+            expected = next_sequence(expected)?;
         }
     }
 
@@ -304,4 +257,278 @@ impl<R: Read> MessageDecryptor<R> {
         buf.truncate(plaintext_len);
         Ok(buf)
     }
+}
+
+impl<R: Read + Send> MessageDecryptor<R> {
+    /// Like [`decrypt_to`](Self::decrypt_to), opening frames on `threads` threads: one thread reads
+    /// the frames (and hashes them for the signature, which is serial by nature), `threads` open
+    /// them, the caller's thread writes them in order. Frame buffers come from a fixed pool: at most
+    /// `4 × threads + 2` frames are in memory at once. What `output` can hold after an error is
+    /// exactly as for `decrypt_to` (regular frames that verified, in order; never the final frame),
+    /// and the error is the one `decrypt_to` reports. Non-framed messages and `threads <= 1` take
+    /// the sequential path.
+    pub fn decrypt_to_parallel<W: Write>(
+        mut self,
+        mut output: W,
+        threads: usize,
+    ) -> Result<Header> {
+        if threads <= 1 || self.header.content_type != ContentType::Framed {
+            return self.decrypt_to(output);
+        }
+        let frame_length = self.header.frame_length;
+        self.check_buffer(u64::from(frame_length))?;
+        let (mut feeder, workers, collector) = pipeline(threads, frame_length as usize);
+        let input = &mut self.input;
+        let mut verifier = self.verifier.take();
+        let frame_key = &self.frame_key;
+        let mut final_plaintext = None;
+        std::thread::scope(|scope| -> Result<()> {
+            // Ok(false): stopped because the writer failed.
+            let reader = scope.spawn(move || -> Result<bool> {
+                let mut expected: u32 = 1;
+                loop {
+                    let head = FrameHead::read(input, expected, frame_length)?;
+                    let Some(mut buf) = feeder.buffer() else {
+                        return Ok(false);
+                    };
+                    let body = buf.body_mut(head.len);
+                    input.fill(body, IN_FRAME)?;
+                    head.hash(&mut verifier, body);
+                    let job = Job {
+                        sequence: head.sequence,
+                        kind: head.kind,
+                        iv: head.iv,
+                        buf,
+                    };
+                    if !feeder.submit(job) {
+                        return Ok(false);
+                    }
+                    if head.kind == FrameKind::Final {
+                        break;
+                    }
+                    expected = next_sequence(expected)?;
+                }
+                drop(feeder); // the workers finish while the signature is checked
+                finish_input(input, verifier)?;
+                Ok(true)
+            });
+            workers.spawn(scope, |job: &mut Job| {
+                frame_key.open_in_place(job.sequence, job.kind, &job.iv, &mut job.buf)
+            });
+            let written = collector.write_in_order(|job| {
+                if job.kind == FrameKind::Final {
+                    final_plaintext = Some(job.buf.plaintext().to_vec());
+                    Ok(())
+                } else {
+                    output.write_all(job.buf.plaintext()).map_err(Error::from)
+                }
+            });
+            let read = reader
+                .join()
+                .map_err(|_| Error::InvalidConfiguration("the reader thread panicked".into()))?;
+            // A frame's failure comes before anything the reader found later in the stream.
+            written?;
+            if !read? {
+                return Err(Error::InvalidConfiguration(
+                    "decryption stopped early".into(),
+                ));
+            }
+            Ok(())
+        })?;
+        let held_back = final_plaintext.ok_or(Error::Truncated(NO_FINAL))?;
+        output.write_all(&held_back)?;
+        output.flush()?;
+        Ok(self.header)
+    }
+}
+
+impl<R: Read + Seek> MessageDecryptor<R> {
+    /// Decrypts only the plaintext bytes `range` selects, reading only the frames that hold them and
+    /// the final frame: the final frame is read and authenticated first, which authenticates the
+    /// plaintext length (a truncated or extended message fails), then each frame of the range is
+    /// authenticated before any of its bytes are written. Returns the header, the half-open plaintext
+    /// range written and the plaintext length.
+    ///
+    /// A signed message cannot be range-decrypted: its signature covers the whole message and so
+    /// would be left unchecked; such messages are refused with [`Error::RangeOfSignedMessage`].
+    /// Non-framed messages are decrypted whole (they are one block) and the range is cut from them.
+    pub fn decrypt_range_to<W: Write>(
+        mut self,
+        range: ByteRange,
+        mut output: W,
+    ) -> Result<(Header, std::ops::Range<u64>, u64)> {
+        if self.verifier.is_some() {
+            return Err(Error::RangeOfSignedMessage);
+        }
+        if self.header.content_type == ContentType::NonFramed {
+            let plaintext = self.non_framed_body()?;
+            finish_input(&mut self.input, None)?;
+            let total = plaintext.len() as u64;
+            let r = range.resolve(total).ok_or(Error::RangeNotSatisfiable {
+                range: range.to_string(),
+                total,
+            })?;
+            output.write_all(&plaintext[r.start as usize..r.end as usize])?;
+            output.flush()?;
+            return Ok((self.header, r, total));
+        }
+        let fl = self.header.frame_length;
+        self.check_buffer(u64::from(fl))?;
+        let stream = self.input.inner_mut();
+        let body_start = stream.stream_position()?;
+        let end = stream.seek(SeekFrom::End(0))?;
+        // The body is k regular frames and a final frame of f bytes: 40 + f + k × (32 + fl) bytes,
+        // f ≤ fl, which fixes k and f.
+        let min_final = final_frame_len(0);
+        let regular = regular_frame_len(fl);
+        let body = end
+            .checked_sub(body_start)
+            .filter(|b| *b >= min_final)
+            .ok_or(Error::Truncated(NO_FINAL))?;
+        let regular_frames = (body - min_final) / regular;
+        let final_len = (body - min_final) % regular;
+        if final_len > u64::from(fl) || regular_frames >= u64::from(FINAL_FRAME_MARKER - 1) {
+            return Err(Error::Truncated(NO_FINAL));
+        }
+        let final_sequence = regular_frames as u32 + 1;
+        let total = regular_frames * u64::from(fl) + final_len;
+        let mut buf = FrameBuffer::new(fl as usize);
+        let mut final_frame = FrameBuffer::new(final_len as usize);
+        let kind = self.read_frame_at(body_start, final_sequence, &mut final_frame)?;
+        if kind != FrameKind::Final
+            || final_frame.plaintext_len() as u64 != final_len
+            || !self.input.at_end()?
+        {
+            return Err(Error::Truncated(NO_FINAL));
+        }
+        let r = range.resolve(total).ok_or(Error::RangeNotSatisfiable {
+            range: range.to_string(),
+            total,
+        })?;
+        let fl64 = u64::from(fl);
+        let (first, last) = (r.start / fl64 + 1, (r.end - 1) / fl64 + 1);
+        for sequence in first..=last {
+            let frame_start = (sequence - 1) * fl64;
+            let frame = if sequence == u64::from(final_sequence) {
+                &final_frame
+            } else {
+                if self.read_frame_at(body_start, sequence as u32, &mut buf)? != FrameKind::Regular
+                {
+                    return Err(Error::MalformedBody("a final frame before the last frame"));
+                }
+                &buf
+            };
+            let from = r.start.saturating_sub(frame_start) as usize;
+            let to = (r.end - frame_start).min(frame.plaintext_len() as u64) as usize;
+            output.write_all(&frame.plaintext()[from..to])?;
+        }
+        output.flush()?;
+        Ok((self.header, r, total))
+    }
+
+    /// Seeks to frame `sequence` of a body at `body_start`, reads it, checks it is that frame, opens
+    /// it into `buf`; returns its kind.
+    fn read_frame_at(
+        &mut self,
+        body_start: u64,
+        sequence: u32,
+        buf: &mut FrameBuffer,
+    ) -> Result<FrameKind> {
+        let offset = u64::from(sequence - 1) * regular_frame_len(self.header.frame_length);
+        self.input
+            .inner_mut()
+            .seek(SeekFrom::Start(body_start + offset))?;
+        let head = FrameHead::read(&mut self.input, sequence, self.header.frame_length)?;
+        if head.len > buf.capacity() {
+            return Err(Error::Truncated(NO_FINAL));
+        }
+        let body = buf.body_mut(head.len);
+        self.input.fill(body, IN_FRAME)?;
+        self.frame_key
+            .open_in_place(head.sequence, head.kind, &head.iv, buf)?;
+        Ok(head.kind)
+    }
+}
+
+const NO_FINAL: &str = "the message ends before its final frame";
+const IN_FRAME: &str = "the message ends inside a frame";
+
+/// The fields in front of a frame's ciphertext.
+struct FrameHead {
+    sequence: u32,
+    kind: FrameKind,
+    iv: [u8; IV_LEN],
+    /// Plaintext (and ciphertext) length.
+    len: usize,
+}
+
+impl FrameHead {
+    /// Reads the fields of the frame that should carry sequence number `expected`.
+    fn read<R: Read>(input: &mut Input<R>, expected: u32, frame_length: u32) -> Result<Self> {
+        let first = input.u32(NO_FINAL)?;
+        let is_final = first == FINAL_FRAME_MARKER;
+        let sequence = if is_final {
+            input.u32(IN_FRAME)?
+        } else {
+            first
+        };
+        if sequence != expected {
+            return Err(Error::FrameSequence {
+                expected,
+                found: sequence,
+            });
+        }
+        let iv = input.array::<IV_LEN>(IN_FRAME)?;
+        let len = if is_final {
+            let len = input.u32(IN_FRAME)?;
+            if len > frame_length {
+                return Err(Error::MalformedBody(
+                    "final frame longer than the frame length",
+                ));
+            }
+            len
+        } else {
+            frame_length
+        };
+        let kind = if is_final {
+            FrameKind::Final
+        } else {
+            FrameKind::Regular
+        };
+        Ok(Self {
+            sequence,
+            kind,
+            iv,
+            len: len as usize,
+        })
+    }
+
+    /// Feeds the frame, as serialized, to the signature verifier.
+    fn hash(&self, verifier: &mut Option<Verifier>, body: &[u8]) {
+        let Some(v) = verifier else {
+            return;
+        };
+        if self.kind == FrameKind::Final {
+            v.update(&FINAL_FRAME_MARKER.to_be_bytes());
+        }
+        v.update(&self.sequence.to_be_bytes());
+        v.update(&self.iv);
+        if self.kind == FrameKind::Final {
+            v.update(&(self.len as u32).to_be_bytes());
+        }
+        v.update(body);
+    }
+}
+
+/// After the body: the signature footer (signed suites), then the end of the input.
+fn finish_input<R: Read>(input: &mut Input<R>, verifier: Option<Verifier>) -> Result<()> {
+    if let Some(verifier) = verifier {
+        let len = input.u16("before the signature")?;
+        let signature = input.bytes(usize::from(len), "inside the signature")?;
+        verifier.verify(&signature)?;
+    }
+    if !input.at_end()? {
+        return Err(Error::TrailingData);
+    }
+    Ok(())
 }

@@ -6,13 +6,14 @@ use crate::block_on::block_on;
 use crate::encryption_context::{EncryptionContext, PUBLIC_KEY_CONTEXT_KEY, RESERVED_PREFIX};
 use crate::error::{Error, Result};
 use crate::keyring::{EncryptionMaterials, Keyring};
-use crate::message::frame::{FrameKey, FrameKind};
+use crate::message::frame::{FrameBuffer, FrameKey, FrameKind};
 use crate::message::header::Header;
 use crate::message::kdf;
 use crate::message::signature::{Signer, SigningKey};
 use crate::message::suite::AlgorithmSuite;
+use crate::message::suite::IV_LEN;
 use crate::policy::DEFAULT_FRAME_LENGTH;
-use crate::stream::read_full;
+use crate::stream::pipeline::{next_sequence, pipeline, Job};
 
 /// Encrypts messages under a keyring: format version 2, a key-committing suite, framed content.
 pub struct Encryptor<'k> {
@@ -171,61 +172,43 @@ impl MessageEncryptor {
         &self.frame_key
     }
 
-    /// Encrypts `input` to `output`: header, frames, footer. Holds two frames of plaintext and one
-    /// of ciphertext at a time. An input whose length is an exact multiple of the frame length ends
-    /// with a full final frame (the format's recommended layout). Returns the plaintext length.
+    /// Encrypts `input` to `output`: header, frames, footer. Reads each frame straight into one
+    /// reused [`FrameBuffer`] and seals it in place. A full frame is a regular frame; the first short
+    /// one (possibly empty) is the final frame, so an input whose length is an exact multiple of the
+    /// frame length ends with an empty final frame, as the AWS Encryption SDKs write it (the Python
+    /// ESDK 3.x, which `aws-encryption-cli` 4.x runs on, refuses a final frame as long as the frame
+    /// length). Returns the plaintext length.
     pub fn encrypt_stream<R: Read, W: Write>(mut self, mut input: R, mut output: W) -> Result<u64> {
         let header = self.header.to_bytes();
         self.emit(&mut output, &header)?;
         let fl = self.header.frame_length as usize;
-        let mut current = vec![0u8; fl];
-        let mut next = vec![0u8; fl];
-        let mut frame = Vec::with_capacity(fl + 40);
-        let mut n = read_full(&mut input, &mut current)?;
-        let mut total = n as u64;
+        let mut frame = FrameBuffer::new(fl);
+        let mut total: u64 = 0;
         let mut sequence: u32 = 1;
         loop {
-            if n == fl {
-                let m = read_full(&mut input, &mut next)?;
-                if m > 0 {
-                    let frame =
-                        self.frame_key
-                            .seal_frame(sequence, FrameKind::Regular, &current)?;
-                    self.emit(&mut output, &frame)?;
-                    sequence = sequence
-                        .checked_add(1)
-                        .filter(|s| *s != u32::MAX)
-                        .ok_or_else(|| {
-                            Error::InvalidConfiguration("more than 2^32-1 frames".into())
-                        })?;
-                    std::mem::swap(&mut current, &mut next);
-                    n = m;
-                    total += m as u64;
-                    continue;
-                }
+            let n = frame.fill_from(&mut input)?;
+            total += n as u64;
+            let kind = if n == fl {
+                FrameKind::Regular
+            } else {
+                FrameKind::Final
+            };
+            self.frame_key.seal_in_place(sequence, kind, &mut frame)?;
+            self.emit(&mut output, frame.frame())?;
+            if kind == FrameKind::Final {
+                break;
             }
-            self.frame_key.seal_frame_into(
-                sequence,
-                FrameKind::Final,
-                &current[..n],
-                &mut frame,
-            )?;
-            self.emit(&mut output, &frame)?;
-            break;
+            sequence = next_sequence(sequence)?;
         }
-        if let Some(signer) = self.signer.take() {
-            let footer = signer.finish()?;
-            output.write_all(&footer)?;
-        }
-        output.flush()?;
+        self.finish(output)?;
         Ok(total)
     }
 
     /// Like [`encrypt_stream`](Self::encrypt_stream), sealing frames on `threads` threads: one thread
     /// reads, `threads` seal, the caller's thread writes the frames in order (and hashes them for the
-    /// signature, which is serial by nature). At most `4 × threads` frames of plaintext or ciphertext
-    /// are in memory at once, whatever the input size. The output is byte-for-byte what
-    /// `encrypt_stream` writes. `threads <= 1` is `encrypt_stream`.
+    /// signature, which is serial by nature). Frame buffers come from a fixed pool: at most
+    /// `4 × threads + 2` frames are in memory at once, whatever the input size. The output is
+    /// byte-for-byte what `encrypt_stream` writes. `threads <= 1` is `encrypt_stream`.
     pub fn encrypt_stream_parallel<R: Read + Send, W: Write>(
         mut self,
         mut input: R,
@@ -238,119 +221,74 @@ impl MessageEncryptor {
         let header = self.header.to_bytes();
         self.emit(&mut output, &header)?;
         let fl = self.header.frame_length as usize;
-        let in_flight = 2 * threads;
-        type Job = (u32, FrameKind, Vec<u8>);
-        let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<Job>(in_flight);
-        let job_rx = std::sync::Mutex::new(job_rx);
-        let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<(u32, Result<Vec<u8>>)>(in_flight);
+        let (mut feeder, workers, collector) = pipeline(threads, fl);
         let frame_key = &self.frame_key;
-        // Set when the writer fails: the reader stops, workers drain the queue without sealing.
-        let abort = std::sync::atomic::AtomicBool::new(false);
-        let abort = &abort;
+        let signer = &mut self.signer;
         let outcome = std::thread::scope(|scope| -> Result<u64> {
+            // Returns the plaintext length and the last sequence number submitted.
             let reader = scope.spawn(move || -> Result<(u64, u32)> {
-                let mut current = vec![0u8; fl];
-                let mut n = read_full(&mut input, &mut current)?;
-                let mut total = n as u64;
+                let mut total: u64 = 0;
                 let mut sequence: u32 = 1;
                 loop {
-                    if abort.load(std::sync::atomic::Ordering::Relaxed) {
+                    let Some(mut buf) = feeder.buffer() else {
+                        return Ok((total, sequence - 1)); // the writer stopped on an error
+                    };
+                    let n = buf.fill_from(&mut input)?;
+                    total += n as u64;
+                    let kind = if n == fl {
+                        FrameKind::Regular
+                    } else {
+                        FrameKind::Final
+                    };
+                    let job = Job {
+                        sequence,
+                        kind,
+                        iv: [0; IV_LEN],
+                        buf,
+                    };
+                    if !feeder.submit(job) {
+                        return Ok((total, sequence - 1));
+                    }
+                    if kind == FrameKind::Final {
                         return Ok((total, sequence));
                     }
-                    if n == fl {
-                        let mut next = vec![0u8; fl];
-                        let m = read_full(&mut input, &mut next)?;
-                        if m > 0 {
-                            if job_tx
-                                .send((sequence, FrameKind::Regular, current))
-                                .is_err()
-                            {
-                                return Ok((total, sequence)); // the writer stopped on an error
-                            }
-                            sequence = sequence
-                                .checked_add(1)
-                                .filter(|s| *s != u32::MAX)
-                                .ok_or_else(|| {
-                                    Error::InvalidConfiguration("more than 2^32-1 frames".into())
-                                })?;
-                            current = next;
-                            n = m;
-                            total += m as u64;
-                            continue;
-                        }
-                    }
-                    current.truncate(n);
-                    let _ = job_tx.send((sequence, FrameKind::Final, current));
-                    return Ok((total, sequence));
+                    sequence = next_sequence(sequence)?;
                 }
             });
-            for _ in 0..threads {
-                let done_tx = done_tx.clone();
-                let job_rx = &job_rx;
-                scope.spawn(move || loop {
-                    let job = match job_rx.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((sequence, kind, plaintext)) = job else {
-                        return;
-                    };
-                    if abort.load(std::sync::atomic::Ordering::Relaxed) {
-                        continue;
-                    }
-                    let sealed = frame_key.seal_frame(sequence, kind, &plaintext);
-                    if done_tx.send((sequence, sealed)).is_err() {
-                        abort.store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
-                });
-            }
-            drop(done_tx);
-            // Write frames in sequence order as they come back.
-            let mut pending = std::collections::BTreeMap::new();
-            let mut next_out: u32 = 1;
-            let mut write_error = None;
-            for (sequence, sealed) in done_rx.iter() {
-                pending.insert(sequence, sealed);
-                while let Some(sealed) = pending.remove(&next_out) {
-                    let r = sealed.and_then(|frame| {
-                        if let Some(s) = &mut self.signer {
-                            s.update(&frame);
-                        }
-                        output.write_all(&frame).map_err(Error::from)
-                    });
-                    if let Err(e) = r {
-                        write_error = Some(e);
-                        break;
-                    }
-                    next_out += 1;
+            workers.spawn(scope, |job: &mut Job| {
+                frame_key.seal_in_place(job.sequence, job.kind, &mut job.buf)
+            });
+            let written = collector.write_in_order(|job| {
+                if let Some(s) = signer.as_mut() {
+                    s.update(job.buf.frame());
                 }
-                if write_error.is_some() {
-                    abort.store(true, std::sync::atomic::Ordering::Relaxed);
-                    break;
-                }
-            }
-            // Dropping the receiver unblocks workers; the reader sees the closed job channel.
-            drop(done_rx);
+                output.write_all(job.buf.frame())?;
+                Ok(())
+            });
             let read = reader
                 .join()
                 .map_err(|_| Error::InvalidConfiguration("the reader thread panicked".into()))?;
-            if let Some(e) = write_error {
-                return Err(e);
-            }
+            let written = written?;
             let (total, last) = read?;
-            if next_out != last.wrapping_add(1) {
+            if written != last {
                 return Err(Error::InvalidConfiguration(
                     "a frame was not written".into(),
                 ));
             }
             Ok(total)
         })?;
+        self.finish(output)?;
+        Ok(outcome)
+    }
+
+    /// Writes the signature footer (signed suites) and flushes.
+    fn finish<W: Write>(&mut self, mut output: W) -> Result<()> {
         if let Some(signer) = self.signer.take() {
             let footer = signer.finish()?;
             output.write_all(&footer)?;
         }
         output.flush()?;
-        Ok(outcome)
+        Ok(())
     }
 
     fn emit<W: Write>(&mut self, output: &mut W, bytes: &[u8]) -> Result<()> {

@@ -2,16 +2,17 @@
 //!
 //! # What a streaming caller may have received before a failure
 //!
-//! [`MessageDecryptor::decrypt_to`] (and [`Decryptor::decrypt`]) writes plaintext frame by frame,
+//! [`MessageDecryptor::decrypt_to`] (and [`Decryptor::decrypt`],
+//! [`MessageDecryptor::decrypt_to_parallel`]) writes plaintext frame by frame,
 //! and only after each frame's AES-GCM tag has verified. When it returns an error (other than a
 //! failure of `output` itself), `output` has received exactly the plaintext of regular frames 1..k
 //! of this message, in order, for some k ≥ 0 (possibly none), and **never** the plaintext of the
 //! final frame: the final frame is held back until the final frame, the signature (signed suites)
 //! and the end of the input have all verified. So:
 //! - the output after an error is a prefix of the real plaintext that lacks the final frame's bytes.
-//!   This crate always writes a non-empty final frame for non-empty plaintext, but other writers
-//!   (the Python ESDK) end an exact multiple of the frame length with an empty final frame, so for
-//!   their messages that prefix can be the whole plaintext: only `Ok` says the message is complete;
+//!   When the plaintext length is an exact multiple of the frame length the final frame is empty
+//!   (this crate writes it so, as the AWS Encryption SDKs do), so that prefix can be the whole
+//!   plaintext: only `Ok` says the message is complete and authentic;
 //! - with a signed suite, frames written before the error were authenticated with the data key but
 //!   not yet by the signature (someone holding the data key could have made them);
 //! - non-framed messages are authenticated as a whole before anything is written: on error, nothing
@@ -19,9 +20,13 @@
 //!
 //! A caller writing to a file must therefore write to a temporary file and rename it only on `Ok`; a
 //! caller writing to a pipe must report the failure (the CLI exits non-zero).
+//!
+//! [`MessageDecryptor::decrypt_range_to`] writes each frame of the range only after it verifies, and
+//! only after the final frame has verified (which fixes the plaintext length).
 
 mod decrypt;
 mod encrypt;
+mod pipeline;
 
 pub use decrypt::{Decryptor, MessageDecryptor};
 pub use encrypt::{Encryptor, MessageEncryptor};

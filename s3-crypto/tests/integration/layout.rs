@@ -92,7 +92,7 @@ fn raw_aes_edk_layout() {
 fn key_schedule_recomputed_independently() {
     let data_key = [0x42u8; 32];
     let keyring = FixedKeyring(data_key);
-    // Exact multiple of the frame length: one regular frame and a full final frame.
+    // Exact multiple of the frame length: two regular frames and an empty final frame.
     let m = Encryptor::new(&keyring)
         .frame_length(8)
         .encrypt_to_vec(b"abcdefghABCDEFGH")
@@ -120,38 +120,43 @@ fn key_schedule_recomputed_independently() {
         &mut tag,
     )
     .expect("header tag");
-    // Frame 1: AAD = message id ‖ "AWSKMSEncryptionClient Frame" ‖ u32 1 ‖ u64 8.
+    // Frames 1 and 2: AAD = message id ‖ "AWSKMSEncryptionClient Frame" ‖ u32 seq ‖ u64 8.
     let f1 = body_end + 16;
-    let mut aad = message_id.to_vec();
-    aad.extend_from_slice(b"AWSKMSEncryptionClient Frame");
-    aad.extend_from_slice(&1u32.to_be_bytes());
-    aad.extend_from_slice(&8u64.to_be_bytes());
-    let mut ct = m[f1 + 16..f1 + 16 + 8 + 16].to_vec();
-    let pt = key
-        .open_in_place(
-            aead::Nonce::try_assume_unique_for_key(&m[f1 + 4..f1 + 16]).unwrap(),
-            aead::Aad::from(&aad),
-            &mut ct,
-        )
-        .expect("frame 1");
-    assert_eq!(pt, b"abcdefgh");
-    // Final frame: full, with the final-frame AAD string.
-    let f2 = f1 + 4 + 12 + 8 + 16;
-    assert_eq!(&m[f2..f2 + 8], [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 2]);
-    assert_eq!(&m[f2 + 20..f2 + 24], [0, 0, 0, 8]);
+    for (seq, want) in [(1u32, b"abcdefgh"), (2, b"ABCDEFGH")] {
+        let at = f1 + (seq as usize - 1) * (4 + 12 + 8 + 16);
+        assert_eq!(&m[at..at + 4], seq.to_be_bytes());
+        let mut aad = message_id.to_vec();
+        aad.extend_from_slice(b"AWSKMSEncryptionClient Frame");
+        aad.extend_from_slice(&seq.to_be_bytes());
+        aad.extend_from_slice(&8u64.to_be_bytes());
+        let mut ct = m[at + 16..at + 16 + 8 + 16].to_vec();
+        let pt = key
+            .open_in_place(
+                aead::Nonce::try_assume_unique_for_key(&m[at + 4..at + 16]).unwrap(),
+                aead::Aad::from(&aad),
+                &mut ct,
+            )
+            .expect("regular frame");
+        assert_eq!(pt, want);
+    }
+    // Final frame: empty (as the AWS Encryption SDKs end an exact multiple), the final-frame AAD.
+    let f3 = f1 + 2 * (4 + 12 + 8 + 16);
+    assert_eq!(&m[f3..f3 + 8], [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 3]);
+    assert_eq!(&m[f3 + 20..f3 + 24], [0, 0, 0, 0]);
     let mut aad = message_id.to_vec();
     aad.extend_from_slice(b"AWSKMSEncryptionClient Final Frame");
-    aad.extend_from_slice(&2u32.to_be_bytes());
-    aad.extend_from_slice(&8u64.to_be_bytes());
-    let mut ct = m[f2 + 24..].to_vec();
+    aad.extend_from_slice(&3u32.to_be_bytes());
+    aad.extend_from_slice(&0u64.to_be_bytes());
+    let mut tag = m[f3 + 24..].to_vec();
+    assert_eq!(tag.len(), 16);
     let pt = key
         .open_in_place(
-            aead::Nonce::try_assume_unique_for_key(&m[f2 + 8..f2 + 20]).unwrap(),
+            aead::Nonce::try_assume_unique_for_key(&m[f3 + 8..f3 + 20]).unwrap(),
             aead::Aad::from(&aad),
-            &mut ct,
+            &mut tag,
         )
         .expect("final frame");
-    assert_eq!(pt, b"ABCDEFGH");
+    assert!(pt.is_empty());
     // And the crate reads it back through a user-defined keyring.
     let (out, _) = Decryptor::new(&keyring).decrypt_to_vec(&m).unwrap();
     assert_eq!(out, b"abcdefghABCDEFGH");

@@ -6,5 +6,6 @@ mod common;
 mod layout;
 mod parallel;
 mod python;
+mod range;
 mod roundtrip;
 mod vectors;

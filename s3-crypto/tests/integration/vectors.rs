@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use s3_crypto::{AlgorithmSuite, CommitmentPolicy, ContentType, Decryptor, Error};
+use s3_crypto::{AlgorithmSuite, ByteRange, CommitmentPolicy, ContentType, Decryptor, Error};
 
-use crate::common::{all_keys, context, plaintext};
+use crate::common::{all_keys, block_on, context, plaintext};
 
 fn testdata() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/testdata")
@@ -154,4 +154,68 @@ fn edk_limit_is_configurable() {
         .unwrap();
     assert_eq!(out, plaintext(10));
     assert_eq!(header.encrypted_data_keys().len(), 17);
+}
+
+/// Every vector through the parallel path and, for the unsigned ones, a few byte ranges: the same
+/// plaintext, the same errors. The Python ESDK ends an exact multiple of the frame length with an
+/// empty final frame, a layout envelope never writes, so this is where ranges meet it.
+#[test]
+fn golden_vectors_decrypt_in_parallel_and_by_range() {
+    let keyring = all_keys();
+    let dec =
+        Decryptor::new(&keyring).commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt);
+    let mut ranged = 0;
+    for entry in std::fs::read_dir(testdata()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "bin") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let message = std::fs::read(&path).unwrap();
+        let mut seq_out = Vec::new();
+        let sequential = dec.decrypt(&message[..], &mut seq_out).map(|_| ());
+        let mut par_out = Vec::new();
+        let parallel = block_on(dec.begin(&message[..]))
+            .and_then(|m| m.decrypt_to_parallel(&mut par_out, 3))
+            .map(|_| ());
+        assert_eq!(format!("{parallel:?}"), format!("{sequential:?}"), "{name}");
+        assert_eq!(par_out, seq_out, "{name}");
+        let Ok(()) = sequential else { continue };
+        let n = seq_out.len() as u64;
+        for range in [
+            ByteRange::From(0),
+            ByteRange::Suffix(1),
+            ByteRange::Inclusive {
+                first: 200,
+                last: 300,
+            },
+            ByteRange::Inclusive {
+                first: 255,
+                last: 256,
+            },
+        ] {
+            let m = block_on(dec.begin(std::io::Cursor::new(&message[..]))).unwrap();
+            let mut out = Vec::new();
+            match (m.decrypt_range_to(range, &mut out), range.resolve(n)) {
+                (Err(Error::RangeOfSignedMessage), _) => {
+                    assert!(name.contains("_0578_") || is_signed(&name), "{name}")
+                }
+                (Ok((_, r, total)), Some(want)) => {
+                    assert_eq!((r.clone(), total), (want, n), "{name} {range}");
+                    assert_eq!(out, &seq_out[r.start as usize..r.end as usize], "{name}");
+                    ranged += 1;
+                }
+                (Err(Error::RangeNotSatisfiable { .. }), None) => {}
+                (got, want) => panic!("{name} {range}: {got:?}, want {want:?}"),
+            }
+        }
+    }
+    assert!(ranged >= 100, "only {ranged} ranges decrypted");
+}
+
+/// The signed suites' ids, as vector names write them.
+fn is_signed(name: &str) -> bool {
+    ["_0214_", "_0346_", "_0378_", "_0578_"]
+        .iter()
+        .any(|s| name.contains(s))
 }

@@ -1,0 +1,162 @@
+//! `--hsm-*` options (the root of trust in a PKCS#11 token) and `envelope root migrate-to-hsm`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand, ValueEnum};
+use hsm::{Capabilities, HsmConfig, HsmRootKey, IvSource, PinSource, TokenSelector};
+use kms_core::{Kms, RootOfTrust, SoftwareRootKey, Store};
+
+use crate::{CliError, StoreArgs};
+
+/// The environment variable that may hold the user PIN (never a command-line argument).
+pub(crate) const PIN_ENV: &str = "ENVELOPE_HSM_PIN";
+
+#[derive(Args, Clone, Debug)]
+pub(crate) struct HsmArgs {
+    /// PKCS#11 module: keep the root of trust in this token (a non-extractable AES-256 key); no
+    /// software root key is created or read.
+    #[arg(long, env = "ENVELOPE_HSM_MODULE")]
+    hsm_module: Option<PathBuf>,
+    /// Label of the token to use.
+    #[arg(long, env = "ENVELOPE_HSM_TOKEN_LABEL", conflicts_with = "hsm_slot")]
+    hsm_token_label: Option<String>,
+    /// Slot id of the token to use (instead of its label).
+    #[arg(long, env = "ENVELOPE_HSM_SLOT")]
+    hsm_slot: Option<u64>,
+    /// File holding the token's user PIN. Else the environment variable ENVELOPE_HSM_PIN.
+    #[arg(long, env = "ENVELOPE_HSM_PIN_FILE")]
+    hsm_pin_file: Option<PathBuf>,
+    /// Label of the root key object in the token (created on first start when missing).
+    #[arg(long, env = "ENVELOPE_HSM_KEY_LABEL", default_value = hsm::DEFAULT_ROOT_KEY_LABEL)]
+    hsm_key_label: String,
+    /// PKCS#11 sessions kept open at most.
+    #[arg(long, default_value_t = 4)]
+    hsm_sessions: usize,
+    /// Who generates AES-GCM IVs: the host (SoftHSMv2) or the token (AWS CloudHSM).
+    #[arg(long, value_enum, default_value_t = IvArg::Host)]
+    hsm_iv: IvArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum IvArg {
+    Host,
+    Token,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum RootCommand {
+    /// Re-wrap a data directory's key material and principals' secrets under the HSM root key, all
+    /// or nothing. Stop the server first. The software root key file is renamed to root.key.pre-hsm.
+    MigrateToHsm {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+impl HsmArgs {
+    /// The HSM configuration, or `None` when no module is given (software root key).
+    pub(crate) fn config(&self) -> Result<Option<HsmConfig>, CliError> {
+        let Some(module) = &self.hsm_module else {
+            if self.hsm_token_label.is_some() || self.hsm_slot.is_some() {
+                return Err(CliError::Usage(
+                    "--hsm-token-label/--hsm-slot need --hsm-module".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let token = match (&self.hsm_token_label, self.hsm_slot) {
+            (Some(label), _) => TokenSelector::Label(label.clone()),
+            (None, Some(slot)) => TokenSelector::Slot(slot),
+            (None, None) => {
+                return Err(CliError::Usage(
+                    "--hsm-module needs --hsm-token-label or --hsm-slot".into(),
+                ))
+            }
+        };
+        let pin = match &self.hsm_pin_file {
+            Some(file) => PinSource::File(file.clone()),
+            None => PinSource::Env(PIN_ENV.into()),
+        };
+        let iv = match self.hsm_iv {
+            IvArg::Host => IvSource::Host,
+            IvArg::Token => IvSource::Token,
+        };
+        let capabilities = match iv {
+            IvSource::Token => Capabilities::cloudhsm(),
+            _ => Capabilities::softhsm2(),
+        };
+        Ok(Some(
+            HsmConfig::new(module, token, pin)
+                .with_key_label(self.hsm_key_label.clone())
+                .with_max_sessions(self.hsm_sessions)
+                .with_capabilities(capabilities),
+        ))
+    }
+}
+
+/// Loads the module and logs in (blocking work, off the async runtime).
+pub(crate) async fn open_root(config: HsmConfig) -> Result<Arc<dyn RootOfTrust>, CliError> {
+    let root = tokio::task::spawn_blocking(move || HsmRootKey::open(config))
+        .await
+        .map_err(|_| CliError::Usage("the HSM start-up task failed".into()))??;
+    Ok(Arc::new(root))
+}
+
+pub(crate) async fn root(cmd: RootCommand) -> Result<(), CliError> {
+    match cmd {
+        RootCommand::MigrateToHsm { store } => migrate_to_hsm(store).await,
+    }
+}
+
+async fn migrate_to_hsm(args: StoreArgs) -> Result<(), CliError> {
+    let config = args.hsm.config()?.ok_or_else(|| {
+        CliError::Usage("migrate-to-hsm needs --hsm-module and --hsm-token-label".into())
+    })?;
+    let data_dir = crate::existing_data_dir(&args)?;
+    let store = Store::connect(&crate::store_url(&args, &data_dir)).await?;
+    if store.meta_get("root_check").await?.is_none() {
+        return Err(CliError::Usage(format!(
+            "{} holds no initialised key store: nothing to migrate",
+            data_dir.display()
+        )));
+    }
+    let (material, _) = crate::software_root_material(&args, &data_dir, true, false)?;
+    let software: Arc<dyn RootOfTrust> = Arc::new(SoftwareRootKey::new(material));
+    let hsm_root = open_root(config).await?;
+    let described = hsm_root.describe();
+    let n = Kms::migrate_root(&store, software, hsm_root)
+        .await
+        .map_err(|e| {
+            CliError::Usage(format!(
+                "migration failed, nothing was changed: {e} (is this the data directory's root key, \
+                 and is the store not already on the HSM?)"
+            ))
+        })?;
+    store.close().await;
+    let key_file = data_dir.join("root.key");
+    let mut moved = serde_json::Value::Null;
+    if key_file.exists() {
+        let to = data_dir.join("root.key.pre-hsm");
+        std::fs::rename(&key_file, &to).map_err(crate::io_err(format!(
+            "migrated, but cannot rename {}",
+            key_file.display()
+        )))?;
+        eprintln!(
+            "envelope: the software root key is no longer used; it was moved to {} (destroy it once \
+             no backup made before the migration is needed)",
+            to.display()
+        );
+        moved = serde_json::Value::String(to.display().to_string());
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "Rewrapped": n,
+            "Root": described,
+            "OldRootKeyFile": moved,
+        }))
+        .unwrap_or_default()
+    );
+    Ok(())
+}

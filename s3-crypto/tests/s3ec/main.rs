@@ -1,0 +1,13 @@
+//! The S3 Encryption Client object format (`s3_crypto::s3ec`): golden vectors made by the official
+//! Python client, objects written here and read by it, round trips, policy and tamper checks, and
+//! the KMS keyring against envelope's own endpoint.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is the failure report
+
+mod common;
+#[cfg(feature = "s3")]
+mod garage;
+#[cfg(feature = "kms")]
+mod kms;
+mod python;
+mod roundtrip;
+mod vectors;
