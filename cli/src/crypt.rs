@@ -249,7 +249,8 @@ fn open_file(path: &Path) -> Result<std::fs::File, CliError> {
     std::fs::File::open(path).map_err(io_err(format!("cannot open {}", path.display())))
 }
 
-/// The input, read through a progress bar on standard error when it is a terminal, `quiet` is off
+/// The input, unbuffered (frames are read straight into their buffers; decryption adds a small
+/// buffer for the header fields), read through a progress bar on standard error when it is a terminal, `quiet` is off
 /// and the input is large or of unknown length (stdin).
 fn open_input(
     path: &Path,
@@ -267,7 +268,7 @@ fn open_input(
         Some(bar) => Box::new(bar.wrap_read(input)),
         None => input,
     };
-    Ok((Box::new(BufReader::with_capacity(1 << 20, input)), bar))
+    Ok((input, bar))
 }
 
 /// Inputs below this size finish too fast for a progress bar to be of use.
@@ -291,6 +292,10 @@ fn progress_bar(len: Option<u64>, quiet: bool) -> Option<ProgressBar> {
     };
     Some(bar)
 }
+
+/// Output buffering: small writes (header, small frames) are gathered, frames of this size or more
+/// go straight through (`BufWriter` passes on writes at least its capacity without copying).
+const OUTPUT_BUFFER: usize = 64 << 10;
 
 /// Where output goes: stdout, or a temporary file renamed into place on success.
 enum Sink {
@@ -339,9 +344,12 @@ impl Sink {
 
     fn writer(&mut self) -> Result<Box<dyn Write + '_>, CliError> {
         Ok(match self {
-            Sink::Stdout => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
+            Sink::Stdout => Box::new(BufWriter::with_capacity(
+                OUTPUT_BUFFER,
+                std::io::stdout().lock(),
+            )),
             Sink::File { tmp, .. } => {
-                Box::new(BufWriter::with_capacity(1 << 20, tmp.as_file_mut()))
+                Box::new(BufWriter::with_capacity(OUTPUT_BUFFER, tmp.as_file_mut()))
             }
         })
     }
@@ -503,6 +511,7 @@ pub async fn decrypt(args: DecryptArgs) -> Result<(), CliError> {
         })?
     } else {
         let (input, bar) = open_input(&args.input, args.common.quiet)?;
+        let input = BufReader::with_capacity(1 << 16, input);
         let message = match decryptor.begin(input).await {
             Ok(m) => m,
             Err(e) => {

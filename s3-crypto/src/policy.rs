@@ -20,5 +20,6 @@ pub const DEFAULT_MAX_ENCRYPTED_DATA_KEYS: usize = 16;
 /// The default limit on what decryption buffers at once: one frame, or a whole non-framed body.
 pub const DEFAULT_MAX_BUFFERED_CONTENT: u64 = 256 * 1024 * 1024;
 
-/// The default frame length for encryption (64 KiB; provisional until measured).
+/// The default frame length for encryption: 64 KiB, chosen by measurement (see the README: 4 KiB
+/// frames are ~20% slower, 4 MiB frames leave L2, 64–256 KiB are level).
 pub const DEFAULT_FRAME_LENGTH: u32 = 64 * 1024;

@@ -262,8 +262,9 @@ impl<R: Read> MessageDecryptor<R> {
 impl<R: Read + Send> MessageDecryptor<R> {
     /// Like [`decrypt_to`](Self::decrypt_to), opening frames on `threads` threads: one thread reads
     /// the frames (and hashes them for the signature, which is serial by nature), `threads` open
-    /// them, the caller's thread writes them in order. Frame buffers come from a fixed pool: at most
-    /// `4 × threads + 2` frames are in memory at once. What `output` can hold after an error is
+    /// them, the caller's thread writes them in order. Frames travel in batches of about 1 MiB and their
+    /// buffers come from a fixed pool: at most `4 × threads + 2` batches are in memory at once. What
+    /// `output` can hold after an error is
     /// exactly as for `decrypt_to` (regular frames that verified, in order; never the final frame),
     /// and the error is the one `decrypt_to` reports. Non-framed messages and `threads <= 1` take
     /// the sequential path.

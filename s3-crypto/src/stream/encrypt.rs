@@ -206,8 +206,9 @@ impl MessageEncryptor {
 
     /// Like [`encrypt_stream`](Self::encrypt_stream), sealing frames on `threads` threads: one thread
     /// reads, `threads` seal, the caller's thread writes the frames in order (and hashes them for the
-    /// signature, which is serial by nature). Frame buffers come from a fixed pool: at most
-    /// `4 × threads + 2` frames are in memory at once, whatever the input size. The output is
+    /// signature, which is serial by nature). Frames travel in batches of about 1 MiB and
+    /// their buffers come from a fixed pool: at most `4 × threads + 2` batches are in memory at once,
+    /// whatever the input size. The output is
     /// byte-for-byte what `encrypt_stream` writes. `threads <= 1` is `encrypt_stream`.
     pub fn encrypt_stream_parallel<R: Read + Send, W: Write>(
         mut self,
