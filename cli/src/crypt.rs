@@ -297,9 +297,11 @@ fn progress_bar(len: Option<u64>, quiet: bool) -> Option<ProgressBar> {
 /// go straight through (`BufWriter` passes on writes at least its capacity without copying).
 const OUTPUT_BUFFER: usize = 64 << 10;
 
-/// Where output goes: stdout, or a temporary file renamed into place on success.
+/// Where output goes: stdout, an existing device or pipe (written directly, as stdout is), or a
+/// temporary file renamed into place on success.
 enum Sink {
     Stdout,
+    Device(std::fs::File),
     File {
         tmp: tempfile::NamedTempFile,
         dest: PathBuf,
@@ -311,6 +313,17 @@ impl Sink {
     fn open(dest: &Path, input: &Path, force: bool) -> Result<Self, CliError> {
         if is_dash(dest) {
             return Ok(Sink::Stdout);
+        }
+        // A character device or a FIFO (/dev/null, a named pipe) is written to, never replaced:
+        // renaming a temporary file over it would destroy it.
+        if let Ok(meta) = std::fs::metadata(dest) {
+            if !meta.is_file() && !meta.is_dir() {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(dest)
+                    .map_err(io_err(format!("cannot open {}", dest.display())))?;
+                return Ok(Sink::Device(f));
+            }
         }
         if !is_dash(input) && same_file(input, dest) {
             return Err(CliError::Usage(format!(
@@ -348,6 +361,7 @@ impl Sink {
                 OUTPUT_BUFFER,
                 std::io::stdout().lock(),
             )),
+            Sink::Device(f) => Box::new(BufWriter::with_capacity(OUTPUT_BUFFER, f)),
             Sink::File { tmp, .. } => {
                 Box::new(BufWriter::with_capacity(OUTPUT_BUFFER, tmp.as_file_mut()))
             }
@@ -360,6 +374,7 @@ impl Sink {
             Sink::Stdout => std::io::stdout()
                 .flush()
                 .map_err(io_err("cannot write to standard output")),
+            Sink::Device(_) => Ok(()),
             Sink::File { tmp, dest, force } => {
                 tmp.as_file()
                     .sync_all()
@@ -483,12 +498,17 @@ pub async fn decrypt(args: DecryptArgs) -> Result<(), CliError> {
         ));
     }
     let mut sink = Sink::open(&args.output, &args.input, args.common.force)?;
-    let to_stdout = matches!(sink, Sink::Stdout);
+    let streamed_to = match sink {
+        Sink::Stdout => Some("standard output".to_string()),
+        Sink::Device(_) => Some(args.output.display().to_string()),
+        Sink::File { .. } => None,
+    };
     let fail = |e: s3_crypto::Error| {
-        CliError::Usage(if to_stdout {
-            format!("decrypt failed: {e}; what was written to standard output is incomplete: discard it")
-        } else {
-            format!("decrypt failed: {e}; no output written")
+        CliError::Usage(match &streamed_to {
+            Some(to) => {
+                format!("decrypt failed: {e}; what was written to {to} is incomplete: discard it")
+            }
+            None => format!("decrypt failed: {e}; no output written"),
         })
     };
     let policy = if args.allow_non_committing {

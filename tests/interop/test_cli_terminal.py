@@ -46,3 +46,37 @@ def test_progress_bar_on_a_terminal_only_for_large_inputs_and_not_with_quiet(tmp
     assert (status, term) == (0, "")
     status, term = run_on_terminal(["encrypt", "small", "-o", "small.env", *key], tmp_path)
     assert status == 0 and term.strip() == "envelope: encrypted 1000 bytes into small.env", repr(term)
+
+
+def test_output_to_a_fifo_is_written_into_not_replaced(tmp_path):
+    """A device or FIFO as -o (/dev/null, a named pipe) is written to directly; renaming the temporary
+    file over it would replace it. (Tested with a FIFO: a regression with /dev/null would break the machine.)"""
+    import stat
+    import threading
+
+    (tmp_path / "wrap.key").write_bytes(os.urandom(32))
+    key = ["--raw-key-file", str(tmp_path / "wrap.key"), "--key-name", "k", "-q"]
+    plain = os.urandom(300_000)
+    (tmp_path / "p").write_bytes(plain)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    def through_fifo(args):
+        got = []
+        reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+        reader.start()
+        p = subprocess.run([envelope_bin(), *args, "-o", str(fifo), *key], capture_output=True, timeout=60)
+        reader.join(timeout=60)
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode), "the FIFO was replaced"
+        return p, got[0]
+
+    p, ciphertext = through_fifo(["encrypt", str(tmp_path / "p")])
+    assert p.returncode == 0, p.stderr
+    (tmp_path / "m").write_bytes(ciphertext)
+    p, out = through_fifo(["decrypt", str(tmp_path / "m")])
+    assert p.returncode == 0 and out == plain, p.stderr
+    # A failure streaming into it says so, naming it.
+    (tmp_path / "cut").write_bytes(ciphertext[:-20])
+    p, _ = through_fifo(["decrypt", str(tmp_path / "cut")])
+    assert p.returncode == 1
+    assert f"what was written to {fifo} is incomplete" in p.stderr.decode(), p.stderr

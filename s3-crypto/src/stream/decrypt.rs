@@ -20,7 +20,7 @@ use crate::policy::{
     CommitmentPolicy, DEFAULT_MAX_BUFFERED_CONTENT, DEFAULT_MAX_ENCRYPTED_DATA_KEYS,
 };
 use crate::range::ByteRange;
-use crate::stream::pipeline::{next_sequence, pipeline, Job};
+use crate::stream::pipeline::{next_sequence, run, Job, ReadEnd};
 
 /// Decrypts messages with a keyring.
 pub struct Decryptor<'k> {
@@ -260,14 +260,13 @@ impl<R: Read> MessageDecryptor<R> {
 }
 
 impl<R: Read + Send> MessageDecryptor<R> {
-    /// Like [`decrypt_to`](Self::decrypt_to), opening frames on `threads` threads: one thread reads
-    /// the frames (and hashes them for the signature, which is serial by nature), `threads` open
-    /// them, the caller's thread writes them in order. Frames travel in batches of about 1 MiB and their
-    /// buffers come from a fixed pool: at most `4 × threads + 2` batches are in memory at once. What
-    /// `output` can hold after an error is
-    /// exactly as for `decrypt_to` (regular frames that verified, in order; never the final frame),
-    /// and the error is the one `decrypt_to` reports. Non-framed messages and `threads <= 1` take
-    /// the sequential path.
+    /// Like [`decrypt_to`](Self::decrypt_to), opening frames on `threads` threads: each takes the
+    /// input in turn to read a batch of about 1 MiB of frames (hashing them for the signature, which
+    /// is serial by nature), opens it, and hands it to the caller's thread, which writes the frames in
+    /// order. Frame buffers come from a fixed pool of `2 × threads + 2` batches. What `output` can
+    /// hold after an error is exactly as for `decrypt_to` (regular frames that verified, in order;
+    /// never the final frame), and the error is the one `decrypt_to` reports. Non-framed messages
+    /// and `threads <= 1` take the sequential path.
     pub fn decrypt_to_parallel<W: Write>(
         mut self,
         mut output: W,
@@ -278,64 +277,44 @@ impl<R: Read + Send> MessageDecryptor<R> {
         }
         let frame_length = self.header.frame_length;
         self.check_buffer(u64::from(frame_length))?;
-        let (mut feeder, workers, collector) = pipeline(threads, frame_length as usize);
-        let input = &mut self.input;
-        let mut verifier = self.verifier.take();
         let frame_key = &self.frame_key;
-        let mut final_plaintext = None;
-        std::thread::scope(|scope| -> Result<()> {
-            // Ok(false): stopped because the writer failed.
-            let reader = scope.spawn(move || -> Result<bool> {
-                let mut expected: u32 = 1;
-                loop {
-                    let head = FrameHead::read(input, expected, frame_length)?;
-                    let Some(mut buf) = feeder.buffer() else {
-                        return Ok(false);
-                    };
-                    let body = buf.body_mut(head.len);
-                    input.fill(body, IN_FRAME)?;
-                    head.hash(&mut verifier, body);
-                    let job = Job {
-                        sequence: head.sequence,
-                        kind: head.kind,
-                        iv: head.iv,
-                        buf,
-                    };
-                    if !feeder.submit(job) {
-                        return Ok(false);
-                    }
-                    if head.kind == FrameKind::Final {
-                        break;
-                    }
-                    expected = next_sequence(expected)?;
+        // Reading state: the input, the signature verifier, the sequence number expected next.
+        let state = (&mut self.input, self.verifier.take(), 1u32);
+        let read = |(input, verifier, expected): &mut (&mut Input<R>, Option<Verifier>, u32),
+                    bufs: &mut Vec<FrameBuffer>,
+                    jobs: &mut Vec<Job>|
+         -> Result<ReadEnd> {
+            while let Some(mut buf) = bufs.pop() {
+                let head = FrameHead::read(input, *expected, frame_length)?;
+                let body = buf.body_mut(head.len);
+                input.fill(body, IN_FRAME)?;
+                head.hash(verifier, body);
+                jobs.push(Job {
+                    sequence: head.sequence,
+                    kind: head.kind,
+                    iv: head.iv,
+                    buf,
+                });
+                if head.kind == FrameKind::Final {
+                    finish_input(input, verifier.take())?;
+                    return Ok(ReadEnd::Done);
                 }
-                drop(feeder); // the workers finish while the signature is checked
-                finish_input(input, verifier)?;
-                Ok(true)
-            });
-            workers.spawn(scope, |job: &mut Job| {
-                frame_key.open_in_place(job.sequence, job.kind, &job.iv, &mut job.buf)
-            });
-            let written = collector.write_in_order(|job| {
-                if job.kind == FrameKind::Final {
-                    final_plaintext = Some(job.buf.plaintext().to_vec());
-                    Ok(())
-                } else {
-                    output.write_all(job.buf.plaintext()).map_err(Error::from)
-                }
-            });
-            let read = reader
-                .join()
-                .map_err(|_| Error::InvalidConfiguration("the reader thread panicked".into()))?;
-            // A frame's failure comes before anything the reader found later in the stream.
-            written?;
-            if !read? {
-                return Err(Error::InvalidConfiguration(
-                    "decryption stopped early".into(),
-                ));
+                *expected = next_sequence(*expected)?;
             }
-            Ok(())
-        })?;
+            Ok(ReadEnd::More)
+        };
+        let open =
+            |job: &mut Job| frame_key.open_in_place(job.sequence, job.kind, &job.iv, &mut job.buf);
+        let mut final_plaintext = None;
+        let (_, written) = run(threads, frame_length as usize, state, read, open, |job| {
+            if job.kind == FrameKind::Final {
+                final_plaintext = Some(job.buf.plaintext().to_vec());
+                Ok(())
+            } else {
+                output.write_all(job.buf.plaintext()).map_err(Error::from)
+            }
+        });
+        written?;
         let held_back = final_plaintext.ok_or(Error::Truncated(NO_FINAL))?;
         output.write_all(&held_back)?;
         output.flush()?;

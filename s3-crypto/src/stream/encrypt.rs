@@ -13,7 +13,7 @@ use crate::message::signature::{Signer, SigningKey};
 use crate::message::suite::AlgorithmSuite;
 use crate::message::suite::IV_LEN;
 use crate::policy::DEFAULT_FRAME_LENGTH;
-use crate::stream::pipeline::{next_sequence, pipeline, Job};
+use crate::stream::pipeline::{next_sequence, run, Job, ReadEnd};
 
 /// Encrypts messages under a keyring: format version 2, a key-committing suite, framed content.
 pub struct Encryptor<'k> {
@@ -204,15 +204,15 @@ impl MessageEncryptor {
         Ok(total)
     }
 
-    /// Like [`encrypt_stream`](Self::encrypt_stream), sealing frames on `threads` threads: one thread
-    /// reads, `threads` seal, the caller's thread writes the frames in order (and hashes them for the
-    /// signature, which is serial by nature). Frames travel in batches of about 1 MiB and
-    /// their buffers come from a fixed pool: at most `4 × threads + 2` batches are in memory at once,
-    /// whatever the input size. The output is
-    /// byte-for-byte what `encrypt_stream` writes. `threads <= 1` is `encrypt_stream`.
+    /// Like [`encrypt_stream`](Self::encrypt_stream), sealing frames on `threads` threads: each
+    /// takes the input in turn to read a batch of about 1 MiB of frames, seals it, and hands it to
+    /// the caller's thread, which writes the frames in order (and hashes them for the signature,
+    /// which is serial by nature). Frame buffers come from a fixed pool of `2 × threads + 2`
+    /// batches, whatever the input size. The output is byte-for-byte what `encrypt_stream` writes.
+    /// `threads <= 1` is `encrypt_stream`.
     pub fn encrypt_stream_parallel<R: Read + Send, W: Write>(
         mut self,
-        mut input: R,
+        input: R,
         mut output: W,
         threads: usize,
     ) -> Result<u64> {
@@ -222,64 +222,51 @@ impl MessageEncryptor {
         let header = self.header.to_bytes();
         self.emit(&mut output, &header)?;
         let fl = self.header.frame_length as usize;
-        let (mut feeder, workers, collector) = pipeline(threads, fl);
         let frame_key = &self.frame_key;
         let signer = &mut self.signer;
-        let outcome = std::thread::scope(|scope| -> Result<u64> {
-            // Returns the plaintext length and the last sequence number submitted.
-            let reader = scope.spawn(move || -> Result<(u64, u32)> {
-                let mut total: u64 = 0;
-                let mut sequence: u32 = 1;
-                loop {
-                    let Some(mut buf) = feeder.buffer() else {
-                        return Ok((total, sequence - 1)); // the writer stopped on an error
-                    };
-                    let n = buf.fill_from(&mut input)?;
-                    total += n as u64;
-                    let kind = if n == fl {
-                        FrameKind::Regular
-                    } else {
-                        FrameKind::Final
-                    };
-                    let job = Job {
-                        sequence,
-                        kind,
-                        iv: [0; IV_LEN],
-                        buf,
-                    };
-                    if !feeder.submit(job) {
-                        return Ok((total, sequence - 1));
-                    }
-                    if kind == FrameKind::Final {
-                        return Ok((total, sequence));
-                    }
-                    sequence = next_sequence(sequence)?;
+        // Reading state: the input, the next sequence number, the plaintext length so far.
+        let state = (input, 1u32, 0u64);
+        let read = |(input, sequence, total): &mut (R, u32, u64),
+                    bufs: &mut Vec<FrameBuffer>,
+                    jobs: &mut Vec<Job>|
+         -> Result<ReadEnd> {
+            while let Some(mut buf) = bufs.pop() {
+                let n = buf.fill_from(input)?;
+                *total += n as u64;
+                let kind = if n == fl {
+                    FrameKind::Regular
+                } else {
+                    FrameKind::Final
+                };
+                jobs.push(Job {
+                    sequence: *sequence,
+                    kind,
+                    iv: [0; IV_LEN],
+                    buf,
+                });
+                if kind == FrameKind::Final {
+                    return Ok(ReadEnd::Done);
                 }
-            });
-            workers.spawn(scope, |job: &mut Job| {
-                frame_key.seal_in_place(job.sequence, job.kind, &mut job.buf)
-            });
-            let written = collector.write_in_order(|job| {
-                if let Some(s) = signer.as_mut() {
-                    s.update(job.buf.frame());
-                }
-                output.write_all(job.buf.frame())?;
-                Ok(())
-            });
-            let read = reader
-                .join()
-                .map_err(|_| Error::InvalidConfiguration("the reader thread panicked".into()))?;
-            let written = written?;
-            let (total, last) = read?;
-            if written != last {
-                return Err(Error::InvalidConfiguration(
-                    "a frame was not written".into(),
-                ));
+                *sequence = next_sequence(*sequence)?;
             }
-            Ok(total)
-        })?;
+            Ok(ReadEnd::More)
+        };
+        let seal = |job: &mut Job| frame_key.seal_in_place(job.sequence, job.kind, &mut job.buf);
+        let ((_, next, total), written) = run(threads, fl, state, read, seal, |job| {
+            if let Some(s) = signer.as_mut() {
+                s.update(job.buf.frame());
+            }
+            output.write_all(job.buf.frame())?;
+            Ok(())
+        });
+        // Every frame up to the final one (sequence `next`) must have been written.
+        if written? != next {
+            return Err(Error::InvalidConfiguration(
+                "a frame was not written".into(),
+            ));
+        }
         self.finish(output)?;
-        Ok(outcome)
+        Ok(total)
     }
 
     /// Writes the signature footer (signed suites) and flushes.
