@@ -21,13 +21,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench code: a panic is the failure report
 
-use std::future::Future;
+mod common;
+
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit};
+use common::block_on;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use s3_crypto::{Encryptor, FrameBuffer, FrameKind, MessageEncryptor, RawAesKeyring};
 
@@ -118,17 +118,6 @@ fn rustcrypto_open(key: &Aes256Gcm, ct_tag: &mut [u8]) -> usize {
 }
 
 /// Polls a future that never waits (the raw AES keyring's) to completion.
-fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        std::thread::yield_now();
-    }
-}
-
 /// A message being encrypted with the default suite (0x0478), for its `FrameKey`.
 fn message_encryptor() -> MessageEncryptor {
     let keyring = RawAesKeyring::new("bench", "aes-core", &KEY).unwrap();

@@ -12,11 +12,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench code: a panic is the failure report
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+mod common;
+
 use std::time::Duration;
 
+use common::block_on;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use s3_crypto::{AlgorithmSuite, Decryptor, Encryptor, RawAesKeyring};
 
@@ -35,17 +35,6 @@ fn input_len() -> usize {
         64 << 20
     } else {
         1 << 20
-    }
-}
-
-fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        std::thread::yield_now();
     }
 }
 

@@ -319,20 +319,7 @@ impl KmsKeyring {
         F: Future<Output = Result<T>> + Send + 'static,
         T: Send + 'static,
     {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return call.await;
-        }
-        match &self.runtime {
-            Some(rt) => rt
-                .spawn(call)
-                .await
-                .map_err(|e| Error::Keyring(format!("the KMS call did not complete: {e}")))?,
-            None => Err(Error::InvalidConfiguration(
-                "the KMS keyring needs a tokio runtime: use the async API from one, or build the \
-                 keyring inside one, or give it one with `with_runtime`"
-                    .into(),
-            )),
-        }
+        run_on_runtime(self.runtime.as_ref(), call).await
     }
 
     async fn generate(
@@ -794,6 +781,32 @@ impl KmsClientBuilder {
             config = config.endpoint_url(url);
         }
         Ok(aws_sdk_kms::Client::from_conf(config.build()))
+    }
+}
+
+/// Runs an AWS SDK call on the current tokio runtime, or spawned on `runtime` when called outside
+/// one (the blocking API); fails when there is neither. Shared by the KMS keyrings.
+pub(crate) async fn run_on_runtime<T, F>(
+    runtime: Option<&tokio::runtime::Handle>,
+    call: F,
+) -> Result<T>
+where
+    F: Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return call.await;
+    }
+    match runtime {
+        Some(rt) => rt
+            .spawn(call)
+            .await
+            .map_err(|e| Error::Keyring(format!("the KMS call did not complete: {e}")))?,
+        None => Err(Error::InvalidConfiguration(
+            "the KMS keyring needs a tokio runtime: use the async API from one, or build the \
+             keyring inside one, or give it one with `with_runtime`"
+                .into(),
+        )),
     }
 }
 

@@ -5,7 +5,7 @@
 //! (see [`MultiKeyring`]).
 
 #[cfg(feature = "kms")]
-mod kms;
+pub(crate) mod kms;
 mod multi;
 mod raw_aes;
 

@@ -345,20 +345,7 @@ mod kms {
             F: Future<Output = Result<T>> + Send + 'static,
             T: Send + 'static,
         {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                return call.await;
-            }
-            match &self.runtime {
-                Some(rt) => rt
-                    .spawn(call)
-                    .await
-                    .map_err(|e| Error::Keyring(format!("the KMS call did not complete: {e}")))?,
-                None => Err(Error::InvalidConfiguration(
-                    "the KMS keyring needs a tokio runtime: use it from one, build it inside one, \
-                     or give it one with `with_runtime`"
-                        .into(),
-                )),
-            }
+            crate::keyring::kms::run_on_runtime(self.runtime.as_ref(), call).await
         }
 
         async fn generate_key(

@@ -88,6 +88,7 @@ pub mod keys {
 
 use crate::block_on::block_on;
 use crate::error::{Error, Result};
+use crate::stream::read_full;
 use gcm::{StreamingGcm, IV_LEN, TAG_LEN};
 
 /// The GCM tag length: a body is always exactly this much longer than its plaintext.
@@ -298,20 +299,6 @@ impl ContentEncryptor {
         output.flush()?;
         Ok(total)
     }
-}
-
-/// Reads until `buf` is full or the input ends; returns the number of bytes read.
-fn read_full<R: Read>(input: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match input.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 fn random_nonzero<const N: usize>() -> Result<[u8; N]> {
