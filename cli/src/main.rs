@@ -206,15 +206,20 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), CliError> {
         .map_err(io_err(format!("cannot write {}", path.display())))
 }
 
-/// Key bytes as a key file or variable holds them: raw, or base64 text (surrounding whitespace
-/// ignored), of one of the `allowed` lengths.
+/// Key bytes as a key file or variable holds them: base64 text (surrounding whitespace ignored) or
+/// raw, of one of the `allowed` lengths. Base64 is tried first: the base64 text of a 16-byte key is
+/// 24 bytes long and would otherwise be taken as a raw 24-byte key.
 pub(crate) fn decode_key(bytes: &[u8], allowed: &[usize]) -> Option<Zeroizing<Vec<u8>>> {
-    if allowed.contains(&bytes.len()) {
-        return Some(Zeroizing::new(bytes.to_vec()));
-    }
-    let text = std::str::from_utf8(bytes).map(str::trim).ok()?;
-    let decoded = Zeroizing::new(STANDARD.decode(text).ok()?);
-    allowed.contains(&decoded.len()).then_some(decoded)
+    let from_text = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| STANDARD.decode(text.trim()).ok())
+        .map(Zeroizing::new)
+        .filter(|decoded| allowed.contains(&decoded.len()));
+    from_text.or_else(|| {
+        allowed
+            .contains(&bytes.len())
+            .then(|| Zeroizing::new(bytes.to_vec()))
+    })
 }
 
 fn parse_root_key(bytes: &[u8], source: &str) -> Result<KeyMaterial, CliError> {
@@ -527,4 +532,25 @@ async fn principal(cmd: PrincipalCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_files_are_base64_before_raw() {
+        let aes128 = [7u8; 16];
+        let text = STANDARD.encode(aes128); // 24 bytes: also a raw AES-192 length
+        let key = decode_key(text.as_bytes(), &[16, 24, 32]).unwrap();
+        assert_eq!(&key[..], &aes128);
+        let raw = [0xffu8; 32]; // not UTF-8, so raw
+        assert_eq!(&decode_key(&raw, &[16, 24, 32]).unwrap()[..], &raw);
+        let newline = format!("{}\n", STANDARD.encode([1u8; 32]));
+        assert_eq!(
+            &decode_key(newline.as_bytes(), &[32]).unwrap()[..],
+            &[1u8; 32]
+        );
+        assert!(decode_key(b"short", &[32]).is_none());
+    }
 }
