@@ -355,6 +355,19 @@ impl Sink {
         })
     }
 
+    /// Runs `f` on the output (blocking I/O, off the async runtime's worker), then flushes.
+    fn write_blocking<T>(
+        &mut self,
+        f: impl FnOnce(&mut dyn Write) -> Result<T, CliError>,
+    ) -> Result<T, CliError> {
+        tokio::task::block_in_place(|| {
+            let mut out = self.writer()?;
+            let value = f(&mut out)?;
+            out.flush().map_err(io_err("cannot write the output"))?;
+            Ok(value)
+        })
+    }
+
     fn writer(&mut self) -> Result<Box<dyn Write + '_>, CliError> {
         Ok(match self {
             Sink::Stdout => Box::new(BufWriter::with_capacity(
@@ -464,13 +477,10 @@ pub async fn encrypt(args: EncryptArgs) -> Result<(), CliError> {
         .await
         .map_err(|e| CliError::Usage(format!("encrypt failed: {e}")))?;
     let header = message.header().clone();
-    let written = tokio::task::block_in_place(|| -> Result<u64, CliError> {
-        let mut out = sink.writer()?;
-        let n = message
-            .encrypt_stream_parallel(input, &mut out, args.common.threads())
-            .map_err(|e| CliError::Usage(format!("encrypt failed: {e}")))?;
-        out.flush().map_err(io_err("cannot write the output"))?;
-        Ok(n)
+    let written = sink.write_blocking(|out| {
+        message
+            .encrypt_stream_parallel(input, out, args.common.threads())
+            .map_err(|e| CliError::Usage(format!("encrypt failed: {e}")))
     });
     finish_bar(bar);
     let written = written?;
@@ -523,10 +533,8 @@ pub async fn decrypt(args: DecryptArgs) -> Result<(), CliError> {
     let header = if let Some(range) = args.range {
         let input = BufReader::with_capacity(1 << 16, open_file(&args.input)?);
         let message = decryptor.begin(input).await.map_err(fail)?;
-        tokio::task::block_in_place(|| -> Result<Header, CliError> {
-            let mut out = sink.writer()?;
-            let (header, _, _) = message.decrypt_range_to(range, &mut out).map_err(fail)?;
-            out.flush().map_err(io_err("cannot write the output"))?;
+        sink.write_blocking(|out| {
+            let (header, _, _) = message.decrypt_range_to(range, out).map_err(fail)?;
             Ok(header)
         })?
     } else {
@@ -539,13 +547,10 @@ pub async fn decrypt(args: DecryptArgs) -> Result<(), CliError> {
                 return Err(fail(e));
             }
         };
-        let header = tokio::task::block_in_place(|| -> Result<Header, CliError> {
-            let mut out = sink.writer()?;
-            let header = message
-                .decrypt_to_parallel(&mut out, args.common.threads())
-                .map_err(fail)?;
-            out.flush().map_err(io_err("cannot write the output"))?;
-            Ok(header)
+        let header = sink.write_blocking(|out| {
+            message
+                .decrypt_to_parallel(out, args.common.threads())
+                .map_err(fail)
         });
         finish_bar(bar);
         header?

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand, ValueEnum};
-use hsm::{Capabilities, HsmConfig, HsmRootKey, IvSource, PinSource, TokenSelector};
+use hsm::{Capabilities, HsmConfig, HsmRootKey, PinSource, TokenSelector};
 use kms_core::{Kms, RootOfTrust, SoftwareRootKey, Store};
 
 use crate::{CliError, StoreArgs};
@@ -78,13 +78,9 @@ impl HsmArgs {
             Some(file) => PinSource::File(file.clone()),
             None => PinSource::Env(PIN_ENV.into()),
         };
-        let iv = match self.hsm_iv {
-            IvArg::Host => IvSource::Host,
-            IvArg::Token => IvSource::Token,
-        };
-        let capabilities = match iv {
-            IvSource::Token => Capabilities::cloudhsm(),
-            _ => Capabilities::softhsm2(),
+        let capabilities = match self.hsm_iv {
+            IvArg::Host => Capabilities::softhsm2(),
+            IvArg::Token => Capabilities::cloudhsm(),
         };
         Ok(Some(
             HsmConfig::new(module, token, pin)

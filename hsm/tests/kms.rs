@@ -72,6 +72,15 @@ impl Token {
     }
 }
 
+/// A new symmetric KMS key; returns its ARN.
+async fn new_key(kms: &Kms) -> String {
+    kms.create_key(api::CreateKeyRequest::default())
+        .await
+        .unwrap()
+        .key_metadata
+        .arn
+}
+
 async fn data_key(kms: &Kms, key: &str) -> (Vec<u8>, Vec<u8>) {
     let dk = kms
         .generate_data_key(api::GenerateDataKeyRequest {
@@ -104,12 +113,7 @@ async fn key_service_on_an_hsm_root_survives_restart() {
         )
         .await
         .unwrap();
-        let key = kms
-            .create_key(api::CreateKeyRequest::default())
-            .await
-            .unwrap()
-            .key_metadata
-            .arn;
+        let key = new_key(&kms).await;
         let (plain, blob) = data_key(&kms, &key).await;
         assert_eq!(decrypt(&kms, blob.clone()).await.unwrap(), plain);
         // A tampered blob is the caller's problem: InvalidCiphertextException.
@@ -163,12 +167,7 @@ async fn migrating_a_software_store_to_the_hsm_is_all_or_nothing() {
         let kms = Kms::open(store.clone(), soft.clone(), KmsConfig::default())
             .await
             .unwrap();
-        let key = kms
-            .create_key(api::CreateKeyRequest::default())
-            .await
-            .unwrap()
-            .key_metadata
-            .arn;
+        let key = new_key(&kms).await;
         kms.rotate_key_on_demand(api::KeyIdRequest {
             key_id: Some(key.clone()),
         })

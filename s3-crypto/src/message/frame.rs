@@ -169,53 +169,14 @@ impl FrameKey {
 
     /// Encrypts one frame and returns its serialization: for a regular frame
     /// `seq ‖ IV ‖ ciphertext ‖ tag`, for the final frame
-    /// `FF FF FF FF ‖ seq ‖ IV ‖ u32 length ‖ ciphertext ‖ tag`.
+    /// `FF FF FF FF ‖ seq ‖ IV ‖ u32 length ‖ ciphertext ‖ tag`. A convenience over
+    /// [`seal_in_place`](Self::seal_in_place), which the streaming paths use (no copy, no allocation
+    /// per frame).
     pub fn seal_frame(&self, sequence: u32, kind: FrameKind, plaintext: &[u8]) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(plaintext.len() + 40);
-        self.seal_frame_into(sequence, kind, plaintext, &mut out)?;
-        Ok(out)
-    }
-
-    /// Like [`seal_frame`](Self::seal_frame), into `out` (cleared first), so that a caller can reuse
-    /// one buffer for every frame.
-    pub fn seal_frame_into(
-        &self,
-        sequence: u32,
-        kind: FrameKind,
-        plaintext: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<()> {
-        let iv = frame_iv(sequence);
-        out.clear();
-        match kind {
-            FrameKind::Regular => {
-                out.extend_from_slice(&sequence.to_be_bytes());
-                out.extend_from_slice(&iv);
-            }
-            FrameKind::Final => {
-                let len = u32::try_from(plaintext.len())
-                    .map_err(|_| Error::InvalidConfiguration("frame longer than 2^32-1".into()))?;
-                out.extend_from_slice(&FINAL_FRAME_MARKER.to_be_bytes());
-                out.extend_from_slice(&sequence.to_be_bytes());
-                out.extend_from_slice(&iv);
-                out.extend_from_slice(&len.to_be_bytes());
-            }
-            FrameKind::SingleBlock => {
-                return Err(Error::InvalidConfiguration(
-                    "this crate writes framed content only".into(),
-                ))
-            }
-        }
-        let start = out.len();
-        out.extend_from_slice(plaintext);
-        let aad = self.aad(kind, sequence, plaintext.len() as u64);
-        let tag = self.key.seal_in_place_separate_tag(
-            aead::Nonce::assume_unique_for_key(iv),
-            aead::Aad::from(&aad),
-            &mut out[start..],
-        )?;
-        out.extend_from_slice(tag.as_ref());
-        Ok(())
+        let mut buf = FrameBuffer::new(plaintext.len());
+        buf.set_plaintext(plaintext)?;
+        self.seal_in_place(sequence, kind, &mut buf)?;
+        Ok(buf.frame().to_vec())
     }
 
     /// Seals the plaintext held in `buf` in place (no copy) and lays the frame's prefix out in front

@@ -6,7 +6,8 @@ use zeroize::Zeroizing;
 use crate::error::{Error, Result};
 use crate::message::suite::{AlgorithmSuite, Kdf, COMMITMENT_LEN};
 
-struct Len(usize);
+/// An HKDF output length (aws-lc-rs asks for it as a `KeyType`).
+pub(crate) struct Len(pub(crate) usize);
 
 impl hkdf::KeyType for Len {
     fn len(&self) -> usize {

@@ -243,9 +243,9 @@ pub struct Object {
     /// The body length S3 announced.
     pub content_length: Option<i64>,
     body: ByteStream,
-    /// The MD5 the ETag claims, when it is a plain MD5 of the body.
-    etag_md5: Option<[u8; 16]>,
-    md5: Md5,
+    /// The MD5 the ETag claims, when it is a plain MD5 of the body, and the MD5 of what arrived
+    /// (computed only then).
+    etag_md5: Option<([u8; 16], Md5)>,
 }
 
 impl Object {
@@ -253,7 +253,9 @@ impl Object {
     pub async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>> {
         match self.body.next().await {
             Some(Ok(chunk)) => {
-                self.md5.update(&chunk);
+                if let Some((_, md5)) = &mut self.etag_md5 {
+                    md5.update(&chunk);
+                }
                 Ok(Some(chunk))
             }
             Some(Err(e)) => Err(Error::S3 {
@@ -261,8 +263,8 @@ impl Object {
                 message: format!("reading the body failed: {}", DisplayErrorContext(&e)),
             }),
             None => {
-                if let Some(expected) = self.etag_md5 {
-                    let got: [u8; 16] = std::mem::take(&mut self.md5).finalize().into();
+                if let Some((expected, md5)) = self.etag_md5.take() {
+                    let got: [u8; 16] = md5.finalize().into();
                     if got != expected {
                         return Err(Error::S3 {
                             operation: "GetObject",
@@ -316,8 +318,7 @@ pub async fn get_object(
             .unwrap_or_default(),
         content_length: out.content_length(),
         body: out.body,
-        etag_md5,
-        md5: Md5::new(),
+        etag_md5: etag_md5.map(|m| (m, Md5::new())),
     }))
 }
 

@@ -6,6 +6,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::keyring::DataKey;
+use crate::message::kdf::Len;
 
 /// Length of the data key of every suite this module reads or writes (AES-256).
 pub const DATA_KEY_LEN: usize = 32;
@@ -129,14 +130,6 @@ impl WrappingAlgorithm {
 pub(crate) struct Derived {
     pub(crate) content_key: Zeroizing<[u8; DATA_KEY_LEN]>,
     pub(crate) commitment: [u8; COMMITMENT_LEN],
-}
-
-struct Len(usize);
-
-impl hkdf::KeyType for Len {
-    fn len(&self) -> usize {
-        self.0
-    }
 }
 
 pub(crate) fn derive(data_key: &DataKey, message_id: &[u8; MESSAGE_ID_LEN]) -> Result<Derived> {

@@ -409,10 +409,17 @@ impl<'k> ObjectDecryptor<'k> {
 
     /// Decrypts a whole body in memory; the plaintext only if all of it is authentic.
     pub fn decrypt_to_vec(&self, metadata: &ContentMetadata, body: &[u8]) -> Result<Vec<u8>> {
+        // The whole body is here: no hold-back needed, decrypt it in one pass, then check the tag.
         let mut dec = block_on(self.begin(metadata))?;
-        let mut out = Vec::with_capacity(body.len());
-        dec.update(body, &mut out)?;
-        dec.finish(&mut out)?;
+        let n = body
+            .len()
+            .checked_sub(TAG_LEN)
+            .ok_or(Error::Truncated("the object body is shorter than its tag"))?;
+        let mut out = Vec::with_capacity(n);
+        dec.gcm.decrypt(&body[..n], &mut out)?;
+        if !dec.gcm.verify(&body[n..]) {
+            return Err(Error::TamperedObject);
+        }
         Ok(out)
     }
 }
@@ -446,8 +453,8 @@ impl ContentDecryptor {
         let ciphertext_len = total - TAG_LEN;
         let from_tail = ciphertext_len.min(self.tail.len());
         let from_body = ciphertext_len - from_tail;
-        let tail_part: Vec<u8> = self.tail.drain(..from_tail).collect();
-        self.gcm.decrypt(&tail_part, &mut self.held)?;
+        self.gcm.decrypt(&self.tail[..from_tail], &mut self.held)?;
+        self.tail.drain(..from_tail);
         self.gcm.decrypt(&body[..from_body], &mut self.held)?;
         self.tail.extend_from_slice(&body[from_body..]);
         if self.held.len() > HOLD_BACK {

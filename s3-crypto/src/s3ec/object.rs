@@ -110,13 +110,15 @@ async fn upload_parts<R: AsyncRead + Unpin>(
     // One byte of look-ahead says whether a full part is the last one, without reading a whole
     // next part.
     let mut carry: Option<u8> = None;
+    // One plaintext buffer for every part; only the ciphertext goes to the upload task.
+    let mut part = Vec::with_capacity(part_size);
     loop {
         // Wait for a free slot first: in flight (at most concurrency − 1) + this part's plaintext
         // + its ciphertext stay within part_size × (concurrency + 1).
         while in_flight.len() >= concurrency {
             collect_one(upload, in_flight).await?;
         }
-        let mut part = Vec::with_capacity(part_size);
+        part.clear();
         part.extend(carry.take());
         (&mut *input)
             .take((part_size - part.len()) as u64)
@@ -130,7 +132,6 @@ async fn upload_parts<R: AsyncRead + Unpin>(
         total += part.len() as u64;
         let mut body = Vec::with_capacity(part.len() + super::TAG_LENGTH);
         enc.update(&part, &mut body)?;
-        drop(part);
         if last {
             enc.finish(&mut body);
             in_flight.spawn(upload.next_part()?.send(body));

@@ -221,10 +221,13 @@ impl<R: Read> MessageDecryptor<R> {
         let mut buf = FrameBuffer::new(frame_length as usize);
         let mut expected: u32 = 1;
         loop {
-            let head = FrameHead::read(&mut self.input, expected, frame_length)?;
-            let body = buf.body_mut(head.len);
-            self.input.fill(body, IN_FRAME)?;
-            head.hash(&mut self.verifier, body);
+            let head = FrameHead::read_frame(
+                &mut self.input,
+                expected,
+                frame_length,
+                &mut buf,
+                &mut self.verifier,
+            )?;
             self.frame_key
                 .open_in_place(head.sequence, head.kind, &head.iv, &mut buf)?;
             if head.kind == FrameKind::Final {
@@ -285,10 +288,8 @@ impl<R: Read + Send> MessageDecryptor<R> {
                     jobs: &mut Vec<Job>|
          -> Result<ReadEnd> {
             while let Some(mut buf) = bufs.pop() {
-                let head = FrameHead::read(input, *expected, frame_length)?;
-                let body = buf.body_mut(head.len);
-                input.fill(body, IN_FRAME)?;
-                head.hash(verifier, body);
+                let head =
+                    FrameHead::read_frame(input, *expected, frame_length, &mut buf, verifier)?;
                 jobs.push(Job {
                     sequence: head.sequence,
                     kind: head.kind,
@@ -418,12 +419,8 @@ impl<R: Read + Seek> MessageDecryptor<R> {
         self.input
             .inner_mut()
             .seek(SeekFrom::Start(body_start + offset))?;
-        let head = FrameHead::read(&mut self.input, sequence, self.header.frame_length)?;
-        if head.len > buf.capacity() {
-            return Err(Error::Truncated(NO_FINAL));
-        }
-        let body = buf.body_mut(head.len);
-        self.input.fill(body, IN_FRAME)?;
+        let frame_length = self.header.frame_length;
+        let head = FrameHead::read_frame(&mut self.input, sequence, frame_length, buf, &mut None)?;
         self.frame_key
             .open_in_place(head.sequence, head.kind, &head.iv, buf)?;
         Ok(head.kind)
@@ -481,6 +478,25 @@ impl FrameHead {
             iv,
             len: len as usize,
         })
+    }
+
+    /// Reads the frame that should carry sequence number `expected`: its fields, then its body into
+    /// `buf` (refused if `buf` cannot hold it), feeding both to the signature verifier if any.
+    fn read_frame<R: Read>(
+        input: &mut Input<R>,
+        expected: u32,
+        frame_length: u32,
+        buf: &mut FrameBuffer,
+        verifier: &mut Option<Verifier>,
+    ) -> Result<Self> {
+        let head = Self::read(input, expected, frame_length)?;
+        if head.len > buf.capacity() {
+            return Err(Error::Truncated(NO_FINAL));
+        }
+        let body = buf.body_mut(head.len);
+        input.fill(body, IN_FRAME)?;
+        head.hash(verifier, body);
+        Ok(head)
     }
 
     /// Feeds the frame, as serialized, to the signature verifier.

@@ -186,13 +186,7 @@ impl MessageEncryptor {
         let mut total: u64 = 0;
         let mut sequence: u32 = 1;
         loop {
-            let n = frame.fill_from(&mut input)?;
-            total += n as u64;
-            let kind = if n == fl {
-                FrameKind::Regular
-            } else {
-                FrameKind::Final
-            };
+            let kind = read_plaintext_frame(&mut input, &mut frame, &mut total)?;
             self.frame_key.seal_in_place(sequence, kind, &mut frame)?;
             self.emit(&mut output, frame.frame())?;
             if kind == FrameKind::Final {
@@ -231,13 +225,7 @@ impl MessageEncryptor {
                     jobs: &mut Vec<Job>|
          -> Result<ReadEnd> {
             while let Some(mut buf) = bufs.pop() {
-                let n = buf.fill_from(input)?;
-                *total += n as u64;
-                let kind = if n == fl {
-                    FrameKind::Regular
-                } else {
-                    FrameKind::Final
-                };
+                let kind = read_plaintext_frame(input, &mut buf, total)?;
                 jobs.push(Job {
                     sequence: *sequence,
                     kind,
@@ -286,4 +274,20 @@ impl MessageEncryptor {
         output.write_all(bytes)?;
         Ok(())
     }
+}
+
+/// Fills `buf` from `input` and adds what it read to `total`. A full frame is a regular frame; the
+/// first short one (possibly empty) is the final frame.
+fn read_plaintext_frame<R: Read>(
+    input: &mut R,
+    buf: &mut FrameBuffer,
+    total: &mut u64,
+) -> Result<FrameKind> {
+    let n = buf.fill_from(input)?;
+    *total += n as u64;
+    Ok(if n == buf.capacity() {
+        FrameKind::Regular
+    } else {
+        FrameKind::Final
+    })
 }
