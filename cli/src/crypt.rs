@@ -7,7 +7,7 @@
 //! the regular frames that verified before the failing one (never the final frame), and the exit
 //! status is non-zero — discard it.
 
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD;
@@ -16,7 +16,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use s3_crypto::{
     AlgorithmSuite, CommitmentPolicy, Decryptor, EncryptionContext, Encryptor, Header, Keyring,
-    MultiKeyring, RawAesKeyring,
+    MultiKeyring, RawAesKeyring, ReadAt,
 };
 use zeroize::Zeroizing;
 
@@ -249,26 +249,80 @@ fn open_file(path: &Path) -> Result<std::fs::File, CliError> {
     std::fs::File::open(path).map_err(io_err(format!("cannot open {}", path.display())))
 }
 
-/// The input, unbuffered (frames are read straight into their buffers; decryption adds a small
-/// buffer for the header fields), read through a progress bar on standard error when it is a terminal, `quiet` is off
+/// What is read: a regular file, which the workers read at their own offsets (`pread`), or a stream
+/// (stdin, a pipe, a device), read in order, unbuffered (frames are read straight into their
+/// buffers; decryption adds a small buffer for the header fields).
+enum Input {
+    File(FileInput),
+    Stream(Box<dyn Read + Send>),
+}
+
+/// A regular input file and its length when opened; a progress bar, if any, advances with each read.
+struct FileInput {
+    file: std::fs::File,
+    len: u64,
+    bar: Option<ProgressBar>,
+}
+
+impl FileInput {
+    fn advance(&self, n: usize) {
+        if let Some(bar) = &self.bar {
+            bar.inc(n as u64);
+        }
+    }
+}
+
+impl ReadAt for FileInput {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        let n = ReadAt::read_at(&self.file, buf, offset)?;
+        self.advance(n);
+        Ok(n)
+    }
+}
+
+impl Read for &FileInput {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (&self.file).read(buf)?;
+        self.advance(n);
+        Ok(n)
+    }
+}
+
+impl Seek for &FileInput {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        (&self.file).seek(pos)
+    }
+}
+
+/// Opens the input, with a progress bar on standard error when it is a terminal, `quiet` is off
 /// and the input is large or of unknown length (stdin).
-fn open_input(
-    path: &Path,
-    quiet: bool,
-) -> Result<(Box<dyn Read + Send>, Option<ProgressBar>), CliError> {
-    let (input, len): (Box<dyn Read + Send>, Option<u64>) = if is_dash(path) {
-        (Box::new(std::io::stdin()), None)
-    } else {
-        let f = open_file(path)?;
-        let len = f.metadata().ok().map(|m| m.len());
-        (Box::new(f), len)
+fn open_input(path: &Path, quiet: bool) -> Result<(Input, Option<ProgressBar>), CliError> {
+    if is_dash(path) {
+        let bar = progress_bar(None, quiet);
+        let stdin: Box<dyn Read + Send> = match &bar {
+            Some(bar) => Box::new(bar.wrap_read(std::io::stdin())),
+            None => Box::new(std::io::stdin()),
+        };
+        return Ok((Input::Stream(stdin), bar));
+    }
+    let file = open_file(path)?;
+    let meta = file
+        .metadata()
+        .map_err(io_err(format!("cannot read {}", path.display())))?;
+    let bar = progress_bar(Some(meta.len()).filter(|_| meta.is_file()), quiet);
+    if !meta.is_file() {
+        let stream: Box<dyn Read + Send> = match &bar {
+            Some(bar) => Box::new(bar.wrap_read(file)),
+            None => Box::new(file),
+        };
+        return Ok((Input::Stream(stream), bar));
+    }
+    let input = FileInput {
+        file,
+        len: meta.len(),
+        bar: bar.clone(),
     };
-    let bar = progress_bar(len, quiet);
-    let input: Box<dyn Read + Send> = match &bar {
-        Some(bar) => Box::new(bar.wrap_read(input)),
-        None => input,
-    };
-    Ok((input, bar))
+    Ok((Input::File(input), bar))
 }
 
 /// Inputs below this size finish too fast for a progress bar to be of use.
@@ -477,10 +531,13 @@ pub async fn encrypt(args: EncryptArgs) -> Result<(), CliError> {
         .await
         .map_err(|e| CliError::Usage(format!("encrypt failed: {e}")))?;
     let header = message.header().clone();
+    let threads = args.common.threads();
     let written = sink.write_blocking(|out| {
-        message
-            .encrypt_stream_parallel(input, out, args.common.threads())
-            .map_err(|e| CliError::Usage(format!("encrypt failed: {e}")))
+        match input {
+            Input::File(file) => message.encrypt_at_parallel(&file, 0, file.len, out, threads),
+            Input::Stream(stream) => message.encrypt_stream_parallel(stream, out, threads),
+        }
+        .map_err(|e| CliError::Usage(format!("encrypt failed: {e}")))
     });
     finish_bar(bar);
     let written = written?;
@@ -539,19 +596,33 @@ pub async fn decrypt(args: DecryptArgs) -> Result<(), CliError> {
         })?
     } else {
         let (input, bar) = open_input(&args.input, args.common.quiet)?;
-        let input = BufReader::with_capacity(1 << 16, input);
-        let message = match decryptor.begin(input).await {
-            Ok(m) => m,
-            Err(e) => {
-                finish_bar(bar);
-                return Err(fail(e));
+        let threads = args.common.threads();
+        let header = match input {
+            Input::File(file) => {
+                match decryptor
+                    .begin(BufReader::with_capacity(1 << 16, &file))
+                    .await
+                {
+                    Ok(message) => sink.write_blocking(|out| {
+                        message
+                            .decrypt_at_parallel(&file, out, threads)
+                            .map_err(fail)
+                    }),
+                    Err(e) => Err(fail(e)),
+                }
+            }
+            Input::Stream(stream) => {
+                match decryptor
+                    .begin(BufReader::with_capacity(1 << 16, stream))
+                    .await
+                {
+                    Ok(message) => sink.write_blocking(|out| {
+                        message.decrypt_to_parallel(out, threads).map_err(fail)
+                    }),
+                    Err(e) => Err(fail(e)),
+                }
             }
         };
-        let header = sink.write_blocking(|out| {
-            message
-                .decrypt_to_parallel(out, args.common.threads())
-                .map_err(fail)
-        });
         finish_bar(bar);
         header?
     };

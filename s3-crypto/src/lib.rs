@@ -80,4 +80,4 @@ pub use policy::{
     DEFAULT_MAX_ENCRYPTED_DATA_KEYS,
 };
 pub use range::ByteRange;
-pub use stream::{Decryptor, Encryptor, MessageDecryptor, MessageEncryptor};
+pub use stream::{Decryptor, Encryptor, MessageDecryptor, MessageEncryptor, ReadAt};

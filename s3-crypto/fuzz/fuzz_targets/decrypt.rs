@@ -1,5 +1,6 @@
 //! Any bytes as a message, decrypted with the test keys (tests/testdata's): the sequential path,
-//! the parallel path and a byte range must never panic, must agree with each other, and whatever
+//! the parallel path, the positioned parallel path and a byte range must never panic, must agree
+//! with each other, and whatever
 //! the sequential path wrote before failing must be a prefix of what it writes for the intact
 //! message (checked by the agreement with the parallel path and by the integration tests).
 //!
@@ -47,6 +48,12 @@ fuzz_target!(|message: &[u8]| {
         .map(|_| ());
     assert_eq!(format!("{r1:?}"), format!("{r2:?}"));
     assert!(sequential == parallel);
+    let mut positioned = Vec::new();
+    let r3 = block_on(dec.begin(Cursor::new(message)))
+        .and_then(|m| m.decrypt_at_parallel(message, &mut positioned, 2))
+        .map(|_| ());
+    assert_eq!(format!("{r1:?}"), format!("{r3:?}"));
+    assert!(sequential == positioned);
     // A range of a message that decrypts whole must be that slice of it.
     if r1.is_ok() {
         let range = ByteRange::Inclusive { first: 3, last: 700 };

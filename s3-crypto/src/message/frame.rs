@@ -103,6 +103,15 @@ impl FrameBuffer {
         Ok(())
     }
 
+    /// The space for `len` bytes of plaintext to be read into and sealed (at most
+    /// [`capacity`](Self::capacity)).
+    pub(crate) fn plaintext_mut(&mut self, len: usize) -> &mut [u8] {
+        self.plaintext_len = len;
+        self.start = 0;
+        self.end = 0;
+        &mut self.buf[PREFIX_ROOM..PREFIX_ROOM + len]
+    }
+
     /// The plaintext length of the frame held.
     pub fn plaintext_len(&self) -> usize {
         self.plaintext_len

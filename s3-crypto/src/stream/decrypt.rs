@@ -21,6 +21,7 @@ use crate::policy::{
 };
 use crate::range::ByteRange;
 use crate::stream::pipeline::{next_sequence, run, Job, ReadEnd};
+use crate::stream::read_at::{ReadAt, ReaderAt};
 
 /// Decrypts messages with a keyring.
 pub struct Decryptor<'k> {
@@ -294,6 +295,7 @@ impl<R: Read + Send> MessageDecryptor<R> {
                     sequence: head.sequence,
                     kind: head.kind,
                     iv: head.iv,
+                    at: 0,
                     buf,
                 });
                 if head.kind == FrameKind::Final {
@@ -355,33 +357,11 @@ impl<R: Read + Seek> MessageDecryptor<R> {
         }
         let fl = self.header.frame_length;
         self.check_buffer(u64::from(fl))?;
-        let stream = self.input.inner_mut();
-        let body_start = stream.stream_position()?;
-        let end = stream.seek(SeekFrom::End(0))?;
-        // The body is k regular frames and a final frame of f bytes: 40 + f + k × (32 + fl) bytes,
-        // f ≤ fl, which fixes k and f.
-        let min_final = final_frame_len(0);
-        let regular = regular_frame_len(fl);
-        let body = end
-            .checked_sub(body_start)
-            .filter(|b| *b >= min_final)
-            .ok_or(Error::Truncated(NO_FINAL))?;
-        let regular_frames = (body - min_final) / regular;
-        let final_len = (body - min_final) % regular;
-        if final_len > u64::from(fl) || regular_frames >= u64::from(FINAL_FRAME_MARKER - 1) {
-            return Err(Error::Truncated(NO_FINAL));
-        }
-        let final_sequence = regular_frames as u32 + 1;
-        let total = regular_frames * u64::from(fl) + final_len;
+        let body_start = self.input.inner_mut().stream_position()?;
+        let (final_sequence, final_frame) = self.final_frame_first(body_start)?;
+        let total =
+            u64::from(final_sequence - 1) * u64::from(fl) + final_frame.plaintext_len() as u64;
         let mut buf = FrameBuffer::new(fl as usize);
-        let mut final_frame = FrameBuffer::new(final_len as usize);
-        let kind = self.read_frame_at(body_start, final_sequence, &mut final_frame)?;
-        if kind != FrameKind::Final
-            || final_frame.plaintext_len() as u64 != final_len
-            || !self.input.at_end()?
-        {
-            return Err(Error::Truncated(NO_FINAL));
-        }
         let r = range.resolve(total).ok_or(Error::RangeNotSatisfiable {
             range: range.to_string(),
             total,
@@ -405,6 +385,111 @@ impl<R: Read + Seek> MessageDecryptor<R> {
         }
         output.flush()?;
         Ok((self.header, r, total))
+    }
+
+    /// Like [`decrypt_to_parallel`](MessageDecryptor::decrypt_to_parallel), for a message that can
+    /// also be read at any offset: `input` holds the same bytes as this decryptor's stream (the same
+    /// file, opened again or cloned). The final frame is read and authenticated first, where the
+    /// message's length says it is, which fixes the number of frames; then each worker takes only the
+    /// numbers of its next batch of frames in turn and reads each frame itself with a positioned
+    /// read, opening it while it is still in that core's cache.
+    ///
+    /// What reaches `output`, and every error, is exactly what `decrypt_to` would write and return:
+    /// a message whose final frame does not authenticate where its length puts it (truncated,
+    /// extended, damaged there), a signed message (its signature needs the bytes in order) and a
+    /// non-framed one are decrypted by `decrypt_to_parallel` from the stream; a frame that fails is
+    /// reported as reading in order reports it, after every frame before it was written.
+    pub fn decrypt_at_parallel<I: ReadAt + ?Sized, W: Write>(
+        mut self,
+        input: &I,
+        mut output: W,
+        threads: usize,
+    ) -> Result<Header>
+    where
+        R: Send,
+    {
+        if threads <= 1
+            || self.verifier.is_some()
+            || self.header.content_type != ContentType::Framed
+        {
+            return self.decrypt_to_parallel(output, threads);
+        }
+        let fl = self.header.frame_length;
+        self.check_buffer(u64::from(fl))?;
+        let body_start = self.input.inner_mut().stream_position()?;
+        let Ok((final_sequence, final_frame)) = self.final_frame_first(body_start) else {
+            // Not where the length says: read in order, which finds and names the damage.
+            self.input.inner_mut().seek(SeekFrom::Start(body_start))?;
+            return self.decrypt_to_parallel(output, threads);
+        };
+        let read = |next: &mut u32, bufs: &mut Vec<FrameBuffer>, jobs: &mut Vec<Job>| {
+            while *next < final_sequence {
+                let Some(buf) = bufs.pop() else {
+                    return Ok(ReadEnd::More);
+                };
+                jobs.push(Job {
+                    sequence: *next,
+                    kind: FrameKind::Regular,
+                    iv: [0; IV_LEN],
+                    at: body_start + u64::from(*next - 1) * regular_frame_len(fl),
+                    buf,
+                });
+                *next += 1;
+            }
+            Ok(ReadEnd::Done)
+        };
+        let frame_key = &self.frame_key;
+        let open = |job: &mut Job| {
+            let mut frame = Input::new(ReaderAt {
+                input,
+                offset: job.at,
+            });
+            let head =
+                FrameHead::read_frame(&mut frame, job.sequence, fl, &mut job.buf, &mut None)?;
+            frame_key.open_in_place(head.sequence, head.kind, &head.iv, &mut job.buf)?;
+            if head.kind != FrameKind::Regular {
+                return Err(Error::MalformedBody("a final frame before the last frame"));
+            }
+            Ok(())
+        };
+        if final_sequence > 1 {
+            let (_, written) = run(threads, fl as usize, 1u32, read, open, |job| {
+                output.write_all(job.buf.plaintext()).map_err(Error::from)
+            });
+            written?;
+        }
+        output.write_all(final_frame.plaintext())?;
+        output.flush()?;
+        Ok(self.header)
+    }
+
+    /// Reads the final frame of a framed body at `body_start` from where the message's length puts
+    /// it, opens it, and checks that the message ends right after it. Returns its sequence number
+    /// and the frame.
+    fn final_frame_first(&mut self, body_start: u64) -> Result<(u32, FrameBuffer)> {
+        let fl = self.header.frame_length;
+        let end = self.input.inner_mut().seek(SeekFrom::End(0))?;
+        let min_final = final_frame_len(0);
+        let regular = regular_frame_len(fl);
+        let body = end
+            .checked_sub(body_start)
+            .filter(|b| *b >= min_final)
+            .ok_or(Error::Truncated(NO_FINAL))?;
+        let regular_frames = (body - min_final) / regular;
+        let final_len = (body - min_final) % regular;
+        if final_len > u64::from(fl) || regular_frames >= u64::from(FINAL_FRAME_MARKER - 1) {
+            return Err(Error::Truncated(NO_FINAL));
+        }
+        let final_sequence = regular_frames as u32 + 1;
+        let mut final_frame = FrameBuffer::new(final_len as usize);
+        let kind = self.read_frame_at(body_start, final_sequence, &mut final_frame)?;
+        if kind != FrameKind::Final
+            || final_frame.plaintext_len() as u64 != final_len
+            || !self.input.at_end()?
+        {
+            return Err(Error::Truncated(NO_FINAL));
+        }
+        Ok((final_sequence, final_frame))
     }
 
     /// Seeks to frame `sequence` of a body at `body_start`, reads it, checks it is that frame, opens

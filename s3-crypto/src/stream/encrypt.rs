@@ -6,7 +6,7 @@ use crate::block_on::block_on;
 use crate::encryption_context::{EncryptionContext, PUBLIC_KEY_CONTEXT_KEY, RESERVED_PREFIX};
 use crate::error::{Error, Result};
 use crate::keyring::{EncryptionMaterials, Keyring};
-use crate::message::frame::{FrameBuffer, FrameKey, FrameKind};
+use crate::message::frame::{FrameBuffer, FrameKey, FrameKind, FINAL_FRAME_MARKER};
 use crate::message::header::Header;
 use crate::message::kdf;
 use crate::message::signature::{Signer, SigningKey};
@@ -14,6 +14,7 @@ use crate::message::suite::AlgorithmSuite;
 use crate::message::suite::IV_LEN;
 use crate::policy::DEFAULT_FRAME_LENGTH;
 use crate::stream::pipeline::{next_sequence, run, Job, ReadEnd};
+use crate::stream::read_at::{ReadAt, ReaderAt};
 
 /// Encrypts messages under a keyring: format version 2, a key-committing suite, framed content.
 pub struct Encryptor<'k> {
@@ -230,6 +231,7 @@ impl MessageEncryptor {
                     sequence: *sequence,
                     kind,
                     iv: [0; IV_LEN],
+                    at: 0,
                     buf,
                 });
                 if kind == FrameKind::Final {
@@ -257,6 +259,98 @@ impl MessageEncryptor {
         Ok(total)
     }
 
+    /// Like [`encrypt_stream_parallel`](Self::encrypt_stream_parallel) for input that can be read at
+    /// any offset (a regular file): the `len` bytes of `input` from `start` on. Each worker takes
+    /// only the *numbers* of its next batch of frames in turn, then reads each frame itself with a
+    /// positioned read and seals it at once, while it is still in that core's cache; no thread
+    /// waits for another to read. The output is byte-for-byte what `encrypt_stream` writes for the
+    /// same bytes. The input must not change meanwhile: if it ends before `start + len` or has
+    /// bytes after it, encryption fails. `threads <= 1` reads the input in order on this thread.
+    pub fn encrypt_at_parallel<I: ReadAt + ?Sized, W: Write>(
+        mut self,
+        input: &I,
+        start: u64,
+        len: u64,
+        mut output: W,
+        threads: usize,
+    ) -> Result<u64> {
+        if threads <= 1 {
+            let mut reader = ReaderAt {
+                input,
+                offset: start,
+            };
+            let total = self.encrypt_stream(&mut reader, output)?;
+            return if total == len {
+                Ok(total)
+            } else {
+                Err(input_changed())
+            };
+        }
+        let header = self.header.to_bytes();
+        self.emit(&mut output, &header)?;
+        let fl = u64::from(self.header.frame_length);
+        // Full frames are regular; the rest (possibly nothing) is the final frame.
+        let regular = len / fl;
+        let final_sequence = u32::try_from(regular + 1)
+            .ok()
+            .filter(|s| *s != FINAL_FRAME_MARKER)
+            .ok_or(Error::MalformedBody("more than 2^32-2 frames"))?;
+        let read = |next: &mut u32, bufs: &mut Vec<FrameBuffer>, jobs: &mut Vec<Job>| {
+            while let Some(buf) = bufs.pop() {
+                let sequence = *next;
+                let kind = if sequence == final_sequence {
+                    FrameKind::Final
+                } else {
+                    FrameKind::Regular
+                };
+                jobs.push(Job {
+                    sequence,
+                    kind,
+                    iv: [0; IV_LEN],
+                    at: start + u64::from(sequence - 1) * fl,
+                    buf,
+                });
+                if kind == FrameKind::Final {
+                    return Ok(ReadEnd::Done);
+                }
+                *next += 1;
+            }
+            Ok(ReadEnd::More)
+        };
+        let frame_key = &self.frame_key;
+        let seal = |job: &mut Job| {
+            let n = match job.kind {
+                FrameKind::Final => len - regular * fl,
+                _ => fl,
+            };
+            input
+                .read_exact_at(job.buf.plaintext_mut(n as usize), job.at)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => input_changed(),
+                    _ => e.into(),
+                })?;
+            if job.kind == FrameKind::Final && input.read_at(&mut [0], job.at + n)? != 0 {
+                return Err(input_changed());
+            }
+            frame_key.seal_in_place(job.sequence, job.kind, &mut job.buf)
+        };
+        let signer = &mut self.signer;
+        let (_, written) = run(threads, fl as usize, 1u32, read, seal, |job| {
+            if let Some(s) = signer.as_mut() {
+                s.update(job.buf.frame());
+            }
+            output.write_all(job.buf.frame())?;
+            Ok(())
+        });
+        if written? != final_sequence {
+            return Err(Error::InvalidConfiguration(
+                "a frame was not written".into(),
+            ));
+        }
+        self.finish(output)?;
+        Ok(len)
+    }
+
     /// Writes the signature footer (signed suites) and flushes.
     fn finish<W: Write>(&mut self, mut output: W) -> Result<()> {
         if let Some(signer) = self.signer.take() {
@@ -274,6 +368,14 @@ impl MessageEncryptor {
         output.write_all(bytes)?;
         Ok(())
     }
+}
+
+/// The input of a positioned encryption was not the length it was said to be.
+fn input_changed() -> Error {
+    Error::Io(std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "the input changed size while it was being encrypted",
+    ))
 }
 
 /// Fills `buf` from `input` and adds what it read to `total`. A full frame is a regular frame; the

@@ -27,9 +27,11 @@
 mod decrypt;
 mod encrypt;
 mod pipeline;
+mod read_at;
 
 pub use decrypt::{Decryptor, MessageDecryptor};
 pub use encrypt::{Encryptor, MessageEncryptor};
+pub use read_at::ReadAt;
 
 use std::io::Read;
 

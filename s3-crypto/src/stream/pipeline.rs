@@ -40,6 +40,8 @@ pub(crate) struct Job {
     pub(crate) kind: FrameKind,
     /// The IV field read from the frame (decryption only).
     pub(crate) iv: [u8; IV_LEN],
+    /// Where the worker reads the frame from (positioned reads only).
+    pub(crate) at: u64,
     pub(crate) buf: FrameBuffer,
 }
 
