@@ -178,7 +178,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Do not wait for blocking-pool work that cannot finish: after an interrupted `s3 cp -`, a
+    // read of standard input may be blocked until the producer closes the pipe.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ CliError::Interrupted(_)) => {
             eprintln!("envelope: {e}");
