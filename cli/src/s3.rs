@@ -27,6 +27,8 @@ use crate::crypt::{
 use crate::{io_err, CliError};
 
 /// `envelope s3 …`.
+// Parsed once per run; boxing the arguments would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum S3Command {
     /// Copy a local file or stream to or from S3: encrypt, then upload; or download, then decrypt.
