@@ -20,9 +20,12 @@ use s3_crypto::Error;
 use crate::common::plaintext;
 use crate::garage::{garage, unique};
 
+/// One request: method and URI, and its headers (lower-case names).
+type Sent = (String, Vec<(String, String)>);
+
 /// Records the headers of every request sent.
 #[derive(Debug, Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>);
+struct Recorder(Arc<Mutex<Vec<Sent>>>);
 
 impl Intercept for Recorder {
     fn name(&self) -> &'static str {
