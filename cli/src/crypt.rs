@@ -149,7 +149,7 @@ impl CommonArgs {
     }
 }
 
-fn parse_pair(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_pair(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("expected KEY=VALUE, got '{s}'")),
@@ -157,12 +157,21 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 }
 
 fn read_wrapping_key(path: &Path) -> Result<Zeroizing<Vec<u8>>, CliError> {
+    read_key_file(path, &[16, 24, 32], "an AES key: 16, 24 or 32 bytes")
+}
+
+/// A key file: `sizes` bytes, raw or base64 (`what` names it in the error).
+pub(crate) fn read_key_file(
+    path: &Path,
+    sizes: &[usize],
+    what: &str,
+) -> Result<Zeroizing<Vec<u8>>, CliError> {
     let raw = Zeroizing::new(
         std::fs::read(path).map_err(io_err(format!("cannot read {}", path.display())))?,
     );
-    crate::decode_key(&raw, &[16, 24, 32]).ok_or_else(|| {
+    crate::decode_key(&raw, sizes).ok_or_else(|| {
         CliError::Usage(format!(
-            "{} does not hold an AES key: expected 16, 24 or 32 bytes, raw or base64",
+            "{} does not hold {what}, raw or base64",
             path.display()
         ))
     })
@@ -241,7 +250,7 @@ fn context_of(pairs: &[(String, String)]) -> EncryptionContext {
         .collect()
 }
 
-fn is_dash(p: &Path) -> bool {
+pub(crate) fn is_dash(p: &Path) -> bool {
     p.as_os_str() == "-"
 }
 
@@ -328,7 +337,7 @@ fn open_input(path: &Path, quiet: bool) -> Result<(Input, Option<ProgressBar>), 
 /// Inputs below this size finish too fast for a progress bar to be of use.
 const PROGRESS_MIN_LEN: u64 = 32 << 20;
 
-fn progress_bar(len: Option<u64>, quiet: bool) -> Option<ProgressBar> {
+pub(crate) fn progress_bar(len: Option<u64>, quiet: bool) -> Option<ProgressBar> {
     use std::io::IsTerminal;
     if quiet || !std::io::stderr().is_terminal() || len.is_some_and(|l| l < PROGRESS_MIN_LEN) {
         return None;
@@ -353,7 +362,7 @@ const OUTPUT_BUFFER: usize = 64 << 10;
 
 /// Where output goes: stdout, an existing device or pipe (written directly, as stdout is), or a
 /// temporary file renamed into place on success.
-enum Sink {
+pub(crate) enum Sink {
     Stdout,
     Device(std::fs::File),
     File {
@@ -364,7 +373,7 @@ enum Sink {
 }
 
 impl Sink {
-    fn open(dest: &Path, input: &Path, force: bool) -> Result<Self, CliError> {
+    pub(crate) fn open(dest: &Path, input: &Path, force: bool) -> Result<Self, CliError> {
         if is_dash(dest) {
             return Ok(Sink::Stdout);
         }
@@ -422,6 +431,27 @@ impl Sink {
         })
     }
 
+    /// The output for async writers (S3 downloads), buffered; flush it before
+    /// [`commit`](Self::commit).
+    pub(crate) fn async_writer(
+        &mut self,
+    ) -> Result<Box<dyn tokio::io::AsyncWrite + Unpin + Send>, CliError> {
+        let file = |f: &std::fs::File| {
+            f.try_clone()
+                .map(tokio::fs::File::from_std)
+                .map_err(io_err("cannot open the output"))
+        };
+        let out: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match self {
+            Sink::Stdout => Box::new(async_stdio(std::io::stdout())?),
+            Sink::Device(f) => Box::new(file(f)?),
+            Sink::File { tmp, .. } => Box::new(file(tmp.as_file())?),
+        };
+        Ok(Box::new(tokio::io::BufWriter::with_capacity(
+            OUTPUT_BUFFER,
+            out,
+        )))
+    }
+
     fn writer(&mut self) -> Result<Box<dyn Write + '_>, CliError> {
         Ok(match self {
             Sink::Stdout => Box::new(BufWriter::with_capacity(
@@ -436,7 +466,7 @@ impl Sink {
     }
 
     /// Makes the output visible: fsync and rename for a file.
-    fn commit(self) -> Result<(), CliError> {
+    pub(crate) fn commit(self) -> Result<(), CliError> {
         match self {
             Sink::Stdout => std::io::stdout()
                 .flush()
@@ -460,8 +490,26 @@ impl Sink {
     }
 }
 
+/// Standard input or output as an async file: a duplicate of its descriptor, whose reads and writes
+/// tokio runs on its blocking pool (as its own `io-std` does; that feature would rebuild tokio).
+#[cfg(unix)]
+pub(crate) fn async_stdio(stream: impl std::os::fd::AsFd) -> Result<tokio::fs::File, CliError> {
+    let fd = stream
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(io_err("cannot use standard input/output"))?;
+    Ok(tokio::fs::File::from_std(std::fs::File::from(fd)))
+}
+
+#[cfg(not(unix))]
+pub(crate) fn async_stdio<T>(_: T) -> Result<tokio::fs::File, CliError> {
+    Err(CliError::Usage(
+        "streaming S3 objects through standard input/output needs a Unix system".into(),
+    ))
+}
+
 /// Removes the progress bar from the terminal.
-fn finish_bar(bar: Option<ProgressBar>) {
+pub(crate) fn finish_bar(bar: Option<ProgressBar>) {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

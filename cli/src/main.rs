@@ -3,6 +3,7 @@
 
 mod crypt;
 mod hsm_root;
+mod s3;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -52,6 +53,9 @@ enum Command {
     /// Manage the root of trust.
     #[command(subcommand)]
     Root(hsm_root::RootCommand),
+    /// Copy encrypted objects to and from S3-compatible stores; show their encryption metadata.
+    #[command(subcommand)]
+    S3(s3::S3Command),
 }
 
 #[derive(Args, Clone)]
@@ -139,6 +143,9 @@ pub(crate) enum CliError {
     Usage(String),
     #[error("{0}")]
     Hsm(#[from] hsm::HsmError),
+    /// Ctrl-C or SIGTERM stopped the command (exit status 130).
+    #[error("interrupted: {0}")]
+    Interrupted(&'static str),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -171,8 +178,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Do not wait for blocking-pool work that cannot finish: after an interrupted `s3 cp -`, a
+    // read of standard input may be blocked until the producer closes the pipe.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ CliError::Interrupted(_)) => {
+            eprintln!("envelope: {e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("envelope: {e}");
             ExitCode::FAILURE
@@ -187,6 +202,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Encrypt(args) => crypt::encrypt(args).await,
         Command::Decrypt(args) => crypt::decrypt(args).await,
         Command::Root(cmd) => hsm_root::root(cmd).await,
+        Command::S3(cmd) => s3::s3(cmd).await,
     }
 }
 

@@ -140,6 +140,20 @@ pub enum Error {
         /// How many times the request was sent.
         attempts: u32,
     },
+    /// The download does not match its ETag (an MD5, or an MD5 of the parts' MD5s): the bytes were
+    /// damaged on the way or the object changed while it was read.
+    #[error("s3://{bucket}/{key}: the bytes received do not match the object's ETag {etag}")]
+    EtagMismatch {
+        /// The bucket.
+        bucket: String,
+        /// The object key.
+        key: String,
+        /// The ETag the store announced.
+        etag: String,
+    },
+    /// The caller cancelled the transfer (Ctrl-C); a multipart upload was aborted.
+    #[error("cancelled")]
+    Cancelled,
     /// Reading the input or writing the output failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

@@ -738,6 +738,19 @@ impl KmsClientBuilder {
     /// Resolves the configuration and builds the client. Reads files and may query instance
     /// metadata for the region; credentials are resolved lazily, on the first call.
     pub async fn build(self) -> Result<aws_sdk_kms::Client> {
+        let sdk = self.sdk_config().await?;
+        // Set here, not on the loader: the SDK lets `AWS_ENDPOINT_URL_KMS` override a loader-level
+        // endpoint, and an explicit endpoint must win.
+        let mut config = aws_sdk_kms::config::Builder::from(&sdk);
+        if let Some(url) = self.endpoint_url {
+            config = config.endpoint_url(url);
+        }
+        Ok(aws_sdk_kms::Client::from_conf(config.build()))
+    }
+
+    /// The shared AWS configuration (region, credentials, profile; not the endpoint), also used
+    /// for the S3 client.
+    pub(crate) async fn sdk_config(&self) -> Result<aws_config::SdkConfig> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         let files = self.profile_files();
         if let Some(files) = &files {
@@ -774,13 +787,7 @@ impl KmsClientBuilder {
                 "no AWS region: give one (--region, AWS_REGION, or `region` in the profile)".into(),
             ));
         }
-        // Set here, not on the loader: the SDK lets `AWS_ENDPOINT_URL_KMS` override a loader-level
-        // endpoint, and an explicit endpoint must win.
-        let mut config = aws_sdk_kms::config::Builder::from(&sdk);
-        if let Some(url) = self.endpoint_url {
-            config = config.endpoint_url(url);
-        }
-        Ok(aws_sdk_kms::Client::from_conf(config.build()))
+        Ok(sdk)
     }
 }
 

@@ -74,7 +74,8 @@ pub use metadata::{
 };
 #[cfg(feature = "s3")]
 pub use object::{
-    get_decrypted_object, put_encrypted_object, put_encrypted_object_multipart, MetadataStorage,
+    get_decrypted_object, get_decrypted_object_with, put_encrypted_object,
+    put_encrypted_object_multipart, put_encrypted_object_stream, read_metadata, MetadataStorage,
 };
 
 /// The metadata keys, without the `x-amz-meta-` prefix.

@@ -1,15 +1,17 @@
 //! S3 Encryption Client objects over the S3 transport ([`crate::s3`]): encrypt and PutObject (with
 //! the metadata in the object, or on request in an instruction file), GetObject and decrypt.
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::task::JoinSet;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{
     ContentMetadata, MetadataLookup, ObjectDecryptor, ObjectEncryptor, INSTRUCTION_FILE_MARKER,
     INSTRUCTION_FILE_SUFFIX,
 };
 use crate::error::{Error, Result};
-use crate::s3::{get_object, put_object, MultipartUpload, MAX_PART_SIZE, MIN_PART_SIZE};
+use crate::s3::{
+    get_object_with, put_object, put_object_with, upload_stream, PutOptions, SseCustomerKey,
+    MAX_PART_SIZE, MIN_PART_SIZE,
+};
 
 /// Where the metadata goes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,12 +47,8 @@ pub async fn put_encrypted_object(
 }
 
 /// Encrypts `input` (of any length, read to its end) and uploads it as a multipart upload of
-/// `part_size` parts (at least [`MIN_PART_SIZE`], at most [`MAX_PART_SIZE`]), as the official
-/// clients' multipart uploads: one GCM stream over the whole object, the tag at the end of the
-/// last part. Encryption is sequential (one GCM stream); up to `concurrency` parts upload at once,
-/// each with its `Content-MD5`. Memory: about `part_size × (concurrency + 1)`. Any failure
-/// (reading `input`, encrypting, uploading) aborts the upload, so no parts are left behind.
-/// Returns the plaintext length and the metadata.
+/// `part_size` parts (at least [`MIN_PART_SIZE`], at most [`MAX_PART_SIZE`]) even when it is
+/// short; see [`put_encrypted_object_stream`], which picks PutObject for short input.
 #[allow(clippy::too_many_arguments)]
 pub async fn put_encrypted_object_multipart<R: AsyncRead + Unpin>(
     client: &aws_sdk_s3::Client,
@@ -67,99 +65,87 @@ pub async fn put_encrypted_object_multipart<R: AsyncRead + Unpin>(
             "a part size of {part_size} bytes; S3 takes {MIN_PART_SIZE} to {MAX_PART_SIZE}"
         )));
     }
+    let options = PutOptions::default()
+        .part_size(part_size)
+        .concurrency(concurrency);
+    put_encrypted(
+        client, bucket, key, encryptor, input, storage, &options, true,
+    )
+    .await
+}
+
+/// Encrypts `input` (read to its end; a file, a pipe, stdin of unknown length) and uploads it,
+/// streaming, as the official clients' objects are: one GCM stream over the whole object, the tag
+/// at the end. Input that ends within the first part goes up in one PutObject; longer input as a
+/// multipart upload of [`PutOptions::part_size`] parts (grown so that at most 10,000 are needed),
+/// [`PutOptions::concurrency`] of them in flight, each with its `Content-MD5`. Encryption is
+/// sequential (one GCM stream). Memory: about part size × (concurrency + 1). Any failure
+/// (reading `input`, encrypting, uploading after the retries) or a cancellation aborts the
+/// upload, so no parts are left behind. `options.sse` asks the store to encrypt as well (SSE-C:
+/// the instruction file, if any, too). Returns the plaintext length and the metadata.
+pub async fn put_encrypted_object_stream<R: AsyncRead + Unpin>(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    encryptor: &ObjectEncryptor<'_>,
+    input: &mut R,
+    storage: MetadataStorage,
+    options: &PutOptions,
+) -> Result<(u64, ContentMetadata)> {
+    put_encrypted(
+        client, bucket, key, encryptor, input, storage, options, false,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn put_encrypted<R: AsyncRead + Unpin>(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    encryptor: &ObjectEncryptor<'_>,
+    input: &mut R,
+    storage: MetadataStorage,
+    options: &PutOptions,
+    force_multipart: bool,
+) -> Result<(u64, ContentMetadata)> {
+    if let Some(size) = options.expected_size {
+        if size > super::MAX_PLAINTEXT_LENGTH {
+            return Err(Error::InvalidConfiguration(format!(
+                "{size} bytes is more than one AES-GCM stream may encrypt"
+            )));
+        }
+    }
     let enc = encryptor.begin().await?;
     let metadata = enc.metadata().clone();
-    let object_metadata = object_metadata(client, bucket, key, &metadata, storage).await?;
-    let mut upload = MultipartUpload::create(client, bucket, key, &object_metadata).await?;
-    let mut in_flight = JoinSet::new();
-    let result = upload_parts(
-        &mut upload,
-        &mut in_flight,
-        enc,
+    let object_metadata =
+        object_metadata_with(client, bucket, key, &metadata, storage, options).await?;
+    let mut enc = Some(enc);
+    let total = upload_stream(
+        client,
+        bucket,
+        key,
         input,
-        part_size,
-        concurrency.max(1),
-    )
-    .await;
-    match result {
-        Ok(total) => {
-            upload.complete().await?;
-            Ok((total, metadata))
-        }
-        Err(e) => {
-            in_flight.abort_all();
-            while in_flight.join_next().await.is_some() {}
-            // Report the cause; if the abort fails too, the store's lifecycle rules must clean up.
-            let _ = upload.abort().await;
-            Err(e)
-        }
-    }
-}
-
-type PartResult = Result<aws_sdk_s3::types::CompletedPart>;
-
-async fn upload_parts<R: AsyncRead + Unpin>(
-    upload: &mut MultipartUpload,
-    in_flight: &mut JoinSet<PartResult>,
-    mut enc: super::ContentEncryptor,
-    input: &mut R,
-    part_size: usize,
-    concurrency: usize,
-) -> Result<u64> {
-    let mut total = 0u64;
-    // One byte of look-ahead says whether a full part is the last one, without reading a whole
-    // next part.
-    let mut carry: Option<u8> = None;
-    // One plaintext buffer for every part; only the ciphertext goes to the upload task.
-    let mut part = Vec::with_capacity(part_size);
-    loop {
-        // Wait for a free slot first: in flight (at most concurrency − 1) + this part's plaintext
-        // + its ciphertext stay within part_size × (concurrency + 1).
-        while in_flight.len() >= concurrency {
-            collect_one(upload, in_flight).await?;
-        }
-        part.clear();
-        part.extend(carry.take());
-        (&mut *input)
-            .take((part_size - part.len()) as u64)
-            .read_to_end(&mut part)
-            .await?;
-        let mut peek = [0u8; 1];
-        let last = part.len() < part_size || input.read(&mut peek).await? == 0;
-        if !last {
-            carry = Some(peek[0]);
-        }
-        total += part.len() as u64;
-        let mut body = Vec::with_capacity(part.len() + super::TAG_LENGTH);
-        enc.update(&part, &mut body)?;
-        if last {
-            enc.finish(&mut body);
-            in_flight.spawn(upload.next_part()?.send(body));
-            break;
-        }
-        in_flight.spawn(upload.next_part()?.send(body));
-    }
-    while !in_flight.is_empty() {
-        collect_one(upload, in_flight).await?;
-    }
-    Ok(total)
-}
-
-async fn collect_one(
-    upload: &mut MultipartUpload,
-    in_flight: &mut JoinSet<PartResult>,
-) -> Result<()> {
-    match in_flight.join_next().await {
-        Some(Ok(part)) => {
-            upload.part_done(part?);
+        &object_metadata,
+        options,
+        force_multipart,
+        |plain: &[u8], last: bool, out: &mut Vec<u8>| {
+            let Some(e) = enc.as_mut() else {
+                return Err(Error::InvalidConfiguration(
+                    "data after the end of the encrypted stream".into(),
+                ));
+            };
+            e.update(plain, out)?;
+            if last {
+                if let Some(e) = enc.take() {
+                    e.finish(out);
+                }
+            }
             Ok(())
-        }
-        Some(Err(e)) => Err(Error::S3 {
-            operation: "UploadPart",
-            message: format!("the upload task failed: {e}"),
-        }),
-        None => Ok(()),
-    }
+        },
+    )
+    .await?;
+    Ok((total, metadata))
 }
 
 async fn object_metadata(
@@ -169,13 +155,40 @@ async fn object_metadata(
     metadata: &ContentMetadata,
     storage: MetadataStorage,
 ) -> Result<std::collections::BTreeMap<String, String>> {
+    object_metadata_with(
+        client,
+        bucket,
+        key,
+        metadata,
+        storage,
+        &PutOptions::default(),
+    )
+    .await
+}
+
+async fn object_metadata_with(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    metadata: &ContentMetadata,
+    storage: MetadataStorage,
+    options: &PutOptions,
+) -> Result<std::collections::BTreeMap<String, String>> {
     match storage {
         MetadataStorage::ObjectMetadata => metadata.to_object_metadata(),
         MetadataStorage::InstructionFile => {
             let (object_metadata, file) = metadata.to_instruction_file()?;
             let marker = [(INSTRUCTION_FILE_MARKER.to_owned(), String::new())].into();
             let instruction_key = format!("{key}{INSTRUCTION_FILE_SUFFIX}");
-            put_object(client, bucket, &instruction_key, file.into_bytes(), &marker).await?;
+            put_object_with(
+                client,
+                bucket,
+                &instruction_key,
+                file.into_bytes(),
+                &marker,
+                options,
+            )
+            .await?;
             Ok(object_metadata)
         }
     }
@@ -194,29 +207,26 @@ pub async fn get_decrypted_object<W: AsyncWrite + Unpin>(
     decryptor: &ObjectDecryptor<'_>,
     output: &mut W,
 ) -> Result<u64> {
-    let mut object = get_object(client, bucket, key)
+    get_decrypted_object_with(client, bucket, key, decryptor, output, None).await
+}
+
+/// [`get_decrypted_object`] of an object the store holds with SSE-C (`sse_c`: the key; the
+/// instruction file, if any, is read with it too).
+pub async fn get_decrypted_object_with<W: AsyncWrite + Unpin>(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    decryptor: &ObjectDecryptor<'_>,
+    output: &mut W,
+    sse_c: Option<&SseCustomerKey>,
+) -> Result<u64> {
+    let mut object = get_object_with(client, bucket, key, sse_c)
         .await?
         .ok_or_else(|| Error::S3 {
             operation: "GetObject",
             message: format!("NoSuchKey: s3://{bucket}/{key} does not exist"),
         })?;
-    let metadata = match ContentMetadata::from_object_metadata(&object.metadata)? {
-        MetadataLookup::Complete(m) => m,
-        MetadataLookup::NeedsInstructionFile => {
-            let instruction_key = format!("{key}{INSTRUCTION_FILE_SUFFIX}");
-            let file = get_object(client, bucket, &instruction_key)
-                .await?
-                .ok_or_else(|| {
-                    Error::InvalidS3ecMetadata(format!(
-                        "s3://{bucket}/{key} has no S3 Encryption Client metadata and no \
-                         instruction file: not an S3EC object?"
-                    ))
-                })?
-                .read_all()
-                .await?;
-            ContentMetadata::from_instruction_file(&object.metadata, &file)?
-        }
-    };
+    let metadata = read_metadata(client, bucket, key, &object.metadata, sse_c).await?;
     let mut dec = decryptor.begin(&metadata).await?;
     let mut out = Vec::new();
     let mut total = 0u64;
@@ -231,4 +241,34 @@ pub async fn get_decrypted_object<W: AsyncWrite + Unpin>(
     output.write_all(&out).await?;
     output.flush().await?;
     Ok(total + out.len() as u64)
+}
+
+/// The S3 Encryption Client metadata of an object whose user metadata is `object_metadata`:
+/// from it, or from the instruction file it points to. No decryption.
+pub async fn read_metadata(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    object_metadata: &std::collections::BTreeMap<String, String>,
+    sse_c: Option<&SseCustomerKey>,
+) -> Result<ContentMetadata> {
+    Ok(
+        match ContentMetadata::from_object_metadata(object_metadata)? {
+            MetadataLookup::Complete(m) => m,
+            MetadataLookup::NeedsInstructionFile => {
+                let instruction_key = format!("{key}{INSTRUCTION_FILE_SUFFIX}");
+                let file = get_object_with(client, bucket, &instruction_key, sse_c)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::InvalidS3ecMetadata(format!(
+                            "s3://{bucket}/{key} has no S3 Encryption Client metadata and no \
+                         instruction file: not an S3EC object?"
+                        ))
+                    })?
+                    .read_all()
+                    .await?;
+                ContentMetadata::from_instruction_file(object_metadata, &file)?
+            }
+        },
+    )
 }

@@ -72,7 +72,7 @@ impl Garage {
 
     /// A client that flips a byte of the first `corrupt` PutObject bodies after Content-MD5 was
     /// computed (and before signing, so the signature still matches): damage on the way.
-    fn corrupting_client(&self, corrupt: u32) -> (aws_sdk_s3::Client, Arc<AtomicU32>) {
+    pub fn corrupting_client(&self, corrupt: u32) -> (aws_sdk_s3::Client, Arc<AtomicU32>) {
         let sent = Arc::new(AtomicU32::new(0));
         let config = self
             .config()
@@ -127,7 +127,7 @@ impl Intercept for Corrupt {
     }
 }
 
-fn unique(name: &str) -> String {
+pub fn unique(name: &str) -> String {
     let mut r = [0u8; 6];
     aws_lc_rs::rand::fill(&mut r).unwrap();
     let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
@@ -458,9 +458,9 @@ async fn official_python_client_and_this_crate_through_the_store() {
 }
 
 /// Yields `remaining` bytes of the plaintext pattern, then fails (a broken pipe on stdin).
-struct FailingReader {
-    data: Vec<u8>,
-    at: usize,
+pub struct FailingReader {
+    pub data: Vec<u8>,
+    pub at: usize,
 }
 
 impl tokio::io::AsyncRead for FailingReader {

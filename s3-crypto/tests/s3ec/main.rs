@@ -10,4 +10,8 @@ mod garage;
 mod kms;
 mod python;
 mod roundtrip;
+#[cfg(feature = "s3")]
+mod sse;
+#[cfg(feature = "s3")]
+mod streaming;
 mod vectors;

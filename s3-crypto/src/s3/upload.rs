@@ -1,0 +1,272 @@
+//! Streaming uploads: one part in memory at a time on the reading side, parts in flight
+//! concurrently, one PutObject when the input fits in the first part.
+
+use std::collections::BTreeMap;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::task::JoinSet;
+
+use super::{
+    put_object_with, MultipartUpload, PutOptions, MAX_PARTS, MAX_PART_SIZE, MIN_PART_SIZE,
+};
+use crate::error::{Error, Result};
+
+/// Parts per size step when the input length is unknown: after every 1,000 parts the part size
+/// doubles, so 10,000 parts reach S3's 5 TiB object limit from a 5 MiB start.
+const PARTS_PER_STEP: i32 = 1_000;
+
+/// The largest object S3 stores.
+const MAX_OBJECT_SIZE: u64 = 5 << 40;
+
+/// The part size for an input of `expected_size` bytes (unknown: `None`): `requested`, grown to
+/// a whole MiB so that at most [`MAX_PARTS`] parts are needed. Errors if `requested` is outside
+/// [`MIN_PART_SIZE`]..=[`MAX_PART_SIZE`] or the input is too large for S3.
+pub fn part_size_for(requested: usize, expected_size: Option<u64>) -> Result<usize> {
+    if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&requested) {
+        return Err(Error::InvalidConfiguration(format!(
+            "a part size of {requested} bytes; S3 takes {MIN_PART_SIZE} to {MAX_PART_SIZE}"
+        )));
+    }
+    let Some(size) = expected_size else {
+        return Ok(requested);
+    };
+    const MIB: u64 = 1 << 20;
+    if size > MAX_OBJECT_SIZE {
+        return Err(Error::InvalidConfiguration(format!(
+            "{size} bytes is more than S3 takes in one object ({MAX_OBJECT_SIZE} bytes)"
+        )));
+    }
+    let needed = size.div_ceil(MAX_PARTS as u64).div_ceil(MIB) * MIB;
+    let part_size = (requested as u64).max(needed);
+    usize::try_from(part_size).map_err(|_| {
+        Error::InvalidConfiguration(format!(
+            "a part size of {part_size} bytes is too large here"
+        ))
+    })
+}
+
+/// Uploads `input` (read to its end) to `bucket`/`key` with `metadata`: one PutObject if it ends
+/// within the first part, else a multipart upload (parts concurrently, each with its
+/// `Content-MD5`, retried per [`PutOptions::retry`]; aborted on any failure or cancellation).
+/// Returns the number of bytes read.
+pub async fn put_stream<R: AsyncRead + Unpin>(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    input: &mut R,
+    metadata: &BTreeMap<String, String>,
+    options: &PutOptions,
+) -> Result<u64> {
+    upload_stream(
+        client,
+        bucket,
+        key,
+        input,
+        metadata,
+        options,
+        false,
+        |plain: &[u8], _last: bool, out: &mut Vec<u8>| {
+            out.extend_from_slice(plain);
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// The machinery of every streaming upload: `transform(part, last, body)` turns each part of the
+/// input into the bytes sent (encryption), in order. `force_multipart`: even a short input goes
+/// up as a (one-part) multipart upload.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn upload_stream<R, T>(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    input: &mut R,
+    metadata: &BTreeMap<String, String>,
+    options: &PutOptions,
+    force_multipart: bool,
+    mut transform: T,
+) -> Result<u64>
+where
+    R: AsyncRead + Unpin,
+    T: FnMut(&[u8], bool, &mut Vec<u8>) -> Result<()>,
+{
+    let part_size = part_size_for(options.part_size, options.expected_size)?;
+    let cancel = options.cancel.clone().unwrap_or_default();
+    // Up to the first part: nothing exists in the store yet, so cancelling just stops (a
+    // PutObject dropped in flight stores nothing).
+    let first_phase = async {
+        let mut first = Vec::with_capacity(part_size);
+        read_part(input, &mut first, part_size).await?;
+        let mut peek = [0u8; 1];
+        let ends_here = first.len() < part_size || input.read(&mut peek).await? == 0;
+        if ends_here && !force_multipart {
+            let mut body = Vec::with_capacity(first.len() + 16);
+            transform(&first, true, &mut body)?;
+            let n = first.len() as u64;
+            drop(first);
+            put_object_with(client, bucket, key, body, metadata, options).await?;
+            return Ok(Err(n));
+        }
+        Ok::<Result<(Vec<u8>, Option<u8>), u64>, Error>(Ok((
+            first,
+            (!ends_here).then_some(peek[0]),
+        )))
+    };
+    let (first, carry) = tokio::select! {
+        biased;
+        () = cancel.cancelled() => return Err(Error::Cancelled),
+        r = first_phase => match r? {
+            Err(done) => return Ok(done),
+            Ok(multipart) => multipart,
+        },
+    };
+    let mut upload = MultipartUpload::create_with(client, bucket, key, metadata, options).await?;
+    let mut in_flight = JoinSet::new();
+    let result = tokio::select! {
+        biased;
+        () = cancel.cancelled() => Err(Error::Cancelled),
+        r = upload_parts(
+            &mut upload,
+            &mut in_flight,
+            input,
+            first,
+            carry,
+            part_size,
+            options,
+            &mut transform,
+        ) => r,
+    };
+    let result = match result {
+        // Completing is one request; a cancellation now does not interrupt it.
+        Ok(total) => match upload.complete_parts().await {
+            Ok(()) => return Ok(total),
+            Err(e) => e,
+        },
+        Err(e) => e,
+    };
+    in_flight.abort_all();
+    while in_flight.join_next().await.is_some() {}
+    Err(match upload.abort().await {
+        Ok(()) => result,
+        Err(abort) => Error::S3 {
+            operation: "AbortMultipartUpload",
+            message: format!(
+                "{result}; aborting the upload failed too ({abort}): parts may remain until the \
+                 bucket's lifecycle rule removes them"
+            ),
+        },
+    })
+}
+
+async fn read_part<R: AsyncRead + Unpin>(
+    input: &mut R,
+    buf: &mut Vec<u8>,
+    part_size: usize,
+) -> Result<()> {
+    let want = part_size.saturating_sub(buf.len()) as u64;
+    (&mut *input).take(want).read_to_end(buf).await?;
+    Ok(())
+}
+
+type PartResult = Result<aws_sdk_s3::types::CompletedPart>;
+
+#[allow(clippy::too_many_arguments)]
+async fn upload_parts<R, T>(
+    upload: &mut MultipartUpload,
+    in_flight: &mut JoinSet<PartResult>,
+    input: &mut R,
+    mut part: Vec<u8>,
+    mut carry: Option<u8>,
+    base_part_size: usize,
+    options: &PutOptions,
+    transform: &mut T,
+) -> Result<u64>
+where
+    R: AsyncRead + Unpin,
+    T: FnMut(&[u8], bool, &mut Vec<u8>) -> Result<()>,
+{
+    let concurrency = options.concurrency.max(1);
+    let grow = options.expected_size.is_none();
+    let mut total = 0u64;
+    let mut number = 1i32;
+    loop {
+        // The first part is already read; every later one waits for a free slot first: in
+        // flight (at most concurrency − 1) + this part's plaintext + its body stay within
+        // part_size × (concurrency + 1).
+        let last = if number == 1 {
+            carry.is_none()
+        } else {
+            while in_flight.len() >= concurrency {
+                collect_one(upload, in_flight).await?;
+            }
+            let size = if grow {
+                let step = u32::try_from((number - 1) / PARTS_PER_STEP).unwrap_or(u32::MAX);
+                base_part_size
+                    .checked_shl(step)
+                    .unwrap_or(MAX_PART_SIZE)
+                    .min(MAX_PART_SIZE)
+            } else {
+                base_part_size
+            };
+            part.clear();
+            part.extend(carry.take());
+            read_part(input, &mut part, size).await?;
+            let mut peek = [0u8; 1];
+            let last = part.len() < size || input.read(&mut peek).await? == 0;
+            if !last {
+                carry = Some(peek[0]);
+            }
+            last
+        };
+        total += part.len() as u64;
+        let mut body = Vec::with_capacity(part.len() + 16);
+        transform(&part, last, &mut body)?;
+        in_flight.spawn(upload.next_part()?.send(body));
+        number += 1;
+        if last {
+            break;
+        }
+        if number == 2 {
+            // The first part's buffer was sized for it; keep it for the next ones.
+            part.reserve(base_part_size.saturating_sub(part.capacity()));
+        }
+    }
+    while !in_flight.is_empty() {
+        collect_one(upload, in_flight).await?;
+    }
+    Ok(total)
+}
+
+async fn collect_one(
+    upload: &mut MultipartUpload,
+    in_flight: &mut JoinSet<PartResult>,
+) -> Result<()> {
+    match in_flight.join_next().await {
+        Some(Ok(part)) => {
+            upload.part_done(part?);
+            Ok(())
+        }
+        Some(Err(e)) => Err(Error::S3 {
+            operation: "UploadPart",
+            message: format!("the upload task failed: {e}"),
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_sizes_grow_to_fit_ten_thousand_parts() {
+        let mib = 1usize << 20;
+        assert_eq!(part_size_for(8 * mib, None).ok(), Some(8 * mib));
+        assert_eq!(part_size_for(8 * mib, Some(1 << 30)).ok(), Some(8 * mib));
+        // 100 GiB / 10,000 = 10.24 MiB → 11 MiB.
+        assert_eq!(part_size_for(8 * mib, Some(100 << 30)).ok(), Some(11 * mib));
+        assert!(part_size_for(mib, None).is_err());
+        assert!(part_size_for(8 * mib, Some(6 << 40)).is_err());
+    }
+}

@@ -1,0 +1,375 @@
+"""`envelope s3 cp|head` against a real S3-compatible store (Garage, from scripts/test's ENVELOPE_TEST_S3_*),
+with envelope's own KMS endpoint for CSE-KMS and the official S3 Encryption Client for Python (S3EC_PYTHON).
+
+One set of credentials serves both: the Garage key is adopted as an envelope principal, and the server runs
+in Garage's region, so `--region` and the default credential chain work for S3 and KMS alike, as on AWS.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from conftest import envelope_bin, start_server
+
+MIB = 1 << 20
+
+
+def s3_env() -> dict[str, str]:
+    names = ["ENDPOINT", "REGION", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "BUCKET"]
+    got = {n: os.environ.get(f"ENVELOPE_TEST_S3_{n}", "") for n in names}
+    missing = [n for n, v in got.items() if not v]
+    if missing:
+        msg = f"ENVELOPE_TEST_S3_{missing[0]} is not set (scripts/test starts Garage)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {msg}")
+        pytest.skip(msg)
+    return got
+
+
+@pytest.fixture(scope="module")
+def store():
+    return s3_env()
+
+
+@pytest.fixture(scope="module")
+def s3(store):
+    return boto3.client(
+        "s3", endpoint_url=store["ENDPOINT"], region_name=store["REGION"],
+        aws_access_key_id=store["ACCESS_KEY_ID"], aws_secret_access_key=store["SECRET_ACCESS_KEY"],
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+
+
+@pytest.fixture(scope="module")
+def kms_server(store, tmp_path_factory):
+    """envelope serve in Garage's region, with Garage's access key adopted as a principal."""
+    server = start_server(tmp_path_factory, extra_args=["--region", store["REGION"]])
+    secret = server.data_dir.parent / "garage-secret"
+    secret.write_text(store["SECRET_ACCESS_KEY"])
+    p = subprocess.run(
+        [envelope_bin(), "principal", "create", "garage", "--access-key-id", store["ACCESS_KEY_ID"],
+         "--secret-key-file", str(secret), "--data-dir", str(server.data_dir), "--region", store["REGION"]],
+        capture_output=True, text=True, timeout=60, env=server.env,
+    )
+    assert p.returncode == 0, p.stderr
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def kms_key(store, kms_server):
+    kms = boto3.client(
+        "kms", endpoint_url=kms_server.endpoint, region_name=store["REGION"],
+        aws_access_key_id=store["ACCESS_KEY_ID"], aws_secret_access_key=store["SECRET_ACCESS_KEY"],
+    )
+    # The principal cache of a running server may take a moment to see the new principal.
+    for _ in range(100):
+        try:
+            return kms.create_key()["KeyMetadata"]["Arn"]
+        except Exception:  # noqa: BLE001 - retried until the principal is visible
+            time.sleep(0.1)
+    return kms.create_key()["KeyMetadata"]["Arn"]
+
+
+@pytest.fixture(scope="module")
+def env(store, kms_server):
+    e = dict(os.environ)
+    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_KMS",
+                "ENVELOPE_TEST_CORRUPT_PUTS"):
+        e.pop(var, None)
+    e.update(AWS_ACCESS_KEY_ID=store["ACCESS_KEY_ID"], AWS_SECRET_ACCESS_KEY=store["SECRET_ACCESS_KEY"],
+             AWS_REGION=store["REGION"], AWS_EC2_METADATA_DISABLED="true",
+             AWS_ENDPOINT_URL_KMS=kms_server.endpoint)
+    return e
+
+
+def url(store, key: str) -> str:
+    return f"s3://{store['BUCKET']}/{key}"
+
+
+def fresh_key(name: str) -> str:
+    return f"cli-test/{name}-{uuid.uuid4().hex[:10]}"
+
+
+def conn(store) -> list[str]:
+    return ["--endpoint-url", store["ENDPOINT"], "--path-style"]
+
+
+def envelope(args, env, *, ok=True, input=None, timeout=300):
+    p = subprocess.run([envelope_bin(), *args], env=env, capture_output=True, input=input, timeout=timeout)
+    if ok:
+        assert p.returncode == 0, p.stderr.decode()
+    return p
+
+
+def data_of(n: int) -> bytes:
+    return bytes((i * 7 + 3) % 256 for i in range(min(n, 1 << 16))) * (n >> 16) + \
+        bytes((i * 7 + 3) % 256 for i in range(n & 0xFFFF))
+
+
+def no_uploads_left(s3, bucket: str, key: str):
+    uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", [])
+    assert uploads == [], uploads
+    with pytest.raises(s3.exceptions.ClientError):
+        s3.head_object(Bucket=bucket, Key=key)
+
+
+@pytest.mark.parametrize("fmt,size", [("v3", 0), ("v3", 1), ("v3", 17 * MIB + 3), ("v2", 0), ("v2", 1),
+                                      ("v2", 17 * MIB + 3)])
+def test_cp_up_and_down_with_kms(store, s3, env, kms_key, tmp_path, fmt, size):
+    plain = tmp_path / "plain"
+    plain.write_bytes(data_of(size))
+    key = fresh_key(f"{fmt}-{size}")
+    envelope(["s3", "cp", str(plain), url(store, key), "--key", kms_key, "--format", fmt,
+              "--context", "app=cli", "--part-size", "5MiB", "--concurrency", "3", "-q", *conn(store)], env)
+    head = s3.head_object(Bucket=store["BUCKET"], Key=key)
+    meta = head["Metadata"]
+    assert ("x-amz-c" in meta) == (fmt == "v3") and ("x-amz-key-v2" in meta) == (fmt == "v2"), meta
+    assert head["ContentLength"] == size + 16
+    assert head["ETag"].endswith('-4"') == (size > 5 * MIB), head["ETag"]
+    out = tmp_path / "out"
+    extra = ["--allow-non-committing"] if fmt == "v2" else []
+    envelope(["s3", "cp", url(store, key), str(out), "--key", kms_key, "--context", "app=cli", "-q",
+              *extra, *conn(store)], env)
+    assert out.read_bytes() == plain.read_bytes()
+    if fmt == "v2":
+        # V2 does not commit to its key: reading it is an explicit opt-in, as in the official clients.
+        out2 = tmp_path / "refused"
+        p = envelope(["s3", "cp", url(store, key), str(out2), "--key", kms_key, "--context", "app=cli",
+                      *conn(store)], env, ok=False)
+        assert p.returncode == 1 and b"commit" in p.stderr.lower(), p.stderr
+        assert not out2.exists()
+
+
+def test_stdin_to_s3_and_s3_to_stdout(store, env, kms_key):
+    data = os.urandom(11 * MIB + 5)  # three parts of 5 MiB, length unknown to the uploader
+    key = fresh_key("stdin")
+    envelope(["s3", "cp", "-", url(store, key), "--key", kms_key, "--part-size", "5MiB", "-q", *conn(store)],
+             env, input=data)
+    p = envelope(["s3", "cp", url(store, key), "-", "--key", kms_key, "-q", *conn(store)], env)
+    assert p.stdout == data
+    # And a small one (a single PutObject).
+    key = fresh_key("stdin-small")
+    envelope(["s3", "cp", "-", url(store, key), "--key", kms_key, *conn(store)], env, input=b"tiny")
+    assert envelope(["s3", "cp", url(store, key), "-", "--key", kms_key, *conn(store)], env).stdout == b"tiny"
+
+
+def test_endpoint_from_aws_endpoint_url_s3_and_head_json(store, env, kms_key, tmp_path):
+    e = dict(env, AWS_ENDPOINT_URL_S3=store["ENDPOINT"])
+    key = fresh_key("head")
+    src = tmp_path / "p"
+    src.write_bytes(b"metadata only")
+    envelope(["s3", "cp", str(src), url(store, key), "--key", kms_key, "--context", "team=storage",
+              "--path-style", "-q"], e)
+    info = json.loads(envelope(["s3", "head", url(store, key), "--path-style"], e).stdout)
+    cs = info["client_side"]
+    assert cs["format"] == "s3ec-v3" and cs["wrapping_algorithm"] == "kms+context", info
+    assert cs["encryption_context"]["team"] == "storage"
+    # kms+context objects do not name their KMS key (it is inside the KMS ciphertext blob), so head has none.
+    assert cs["kms_key_id"] is None
+    assert info["content_length"] == len(b"metadata only") + 16
+    assert "x-amz-3" in info["user_metadata"]
+    # A wrong endpoint in AWS_ENDPOINT_URL loses to AWS_ENDPOINT_URL_S3, and --endpoint-url beats both.
+    e2 = dict(e, AWS_ENDPOINT_URL="http://127.0.0.1:9", AWS_ENDPOINT_URL_S3="http://127.0.0.1:9")
+    envelope(["s3", "head", url(store, key), *conn(store)], e2)
+
+
+def test_local_file_is_not_overwritten_without_force(store, env, kms_key, tmp_path):
+    key = fresh_key("force")
+    src = tmp_path / "p"
+    src.write_bytes(b"new contents")
+    envelope(["s3", "cp", str(src), url(store, key), "--key", kms_key, "-q", *conn(store)], env)
+    dest = tmp_path / "existing"
+    dest.write_bytes(b"keep me")
+    p = envelope(["s3", "cp", url(store, key), str(dest), "--key", kms_key, *conn(store)], env, ok=False)
+    assert p.returncode == 1 and b"--force" in p.stderr
+    assert dest.read_bytes() == b"keep me"
+    envelope(["s3", "cp", url(store, key), str(dest), "--key", kms_key, "--force", "-q", *conn(store)], env)
+    assert dest.read_bytes() == b"new contents"
+
+
+def test_wrong_content_md5_is_rejected_by_the_store_and_reported(store, s3, env, kms_key, tmp_path):
+    src = tmp_path / "p"
+    src.write_bytes(os.urandom(1000))
+    key = fresh_key("bad-digest")
+    # Debug builds damage the first N bodies after computing their Content-MD5 (a test hook).
+    p = envelope(["s3", "cp", str(src), url(store, key), "--key", kms_key, *conn(store)],
+                 dict(env, ENVELOPE_TEST_CORRUPT_PUTS="100"), ok=False)
+    err = p.stderr.decode()
+    assert p.returncode == 1 and "BadDigest" in err and "Content-MD5" in err, err
+    no_uploads_left(s3, store["BUCKET"], key)
+    # Multipart: the same, and the upload is aborted.
+    src.write_bytes(os.urandom(6 * MIB))
+    key = fresh_key("bad-digest-multipart")
+    p = envelope(["s3", "cp", str(src), url(store, key), "--key", kms_key, "--part-size", "5MiB",
+                  *conn(store)], dict(env, ENVELOPE_TEST_CORRUPT_PUTS="100"), ok=False)
+    assert p.returncode == 1 and b"BadDigest" in p.stderr, p.stderr
+    no_uploads_left(s3, store["BUCKET"], key)
+    # Damaged once only: retried, and it goes through.
+    key = fresh_key("bad-digest-once")
+    envelope(["s3", "cp", str(src), url(store, key), "--key", kms_key, "--part-size", "5MiB", "-q",
+              *conn(store)], dict(env, ENVELOPE_TEST_CORRUPT_PUTS="1"))
+    out = tmp_path / "out"
+    envelope(["s3", "cp", url(store, key), str(out), "--key", kms_key, "-q", *conn(store)], env)
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_ctrl_c_aborts_the_upload_and_leaves_no_parts(store, s3, env, kms_key):
+    key = fresh_key("interrupted")
+    proc = subprocess.Popen(
+        [envelope_bin(), "s3", "cp", "-", url(store, key), "--key", kms_key, "--part-size", "5MiB",
+         *conn(store)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        proc.stdin.write(os.urandom(12 * MIB))
+        proc.stdin.flush()
+        # Wait until parts are in the store; stdin stays open, as a pipeline that is still producing.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            uploads = s3.list_multipart_uploads(Bucket=store["BUCKET"], Prefix=key).get("Uploads", [])
+            if uploads and s3.list_parts(Bucket=store["BUCKET"], Key=key,
+                                         UploadId=uploads[0]["UploadId"]).get("Parts"):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("no part reached the store")
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdin.close()
+    err = proc.stderr.read().decode()
+    assert rc == 130, err
+    assert "aborted" in err, err
+    no_uploads_left(s3, store["BUCKET"], key)
+
+
+@pytest.mark.parametrize("what", ["body", "metadata"])
+def test_tampered_object_fails_with_no_output_file(store, s3, env, kms_key, tmp_path, what):
+    src = tmp_path / "p"
+    src.write_bytes(os.urandom(200_000))
+    key = fresh_key(f"tampered-{what}")
+    envelope(["s3", "cp", str(src), url(store, key), "--key", kms_key, "-q", *conn(store)], env)
+    obj = s3.get_object(Bucket=store["BUCKET"], Key=key)
+    body, meta = bytearray(obj["Body"].read()), obj["Metadata"]
+    if what == "body":
+        body[1000] ^= 1
+    else:
+        meta["x-amz-i"] = base64.b64encode(os.urandom(28)).decode()  # another message id
+    s3.put_object(Bucket=store["BUCKET"], Key=key, Body=bytes(body), Metadata=meta)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "plain"
+    p = envelope(["s3", "cp", url(store, key), str(out), "--key", kms_key, *conn(store)], env, ok=False)
+    err = p.stderr.decode()
+    assert p.returncode == 1 and "no output written" in err, err
+    assert ("tampered" if what == "body" else "commitment") in err.lower(), err
+    assert list(out_dir.iterdir()) == []  # no output file, no temporary file left
+
+
+def test_sse_c_round_trip_and_no_read_without_the_key(store, s3, env, kms_key, tmp_path):
+    sse_key = tmp_path / "sse-c.key"
+    sse_key.write_bytes(base64.b64encode(os.urandom(32)))
+    src = tmp_path / "p"
+    src.write_bytes(os.urandom(6 * MIB))
+    key = fresh_key("sse-c")
+    envelope(["s3", "cp", str(src), url(store, key), "--key", kms_key, "--sse", "c", "--sse-c-key-file",
+              str(sse_key), "--part-size", "5MiB", "-q", *conn(store)], env)
+    with pytest.raises(s3.exceptions.ClientError):
+        s3.get_object(Bucket=store["BUCKET"], Key=key)
+    out = tmp_path / "out"
+    p = envelope(["s3", "cp", url(store, key), str(out), "--key", kms_key, *conn(store)], env, ok=False)
+    assert p.returncode == 1 and not out.exists()
+    envelope(["s3", "cp", url(store, key), str(out), "--key", kms_key, "--sse-c-key-file", str(sse_key), "-q",
+              *conn(store)], env)
+    assert out.read_bytes() == src.read_bytes()
+    info = json.loads(envelope(["s3", "head", url(store, key), "--sse-c-key-file", str(sse_key),
+                                *conn(store)], env).stdout)
+    assert info["server_side"]["sse_c_algorithm"] == "AES256", info
+    assert info["client_side"]["format"] == "s3ec-v3"
+    # The key is in no output.
+    raw = base64.b64decode(sse_key.read_bytes())
+    assert base64.b64encode(raw) not in p.stderr
+
+
+OFFICIAL = r"""
+import hashlib, json, os, sys
+import boto3
+from botocore.config import Config
+from s3_encryption import S3EncryptionClient, S3EncryptionClientConfig
+from s3_encryption.materials.kms_keyring import KmsKeyring
+from s3_encryption.materials.materials import AlgorithmSuite, CommitmentPolicy
+
+req = json.load(sys.stdin)
+e = os.environ
+s3 = boto3.client("s3", endpoint_url=req["s3"], region_name=e["AWS_REGION"],
+                  config=Config(s3={"addressing_style": "path"}))
+kms = boto3.client("kms", endpoint_url=req["kms"], region_name=e["AWS_REGION"])
+v2 = req["format"] == "v2"
+config = S3EncryptionClientConfig(
+    keyring=KmsKeyring(kms_client=kms, kms_key_id=req["key_id"]),
+    encryption_algorithm=AlgorithmSuite.ALG_AES_256_GCM_IV12_TAG16_NO_KDF if v2
+    else AlgorithmSuite.ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY,
+    commitment_policy=CommitmentPolicy.FORBID_ENCRYPT_ALLOW_DECRYPT if v2
+    else CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT,
+)
+client = S3EncryptionClient(s3, config)
+ctx = {"EncryptionContext": req["context"]}
+if req["op"] == "get":
+    body = client.get_object(Bucket=req["bucket"], Key=req["key"], **ctx)["Body"].read()
+    print(json.dumps({"sha256": hashlib.sha256(body).hexdigest(), "len": len(body)}))
+else:
+    data = open(req["file"], "rb").read()
+    client.put_object(Bucket=req["bucket"], Key=req["key"], Body=data, **ctx)
+    print(json.dumps({"ok": True}))
+"""
+
+
+def official(req: dict, env) -> dict:
+    py = os.environ.get("S3EC_PYTHON")
+    if not py:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but S3EC_PYTHON is not")
+        pytest.skip("S3EC_PYTHON is not set")
+    p = subprocess.run([py, "-c", OFFICIAL], input=json.dumps(req).encode(), env=env, capture_output=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr.decode()
+    return json.loads(p.stdout)
+
+
+@pytest.mark.parametrize("fmt", ["v3", "v2"])
+def test_official_python_client_and_the_cli_with_envelope_kms(store, env, kms_key, kms_server, tmp_path, fmt):
+    data = os.urandom(6 * MIB + 1)
+    src = tmp_path / "p"
+    src.write_bytes(data)
+    base = {"s3": store["ENDPOINT"], "kms": kms_server.endpoint, "bucket": store["BUCKET"], "key_id": kms_key,
+            "format": fmt, "context": {"pipeline": "interop"}}
+    # The CLI writes (multipart, two parts), the official client reads.
+    key = fresh_key(f"cli-to-official-{fmt}")
+    envelope(["s3", "cp", str(src), url(store, key), "--key", kms_key, "--format", fmt, "--context",
+              "pipeline=interop", "--part-size", "5MiB", "-q", *conn(store)], env)
+    got = official(dict(base, op="get", key=key), env)
+    assert got == {"sha256": hashlib.sha256(data).hexdigest(), "len": len(data)}
+    # The official client writes, the CLI reads.
+    key = fresh_key(f"official-to-cli-{fmt}")
+    official(dict(base, op="put", key=key, file=str(src)), env)
+    out = tmp_path / "out"
+    extra = ["--allow-non-committing"] if fmt == "v2" else []
+    envelope(["s3", "cp", url(store, key), str(out), "--key", kms_key, "--context", "pipeline=interop", "-q",
+              *extra, *conn(store)], env)
+    assert out.read_bytes() == data
