@@ -20,6 +20,9 @@ use md5::{Digest, Md5};
 
 use crate::error::{Error, Result};
 
+pub mod framed;
+pub mod pipeline;
+
 /// How many times a PutObject is sent when the store reports a digest mismatch.
 pub const PUT_ATTEMPTS: u32 = 3;
 
