@@ -314,9 +314,7 @@ where
     match outcome {
         Ok(summary) => {
             if let Some(multipart) = uploader.multipart.take() {
-                if let Err(e) = multipart.complete().await {
-                    return Err(e);
-                }
+                multipart.complete().await?;
             }
             Ok(PutSummary {
                 plaintext_len: summary.plaintext_len,

@@ -10,12 +10,11 @@ use s3_crypto::{AlgorithmSuite, Decryptor, Encryptor, Error};
 
 use crate::{keyring, plaintext};
 
-/// Runs the pipeline over `data`; returns the parts by number and the summary.
-fn run(
-    data: &[u8],
-    frame_length: u32,
-    config: &PipelineConfig,
-) -> (BTreeMap<u32, (Vec<u8>, bool, u64)>, PipelineSummary) {
+/// Parts by number: bytes, whether last, plaintext length.
+type Parts = BTreeMap<u32, (Vec<u8>, bool, u64)>;
+
+/// Runs the pipeline over `data`; returns the parts and the summary.
+fn run(data: &[u8], frame_length: u32, config: &PipelineConfig) -> (Parts, PipelineSummary) {
     let keyring = keyring();
     let encryptor = s3_crypto::stream::Encryptor::new(&keyring)
         .frame_length(frame_length)
