@@ -53,6 +53,8 @@ mod block_on;
 mod encryption_context;
 mod error;
 pub mod keyring;
+#[cfg(feature = "s3")]
+pub mod md5;
 mod message;
 mod policy;
 mod range;

@@ -196,32 +196,46 @@ impl FrameKey {
         kind: FrameKind,
         buf: &mut FrameBuffer,
     ) -> Result<()> {
-        let iv = frame_iv(sequence);
         let len = buf.plaintext_len;
-        let mut prefix = [0u8; PREFIX_ROOM];
-        let prefix_len = match kind {
+        let start = PREFIX_ROOM - prefix_len(kind)?;
+        let end = PREFIX_ROOM + len + TAG_LEN;
+        self.seal_laid_out(sequence, kind, &mut buf.buf[start..end])?;
+        buf.start = start;
+        buf.end = end;
+        Ok(())
+    }
+
+    /// Seals a frame laid out in `frame` in place: [`prefix_len`]`(kind)` bytes of room, the
+    /// plaintext, [`TAG_LEN`] bytes of room. Writes the prefix and the tag, so that `frame` is then
+    /// the serialized frame (the upload pipeline lays whole parts out this way).
+    pub(crate) fn seal_laid_out(
+        &self,
+        sequence: u32,
+        kind: FrameKind,
+        frame: &mut [u8],
+    ) -> Result<()> {
+        let prefix_len = prefix_len(kind)?;
+        let len = frame
+            .len()
+            .checked_sub(prefix_len + TAG_LEN)
+            .ok_or_else(|| Error::InvalidConfiguration("frame space too short".into()))?;
+        let iv = frame_iv(sequence);
+        let (prefix, body) = frame.split_at_mut(prefix_len);
+        match kind {
             FrameKind::Regular => {
                 prefix[..4].copy_from_slice(&sequence.to_be_bytes());
                 prefix[4..16].copy_from_slice(&iv);
-                16
             }
-            FrameKind::Final => {
+            _ => {
                 let len32 = u32::try_from(len)
                     .map_err(|_| Error::InvalidConfiguration("frame longer than 2^32-1".into()))?;
                 prefix[..4].copy_from_slice(&FINAL_FRAME_MARKER.to_be_bytes());
                 prefix[4..8].copy_from_slice(&sequence.to_be_bytes());
                 prefix[8..20].copy_from_slice(&iv);
                 prefix[20..24].copy_from_slice(&len32.to_be_bytes());
-                24
             }
-            FrameKind::SingleBlock => {
-                return Err(Error::InvalidConfiguration(
-                    "this crate writes framed content only".into(),
-                ))
-            }
-        };
+        }
         let aad = self.aad(kind, sequence, len as u64);
-        let body = &mut buf.buf[PREFIX_ROOM..PREFIX_ROOM + len + TAG_LEN];
         let (plaintext, tag_space) = body.split_at_mut(len);
         let tag = self.key.seal_in_place_separate_tag(
             aead::Nonce::assume_unique_for_key(iv),
@@ -229,9 +243,6 @@ impl FrameKey {
             plaintext,
         )?;
         tag_space.copy_from_slice(tag.as_ref());
-        buf.start = PREFIX_ROOM - prefix_len;
-        buf.buf[buf.start..PREFIX_ROOM].copy_from_slice(&prefix[..prefix_len]);
-        buf.end = PREFIX_ROOM + len + TAG_LEN;
         Ok(())
     }
 
@@ -281,6 +292,18 @@ impl FrameKey {
                 ciphertext_and_tag,
             )
             .map_err(|_| tampered)
+    }
+}
+
+/// The length of the fields in front of a frame's ciphertext: sequence number and IV for a regular
+/// frame; the final-frame marker, sequence number, IV and length for the final frame.
+pub(crate) fn prefix_len(kind: FrameKind) -> Result<usize> {
+    match kind {
+        FrameKind::Regular => Ok(4 + IV_LEN),
+        FrameKind::Final => Ok(4 + 4 + IV_LEN + 4),
+        FrameKind::SingleBlock => Err(Error::InvalidConfiguration(
+            "this crate writes framed content only".into(),
+        )),
     }
 }
 

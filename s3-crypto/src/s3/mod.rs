@@ -57,6 +57,9 @@ pub use tokio_util::sync::CancellationToken;
 pub(crate) use upload::upload_stream;
 pub use upload::{part_size_for, put_stream};
 
+pub mod framed;
+pub mod pipeline;
+
 /// How many times a request is sent, by default, when the store reports a digest mismatch or a
 /// transient failure.
 pub const PUT_ATTEMPTS: u32 = 3;

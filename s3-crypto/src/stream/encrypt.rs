@@ -173,6 +173,17 @@ impl MessageEncryptor {
         &self.frame_key
     }
 
+    /// The header and the frame key of an unsigned message, for writers that lay frames out
+    /// themselves (the S3 upload pipeline seals parts out of order). A signed suite is refused:
+    /// its signature would have to hash the whole message in order.
+    #[cfg(feature = "s3")]
+    pub(crate) fn into_unsigned_parts(self) -> Result<(Header, FrameKey)> {
+        if self.signer.is_some() {
+            return Err(Error::UnsupportedAlgorithmSuite(self.header.suite.id()));
+        }
+        Ok((self.header, self.frame_key))
+    }
+
     /// Encrypts `input` to `output`: header, frames, footer. Reads each frame straight into one
     /// reused [`FrameBuffer`] and seals it in place. A full frame is a regular frame; the first short
     /// one (possibly empty) is the final frame, so an input whose length is an exact multiple of the
