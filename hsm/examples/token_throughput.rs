@@ -21,12 +21,7 @@ fn var(name: &str) -> Result<String, Box<dyn std::error::Error>> {
 }
 
 /// Operations per second over `threads` threads for `secs`.
-fn run(
-    keys: &Arc<TokenKeys>,
-    threads: usize,
-    secs: u64,
-    decrypt: bool,
-) -> Result<f64, HsmError> {
+fn run(keys: &Arc<TokenKeys>, threads: usize, secs: u64, decrypt: bool) -> Result<f64, HsmError> {
     let sealed = keys.encrypt(LABEL, b"aad", &[7u8; 32])?;
     let start = Instant::now();
     let deadline = start + Duration::from_secs(secs);
