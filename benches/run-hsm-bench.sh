@@ -17,7 +17,8 @@
 # Knobs (environment): SESSIONS (PKCS#11 sessions, default 4), CONCURRENCY (default 1,8,32),
 # DURATION (10), WARMUP (2), THREADS (driver tokio threads, 1), RAW_SECS (3),
 # VENV (Python with boto3 for the custom key store set-up; default .venv),
-# RESULTS_DIR (keep JSON lines and logs there; default a temp dir that is removed).
+# RESULTS_DIR (keep JSON lines and logs there; default a temp dir that is removed),
+# PROFILE (cargo profile, default release; PROFILE=dev only to smoke-test the script).
 #
 # Measure on a quiet machine: the driver, the server and SoftHSM share the CPUs.
 set -euo pipefail
@@ -32,6 +33,7 @@ WARMUP=${WARMUP:-2}
 THREADS=${THREADS:-1}
 RAW_SECS=${RAW_SECS:-3}
 VENV=${VENV:-$repo/.venv}
+PROFILE=${PROFILE:-release}
 
 if [[ ! -x $VENV/bin/python ]]; then
     echo "no Python at $VENV/bin/python (set VENV to a venv with tests/requirements.txt installed)" >&2
@@ -52,12 +54,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== building (release)" >&2
-cargo build --release -p envelope -p benches -p hsm --example token_throughput >&2
+echo "== building ($PROFILE)" >&2
+cargo build --profile "$PROFILE" -p envelope >&2
+cargo build --profile "$PROFILE" -p benches --bin kms-load >&2
+cargo build --profile "$PROFILE" -p hsm --example token_throughput >&2
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
-envelope_bin=$target_dir/release/envelope
-load_bin=$target_dir/release/kms-load
-raw_bin=$target_dir/release/examples/token_throughput
+out_dir=$target_dir/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
+envelope_bin=$out_dir/envelope
+load_bin=$out_dir/kms-load
+raw_bin=$out_dir/examples/token_throughput
 
 # Two tokens in one SoftHSM token directory: bench-root (root of trust), bench-cks (the cluster).
 scripts/softhsm.sh init "$work/hsm" bench-root >/dev/null

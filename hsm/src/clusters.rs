@@ -62,13 +62,19 @@ impl HsmCluster {
             ))
         };
         let (id, rest) = spec.split_once('=').ok_or_else(|| bad("no '='"))?;
-        let (module, label) = rest.split_once(':').ok_or_else(|| bad("no ':' before the token label"))?;
+        let (module, label) = rest
+            .split_once(':')
+            .ok_or_else(|| bad("no ':' before the token label"))?;
         let valid_id = id.len() >= 9
             && id.len() <= 24
             && id.starts_with("cluster-")
-            && id["cluster-".len()..].bytes().all(|b| b.is_ascii_alphanumeric());
+            && id["cluster-".len()..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric());
         if !valid_id {
-            return Err(bad("the id must be 'cluster-' and 1 to 16 letters or digits"));
+            return Err(bad(
+                "the id must be 'cluster-' and 1 to 16 letters or digits",
+            ));
         }
         if module.is_empty() || label.is_empty() || label.len() > 32 {
             return Err(bad("empty module path, or a token label not 1 to 32 bytes"));
@@ -114,7 +120,9 @@ pub fn connection_error_code(e: &HsmError) -> ConnectionErrorCode {
         HsmError::Login("CKR_PIN_LOCKED") => ConnectionErrorCode::UserLockedOut,
         HsmError::Login("CKR_USER_PIN_NOT_INITIALIZED") => ConnectionErrorCode::UserNotFound,
         HsmError::Login(_) => ConnectionErrorCode::InvalidCredentials,
-        HsmError::Module { .. } | HsmError::TokenNotFound(_) => ConnectionErrorCode::ClusterNotFound,
+        HsmError::Module { .. } | HsmError::TokenNotFound(_) => {
+            ConnectionErrorCode::ClusterNotFound
+        }
         HsmError::Unavailable { .. } | HsmError::Busy => ConnectionErrorCode::NetworkErrors,
         _ => ConnectionErrorCode::InternalError,
     }
@@ -130,10 +138,13 @@ impl kms_core::HsmClusters for TokenClusters {
         cluster_id: &str,
         password: &[u8],
     ) -> Result<Arc<dyn HsmKeyStore>, ConnectFailure> {
-        let cluster = self.clusters.get(cluster_id).ok_or_else(|| ConnectFailure {
-            code: ConnectionErrorCode::ClusterNotFound,
-            reason: format!("cluster {cluster_id} is not configured on this server"),
-        })?;
+        let cluster = self
+            .clusters
+            .get(cluster_id)
+            .ok_or_else(|| ConnectFailure {
+                code: ConnectionErrorCode::ClusterNotFound,
+                reason: format!("cluster {cluster_id} is not configured on this server"),
+            })?;
         let pin = std::str::from_utf8(password).map_err(|_| ConnectFailure {
             code: ConnectionErrorCode::InvalidCredentials,
             reason: "the key store password is not UTF-8".into(),
@@ -217,7 +228,8 @@ mod tests {
 
     #[test]
     fn cluster_specs() {
-        let (id, c) = HsmCluster::parse("cluster-abc123=/usr/lib/softhsm/libsofthsm2.so:tok:en").unwrap();
+        let (id, c) =
+            HsmCluster::parse("cluster-abc123=/usr/lib/softhsm/libsofthsm2.so:tok:en").unwrap();
         assert_eq!(id, "cluster-abc123");
         assert_eq!(c.module, PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"));
         assert_eq!(c.token, TokenSelector::Label("tok:en".into()));

@@ -67,12 +67,10 @@ impl PinSource {
                             .to_string(),
                     )
                 }
-                PinSource::KeyStorePassword => {
-                    return Err(HsmError::Pin(
-                        "the PIN is the custom key store's password; it is given at connection time"
-                            .into(),
-                    ))
-                }
+                PinSource::KeyStorePassword => return Err(HsmError::Pin(
+                    "the PIN is the custom key store's password; it is given at connection time"
+                        .into(),
+                )),
             };
         let pin = raw.strip_suffix('\n').unwrap_or(&raw);
         let pin = pin.strip_suffix('\r').unwrap_or(pin);

@@ -41,11 +41,11 @@ mod keys;
 mod pool;
 mod root;
 
+pub use clusters::{connection_error_code, HsmCluster, TokenClusters};
 pub use config::{
     Capabilities, HsmConfig, IvSource, PinSource, TagMismatchCode, TokenSelector,
     DEFAULT_ROOT_KEY_LABEL,
 };
-pub use clusters::{connection_error_code, HsmCluster, TokenClusters};
 pub use error::HsmError;
 pub use keys::TokenKeys;
 pub use root::{HsmRootKey, KeyAttributes, IV_LEN, TAG_LEN, WRAP_FORMAT};

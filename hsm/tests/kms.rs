@@ -3,58 +3,15 @@
 //! Same set-up rules as `softhsm.rs` (a fresh token per test; CI fails when SoftHSM is missing).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use hsm::{HsmConfig, HsmRootKey, PinSource, TokenSelector};
 use kms_core::{api, KeyMaterial, Kms, KmsConfig, KmsError, RootOfTrust, SoftwareRootKey, Store};
 
-static MODULE_LOCK: Mutex<()> = Mutex::new(());
-
-struct Token {
-    _lock: MutexGuard<'static, ()>,
-    dir: tempfile::TempDir,
-    module: PathBuf,
-}
+mod common;
+use common::Token;
 
 impl Token {
-    fn new() -> Option<Self> {
-        let module = std::env::var_os("ENVELOPE_TEST_HSM_MODULE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"));
-        if !module.is_file() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "SoftHSMv2 module {} missing under CI",
-                module.display()
-            );
-            eprintln!("skipping: no SoftHSMv2 module at {}", module.display());
-            return None;
-        }
-        let lock = MODULE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scripts/softhsm.sh"
-        ))
-        .arg("init")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::env::set_var("SOFTHSM2_CONF", dir.path().join("softhsm2.conf"));
-        Some(Self {
-            _lock: lock,
-            dir,
-            module,
-        })
-    }
-
     fn root(&self) -> Arc<HsmRootKey> {
         let config = HsmConfig::new(
             &self.module,
@@ -62,13 +19,6 @@ impl Token {
             PinSource::File(self.dir.path().join("user.pin")),
         );
         Arc::new(HsmRootKey::open(config).unwrap())
-    }
-
-    fn db(&self) -> String {
-        format!(
-            "sqlite://{}?mode=rwc",
-            self.dir.path().join("kms.db").display()
-        )
     }
 }
 
@@ -231,10 +181,7 @@ async fn kms_with_cluster(token: &Token) -> Kms {
 }
 
 fn pin(token: &Token) -> String {
-    std::fs::read_to_string(token.dir.path().join("user.pin"))
-        .unwrap()
-        .trim()
-        .to_string()
+    token.pin.clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -214,7 +214,16 @@ mod tests {
         assert!(split_token_blob(&b[..TOKEN_HEADER_LEN + 10]).is_err());
         let ctx = EncryptionContext::new(Default::default()).unwrap();
         let m = KeyMaterial::generate().unwrap();
-        let v1 = seal(BlobHeader { key_id: id, version: 1 }, &m, &ctx, b"x").unwrap();
+        let v1 = seal(
+            BlobHeader {
+                key_id: id,
+                version: 1,
+            },
+            &m,
+            &ctx,
+            b"x",
+        )
+        .unwrap();
         assert!(split_token_blob(&v1).is_err());
         // And a version 2 blob never opens as version 1.
         assert!(open(&b, &m, &ctx).is_err());

@@ -267,7 +267,12 @@ impl Kms {
         row: &CustomKeyStoreRow,
     ) -> std::result::Result<Arc<dyn HsmKeyStore>, ConnectFailure> {
         let _one_at_a_time = self.connecting.lock().await;
-        if let Some(c) = self.connections.read().ok().and_then(|m| m.get(&row.id).cloned()) {
+        if let Some(c) = self
+            .connections
+            .read()
+            .ok()
+            .and_then(|m| m.get(&row.id).cloned())
+        {
             return Ok(c);
         }
         let Some(clusters) = self.clusters.clone() else {
@@ -428,7 +433,10 @@ impl Kms {
 
     async fn wrap_password(&self, store_id: &str, p: &KeyStorePassword) -> Result<Vec<u8>> {
         let (aad, p) = (password_aad(store_id), p.clone());
-        off_runtime(&self.root, move |root| root.wrap(&aad, p.expose().as_bytes())).await
+        off_runtime(&self.root, move |root| {
+            root.wrap(&aad, p.expose().as_bytes())
+        })
+        .await
     }
 
     fn entry(&self, r: CustomKeyStoreRow) -> CustomKeyStoreEntry {
@@ -659,7 +667,8 @@ impl Kms {
             check_password(p)?;
         }
         let current = self.custom_key_store_row(&id, false).await?;
-        let changes_connection = req.key_store_password.is_some() || req.cloud_hsm_cluster_id.is_some();
+        let changes_connection =
+            req.key_store_password.is_some() || req.cloud_hsm_cluster_id.is_some();
         if changes_connection && state_of(&current)? != ConnectionState::Disconnected {
             return Err(KmsError::CustomKeyStoreInvalidState(format!(
                 "Custom key store {id} is {}; disconnect it before changing its password or cluster.",
@@ -669,7 +678,10 @@ impl Kms {
         if let Some(cluster) = &req.cloud_hsm_cluster_id {
             if *cluster != current.cluster_id {
                 let identity = self.check_cluster_free(cluster, Some(&id)).await?;
-                if self.clusters()?.token_identity(&current.cluster_id).as_deref()
+                if self
+                    .clusters()?
+                    .token_identity(&current.cluster_id)
+                    .as_deref()
                     != Some(identity.as_str())
                 {
                     return Err(KmsError::CloudHsmClusterNotRelated(format!(

@@ -303,12 +303,12 @@ impl Kms {
     pub async fn open(store: Store, root: Arc<dyn RootOfTrust>, config: KmsConfig) -> Result<Self> {
         match store.meta_get(ROOT_CHECK).await? {
             Some(check) => {
+                // An unavailable HSM is an error of its own, not "the wrong root key".
                 let ok = off_runtime(&root, move |r| {
-                    r.unwrap(ROOT_CHECK_AAD, &check)
-                        .map(|v| v.as_slice() == ROOT_CHECK_VALUE)
+                    r.try_unwrap(ROOT_CHECK_AAD, &check)
+                        .map(|v| v.is_some_and(|v| v.as_slice() == ROOT_CHECK_VALUE))
                 })
-                .await
-                .unwrap_or(false);
+                .await?;
                 if !ok {
                     return Err(KmsError::InvalidState(format!(
                         "The root key does not match this key store: its check value does not open under the \
@@ -588,7 +588,8 @@ impl Kms {
 
     /// CreateKey.
     pub async fn create_key(&self, req: CreateKeyRequest) -> Result<KeyMetadataResponse> {
-        let in_store = req.custom_key_store_id.is_some() || req.origin.as_deref() == Some("AWS_CLOUDHSM");
+        let in_store =
+            req.custom_key_store_id.is_some() || req.origin.as_deref() == Some("AWS_CLOUDHSM");
         for (field, spec) in [
             ("keySpec", &req.key_spec),
             ("customerMasterKeySpec", &req.customer_master_key_spec),

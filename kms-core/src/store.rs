@@ -688,8 +688,11 @@ impl Store {
                 "Re-wrapping returned the wrong number of secrets.".into(),
             ));
         }
-        let changed =
-            || KmsError::Internal("The key store changed while re-wrapping; nothing was changed.".into());
+        let changed = || {
+            KmsError::Internal(
+                "The key store changed while re-wrapping; nothing was changed.".into(),
+            )
+        };
         let mut tx = self.pool.begin().await?;
         for (old, new) in all.iter().zip(&new) {
             let q = match old {
@@ -779,10 +782,11 @@ impl Store {
                 wrapped: r.try_get("wrapped_secret")?,
             });
         }
-        for r in
-            sqlx::query("SELECT store_id, wrapped_password FROM custom_key_stores ORDER BY store_id")
-                .fetch_all(&self.pool)
-                .await?
+        for r in sqlx::query(
+            "SELECT store_id, wrapped_password FROM custom_key_stores ORDER BY store_id",
+        )
+        .fetch_all(&self.pool)
+        .await?
         {
             all.push(WrappedSecret::KeyStorePassword {
                 store_id: r.try_get("store_id")?,

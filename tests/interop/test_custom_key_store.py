@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Server, error_code
+from conftest import STORES, Server, error_code, fresh_postgres_database
 from softhsm import Token, token  # noqa: F401  (the fixture)
 
 CLUSTER = "cluster-envelope1"
@@ -80,8 +80,10 @@ def round_trip(kms, key_id, software_key):
     return ct, ctx
 
 
-def test_custom_key_store_lifecycle_and_keys(tmp_path, tokens):
-    s = cks_server(tmp_path, tokens).start()
+@pytest.mark.parametrize("store", STORES)
+def test_custom_key_store_lifecycle_and_keys(tmp_path, tokens, store):
+    database_url = fresh_postgres_database() if store == "postgres" else None
+    s = cks_server(tmp_path, tokens, database_url=database_url).start()
     try:
         kms = s.client()
         soft = kms.create_key()["KeyMetadata"]["KeyId"]
@@ -205,8 +207,9 @@ def test_custom_key_store_lifecycle_and_keys(tmp_path, tokens):
                for r in audit)
     text = (s.data_dir / "audit.log").read_text()
     assert tokens.pin not in text and OTHER_PIN not in text
-    db = (s.data_dir / "envelope.db").read_bytes()
-    assert tokens.pin.encode() not in db and OTHER_PIN.encode() not in db
+    if store == "sqlite":
+        db = (s.data_dir / "envelope.db").read_bytes()
+        assert tokens.pin.encode() not in db and OTHER_PIN.encode() not in db
 
 
 def test_wrong_password_and_missing_token_fail_the_connection(tmp_path, tokens):
