@@ -120,7 +120,7 @@ load() { # label data-dir [--key-id ID]
 
 # --- 2 and 3: software key and custom key store key, one server ----------------------------------
 data=$work/data-cks
-start_server cks "$data" --hsm-cluster "cluster-bench1=$module:bench-cks"
+start_server cks "$data" --hsm-cluster "cluster-benchtoken1=$module:bench-cks"
 cks_key=$(ENDPOINT=$endpoint DATA=$data PIN_FILE=$work/hsm/cks.pin "$VENV/bin/python" - <<'PY'
 import configparser, os, boto3
 cp = configparser.ConfigParser()
@@ -129,7 +129,7 @@ c = cp["envelope"]
 kms = boto3.client("kms", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
                    aws_access_key_id=c["aws_access_key_id"], aws_secret_access_key=c["aws_secret_access_key"])
 pin = open(os.environ["PIN_FILE"]).read().strip()
-sid = kms.create_custom_key_store(CustomKeyStoreName="bench", CloudHsmClusterId="cluster-bench1",
+sid = kms.create_custom_key_store(CustomKeyStoreName="bench", CloudHsmClusterId="cluster-benchtoken1",
                                   TrustAnchorCertificate="bench", KeyStorePassword=pin)["CustomKeyStoreId"]
 kms.connect_custom_key_store(CustomKeyStoreId=sid)
 state = kms.describe_custom_key_stores(CustomKeyStoreId=sid)["CustomKeyStores"][0]

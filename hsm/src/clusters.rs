@@ -65,7 +65,8 @@ impl HsmCluster {
         let (module, label) = rest
             .split_once(':')
             .ok_or_else(|| bad("no ':' before the token label"))?;
-        let valid_id = id.len() >= 9
+        // AWS's shape, which SDKs check client-side: `cluster-` and 11 to 16 letters or digits.
+        let valid_id = id.len() >= 19
             && id.len() <= 24
             && id.starts_with("cluster-")
             && id["cluster-".len()..]
@@ -73,7 +74,7 @@ impl HsmCluster {
                 .all(|b| b.is_ascii_alphanumeric());
         if !valid_id {
             return Err(bad(
-                "the id must be 'cluster-' and 1 to 16 letters or digits",
+                "the id must be 'cluster-' and 11 to 16 letters or digits",
             ));
         }
         if module.is_empty() || label.is_empty() || label.len() > 32 {
@@ -229,18 +230,20 @@ mod tests {
     #[test]
     fn cluster_specs() {
         let (id, c) =
-            HsmCluster::parse("cluster-abc123=/usr/lib/softhsm/libsofthsm2.so:tok:en").unwrap();
-        assert_eq!(id, "cluster-abc123");
+            HsmCluster::parse("cluster-abc123def45=/usr/lib/softhsm/libsofthsm2.so:tok:en")
+                .unwrap();
+        assert_eq!(id, "cluster-abc123def45");
         assert_eq!(c.module, PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"));
         assert_eq!(c.token, TokenSelector::Label("tok:en".into()));
         for bad in [
-            "cluster-abc",
-            "cluster-abc=/m.so",
-            "nope-abc=/m.so:t",
+            "cluster-abc123def45",
+            "cluster-abc123def45=/m.so",
+            "cluster-abc=/m.so:t",
+            "nope-abc123def45=/m.so:t",
             "cluster-=/m.so:t",
-            "cluster-a_b=/m.so:t",
-            "cluster-abc=:t",
-            "cluster-abc=/m.so:",
+            "cluster-a_b123def45=/m.so:t",
+            "cluster-abc123def45=:t",
+            "cluster-abc123def45=/m.so:",
         ] {
             assert!(HsmCluster::parse(bad).is_err(), "{bad}");
         }

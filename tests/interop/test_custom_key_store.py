@@ -13,10 +13,10 @@ import pytest
 from conftest import STORES, Server, error_code, fresh_postgres_database
 from softhsm import Token, token  # noqa: F401  (the fixture)
 
-CLUSTER = "cluster-envelope1"
-ALIAS_OF_CLUSTER = "cluster-envelope1b"  # the same token under another id
-OTHER_CLUSTER = "cluster-other2"  # another token
-MISSING_CLUSTER = "cluster-missing3"  # configured, but no token has its label
+CLUSTER = "cluster-envelopetok1"
+ALIAS_OF_CLUSTER = "cluster-envelopetok2"  # the same token under another id
+OTHER_CLUSTER = "cluster-othertoken3"  # another token
+MISSING_CLUSTER = "cluster-missingtok4"  # configured, but no token has its label
 OTHER_PIN = "other-token-pin-1"
 TRUST_ANCHOR = "-----BEGIN CERTIFICATE-----\nMIIBdGVzdA==\n-----END CERTIFICATE-----\n"
 
@@ -99,7 +99,7 @@ def test_custom_key_store_lifecycle_and_keys(tmp_path, tokens, store):
         expect("CustomKeyStoreNameInUseException", new_store, kms, tokens, "store-a", OTHER_CLUSTER, OTHER_PIN)
         expect("CloudHsmClusterInUseException", new_store, kms, tokens, "store-b", CLUSTER)
         expect("CloudHsmClusterInUseException", new_store, kms, tokens, "store-b", ALIAS_OF_CLUSTER)
-        expect("CloudHsmClusterNotFoundException", new_store, kms, tokens, "store-b", "cluster-unknown9")
+        expect("CloudHsmClusterNotFoundException", new_store, kms, tokens, "store-b", "cluster-unknowntok9")
         expect("ValidationException", new_store, kms, tokens, "store-b", OTHER_CLUSTER, "short")
         expect("CustomKeyStoreNotFoundException", kms.describe_custom_key_stores, CustomKeyStoreId="cks-0000000000000000a")
         expect("CustomKeyStoreNotFoundException", kms.describe_custom_key_stores, CustomKeyStoreName="nope")
