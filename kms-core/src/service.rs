@@ -975,16 +975,16 @@ impl Kms {
     ) -> Result<(Vec<u8>, String)> {
         let id = self.resolve(raw, Accepts::KeyOrAlias, true).await?;
         let key = self.loaded(&id).await?;
-        if key.record.custom_key_store_id.is_some() {
-            if key.record.state != KeyState::PendingDeletion {
-                let token = self.token_of(&key).await?;
-                check_usable(&key.record, &key.arn)?;
-                let header = blob::token_header(&id);
-                let aad = blob::token_aad(&header, ctx);
-                let (label, plaintext) = (key.arn.clone(), Zeroizing::new(plaintext.to_vec()));
-                let sealed = in_token(token, move |t| t.encrypt(&label, &aad, &plaintext)).await?;
-                return Ok((blob::token_blob(&header, &sealed), key.arn.clone()));
-            }
+        // A key in a custom key store (unless pending deletion, refused below) runs in its token.
+        if key.record.custom_key_store_id.is_some() && key.record.state != KeyState::PendingDeletion
+        {
+            let token = self.token_of(&key).await?;
+            check_usable(&key.record, &key.arn)?;
+            let header = blob::token_header(&id);
+            let aad = blob::token_aad(&header, ctx);
+            let (label, plaintext) = (key.arn.clone(), Zeroizing::new(plaintext.to_vec()));
+            let sealed = in_token(token, move |t| t.encrypt(&label, &aad, &plaintext)).await?;
+            return Ok((blob::token_blob(&header, &sealed), key.arn.clone()));
         }
         check_usable(&key.record, &key.arn)?;
         let version = key.materials.len();
@@ -1035,16 +1035,16 @@ impl Kms {
             Err(e) => return Err(e),
         };
         let arn = key.arn.clone();
-        if key.record.custom_key_store_id.is_some() {
-            if key.record.state != KeyState::PendingDeletion {
-                let token = self.token_of(&key).await?;
-                check_usable(&key.record, &arn)?;
-                let (header_bytes, sealed) = blob::split_token_blob(blob_bytes)?;
-                let aad = blob::token_aad(header_bytes, ctx);
-                let (label, sealed) = (arn.clone(), sealed.to_vec());
-                let plaintext = in_token(token, move |t| t.decrypt(&label, &aad, &sealed)).await?;
-                return Ok((plaintext, arn));
-            }
+        // A key in a custom key store (unless pending deletion, refused below) runs in its token.
+        if key.record.custom_key_store_id.is_some() && key.record.state != KeyState::PendingDeletion
+        {
+            let token = self.token_of(&key).await?;
+            check_usable(&key.record, &arn)?;
+            let (header_bytes, sealed) = blob::split_token_blob(blob_bytes)?;
+            let aad = blob::token_aad(header_bytes, ctx);
+            let (label, sealed) = (arn.clone(), sealed.to_vec());
+            let plaintext = in_token(token, move |t| t.decrypt(&label, &aad, &sealed)).await?;
+            return Ok((plaintext, arn));
         }
         check_usable(&key.record, &arn)?;
         let material = (header.version as usize)
