@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand, ValueEnum};
-use hsm::{Capabilities, HsmConfig, HsmRootKey, PinSource, TokenSelector};
+use hsm::{
+    Capabilities, HsmCluster, HsmConfig, HsmRootKey, PinSource, TokenClusters, TokenSelector,
+};
 use kms_core::{Kms, RootOfTrust, SoftwareRootKey, Store};
 
 use crate::{CliError, StoreArgs};
@@ -78,16 +80,56 @@ impl HsmArgs {
             Some(file) => PinSource::File(file.clone()),
             None => PinSource::Env(PIN_ENV.into()),
         };
-        let capabilities = match self.hsm_iv {
-            IvArg::Host => Capabilities::softhsm2(),
-            IvArg::Token => Capabilities::cloudhsm(),
-        };
+        let capabilities = self.capabilities();
         Ok(Some(
             HsmConfig::new(module, token, pin)
                 .with_key_label(self.hsm_key_label.clone())
                 .with_max_sessions(self.hsm_sessions)
                 .with_capabilities(capabilities),
         ))
+    }
+}
+
+impl HsmArgs {
+    fn capabilities(&self) -> Capabilities {
+        match self.hsm_iv {
+            IvArg::Host => Capabilities::softhsm2(),
+            IvArg::Token => Capabilities::cloudhsm(),
+        }
+    }
+
+    /// The clusters custom key stores may use (`--hsm-cluster`, repeatable), with this token's
+    /// capabilities and session bound. A cluster may not be the root of trust's token: one process
+    /// has one login per token, so the store's password would never be checked.
+    pub(crate) fn clusters(&self, specs: &[String]) -> Result<Option<TokenClusters>, CliError> {
+        if specs.is_empty() {
+            return Ok(None);
+        }
+        let root = self.config()?;
+        let mut clusters = TokenClusters::new();
+        for spec in specs {
+            let (id, cluster) = HsmCluster::parse(spec)?;
+            if let Some(root) = &root {
+                if root.module == cluster.module && root.token == cluster.token {
+                    return Err(CliError::Usage(format!(
+                        "--hsm-cluster {id}: the cluster's token is the root of trust's token; give \
+                         custom key stores a token of their own"
+                    )));
+                }
+            }
+            if clusters.clusters().contains_key(&id) {
+                return Err(CliError::Usage(format!(
+                    "--hsm-cluster {id} is given twice"
+                )));
+            }
+            clusters = clusters.with_cluster(
+                id,
+                cluster
+                    .with_capabilities(self.capabilities())
+                    .with_max_sessions(self.hsm_sessions),
+            );
+        }
+        Ok(Some(clusters))
     }
 }
 

@@ -103,6 +103,11 @@ struct ServeArgs {
     /// on another node is seen).
     #[arg(long, default_value_t = 5)]
     cache_ttl: u64,
+    /// A CloudHSM cluster for custom key stores: a PKCS#11 token named by an id
+    /// (cluster-ID=MODULE_PATH:TOKEN_LABEL); repeatable. A store's KeyStorePassword is the token's
+    /// user PIN.
+    #[arg(long = "hsm-cluster", value_name = "cluster-ID=MODULE:LABEL")]
+    hsm_clusters: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -395,6 +400,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(io_err(format!("cannot listen on {}", args.listen)))?;
+    let clusters = args.store.hsm.clusters(&args.hsm_clusters)?;
     let Opened {
         kms,
         data_dir,
@@ -402,7 +408,11 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     } = open(&args.store, true, Duration::from_secs(args.cache_ttl)).await?;
     let log =
         AuditLog::open(&data_dir.join("audit.log")).map_err(io_err("cannot open the audit log"))?;
-    let kms = kms.with_audit_log(log);
+    let mut kms = kms.with_audit_log(log);
+    if let Some(clusters) = clusters {
+        tracing::info!(clusters = ?clusters.clusters().keys().collect::<Vec<_>>(), "CloudHSM clusters for custom key stores");
+        kms = kms.with_hsm_clusters(Arc::new(clusters));
+    }
     if kms.list_principals().await?.is_empty() {
         let (info, secret) = kms.create_principal("admin", None).await?;
         let secret = secret.ok_or_else(|| CliError::Usage("no secret generated".into()))?;

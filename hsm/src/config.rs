@@ -38,6 +38,9 @@ pub enum PinSource {
     Env(String),
     /// The contents of this file (one trailing newline ignored).
     File(PathBuf),
+    /// Handed over at run time by the key service (a custom key store's password, kept wrapped by
+    /// the root of trust); [`PinSource::read`] refuses it.
+    KeyStorePassword,
 }
 
 impl PinSource {
@@ -64,6 +67,10 @@ impl PinSource {
                             .to_string(),
                     )
                 }
+                PinSource::KeyStorePassword => return Err(HsmError::Pin(
+                    "the PIN is the custom key store's password; it is given at connection time"
+                        .into(),
+                )),
             };
         let pin = raw.strip_suffix('\n').unwrap_or(&raw);
         let pin = pin.strip_suffix('\r').unwrap_or(pin);
@@ -95,6 +102,7 @@ impl std::fmt::Display for PinSource {
         match self {
             PinSource::Env(n) => write!(f, "environment variable {n}"),
             PinSource::File(p) => write!(f, "file {}", p.display()),
+            PinSource::KeyStorePassword => f.write_str("the custom key store's password"),
         }
     }
 }

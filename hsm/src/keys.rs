@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::Session;
+use cryptoki::types::AuthPin;
 use zeroize::Zeroizing;
 
 use crate::config::{Capabilities, HsmConfig};
@@ -64,8 +65,31 @@ impl TokenKeys {
     pub fn open(config: HsmConfig) -> Result<Self, HsmError> {
         config.validate()?;
         let pin = config.pin.read()?;
+        Self::open_with_pin(config, pin)
+    }
+
+    /// [`TokenKeys::open`] with a PIN the caller holds (a custom key store's password).
+    pub fn open_with_pin(config: HsmConfig, pin: AuthPin) -> Result<Self, HsmError> {
+        config.validate()?;
         let pool = Pool::open(config, pin, Box::new(|_| Ok(HandleCache::default())))?;
         Ok(Self { pool })
+    }
+
+    /// `n` random bytes from the token's generator.
+    pub fn generate_random(&self, n: usize) -> Result<Zeroizing<Vec<u8>>, HsmError> {
+        let caps = self.caps();
+        self.pool.run(|session, _| {
+            let mut out = Zeroizing::new(vec![0u8; n]);
+            session
+                .generate_random_slice(&mut out)
+                .map_err(|e| classify(e, Op::Other, caps))?;
+            Ok(out)
+        })
+    }
+
+    /// Sessions open now, and how many times the module was re-initialised after a failure.
+    pub fn session_stats(&self) -> (usize, u64) {
+        self.pool.stats()
     }
 
     fn caps(&self) -> &Capabilities {

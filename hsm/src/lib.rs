@@ -25,20 +25,23 @@
 //! ```
 //!
 //! [`TokenKeys`] holds KMS keys in the token itself (the custom key store case): one persistent,
-//! non-extractable AES-256 key per label, encryption and decryption inside the token. `kms-core` does
-//! not use it yet.
+//! non-extractable AES-256 key per label, encryption and decryption inside the token. It implements
+//! [`kms_core::HsmKeyStore`]; [`TokenClusters`] implements [`kms_core::HsmClusters`], mapping each
+//! configured `CloudHsmClusterId` to a token.
 //!
 //! The calls block on the token: from async code, run them with `tokio::task::spawn_blocking`
 //! (`kms-core` does).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod clusters;
 mod config;
 mod error;
 mod keys;
 mod pool;
 mod root;
 
+pub use clusters::{connection_error_code, HsmCluster, TokenClusters};
 pub use config::{
     Capabilities, HsmConfig, IvSource, PinSource, TagMismatchCode, TokenSelector,
     DEFAULT_ROOT_KEY_LABEL,

@@ -6,6 +6,8 @@
 //! module once every borrowed session is back, and the next call initialises it again (and logs in,
 //! and finds its objects again: object handles do not survive a re-initialisation).
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -17,6 +19,20 @@ use cryptoki::types::AuthPin;
 
 use crate::config::{HsmConfig, TokenSelector};
 use crate::error::{classify, describe, HsmError, Op};
+
+/// Pools using each module in this process. A module is initialised once per process, so a pool
+/// that goes away (a custom key store disconnected) finalizes it only when no other pool (the root
+/// of trust, another store on the same module) still uses it. A device failure still finalizes it
+/// at once: that is how a token that came back is found again.
+static MODULE_USERS: Mutex<Option<HashMap<PathBuf, usize>>> = Mutex::new(None);
+
+fn module_users(module: &std::path::Path, delta: isize) -> usize {
+    let mut guard = MODULE_USERS.lock().unwrap_or_else(|p| p.into_inner());
+    let map = guard.get_or_insert_with(HashMap::new);
+    let n = map.entry(module.to_path_buf()).or_insert(0);
+    *n = n.saturating_add_signed(delta);
+    *n
+}
 
 /// Called with the first session after each (re-)initialisation; returns what the calls need (the
 /// root key's handle).
@@ -126,7 +142,7 @@ impl<T: Clone + Send> Pool<T> {
         let mut st = self.lock();
         loop {
             if st.resetting && st.out == 0 {
-                Self::finalize(&mut st);
+                Self::finalize(&mut st, &self.config.module, true);
             }
             if !st.resetting {
                 self.ensure_module(&mut st)?;
@@ -189,7 +205,7 @@ impl<T: Clone + Send> Pool<T> {
             drop(lease.session); // closes it
         }
         if st.resetting && st.out == 0 {
-            Self::finalize(&mut st);
+            Self::finalize(&mut st, &self.config.module, true);
         }
         drop(st);
         self.freed.notify_all();
@@ -201,15 +217,16 @@ impl<T: Clone + Send> Pool<T> {
         if st.generation == generation && st.module.is_some() {
             st.resetting = true;
             if st.out == 0 {
-                Self::finalize(&mut st);
+                Self::finalize(&mut st, &self.config.module, true);
             }
         }
         drop(st);
         self.freed.notify_all();
     }
 
-    /// Closes every idle session and finalizes the module (nothing is borrowed when this runs).
-    fn finalize(st: &mut State<T>) {
+    /// Closes every idle session and finalizes the module (nothing is borrowed when this runs):
+    /// after a device failure (`forced`), or when this was the module's last user in the process.
+    fn finalize(st: &mut State<T>, module: &std::path::Path, forced: bool) {
         st.idle.clear();
         if let Some(live) = st.module.take() {
             let Live {
@@ -219,7 +236,8 @@ impl<T: Clone + Send> Pool<T> {
                 ..
             } = live;
             drop(anchor); // closed before C_Finalize
-            if owns_init {
+            let others = module_users(module, -1);
+            if (forced && owns_init) || others == 0 {
                 if let Err(e) = ctx.finalize() {
                     tracing::debug!(error = %e, "C_Finalize failed");
                 }
@@ -253,6 +271,7 @@ impl<T: Clone + Send> Pool<T> {
         })();
         match started {
             Ok((slot, anchor, data)) => {
+                module_users(&self.config.module, 1);
                 st.module = Some(Live {
                     ctx,
                     owns_init,
@@ -315,7 +334,8 @@ impl<T: Clone + Send> Pool<T> {
 
 impl<T: Clone + Send> Drop for Pool<T> {
     fn drop(&mut self) {
+        let module = self.config.module.clone();
         let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
-        Self::finalize(st);
+        Self::finalize(st, &module, false);
     }
 }

@@ -331,4 +331,16 @@ impl RootOfTrust for HsmRootKey {
     fn describe(&self) -> String {
         self.description.clone()
     }
+
+    fn try_unwrap(
+        &self,
+        aad: &[u8],
+        wrapped: &[u8],
+    ) -> kms_core::Result<Option<Zeroizing<Vec<u8>>>> {
+        match self.open_sealed(aad, wrapped) {
+            Ok(v) => Ok(Some(v)),
+            Err(HsmError::TagMismatch | HsmError::Malformed(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
 }

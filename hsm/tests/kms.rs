@@ -3,58 +3,15 @@
 //! Same set-up rules as `softhsm.rs` (a fresh token per test; CI fails when SoftHSM is missing).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use hsm::{HsmConfig, HsmRootKey, PinSource, TokenSelector};
 use kms_core::{api, KeyMaterial, Kms, KmsConfig, KmsError, RootOfTrust, SoftwareRootKey, Store};
 
-static MODULE_LOCK: Mutex<()> = Mutex::new(());
-
-struct Token {
-    _lock: MutexGuard<'static, ()>,
-    dir: tempfile::TempDir,
-    module: PathBuf,
-}
+mod common;
+use common::Token;
 
 impl Token {
-    fn new() -> Option<Self> {
-        let module = std::env::var_os("ENVELOPE_TEST_HSM_MODULE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"));
-        if !module.is_file() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "SoftHSMv2 module {} missing under CI",
-                module.display()
-            );
-            eprintln!("skipping: no SoftHSMv2 module at {}", module.display());
-            return None;
-        }
-        let lock = MODULE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scripts/softhsm.sh"
-        ))
-        .arg("init")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::env::set_var("SOFTHSM2_CONF", dir.path().join("softhsm2.conf"));
-        Some(Self {
-            _lock: lock,
-            dir,
-            module,
-        })
-    }
-
     fn root(&self) -> Arc<HsmRootKey> {
         let config = HsmConfig::new(
             &self.module,
@@ -62,13 +19,6 @@ impl Token {
             PinSource::File(self.dir.path().join("user.pin")),
         );
         Arc::new(HsmRootKey::open(config).unwrap())
-    }
-
-    fn db(&self) -> String {
-        format!(
-            "sqlite://{}?mode=rwc",
-            self.dir.path().join("kms.db").display()
-        )
     }
 }
 
@@ -209,4 +159,173 @@ async fn migrating_a_software_store_to_the_hsm_is_all_or_nothing() {
     // Migrating again from the software root fails (nothing opens under it any more), harmlessly.
     assert!(Kms::migrate_root(&store, soft, hsm_root).await.is_err());
     assert!(kms.principal_secret(&access).await.unwrap().is_some());
+}
+
+/// A key service with a software root and the test token as cluster `cluster-test1`.
+async fn kms_with_cluster(token: &Token) -> Kms {
+    let clusters = hsm::TokenClusters::new().with_cluster(
+        "cluster-test1",
+        hsm::HsmCluster::new(&token.module, TokenSelector::Label("envelope-test".into())),
+    );
+    let root: Arc<dyn RootOfTrust> = Arc::new(SoftwareRootKey::new(
+        KeyMaterial::from_slice(&[9u8; 32]).unwrap(),
+    ));
+    Kms::open(
+        Store::connect(&token.db()).await.unwrap(),
+        root,
+        KmsConfig::default(),
+    )
+    .await
+    .unwrap()
+    .with_hsm_clusters(Arc::new(clusters))
+}
+
+fn pin(token: &Token) -> String {
+    token.pin.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_key_store_keys_are_born_and_stay_in_the_token() {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::object::{Attribute, AttributeInfo, AttributeType, ObjectClass};
+    use cryptoki::session::UserType;
+    use cryptoki::types::AuthPin;
+
+    let Some(token) = Token::new() else { return };
+    let user_pin = pin(&token);
+    let (arn, plain, blob) = {
+        let kms = kms_with_cluster(&token).await;
+        let store_id = kms
+            .create_custom_key_store(
+                serde_json::from_value(serde_json::json!({
+                    "CustomKeyStoreName": "test",
+                    "CloudHsmClusterId": "cluster-test1",
+                    "TrustAnchorCertificate": "-----BEGIN CERTIFICATE-----",
+                    "KeyStorePassword": user_pin,
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap()
+            .custom_key_store_id;
+        kms.connect_custom_key_store(api::CustomKeyStoreIdRequest {
+            custom_key_store_id: Some(store_id.clone()),
+        })
+        .await
+        .unwrap();
+        let meta = kms
+            .create_key(api::CreateKeyRequest {
+                origin: Some("AWS_CLOUDHSM".into()),
+                custom_key_store_id: Some(store_id.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .key_metadata;
+        assert_eq!(meta.origin, "AWS_CLOUDHSM");
+        let (plain, blob) = data_key(&kms, &meta.arn).await;
+        assert_eq!(decrypt(&kms, blob.clone()).await.unwrap(), plain);
+        // The blob does not hold the data key in the clear, and has the version 2 layout.
+        assert_eq!(blob[0], kms_core::blob::TOKEN_BLOB_VERSION);
+        assert!(!blob.windows(16).any(|w| w == &plain[..16]));
+        // Debug output of a request never shows the password.
+        let req: api::CreateCustomKeyStoreRequest = serde_json::from_value(serde_json::json!({
+            "KeyStorePassword": user_pin,
+        }))
+        .unwrap();
+        assert!(!format!("{req:?}").contains(&user_pin));
+        kms.disconnect_custom_key_store(api::CustomKeyStoreIdRequest {
+            custom_key_store_id: Some(store_id),
+        })
+        .await
+        .unwrap();
+        (meta.arn, plain, blob)
+    };
+    // Our own module instance asks the token directly: one object labelled with the key ARN,
+    // persistent, sensitive, never extractable; its value cannot be read or wrapped out.
+    let ctx = Pkcs11::new(&token.module).unwrap();
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .unwrap();
+    {
+        let slot = ctx.get_slots_with_token().unwrap()[0];
+        let s = ctx.open_rw_session(slot).unwrap();
+        s.login(UserType::User, Some(&AuthPin::from(user_pin.as_str())))
+            .unwrap();
+        let found = s
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Label(arn.as_bytes().to_vec()),
+            ])
+            .unwrap();
+        assert_eq!(found.len(), 1, "one key labelled {arn}");
+        let key = found[0];
+        let attrs = s
+            .get_attributes(
+                key,
+                &[
+                    AttributeType::Extractable,
+                    AttributeType::Sensitive,
+                    AttributeType::NeverExtractable,
+                    AttributeType::Token,
+                    AttributeType::ValueLen,
+                ],
+            )
+            .unwrap();
+        for want in [
+            Attribute::Extractable(false),
+            Attribute::Sensitive(true),
+            Attribute::NeverExtractable(true),
+            Attribute::Token(true),
+            Attribute::ValueLen(32.into()),
+        ] {
+            assert!(attrs.contains(&want), "{want:?} not in {attrs:?}");
+        }
+        let info = s.get_attribute_info(key, &[AttributeType::Value]).unwrap();
+        assert!(
+            matches!(info.as_slice(), [AttributeInfo::Sensitive]),
+            "{info:?}"
+        );
+        let value = s.get_attributes(key, &[AttributeType::Value]);
+        assert!(
+            !matches!(&value, Ok(v) if v.iter().any(|a| matches!(a, Attribute::Value(_)))),
+            "CKA_VALUE came back"
+        );
+        assert!(s
+            .update_attributes(key, &[Attribute::Extractable(true)])
+            .is_err());
+        let wrapping = s
+            .generate_key(
+                &Mechanism::AesKeyGen,
+                &[
+                    Attribute::ValueLen(32.into()),
+                    Attribute::Wrap(true),
+                    Attribute::Token(false),
+                ],
+            )
+            .unwrap();
+        assert!(s
+            .wrap_key(&Mechanism::AesKeyWrapPad, wrapping, key)
+            .is_err());
+    }
+    ctx.finalize().unwrap();
+    // A new service over the same store (a restart) logs in again and decrypts.
+    let kms = kms_with_cluster(&token).await;
+    let store_id = kms
+        .describe_custom_key_stores(api::DescribeCustomKeyStoresRequest::default())
+        .await
+        .unwrap()
+        .custom_key_stores[0]
+        .custom_key_store_id
+        .clone();
+    assert!(matches!(
+        decrypt(&kms, blob.clone()).await,
+        Err(KmsError::InvalidState(_))
+    ));
+    kms.connect_custom_key_store(api::CustomKeyStoreIdRequest {
+        custom_key_store_id: Some(store_id),
+    })
+    .await
+    .unwrap();
+    assert_eq!(decrypt(&kms, blob).await.unwrap(), plain);
 }

@@ -1,17 +1,10 @@
 //! `HsmRootKey` against a real SoftHSMv2 token, a fresh one per test in a temporary directory.
 //!
-//! Needs SoftHSMv2 (`scripts/softhsm.sh install`). The module path comes from
-//! `ENVELOPE_TEST_HSM_MODULE`, else Debian's location. Without the module the tests skip, except
-//! under CI (`CI` set), where they fail.
-//!
-//! SoftHSM reads `SOFTHSM2_CONF` when the module is initialised, and one process has one initialised
-//! module: the tests take a lock, point `SOFTHSM2_CONF` at their own token directory, and finalize
-//! the module (drop the root key) before giving the lock back.
+//! Needs SoftHSMv2 (`scripts/softhsm.sh install`); the token fixture is `common::Token`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::Path;
+use std::sync::Arc;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
@@ -23,91 +16,10 @@ use hsm::{
 };
 use kms_core::RootOfTrust;
 
-const DEBIAN_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-const PIN: &str = "1234-user-pin";
-const SO_PIN: &str = "5678-so-pin";
-
-static MODULE_LOCK: Mutex<()> = Mutex::new(());
-
-fn module() -> Option<PathBuf> {
-    let path = std::env::var_os("ENVELOPE_TEST_HSM_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEBIAN_MODULE));
-    if path.is_file() {
-        return Some(path);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "SoftHSMv2 module {} not found and CI is set: run scripts/softhsm.sh install",
-            path.display()
-        );
-    }
-    eprintln!(
-        "skipping: SoftHSMv2 module {} not found (scripts/softhsm.sh install)",
-        path.display()
-    );
-    None
-}
-
-/// A fresh token in its own directory; holds the module lock while alive.
-struct Token {
-    _lock: MutexGuard<'static, ()>,
-    dir: tempfile::TempDir,
-    module: PathBuf,
-    label: String,
-}
+mod common;
+use common::Token;
 
 impl Token {
-    fn new() -> Option<Self> {
-        let module = module()?;
-        let lock = MODULE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        let dir = tempfile::tempdir().unwrap();
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).unwrap();
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
-        let label = "envelope-test".to_string();
-        let out = Command::new("softhsm2-util")
-            .env("SOFTHSM2_CONF", &conf)
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                &label,
-                "--so-pin",
-                SO_PIN,
-                "--pin",
-                PIN,
-            ])
-            .output()
-            .expect("softhsm2-util runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(dir.path().join("user.pin"), format!("{PIN}\n")).unwrap();
-        // Only this test touches the module while the lock is held.
-        std::env::set_var("SOFTHSM2_CONF", &conf);
-        Some(Self {
-            _lock: lock,
-            dir,
-            module,
-            label,
-        })
-    }
-
-    fn pin_file(&self) -> PathBuf {
-        self.dir.path().join("user.pin")
-    }
-
     fn config(&self) -> HsmConfig {
         HsmConfig::new(
             &self.module,
@@ -115,10 +27,6 @@ impl Token {
             PinSource::File(self.pin_file()),
         )
         .with_key_label("root-under-test")
-    }
-
-    fn tokens_dir(&self) -> PathBuf {
-        self.dir.path().join("tokens")
     }
 
     /// Runs `f` with a raw logged-in session of a module instance of its own (no `hsm` code), then
@@ -136,7 +44,7 @@ impl Token {
         let r = {
             let session = ctx.open_rw_session(slot).unwrap();
             session
-                .login(UserType::User, Some(&AuthPin::from(PIN)))
+                .login(UserType::User, Some(&AuthPin::from(self.pin.as_str())))
                 .unwrap();
             f(&session)
         };
@@ -431,7 +339,7 @@ fn debug_output_names_no_pin() {
     let Some(token) = Token::new() else { return };
     let root = HsmRootKey::open(token.config()).unwrap();
     let dbg = format!("{root:?} {:?}", token.config());
-    assert!(!dbg.contains(PIN), "{dbg}");
+    assert!(!dbg.contains(&token.pin), "{dbg}");
     assert!(dbg.contains("user.pin"), "{dbg}");
 }
 

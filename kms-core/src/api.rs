@@ -53,6 +53,9 @@ pub enum KeyState {
     Disabled,
     /// Scheduled for deletion; not usable; cancellable.
     PendingDeletion,
+    /// In a custom key store that is not connected (shown, never stored): not usable until the
+    /// store is connected again.
+    Unavailable,
 }
 
 impl KeyState {
@@ -62,6 +65,7 @@ impl KeyState {
             KeyState::Enabled => "Enabled",
             KeyState::Disabled => "Disabled",
             KeyState::PendingDeletion => "PendingDeletion",
+            KeyState::Unavailable => "Unavailable",
         }
     }
 
@@ -115,6 +119,36 @@ pub struct KeyMetadata {
     /// Days of the deletion window while pending deletion.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_deletion_window_in_days: Option<i64>,
+    /// The custom key store holding the key (origin `AWS_CLOUDHSM`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_key_store_id: Option<String>,
+    /// The cluster of that custom key store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud_hsm_cluster_id: Option<String>,
+}
+
+/// A custom key store's password (the token's user PIN): zeroized on drop, never printed.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct KeyStorePassword(String);
+
+impl Drop for KeyStorePassword {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl KeyStorePassword {
+    /// The password.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for KeyStorePassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyStorePassword(<redacted>)")
+    }
 }
 
 macro_rules! request {
@@ -229,6 +263,46 @@ request!(
         number_of_bytes: i64,
         custom_key_store_id: String,
         recipient: serde_json::Value,
+    }
+);
+request!(
+    /// CreateCustomKeyStore.
+    CreateCustomKeyStoreRequest {
+        custom_key_store_name: String,
+        cloud_hsm_cluster_id: String,
+        trust_anchor_certificate: String,
+        key_store_password: KeyStorePassword,
+        custom_key_store_type: String,
+        xks_proxy_uri_endpoint: String,
+        xks_proxy_uri_path: String,
+        xks_proxy_vpc_endpoint_service_name: String,
+        xks_proxy_connectivity: String,
+    }
+);
+request!(
+    /// DescribeCustomKeyStores.
+    DescribeCustomKeyStoresRequest {
+        custom_key_store_id: String,
+        custom_key_store_name: String,
+        limit: i64,
+        marker: String,
+    }
+);
+request!(
+    /// ConnectCustomKeyStore, DisconnectCustomKeyStore and DeleteCustomKeyStore.
+    CustomKeyStoreIdRequest { custom_key_store_id: String }
+);
+request!(
+    /// UpdateCustomKeyStore.
+    UpdateCustomKeyStoreRequest {
+        custom_key_store_id: String,
+        new_custom_key_store_name: String,
+        key_store_password: KeyStorePassword,
+        cloud_hsm_cluster_id: String,
+        xks_proxy_uri_endpoint: String,
+        xks_proxy_uri_path: String,
+        xks_proxy_vpc_endpoint_service_name: String,
+        xks_proxy_connectivity: String,
     }
 );
 request!(
@@ -433,6 +507,41 @@ pub struct ListKeyRotationsResponse {
 #[allow(missing_docs)]
 pub struct ListResourceTagsResponse {
     pub tags: Vec<Tag>,
+    pub truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}
+
+/// CreateCustomKeyStore.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct CreateCustomKeyStoreResponse {
+    pub custom_key_store_id: String,
+}
+
+/// One custom key store as DescribeCustomKeyStores shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct CustomKeyStoreEntry {
+    pub custom_key_store_id: String,
+    pub custom_key_store_name: String,
+    pub cloud_hsm_cluster_id: String,
+    pub trust_anchor_certificate: String,
+    pub connection_state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_error_code: Option<String>,
+    pub creation_date: f64,
+    pub custom_key_store_type: String,
+}
+
+/// DescribeCustomKeyStores.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct DescribeCustomKeyStoresResponse {
+    pub custom_key_stores: Vec<CustomKeyStoreEntry>,
     pub truncated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_marker: Option<String>,

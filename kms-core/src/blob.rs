@@ -15,6 +15,21 @@
 //! so every blob has a key of its own (no IV reuse bound across the life of a key version) and the GCM
 //! nonce is all zeros. The AAD is bytes 0..53 followed by the canonical encryption context
 //! ([`EncryptionContext::canonical_bytes`]); the context itself is not stored.
+//!
+//! Version 2, for keys in a custom key store (the material never leaves the HSM token, so the token
+//! encrypts the plaintext itself):
+//!
+//! | offset | length | field |
+//! | --- | --- | --- |
+//! | 0 | 1 | format version, `0x02` |
+//! | 1 | 16 | KMS key id (UUID bytes) |
+//! | 17 | 4 | always 1 (the token key never rotates) |
+//! | 21 | 1 | the token's sealing format, `0x02` |
+//! | 22 | 12 | GCM IV (from the host or the token, as the token's capabilities say) |
+//! | 34 | n | AES-256-GCM ciphertext under the token key |
+//! | 34+n | 16 | GCM tag |
+//!
+//! The AAD is bytes 0..21 followed by the canonical encryption context.
 
 use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
 use uuid::Uuid;
@@ -43,9 +58,21 @@ pub struct BlobHeader {
     pub version: u32,
 }
 
-/// Reads the header of a blob without decrypting it.
+/// Format version byte of blobs sealed inside an HSM token (keys in a custom key store).
+pub const TOKEN_BLOB_VERSION: u8 = 2;
+/// Length of a version 2 header.
+pub const TOKEN_HEADER_LEN: usize = 1 + 16 + 4;
+/// The smallest sealed part of a version 2 blob: format byte, IV and tag.
+const TOKEN_SEALED_MIN: usize = 1 + 12 + TAG_LEN;
+
+/// Reads the header of a blob (either version) without decrypting it.
 pub fn parse_header(blob: &[u8]) -> Result<BlobHeader> {
-    if blob.len() < OVERHEAD || blob[0] != BLOB_VERSION {
+    let min = match blob.first() {
+        Some(&BLOB_VERSION) => OVERHEAD,
+        Some(&TOKEN_BLOB_VERSION) => TOKEN_HEADER_LEN + TOKEN_SEALED_MIN,
+        _ => return Err(invalid()),
+    };
+    if blob.len() < min {
         return Err(invalid());
     }
     let mut id = [0u8; 16];
@@ -121,7 +148,84 @@ pub fn open(
     context: &EncryptionContext,
 ) -> Result<Zeroizing<Vec<u8>>> {
     parse_header(blob)?;
+    if blob[0] != BLOB_VERSION {
+        return Err(invalid());
+    }
     let (header, sealed) = blob.split_at(HEADER_LEN);
     let key = content_key(material, &header[21..])?;
     material::open(&key[..], [0u8; 12], &aad(header, context), sealed).ok_or_else(invalid)
+}
+
+/// The header of a version 2 blob for `key_id`.
+pub fn token_header(key_id: &Uuid) -> [u8; TOKEN_HEADER_LEN] {
+    let mut h = [0u8; TOKEN_HEADER_LEN];
+    h[0] = TOKEN_BLOB_VERSION;
+    h[1..17].copy_from_slice(key_id.as_bytes());
+    h[17..21].copy_from_slice(&1u32.to_be_bytes());
+    h
+}
+
+/// The AAD the token binds for a version 2 blob: its header, then the canonical context.
+pub fn token_aad(header: &[u8], context: &EncryptionContext) -> Vec<u8> {
+    aad(header, context)
+}
+
+/// A version 2 blob from its header and what the token sealed.
+pub fn token_blob(header: &[u8; TOKEN_HEADER_LEN], sealed: &[u8]) -> Vec<u8> {
+    let mut blob = Vec::with_capacity(TOKEN_HEADER_LEN + sealed.len());
+    blob.extend_from_slice(header);
+    blob.extend_from_slice(sealed);
+    blob
+}
+
+/// Splits a version 2 blob into its header and the part the token opens; anything else is
+/// `InvalidCiphertextException`.
+pub fn split_token_blob(blob: &[u8]) -> Result<(&[u8], &[u8])> {
+    let h = parse_header(blob)?;
+    if blob[0] != TOKEN_BLOB_VERSION || h.version != 1 {
+        return Err(invalid());
+    }
+    Ok(blob.split_at(TOKEN_HEADER_LEN))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_blob_layout() {
+        let id = Uuid::from_bytes([7; 16]);
+        let h = token_header(&id);
+        let sealed = [2u8; 1 + 12 + 5 + TAG_LEN];
+        let b = token_blob(&h, &sealed);
+        assert_eq!(b[0], 2);
+        assert_eq!(&b[1..17], &[7; 16]);
+        assert_eq!(&b[17..21], &[0, 0, 0, 1]);
+        assert_eq!(
+            parse_header(&b).unwrap(),
+            BlobHeader {
+                key_id: id,
+                version: 1
+            }
+        );
+        let (hh, ss) = split_token_blob(&b).unwrap();
+        assert_eq!((hh, ss), (&h[..], &sealed[..]));
+        // Too short, or a version 1 blob: refused.
+        assert!(split_token_blob(&b[..TOKEN_HEADER_LEN + 10]).is_err());
+        let ctx = EncryptionContext::new(Default::default()).unwrap();
+        let m = KeyMaterial::generate().unwrap();
+        let v1 = seal(
+            BlobHeader {
+                key_id: id,
+                version: 1,
+            },
+            &m,
+            &ctx,
+            b"x",
+        )
+        .unwrap();
+        assert!(split_token_blob(&v1).is_err());
+        // And a version 2 blob never opens as version 1.
+        assert!(open(&b, &m, &ctx).is_err());
+    }
 }

@@ -55,6 +55,30 @@ pub enum KmsError {
     /// A failure inside the service: the store, the root of trust (`KMSInternalException`).
     #[error("{0}")]
     Internal(String),
+    /// No custom key store has this id or name (`CustomKeyStoreNotFoundException`).
+    #[error("{0}")]
+    CustomKeyStoreNotFound(String),
+    /// The custom key store's connection state does not allow the operation
+    /// (`CustomKeyStoreInvalidStateException`).
+    #[error("{0}")]
+    CustomKeyStoreInvalidState(String),
+    /// The custom key store still holds KMS keys (`CustomKeyStoreHasCMKsException`).
+    #[error("{0}")]
+    CustomKeyStoreHasCmks(String),
+    /// Another custom key store has this name (`CustomKeyStoreNameInUseException`).
+    #[error("{0}")]
+    CustomKeyStoreNameInUse(String),
+    /// No CloudHSM cluster with this id is configured on this server
+    /// (`CloudHsmClusterNotFoundException`).
+    #[error("{0}")]
+    CloudHsmClusterNotFound(String),
+    /// The cluster already backs another custom key store (`CloudHsmClusterInUseException`).
+    #[error("{0}")]
+    CloudHsmClusterInUse(String),
+    /// The new cluster is not the store's token under another id
+    /// (`CloudHsmClusterNotRelatedException`).
+    #[error("{0}")]
+    CloudHsmClusterNotRelated(String),
 }
 
 impl KmsError {
@@ -78,6 +102,13 @@ impl KmsError {
             KmsError::UnknownOperation(_) => "UnknownOperationException",
             KmsError::DryRunOperation(_) => "DryRunOperationException",
             KmsError::Internal(_) => "KMSInternalException",
+            KmsError::CustomKeyStoreNotFound(_) => "CustomKeyStoreNotFoundException",
+            KmsError::CustomKeyStoreInvalidState(_) => "CustomKeyStoreInvalidStateException",
+            KmsError::CustomKeyStoreHasCmks(_) => "CustomKeyStoreHasCMKsException",
+            KmsError::CustomKeyStoreNameInUse(_) => "CustomKeyStoreNameInUseException",
+            KmsError::CloudHsmClusterNotFound(_) => "CloudHsmClusterNotFoundException",
+            KmsError::CloudHsmClusterInUse(_) => "CloudHsmClusterInUseException",
+            KmsError::CloudHsmClusterNotRelated(_) => "CloudHsmClusterNotRelatedException",
         }
     }
 

@@ -30,6 +30,7 @@ pub mod api;
 pub mod audit;
 pub mod blob;
 pub mod context;
+pub mod custom_key_store;
 pub mod error;
 pub mod ids;
 pub mod material;
@@ -38,6 +39,9 @@ pub mod store;
 
 pub use audit::{AuditLog, Caller};
 pub use context::EncryptionContext;
+pub use custom_key_store::{
+    ConnectFailure, ConnectionErrorCode, ConnectionState, HsmClusters, HsmKeyStore,
+};
 pub use error::{KmsError, Result};
 pub use ids::Partition;
 pub use material::{KeyMaterial, RootOfTrust, SoftwareRootKey};

@@ -97,6 +97,12 @@ pub trait RootOfTrust: Send + Sync + 'static {
     fn unwrap(&self, aad: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>>;
     /// A short human-readable description for logs ("software root key", "PKCS#11 token X").
     fn describe(&self) -> String;
+    /// Like [`RootOfTrust::unwrap`], but tells "this does not open under this root" (`Ok(None)`:
+    /// another root, or changed bytes) from "the root cannot be asked now" (`Err`: an HSM that is
+    /// unavailable), so a transient failure is never taken for the wrong root key.
+    fn try_unwrap(&self, aad: &[u8], wrapped: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        Ok(self.unwrap(aad, wrapped).ok())
+    }
 }
 
 const WRAP_FORMAT: u8 = 1;

@@ -14,6 +14,7 @@ use crate::api::*;
 use crate::audit::{AuditLog, AuditRecord, Caller};
 use crate::blob::{self, BlobHeader};
 use crate::context::EncryptionContext;
+use crate::custom_key_store::{in_token, password_aad, HsmClusters, HsmKeyStore};
 use crate::error::{KmsError, Result};
 use crate::ids::{validate_alias_name, Accepts, KeyRef, Partition};
 use crate::material::{self, KeyMaterial, RootOfTrust};
@@ -55,10 +56,10 @@ impl Default for KmsConfig {
     }
 }
 
-struct LoadedKey {
-    record: KeyRecord,
-    arn: String,
-    /// Index `v - 1` holds version `v`.
+pub(crate) struct LoadedKey {
+    pub(crate) record: KeyRecord,
+    pub(crate) arn: String,
+    /// Index `v - 1` holds version `v` (empty for a key in a custom key store).
     materials: Vec<KeyMaterial>,
     loaded: Instant,
     /// Set by the one caller reloading an expired entry.
@@ -90,13 +91,21 @@ pub struct PrincipalInfo {
 
 /// The key service.
 pub struct Kms {
-    store: Store,
-    root: Arc<dyn RootOfTrust>,
-    config: KmsConfig,
+    pub(crate) store: Store,
+    pub(crate) root: Arc<dyn RootOfTrust>,
+    pub(crate) config: KmsConfig,
     keys: RwLock<HashMap<Uuid, Arc<LoadedKey>>>,
     aliases: RwLock<HashMap<String, (Uuid, Instant)>>,
     principals: RwLock<HashMap<String, Arc<CachedPrincipal>>>,
     audit: Option<AuditLog>,
+    /// What a CloudHSM cluster id means on this server (none: custom key stores cannot connect).
+    pub(crate) clusters: Option<Arc<dyn HsmClusters>>,
+    /// This node's logins to custom key stores' tokens, by store id.
+    pub(crate) connections: RwLock<HashMap<String, Arc<dyn HsmKeyStore>>>,
+    /// Custom key store rows, cached like keys.
+    pub(crate) store_rows: RwLock<HashMap<String, (crate::store::CustomKeyStoreRow, Instant)>>,
+    /// One login at a time.
+    pub(crate) connecting: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Kms {
@@ -108,7 +117,7 @@ impl std::fmt::Debug for Kms {
     }
 }
 
-fn secs(millis: i64) -> f64 {
+pub(crate) fn secs(millis: i64) -> f64 {
     millis as f64 / 1000.0
 }
 
@@ -120,7 +129,7 @@ fn material_aad(id: &Uuid, version: u32) -> Vec<u8> {
 }
 
 /// Runs a root-of-trust call on the blocking pool: an HSM-backed root blocks on its token.
-async fn off_runtime<T: Send + 'static>(
+pub(crate) async fn off_runtime<T: Send + 'static>(
     root: &Arc<dyn RootOfTrust>,
     f: impl FnOnce(&dyn RootOfTrust) -> Result<T> + Send + 'static,
 ) -> Result<T> {
@@ -136,7 +145,7 @@ fn secret_aad(access_key_id: &str) -> Vec<u8> {
     aad
 }
 
-fn required<T>(v: Option<T>, field: &str) -> Result<T> {
+pub(crate) fn required<T>(v: Option<T>, field: &str) -> Result<T> {
     v.ok_or_else(|| KmsError::missing(field))
 }
 
@@ -158,17 +167,17 @@ fn check_range(v: i64, lo: i64, hi: i64, field: &str) -> Result<()> {
     Ok(())
 }
 
-fn page_limit(limit: Option<i64>, max: i64, default: i64) -> Result<i64> {
+pub(crate) fn page_limit(limit: Option<i64>, max: i64, default: i64) -> Result<i64> {
     let l = limit.unwrap_or(default);
     check_range(l, 1, max, "limit")?;
     Ok(l)
 }
 
-fn encode_marker(s: &str) -> String {
+pub(crate) fn encode_marker(s: &str) -> String {
     URL_SAFE_NO_PAD.encode(s.as_bytes())
 }
 
-fn decode_marker(m: Option<&str>) -> Result<Option<String>> {
+pub(crate) fn decode_marker(m: Option<&str>) -> Result<Option<String>> {
     m.map(|m| {
         URL_SAFE_NO_PAD
             .decode(m.as_bytes())
@@ -212,7 +221,18 @@ fn check_usable(k: &KeyRecord, arn: &str) -> Result<()> {
         KeyState::PendingDeletion => Err(KmsError::InvalidState(format!(
             "{arn} is pending deletion."
         ))),
+        KeyState::Unavailable => Err(KmsError::InvalidState(format!("{arn} is unavailable."))),
     }
+}
+
+/// Keys in a custom key store have their material in the token: no rotation, no import.
+fn refuse_for_custom_key_store(k: &KeyRecord, arn: &str, what: &str) -> Result<()> {
+    if let Some(store) = &k.custom_key_store_id {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "{arn} is in custom key store {store}: {what} is not supported for keys in a custom key store."
+        )));
+    }
+    Ok(())
 }
 
 fn check_not_pending_deletion(k: &KeyRecord, arn: &str) -> Result<()> {
@@ -283,12 +303,12 @@ impl Kms {
     pub async fn open(store: Store, root: Arc<dyn RootOfTrust>, config: KmsConfig) -> Result<Self> {
         match store.meta_get(ROOT_CHECK).await? {
             Some(check) => {
+                // An unavailable HSM is an error of its own, not "the wrong root key".
                 let ok = off_runtime(&root, move |r| {
-                    r.unwrap(ROOT_CHECK_AAD, &check)
-                        .map(|v| v.as_slice() == ROOT_CHECK_VALUE)
+                    r.try_unwrap(ROOT_CHECK_AAD, &check)
+                        .map(|v| v.is_some_and(|v| v.as_slice() == ROOT_CHECK_VALUE))
                 })
-                .await
-                .unwrap_or(false);
+                .await?;
                 if !ok {
                     return Err(KmsError::InvalidState(format!(
                         "The root key does not match this key store: its check value does not open under the \
@@ -320,7 +340,17 @@ impl Kms {
             aliases: RwLock::default(),
             principals: RwLock::default(),
             audit: None,
+            clusters: None,
+            connections: RwLock::default(),
+            store_rows: RwLock::default(),
+            connecting: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Lets custom key stores connect to these clusters.
+    pub fn with_hsm_clusters(mut self, clusters: Arc<dyn HsmClusters>) -> Self {
+        self.clusters = Some(clusters);
+        self
     }
 
     /// Re-wraps everything `store` holds under the root of trust `from` (key material, principals'
@@ -346,6 +376,9 @@ impl Kms {
                                     access_key_id,
                                     wrapped,
                                 } => (secret_aad(access_key_id), wrapped),
+                                WrappedSecret::KeyStorePassword { store_id, wrapped } => {
+                                    (password_aad(store_id), wrapped)
+                                }
                                 WrappedSecret::Meta { wrapped, .. } => {
                                     (ROOT_CHECK_AAD.to_vec(), wrapped)
                                 }
@@ -521,16 +554,18 @@ impl Kms {
         ))
     }
 
-    fn metadata(&self, k: &KeyRecord) -> KeyMetadata {
-        KeyMetadata {
+    async fn metadata(&self, k: &KeyRecord) -> Result<KeyMetadata> {
+        let key_state = self.shown_state(k).await?;
+        let cloud_hsm_cluster_id = self.cluster_of(k).await?;
+        Ok(KeyMetadata {
             aws_account_id: self.config.partition.account_id.clone(),
             key_id: k.id.to_string(),
             arn: self.arn(&k.id),
             creation_date: secs(k.created_at),
-            enabled: k.state == KeyState::Enabled,
+            enabled: key_state == KeyState::Enabled,
             description: k.description.clone(),
             key_usage: k.key_usage.clone(),
-            key_state: k.state,
+            key_state,
             deletion_date: k.deletion_date.map(secs),
             origin: k.origin.clone(),
             key_manager: "CUSTOMER".into(),
@@ -539,7 +574,9 @@ impl Kms {
             encryption_algorithms: vec![SYMMETRIC_DEFAULT.into()],
             multi_region: false,
             pending_deletion_window_in_days: k.pending_window_days,
-        }
+            custom_key_store_id: k.custom_key_store_id.clone(),
+            cloud_hsm_cluster_id,
+        })
     }
 
     async fn wrap_material(&self, id: &Uuid, version: u32, m: &KeyMaterial) -> Result<Vec<u8>> {
@@ -551,12 +588,19 @@ impl Kms {
 
     /// CreateKey.
     pub async fn create_key(&self, req: CreateKeyRequest) -> Result<KeyMetadataResponse> {
+        let in_store =
+            req.custom_key_store_id.is_some() || req.origin.as_deref() == Some("AWS_CLOUDHSM");
         for (field, spec) in [
             ("keySpec", &req.key_spec),
             ("customerMasterKeySpec", &req.customer_master_key_spec),
         ] {
             match spec.as_deref() {
                 None | Some(SYMMETRIC_DEFAULT) => {}
+                Some(s) if KEY_SPECS.contains(&s) && in_store => {
+                    return Err(KmsError::UnsupportedOperation(format!(
+                        "Custom key stores support only SYMMETRIC_DEFAULT keys; {s} cannot be created in one."
+                    )))
+                }
                 Some(s) if KEY_SPECS.contains(&s) => {
                     return Err(KmsError::UnsupportedOperation(format!(
                         "envelope supports only SYMMETRIC_DEFAULT keys; {s} is not supported."
@@ -586,12 +630,24 @@ impl Kms {
                 ))
             }
         }
-        match req.origin.as_deref() {
-            None | Some("AWS_KMS") => {}
-            Some(o @ ("EXTERNAL" | "AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE")) => {
+        match (req.origin.as_deref(), req.custom_key_store_id.is_some()) {
+            (None | Some("AWS_KMS"), false) | (Some("AWS_CLOUDHSM"), true) => {}
+            (Some("AWS_CLOUDHSM"), false) => return Err(KmsError::missing("customKeyStoreId")),
+            (None | Some("AWS_KMS"), true) => {
+                return Err(KmsError::Validation(
+                    "A key in a custom key store must have the Origin AWS_CLOUDHSM.".into(),
+                ))
+            }
+            (Some("EXTERNAL"), true) => {
+                return Err(KmsError::UnsupportedOperation(
+                    "Keys in a custom key store cannot have imported key material (Origin EXTERNAL)."
+                        .into(),
+                ))
+            }
+            (Some(o @ ("EXTERNAL" | "EXTERNAL_KEY_STORE")), _) => {
                 return Err(KmsError::UnsupportedOperation(format!("Origin {o} is not supported by this server.")))
             }
-            Some(o) => {
+            (Some(o), _) => {
                 return Err(KmsError::constraint(
                     o,
                     "origin",
@@ -604,9 +660,9 @@ impl Kms {
                 "Multi-Region keys are not supported.".into(),
             ));
         }
-        if req.custom_key_store_id.is_some() || req.xks_key_id.is_some() {
+        if req.xks_key_id.is_some() {
             return Err(KmsError::UnsupportedOperation(
-                "Custom key stores are not supported by this server.".into(),
+                "External key stores (XKS) are not supported by this server.".into(),
             ));
         }
         let description = req.description.unwrap_or_default();
@@ -631,8 +687,7 @@ impl Kms {
         }
         let id = Uuid::new_v4();
         let now = now_millis();
-        let material = KeyMaterial::generate()?;
-        let rec = KeyRecord {
+        let mut rec = KeyRecord {
             id,
             created_at: now,
             description,
@@ -646,16 +701,35 @@ impl Kms {
             rotation_period_days: None,
             next_rotation: None,
             revision: 0,
+            custom_key_store_id: None,
         };
-        let row = MaterialRow {
-            version: 1,
-            wrapped: self.wrap_material(&id, 1, &material).await?,
-            created_at: now,
-            rotation_type: None,
-        };
-        self.store.insert_key(&rec, &row, &tags).await?;
+        if let Some(store_id) = req.custom_key_store_id {
+            // The material is born in the token, labelled with the key ARN, and never leaves it.
+            let (_, token) = self.store_for_new_key(&store_id).await?;
+            let label = self.arn(&id);
+            in_token(token.clone(), {
+                let label = label.clone();
+                move |t| t.create_key(&label)
+            })
+            .await?;
+            rec.origin = "AWS_CLOUDHSM".into();
+            rec.custom_key_store_id = Some(store_id);
+            if let Err(e) = self.store.insert_key(&rec, None, &tags).await {
+                let _ = in_token(token, move |t| t.destroy_key(&label)).await;
+                return Err(e);
+            }
+        } else {
+            let material = KeyMaterial::generate()?;
+            let row = MaterialRow {
+                version: 1,
+                wrapped: self.wrap_material(&id, 1, &material).await?,
+                created_at: now,
+                rotation_type: None,
+            };
+            self.store.insert_key(&rec, Some(&row), &tags).await?;
+        }
         Ok(KeyMetadataResponse {
-            key_metadata: self.metadata(&rec),
+            key_metadata: self.metadata(&rec).await?,
         })
     }
 
@@ -666,7 +740,7 @@ impl Kms {
             .await?;
         let rec = self.record(&id).await?;
         Ok(KeyMetadataResponse {
-            key_metadata: self.metadata(&rec),
+            key_metadata: self.metadata(&rec).await?,
         })
     }
 
@@ -901,6 +975,17 @@ impl Kms {
     ) -> Result<(Vec<u8>, String)> {
         let id = self.resolve(raw, Accepts::KeyOrAlias, true).await?;
         let key = self.loaded(&id).await?;
+        // A key in a custom key store (unless pending deletion, refused below) runs in its token.
+        if key.record.custom_key_store_id.is_some() && key.record.state != KeyState::PendingDeletion
+        {
+            let token = self.token_of(&key).await?;
+            check_usable(&key.record, &key.arn)?;
+            let header = blob::token_header(&id);
+            let aad = blob::token_aad(&header, ctx);
+            let (label, plaintext) = (key.arn.clone(), Zeroizing::new(plaintext.to_vec()));
+            let sealed = in_token(token, move |t| t.encrypt(&label, &aad, &plaintext)).await?;
+            return Ok((blob::token_blob(&header, &sealed), key.arn.clone()));
+        }
         check_usable(&key.record, &key.arn)?;
         let version = key.materials.len();
         let material = key
@@ -950,6 +1035,17 @@ impl Kms {
             Err(e) => return Err(e),
         };
         let arn = key.arn.clone();
+        // A key in a custom key store (unless pending deletion, refused below) runs in its token.
+        if key.record.custom_key_store_id.is_some() && key.record.state != KeyState::PendingDeletion
+        {
+            let token = self.token_of(&key).await?;
+            check_usable(&key.record, &arn)?;
+            let (header_bytes, sealed) = blob::split_token_blob(blob_bytes)?;
+            let aad = blob::token_aad(header_bytes, ctx);
+            let (label, sealed) = (arn.clone(), sealed.to_vec());
+            let plaintext = in_token(token, move |t| t.decrypt(&label, &aad, &sealed)).await?;
+            return Ok((plaintext, arn));
+        }
         check_usable(&key.record, &arn)?;
         let material = (header.version as usize)
             .checked_sub(1)
@@ -1109,11 +1205,6 @@ impl Kms {
         &self,
         req: GenerateRandomRequest,
     ) -> Result<GenerateRandomResponse> {
-        if req.custom_key_store_id.is_some() {
-            return Err(KmsError::UnsupportedOperation(
-                "Custom key stores are not supported by this server.".into(),
-            ));
-        }
         if req.recipient.is_some() {
             return Err(KmsError::UnsupportedOperation(
                 "Recipient (Nitro Enclaves attestation) is not supported.".into(),
@@ -1121,6 +1212,10 @@ impl Kms {
         }
         let n = required(req.number_of_bytes, "numberOfBytes")?;
         check_range(n, 1, 1024, "numberOfBytes")?;
+        if let Some(store_id) = &req.custom_key_store_id {
+            let plaintext = self.random_from_store(store_id, n as usize).await?;
+            return Ok(GenerateRandomResponse { plaintext });
+        }
         let mut plaintext = Zeroizing::new(vec![0u8; n as usize]);
         material::random_bytes(&mut plaintext)?;
         Ok(GenerateRandomResponse { plaintext })
@@ -1138,6 +1233,7 @@ impl Kms {
         let arn = self.arn(&id);
         let now = now_millis();
         self.modify(&id, |k| {
+            refuse_for_custom_key_store(k, &arn, "automatic key rotation")?;
             check_usable(k, &arn)?;
             k.rotation_period_days = Some(days);
             k.next_rotation = Some(now + days * DAY_MS);
@@ -1187,6 +1283,7 @@ impl Kms {
         let arn = self.arn(id);
         for _ in 0..32 {
             let mut rec = self.record(id).await?;
+            refuse_for_custom_key_store(&rec, &arn, "key rotation")?;
             check_usable(&rec, &arn)?;
             let rows = self.store.get_materials(id).await?;
             if on_demand {
@@ -1356,6 +1453,7 @@ impl Kms {
                     && self.store.destroy_key(&rec).await?
                 {
                     self.invalidate(&id);
+                    self.destroy_in_token(&rec).await;
                     tracing::info!(key = %self.arn(&id), "key deleted: its material is destroyed");
                     destroyed += 1;
                 }
@@ -1371,6 +1469,50 @@ impl Kms {
             }
         }
         Ok((destroyed, rotated))
+    }
+
+    /// After a key in a custom key store is deleted, destroys its key in the token, if this node can
+    /// reach the token now (best effort, as AWS: otherwise the object stays in the token, labelled
+    /// with the deleted key's ARN, for an operator to remove).
+    async fn destroy_in_token(&self, rec: &KeyRecord) {
+        let Some(store_id) = &rec.custom_key_store_id else {
+            return;
+        };
+        let label = self.arn(&rec.id);
+        let loaded = LoadedKey {
+            record: rec.clone(),
+            arn: label.clone(),
+            materials: Vec::new(),
+            loaded: Instant::now(),
+            refreshing: AtomicBool::new(false),
+        };
+        let result = match self.token_of(&loaded).await {
+            Ok(token) => {
+                let l = label.clone();
+                in_token(token, move |t| t.destroy_key(&l)).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(key = %label, store = %store_id, error = %e,
+                "the deleted key's material is still in the token; remove the object labelled with its ARN");
+        }
+    }
+
+    /// GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial: refused, with the
+    /// reason AWS gives for the key's kind.
+    pub async fn import_key_material(&self, req: KeyIdRequest) -> Result<Empty> {
+        let id = self
+            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
+            .await?;
+        let rec = self.record(&id).await?;
+        let arn = self.arn(&id);
+        refuse_for_custom_key_store(&rec, &arn, "imported key material")?;
+        Err(KmsError::UnsupportedOperation(format!(
+            "{arn} has Origin {}: only keys with Origin EXTERNAL take imported key material, and \
+             this server does not create them.",
+            rec.origin
+        )))
     }
 
     // ----- principals ---------------------------------------------------------------------------
@@ -1562,6 +1704,15 @@ impl Kms {
             "TagResource" => tag_resource(TagResourceRequest) key key_id,
             "UntagResource" => untag_resource(UntagResourceRequest) key key_id,
             "ListResourceTags" => list_resource_tags(ListResourceTagsRequest) key key_id,
+            "GetParametersForImport" => import_key_material(KeyIdRequest) key key_id,
+            "ImportKeyMaterial" => import_key_material(KeyIdRequest) key key_id,
+            "DeleteImportedKeyMaterial" => import_key_material(KeyIdRequest) key key_id,
+            "CreateCustomKeyStore" => create_custom_key_store(CreateCustomKeyStoreRequest),
+            "DescribeCustomKeyStores" => describe_custom_key_stores(DescribeCustomKeyStoresRequest) key custom_key_store_id,
+            "ConnectCustomKeyStore" => connect_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id,
+            "DisconnectCustomKeyStore" => disconnect_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id,
+            "UpdateCustomKeyStore" => update_custom_key_store(UpdateCustomKeyStoreRequest) key custom_key_store_id,
+            "DeleteCustomKeyStore" => delete_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id,
         }
     }
 }

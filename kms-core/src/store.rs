@@ -12,7 +12,10 @@ use uuid::Uuid;
 use crate::api::KeyState;
 use crate::error::{KmsError, Result};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_custom_key_stores.sql")),
+];
 
 /// One key's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +46,44 @@ pub struct KeyRecord {
     pub next_rotation: Option<i64>,
     /// Optimistic concurrency counter.
     pub revision: i64,
+    /// The custom key store holding the key's material (origin `AWS_CLOUDHSM`); `None` for keys
+    /// whose material is wrapped by the root of trust.
+    pub custom_key_store_id: Option<String>,
+}
+
+/// One custom key store's row. The password stays wrapped by the root of trust.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CustomKeyStoreRow {
+    /// `cks-` and 17 hex digits.
+    pub id: String,
+    /// Friendly name, unique.
+    pub name: String,
+    /// The CloudHSM cluster id (a token configured on the server).
+    pub cluster_id: String,
+    /// The trust anchor certificate as given (PEM).
+    pub trust_anchor: String,
+    /// The token's user PIN (`kmsuser`'s password), wrapped by the root of trust.
+    pub wrapped_password: Vec<u8>,
+    /// `CONNECTED`, `CONNECTING`, `DISCONNECTED`, `DISCONNECTING` or `FAILED`.
+    pub connection_state: String,
+    /// AWS's `ConnectionErrorCode` while `FAILED`.
+    pub connection_error: Option<String>,
+    /// Unix millis.
+    pub created_at: i64,
+    /// Optimistic concurrency counter.
+    pub revision: i64,
+}
+
+impl std::fmt::Debug for CustomKeyStoreRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CustomKeyStoreRow")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("cluster_id", &self.cluster_id)
+            .field("connection_state", &self.connection_state)
+            .field("connection_error", &self.connection_error)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One version of a key's material, wrapped by the root of trust.
@@ -104,6 +145,13 @@ pub enum WrappedSecret {
         /// Wrapped secret.
         wrapped: Vec<u8>,
     },
+    /// A custom key store's password.
+    KeyStorePassword {
+        /// The store's id.
+        store_id: String,
+        /// Wrapped password.
+        wrapped: Vec<u8>,
+    },
     /// A metadata value (the root key check value).
     Meta {
         /// Its name.
@@ -141,6 +189,21 @@ fn key_from_row(r: &AnyRow) -> Result<KeyRecord> {
         pending_window_days: r.try_get("pending_window_days")?,
         rotation_period_days: r.try_get("rotation_period_days")?,
         next_rotation: r.try_get("next_rotation")?,
+        revision: r.try_get("revision")?,
+        custom_key_store_id: r.try_get("custom_key_store_id")?,
+    })
+}
+
+fn custom_key_store_from_row(r: &AnyRow) -> Result<CustomKeyStoreRow> {
+    Ok(CustomKeyStoreRow {
+        id: r.try_get("store_id")?,
+        name: r.try_get("store_name")?,
+        cluster_id: r.try_get("cluster_id")?,
+        trust_anchor: r.try_get("trust_anchor")?,
+        wrapped_password: r.try_get("wrapped_password")?,
+        connection_state: r.try_get("connection_state")?,
+        connection_error: r.try_get("connection_error")?,
+        created_at: r.try_get("created_at")?,
         revision: r.try_get("revision")?,
     })
 }
@@ -253,18 +316,20 @@ impl Store {
         Ok(keys == 0 && principals == 0)
     }
 
-    /// Inserts a new key with its first material version and tags, atomically.
+    /// Inserts a new key with its first material version (none for a key in a custom key store,
+    /// whose material is in the token) and tags, atomically.
     pub async fn insert_key(
         &self,
         k: &KeyRecord,
-        material: &MaterialRow,
+        material: Option<&MaterialRow>,
         tags: &[(String, String)],
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO kms_keys (key_id, created_at, description, key_state, key_usage, key_spec, origin, \
-             policy, deletion_date, pending_window_days, rotation_period_days, next_rotation, revision) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             policy, deletion_date, pending_window_days, rotation_period_days, next_rotation, revision, \
+             custom_key_store_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(k.id.to_string())
         .bind(k.created_at)
@@ -279,9 +344,12 @@ impl Store {
         .bind(k.rotation_period_days)
         .bind(k.next_rotation)
         .bind(k.revision)
+        .bind(k.custom_key_store_id.clone())
         .execute(&mut *tx)
         .await?;
-        insert_material(&mut tx, &k.id, material).await?;
+        if let Some(material) = material {
+            insert_material(&mut tx, &k.id, material).await?;
+        }
         for (tk, tv) in tags {
             sqlx::query("INSERT INTO kms_tags (key_id, tag_key, tag_value) VALUES ($1, $2, $3)")
                 .bind(k.id.to_string())
@@ -600,52 +668,19 @@ impl Store {
             == 1)
     }
 
-    /// Replaces every wrapped secret (all key material versions, all principals' secrets, and the
-    /// metadata value `meta_name`) with what `rewrap` returns for it, in order, in one transaction:
-    /// all or nothing. Fails, changing nothing, if `rewrap` fails or a row changes or appears
-    /// meanwhile. Returns how many secrets were rewritten.
+    /// Replaces every wrapped secret (all key material versions, all principals' secrets, all
+    /// custom key store passwords, and the metadata value `meta_name`) with what `rewrap` returns
+    /// for it, in order: all or nothing. The secrets are read, then `rewrap` runs (it may take long:
+    /// one HSM call per secret) with no transaction open, then one short transaction writes every
+    /// new value under a compare-and-swap on the old one and checks that no secret was added
+    /// meanwhile. Fails, changing nothing, if `rewrap` fails or the store changed. Returns how many
+    /// secrets were rewritten.
     pub async fn rewrap_all<F, Fut>(&self, meta_name: &str, rewrap: F) -> Result<usize>
     where
         F: FnOnce(Vec<WrappedSecret>) -> Fut,
         Fut: std::future::Future<Output = Result<Vec<Vec<u8>>>>,
     {
-        let mut tx = self.pool.begin().await?;
-        let mut all = Vec::new();
-        for r in sqlx::query(
-            "SELECT key_id, version, wrapped FROM kms_key_material ORDER BY key_id, version",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        {
-            all.push(WrappedSecret::Material {
-                key_id: uuid_of(&r.try_get::<String, _>("key_id")?)?,
-                version: u32::try_from(r.try_get::<i64, _>("version")?)
-                    .map_err(|_| KmsError::Internal("Bad material version.".into()))?,
-                wrapped: r.try_get("wrapped")?,
-            });
-        }
-        for r in sqlx::query(
-            "SELECT access_key_id, wrapped_secret FROM principals ORDER BY access_key_id",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        {
-            all.push(WrappedSecret::Principal {
-                access_key_id: r.try_get("access_key_id")?,
-                wrapped: r.try_get("wrapped_secret")?,
-            });
-        }
-        let meta: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT value FROM envelope_meta WHERE name = $1")
-                .bind(meta_name)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(wrapped) = meta {
-            all.push(WrappedSecret::Meta {
-                name: meta_name.to_string(),
-                wrapped,
-            });
-        }
+        let all = self.wrapped_secrets(meta_name).await?;
         let count = all.len();
         let new = rewrap(all.clone()).await?;
         if new.len() != count {
@@ -653,6 +688,12 @@ impl Store {
                 "Re-wrapping returned the wrong number of secrets.".into(),
             ));
         }
+        let changed = || {
+            KmsError::Internal(
+                "The key store changed while re-wrapping; nothing was changed.".into(),
+            )
+        };
+        let mut tx = self.pool.begin().await?;
         for (old, new) in all.iter().zip(&new) {
             let q = match old {
                 WrappedSecret::Material {
@@ -677,6 +718,13 @@ impl Store {
                 .bind(new)
                 .bind(access_key_id)
                 .bind(wrapped),
+                WrappedSecret::KeyStorePassword { store_id, wrapped } => sqlx::query(
+                    "UPDATE custom_key_stores SET wrapped_password = $1, revision = revision + 1 \
+                     WHERE store_id = $2 AND wrapped_password = $3",
+                )
+                .bind(new)
+                .bind(store_id)
+                .bind(wrapped),
                 WrappedSecret::Meta { name, wrapped } => sqlx::query(
                     "UPDATE envelope_meta SET value = $1 WHERE name = $2 AND value = $3",
                 )
@@ -685,29 +733,186 @@ impl Store {
                 .bind(wrapped),
             };
             if q.execute(&mut *tx).await?.rows_affected() != 1 {
-                return Err(KmsError::Internal(
-                    "The key store changed while re-wrapping; nothing was changed.".into(),
-                ));
+                return Err(changed());
             }
         }
         // Rows added meanwhile would stay under the old root: count again before committing.
-        let materials: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kms_key_material")
-            .fetch_one(&mut *tx)
-            .await?;
-        let principals: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM principals")
-            .fetch_one(&mut *tx)
-            .await?;
+        let mut now = 0i64;
+        for table in ["kms_key_material", "principals", "custom_key_stores"] {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&mut *tx)
+                .await?;
+            now += n;
+        }
         let seen = all
             .iter()
             .filter(|w| !matches!(w, WrappedSecret::Meta { .. }))
             .count();
-        if usize::try_from(materials + principals).ok() != Some(seen) {
-            return Err(KmsError::Internal(
-                "The key store changed while re-wrapping; nothing was changed.".into(),
-            ));
+        if usize::try_from(now).ok() != Some(seen) {
+            return Err(changed());
         }
         tx.commit().await?;
         Ok(count)
+    }
+
+    /// Every secret the store keeps wrapped by the root of trust, in a fixed order.
+    async fn wrapped_secrets(&self, meta_name: &str) -> Result<Vec<WrappedSecret>> {
+        let mut all = Vec::new();
+        for r in sqlx::query(
+            "SELECT key_id, version, wrapped FROM kms_key_material ORDER BY key_id, version",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            all.push(WrappedSecret::Material {
+                key_id: uuid_of(&r.try_get::<String, _>("key_id")?)?,
+                version: u32::try_from(r.try_get::<i64, _>("version")?)
+                    .map_err(|_| KmsError::Internal("Bad material version.".into()))?,
+                wrapped: r.try_get("wrapped")?,
+            });
+        }
+        for r in sqlx::query(
+            "SELECT access_key_id, wrapped_secret FROM principals ORDER BY access_key_id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            all.push(WrappedSecret::Principal {
+                access_key_id: r.try_get("access_key_id")?,
+                wrapped: r.try_get("wrapped_secret")?,
+            });
+        }
+        for r in sqlx::query(
+            "SELECT store_id, wrapped_password FROM custom_key_stores ORDER BY store_id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            all.push(WrappedSecret::KeyStorePassword {
+                store_id: r.try_get("store_id")?,
+                wrapped: r.try_get("wrapped_password")?,
+            });
+        }
+        if let Some(wrapped) = self.meta_get(meta_name).await? {
+            all.push(WrappedSecret::Meta {
+                name: meta_name.to_string(),
+                wrapped,
+            });
+        }
+        Ok(all)
+    }
+
+    // ----- custom key stores --------------------------------------------------------------------
+
+    /// Adds a custom key store; `CustomKeyStoreNameInUse` when the name is taken.
+    pub async fn insert_custom_key_store(&self, c: &CustomKeyStoreRow) -> Result<()> {
+        match sqlx::query(
+            "INSERT INTO custom_key_stores (store_id, store_name, cluster_id, trust_anchor, \
+             wrapped_password, connection_state, connection_error, created_at, revision) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(&c.cluster_id)
+        .bind(&c.trust_anchor)
+        .bind(&c.wrapped_password)
+        .bind(&c.connection_state)
+        .bind(c.connection_error.clone())
+        .bind(c.created_at)
+        .bind(c.revision)
+        .execute(&self.pool)
+        .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(KmsError::CustomKeyStoreNameInUse(format!(
+                "A custom key store named {} already exists.",
+                c.name
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A custom key store by id.
+    pub async fn get_custom_key_store(&self, id: &str) -> Result<Option<CustomKeyStoreRow>> {
+        sqlx::query("SELECT * FROM custom_key_stores WHERE store_id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(custom_key_store_from_row)
+            .transpose()
+    }
+
+    /// Custom key stores in id order after `after`, optionally only the one named `name`.
+    pub async fn list_custom_key_stores(
+        &self,
+        name: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CustomKeyStoreRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM custom_key_stores WHERE store_id > $1 AND ($2 = '' OR store_name = $2) \
+             ORDER BY store_id LIMIT $3",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(name.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(custom_key_store_from_row).collect()
+    }
+
+    /// Writes a changed custom key store if nobody changed it since `c.revision` was read; false
+    /// on a conflict. A name clash is `CustomKeyStoreNameInUse`.
+    pub async fn update_custom_key_store(&self, c: &CustomKeyStoreRow) -> Result<bool> {
+        match sqlx::query(
+            "UPDATE custom_key_stores SET store_name = $1, cluster_id = $2, wrapped_password = $3, \
+             connection_state = $4, connection_error = $5, revision = revision + 1 \
+             WHERE store_id = $6 AND revision = $7",
+        )
+        .bind(&c.name)
+        .bind(&c.cluster_id)
+        .bind(&c.wrapped_password)
+        .bind(&c.connection_state)
+        .bind(c.connection_error.clone())
+        .bind(&c.id)
+        .bind(c.revision)
+        .execute(&self.pool)
+        .await
+        {
+            Ok(r) => Ok(r.rows_affected() == 1),
+            Err(e) if is_unique_violation(&e) => Err(KmsError::CustomKeyStoreNameInUse(format!(
+                "A custom key store named {} already exists.",
+                c.name
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes a custom key store at `revision` if no key is in it. `Ok(false)` on a revision
+    /// conflict; `CustomKeyStoreHasCmks` when keys remain.
+    pub async fn delete_custom_key_store(&self, c: &CustomKeyStoreRow) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let keys: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM kms_keys WHERE custom_key_store_id = $1")
+                .bind(&c.id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if keys > 0 {
+            return Err(KmsError::CustomKeyStoreHasCmks(format!(
+                "Custom key store {} still holds {keys} KMS key(s); delete them first \
+                 (ScheduleKeyDeletion, then wait for the waiting period to end).",
+                c.id
+            )));
+        }
+        let n = sqlx::query("DELETE FROM custom_key_stores WHERE store_id = $1 AND revision = $2")
+            .bind(&c.id)
+            .bind(c.revision)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
     }
 
     /// Closes the pool.

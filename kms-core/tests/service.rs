@@ -834,6 +834,28 @@ async fn principals(kms: &Kms) {
         .is_none());
 }
 
+/// A root of trust whose device is unavailable.
+struct AwayRoot;
+
+impl kms_core::RootOfTrust for AwayRoot {
+    fn wrap(&self, _: &[u8], _: &[u8]) -> kms_core::Result<Vec<u8>> {
+        Err(KmsError::Internal("away".into()))
+    }
+    fn unwrap(&self, _: &[u8], _: &[u8]) -> kms_core::Result<zeroize::Zeroizing<Vec<u8>>> {
+        Err(KmsError::Internal("away".into()))
+    }
+    fn describe(&self) -> String {
+        "away".into()
+    }
+    fn try_unwrap(
+        &self,
+        _: &[u8],
+        _: &[u8],
+    ) -> kms_core::Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+        Err(KmsError::Internal("away".into()))
+    }
+}
+
 async fn root_key_is_checked(f: &Fixture) {
     let kms = kms_on(f).await;
     let k = new_key(&kms).await;
@@ -844,6 +866,10 @@ async fn root_key_is_checked(f: &Fixture) {
         matches!(r, Err(KmsError::InvalidState(ref m)) if m.contains("root key does not match")),
         "{r:?}"
     );
+    // A root that cannot be asked (an HSM that is away) is not "the wrong root key".
+    let store = Store::connect(&f.url).await.unwrap();
+    let r = Kms::open(store, Arc::new(AwayRoot), KmsConfig::default()).await;
+    assert!(matches!(r, Err(KmsError::Internal(_))), "{r:?}");
     let again = kms_on(f).await;
     assert_eq!(
         again

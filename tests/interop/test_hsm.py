@@ -13,41 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, Server, envelope_bin, error_code
-
-DEBIAN_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
-
-
-class Token:
-    def __init__(self, directory: Path):
-        module = os.environ.get("ENVELOPE_TEST_HSM_MODULE") or DEBIAN_MODULE
-        if not Path(module).is_file():
-            if os.environ.get("CI"):
-                pytest.fail(f"SoftHSMv2 module {module} not found under CI (scripts/softhsm.sh install)")
-            pytest.skip(f"SoftHSMv2 module {module} not found")
-        r = subprocess.run([str(REPO / "scripts" / "softhsm.sh"), "init", str(directory)],
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stderr
-        env = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
-        self.conf = env["SOFTHSM2_CONF"]
-        self.module = env["ENVELOPE_TEST_HSM_MODULE"]
-        self.label = env["ENVELOPE_TEST_HSM_TOKEN_LABEL"]
-        self.pin_file = Path(env["ENVELOPE_TEST_HSM_PIN_FILE"])
-        self.pin = self.pin_file.read_text().strip()
-
-    def args(self, pin_file: "Path | None | bool" = None) -> list[str]:
-        args = ["--hsm-module", self.module, "--hsm-token-label", self.label]
-        if pin_file is not False:
-            args += ["--hsm-pin-file", str(pin_file or self.pin_file)]
-        return args
-
-    def env(self) -> dict:
-        return {"SOFTHSM2_CONF": self.conf}
-
-
-@pytest.fixture
-def token(tmp_path):
-    return Token(tmp_path / "hsm")
+from conftest import Server, envelope_bin, error_code
+from softhsm import Token, token  # noqa: F401  (the fixture)
 
 
 def data_dir(tmp_path) -> Path:
