@@ -55,9 +55,10 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== building ($PROFILE)" >&2
-cargo build --profile "$PROFILE" -p envelope >&2
-cargo build --profile "$PROFILE" -p benches --bin kms-load >&2
-cargo build --profile "$PROFILE" -p hsm --example token_throughput >&2
+# One cargo invocation for the three: separate `-p` selections unify dependency features differently
+# and would each rebuild the AWS SDK.
+cargo build --profile "$PROFILE" -p envelope -p benches -p hsm \
+    --bin envelope --bin kms-load --example token_throughput >&2
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 out_dir=$target_dir/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
 envelope_bin=$out_dir/envelope

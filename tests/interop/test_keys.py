@@ -53,7 +53,7 @@ def test_create_key_with_tags(skms):
     {"KeySpec": "ECC_NIST_P256"},
     {"KeySpec": "HMAC_256"},
     {"Origin": "EXTERNAL"},
-    {"Origin": "AWS_CLOUDHSM"},
+    # Origin AWS_CLOUDHSM without CustomKeyStoreId: test_custom_key_store.py (ValidationException).
     {"MultiRegion": True},
 ])
 def test_create_key_unsupported(skms, kwargs):

@@ -373,3 +373,67 @@ def test_official_python_client_and_the_cli_with_envelope_kms(store, env, kms_ke
     envelope(["s3", "cp", url(store, key), str(out), "--key", kms_key, "--context", "pipeline=interop", "-q",
               *extra, *conn(store)], env)
     assert out.read_bytes() == data
+
+
+@pytest.mark.parametrize("size", [0, 1, 11 * MIB + 7])
+def test_framed_objects_up_down_ranges_and_a_plain_download_decrypts(store, s3, env, kms_key, tmp_path, size):
+    plain = tmp_path / "plain"
+    plain.write_bytes(os.urandom(size))
+    key = fresh_key(f"framed-{size}")
+    envelope(["s3", "cp", str(plain), url(store, key), "--key", kms_key, "--format", "framed",
+              "--context", "app=cli", "--part-size", "5MiB", "-q", *conn(store)], env)
+    head = s3.head_object(Bucket=store["BUCKET"], Key=key)
+    assert head["Metadata"]["envelope-format"] == "esdk-framed", head["Metadata"]
+    assert head["ETag"].endswith('-3"') == (size > 10 * MIB), head["ETag"]
+    info = json.loads(envelope(["s3", "head", url(store, key), *conn(store)], env).stdout)
+    assert info["client_side"]["format"] == "framed", info
+    # Downloads find the format in the metadata; --key as an ARN is a strict keyring.
+    out = tmp_path / "out"
+    envelope(["s3", "cp", url(store, key), str(out), "--key", kms_key, "--context", "app=cli", "-q",
+              *conn(store)], env)
+    assert out.read_bytes() == plain.read_bytes()
+    # The stored object is an AWS Encryption SDK message: `envelope decrypt` reads a plain download.
+    raw = tmp_path / "raw"
+    raw.write_bytes(s3.get_object(Bucket=store["BUCKET"], Key=key)["Body"].read())
+    back = tmp_path / "back"
+    envelope(["decrypt", str(raw), "-o", str(back), "--key", kms_key, "--context", "app=cli", "-q"], env)
+    assert back.read_bytes() == plain.read_bytes()
+    if size > 1:
+        p = envelope(["s3", "cp", url(store, key), "-", "--key", kms_key, "--range", "bytes=70000-5300000",
+                      *conn(store)], env)
+        assert p.stdout == plain.read_bytes()[70000:5300001]
+    # A wrong required context fails, and leaves nothing.
+    wrong = tmp_path / "wrong"
+    p = envelope(["s3", "cp", url(store, key), str(wrong), "--key", kms_key, "--context", "app=other",
+                  *conn(store)], env, ok=False)
+    assert p.returncode == 1 and "no output written" in p.stderr.decode(), p.stderr
+    assert not wrong.exists()
+
+
+def test_framed_object_with_a_raw_key_and_a_tampered_frame(store, s3, env, tmp_path):
+    keyfile = tmp_path / "key"
+    keyfile.write_bytes(os.urandom(32))
+    plain = tmp_path / "plain"
+    plain.write_bytes(os.urandom(300_000))
+    key = fresh_key("framed-raw")
+    envelope(["s3", "cp", str(plain), url(store, key), "--raw-key-file", str(keyfile), "--format", "framed",
+              "-q", *conn(store)], env)
+    # A plain download decrypts with the raw key under the name the CLI documents.
+    raw = tmp_path / "raw"
+    body = s3.get_object(Bucket=store["BUCKET"], Key=key)["Body"].read()
+    raw.write_bytes(body)
+    back = tmp_path / "back"
+    envelope(["decrypt", str(raw), "-o", str(back), "--raw-key-file", str(keyfile), "--key-name", "s3", "-q"],
+             env)
+    assert back.read_bytes() == plain.read_bytes()
+    damaged = bytearray(body)
+    damaged[len(body) // 2] ^= 1
+    meta = s3.head_object(Bucket=store["BUCKET"], Key=key)["Metadata"]
+    s3.put_object(Bucket=store["BUCKET"], Key=key, Body=bytes(damaged), Metadata=meta)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    p = envelope(["s3", "cp", url(store, key), str(out_dir / "plain"), "--raw-key-file", str(keyfile),
+                  *conn(store)], env, ok=False)
+    err = p.stderr.decode()
+    assert p.returncode == 1 and "no output written" in err and "tampered" in err.lower(), err
+    assert list(out_dir.iterdir()) == []

@@ -519,7 +519,8 @@ impl PartUpload {
 pub enum EtagCheck {
     /// The ETag is the MD5 of the body; checked at the end of the body.
     Md5,
-    /// The ETag is the MD5 of the MD5s of `parts` parts of `part_size` bytes (the last shorter);
+    /// The ETag is the MD5 of the MD5s of `parts` parts of `part_size` bytes (the first may be of
+    /// another size, as a framed object's, which carries the message header; the last shorter);
     /// checked at the end of the body.
     MultipartMd5 {
         /// Parts.
@@ -554,7 +555,10 @@ pub struct Object {
 #[derive(Debug)]
 struct EtagVerifier {
     expected: [u8; 16],
+    /// Bytes of each part after the first (`None`: a single-part ETag).
     part_size: Option<u64>,
+    /// Bytes of the first part; `None` once it is hashed.
+    first_part: Option<u64>,
     current: Md5,
     in_part: u64,
     part_digests: Md5,
@@ -567,15 +571,17 @@ impl EtagVerifier {
             return;
         };
         while !chunk.is_empty() {
-            let room = usize::try_from(part_size - self.in_part).unwrap_or(usize::MAX);
+            let this_part = self.first_part.unwrap_or(part_size);
+            let room = usize::try_from(this_part - self.in_part).unwrap_or(usize::MAX);
             let n = room.min(chunk.len());
             self.current.update(&chunk[..n]);
             self.in_part += n as u64;
             chunk = &chunk[n..];
-            if self.in_part == part_size {
+            if self.in_part == this_part {
                 let done = std::mem::take(&mut self.current).finalize();
                 self.part_digests.update(done);
                 self.in_part = 0;
+                self.first_part = None;
             }
         }
     }
@@ -687,9 +693,9 @@ pub async fn get_object_with(
         (false, Some((md5, None))) => (EtagCheck::Md5, Some((md5, None))),
         (false, Some((md5, Some(parts)))) => {
             match multipart_layout(client, bucket, key, sse_c, parts, total).await {
-                Some(part_size) => (
+                Some((first_part, part_size)) => (
                     EtagCheck::MultipartMd5 { parts, part_size },
-                    Some((md5, Some(part_size))),
+                    Some((md5, Some((first_part, part_size)))),
                 ),
                 None => (EtagCheck::Unchecked, None),
             }
@@ -702,9 +708,10 @@ pub async fn get_object_with(
         e_tag,
         etag_check,
         body: out.body,
-        verifier: verifier.map(|(expected, part_size)| EtagVerifier {
+        verifier: verifier.map(|(expected, sizes)| EtagVerifier {
             expected,
-            part_size,
+            part_size: sizes.map(|(_, size)| size),
+            first_part: sizes.map(|(first, _)| first),
             current: Md5::new(),
             in_part: 0,
             part_digests: Md5::new(),
@@ -714,9 +721,10 @@ pub async fn get_object_with(
     }))
 }
 
-/// The part size of a multipart object, from a HEAD of its first part, when the parts are of
-/// equal size but the last (as every uploader here and the AWS tools make them); `None` when
-/// that cannot be so.
+/// The sizes of the first part and of the parts after it of a multipart object, from HEADs of
+/// parts 1 and 2, when every part but the first and the last has the second's size (as every
+/// uploader here and the AWS tools make them; a framed object's first part also holds the message
+/// header); `None` when that cannot be so.
 async fn multipart_layout(
     client: &aws_sdk_s3::Client,
     bucket: &str,
@@ -724,14 +732,31 @@ async fn multipart_layout(
     sse_c: Option<&SseCustomerKey>,
     parts: u32,
     total: Option<u64>,
-) -> Option<u64> {
-    let request = client.head_object().bucket(bucket).key(key).part_number(1);
-    let head = apply_sse_c!(request, sse_c).send().await.ok()?;
-    let part_size = u64::try_from(head.content_length()?).ok()?;
+) -> Option<(u64, u64)> {
+    let part_len = |number: i32| async move {
+        let request = client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .part_number(number);
+        let head = apply_sse_c!(request, sse_c).send().await.ok()?;
+        u64::try_from(head.content_length()?).ok()
+    };
+    let first = part_len(1).await?;
     let total = total?;
+    if parts < 2 {
+        return (first == total).then_some((first, first.max(1)));
+    }
+    let size = if parts == 2 {
+        // The second part is the last: any size up to this one.
+        first.max(total.checked_sub(first)?)
+    } else {
+        part_len(2).await?
+    };
     let n = u64::from(parts);
-    (part_size > 0 && (n - 1) * part_size < total.max(1) && total <= n * part_size)
-        .then_some(part_size)
+    let before_last = first + (n - 2) * size;
+    (first > 0 && size > 0 && before_last < total && total <= before_last + size)
+        .then_some((first, size))
 }
 
 fn lower_case(metadata: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
@@ -918,6 +943,7 @@ mod tests {
         let verifier = || EtagVerifier {
             expected,
             part_size: Some(10),
+            first_part: Some(10),
             current: Md5::new(),
             in_part: 0,
             part_digests: Md5::new(),
@@ -932,6 +958,24 @@ mod tests {
         v.update(&body[..24]);
         v.update(&[99]);
         assert!(!v.verify());
+        // A first part of another size (a framed object's holds the message header).
+        let mut digests = Vec::new();
+        for part in [&body[..13], &body[13..21], &body[21..]] {
+            digests.extend_from_slice(&Md5::digest(part));
+        }
+        let expected: [u8; 16] = Md5::digest(&digests).into();
+        let mut v = EtagVerifier {
+            expected,
+            part_size: Some(8),
+            first_part: Some(13),
+            current: Md5::new(),
+            in_part: 0,
+            part_digests: Md5::new(),
+        };
+        for chunk in body.chunks(3) {
+            v.update(chunk);
+        }
+        assert!(v.verify());
     }
 
     #[test]
