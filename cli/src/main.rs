@@ -183,10 +183,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let s3 = matches!(cli.command, Command::S3(_));
     let result = runtime.block_on(run(cli));
-    // Do not wait for blocking-pool work that cannot finish: after an interrupted `s3 cp -`, a
-    // read of standard input may be blocked until the producer closes the pipe.
-    runtime.shutdown_background();
+    if s3 {
+        // Do not wait for blocking-pool work that cannot finish: after an interrupted `s3 cp -`, a
+        // read of standard input may be blocked until the producer closes the pipe.
+        runtime.shutdown_background();
+    } else {
+        // Everything else waits for its blocking work: `serve` runs PKCS#11 calls there, and a
+        // token module must not be finalized under a call still running (that crashed `serve` at
+        // SIGTERM, or hung it).
+        drop(runtime);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ CliError::Interrupted(_)) => {
