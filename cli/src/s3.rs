@@ -655,17 +655,7 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
     };
     drop(writer);
     finish_bar(bar);
-    let n = done.map_err(|e| match e {
-        s3_crypto::Error::Cancelled if streamed => {
-            CliError::Interrupted("what was written is incomplete: discard it")
-        }
-        s3_crypto::Error::Cancelled => CliError::Interrupted("no output written"),
-        e if streamed => CliError::Usage(format!(
-            "download of {src} failed: {e}; what was written to {} is incomplete: discard it",
-            args.dst
-        )),
-        e => CliError::Usage(format!("download of {src} failed: {e}; no output written")),
-    })?;
+    let n = done.map_err(|e| download_error(e, &src, &args.dst, streamed))?;
     sink.commit()?;
     if !args.quiet && !is_dash(dest) {
         eprintln!(
@@ -674,6 +664,21 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
         );
     }
     Ok(())
+}
+
+/// What a failed download says: whether what was written (to stdout or a device) must be
+/// discarded, or nothing was written (a file: its temporary file is gone).
+fn download_error(e: s3_crypto::Error, src: &S3Url, dst: &str, streamed: bool) -> CliError {
+    match e {
+        s3_crypto::Error::Cancelled if streamed => {
+            CliError::Interrupted("what was written is incomplete: discard it")
+        }
+        s3_crypto::Error::Cancelled => CliError::Interrupted("no output written"),
+        e if streamed => CliError::Usage(format!(
+            "download of {src} failed: {e}; what was written to {dst} is incomplete: discard it"
+        )),
+        e => CliError::Usage(format!("download of {src} failed: {e}; no output written")),
+    }
 }
 
 /// `cp s3://… FILE|-` of a framed object (all of it, or `--range`).
@@ -700,17 +705,7 @@ async fn download_framed(args: &CpArgs, src: &S3Url) -> Result<(), CliError> {
         ) => r,
     };
     drop(writer);
-    let summary = done.map_err(|e| match e {
-        s3_crypto::Error::Cancelled if streamed => {
-            CliError::Interrupted("what was written is incomplete: discard it")
-        }
-        s3_crypto::Error::Cancelled => CliError::Interrupted("no output written"),
-        e if streamed => CliError::Usage(format!(
-            "download of {src} failed: {e}; what was written to {} is incomplete: discard it",
-            args.dst
-        )),
-        e => CliError::Usage(format!("download of {src} failed: {e}; no output written")),
-    })?;
+    let summary = done.map_err(|e| download_error(e, src, &args.dst, streamed))?;
     sink.commit()?;
     if !args.quiet && !is_dash(dest) {
         eprintln!(

@@ -47,8 +47,8 @@ use tokio::task::JoinSet;
 
 use super::pipeline::{encrypt_parts, EncryptedPart, PipelineConfig, DEFAULT_MEMORY_BUDGET};
 use super::{
-    get_object, is_digest_error, s3_error, MultipartUpload, Object, PartUpload, MAX_PARTS,
-    MIN_PART_SIZE, PUT_ATTEMPTS,
+    get_object, put_object_hashed, s3_error, MultipartUpload, Object, PartUpload,
+    PutOptions as S3PutOptions, MAX_PARTS, MIN_PART_SIZE,
 };
 use crate::encryption_context::EncryptionContext;
 use crate::error::{Error, Result};
@@ -429,41 +429,16 @@ impl Uploader<'_> {
     }
 }
 
-/// UploadPart with the `Content-MD5` the pipeline computed; retried on a digest mismatch like
+/// UploadPart with the `Content-MD5` the pipeline computed, through the one retry loop of
 /// [`PartUpload::send`]. The part's buffer goes back to the pipeline when the request is done.
 async fn upload_hashed(
     upload: PartUpload,
     part: EncryptedPart,
 ) -> Result<aws_sdk_s3::types::CompletedPart> {
-    let t = &upload.target;
     let md5 = content_md5_header(&part.md5);
-    let body = bytes::Bytes::from_owner(part.body);
-    for _ in 0..PUT_ATTEMPTS {
-        let sent = t
-            .client
-            .upload_part()
-            .bucket(&t.bucket)
-            .key(&t.key)
-            .upload_id(&t.upload_id)
-            .part_number(upload.number)
-            .content_md5(&md5)
-            .body(ByteStream::from(body.clone()))
-            .send()
-            .await;
-        match sent {
-            Ok(out) => {
-                return Ok(aws_sdk_s3::types::CompletedPart::builder()
-                    .part_number(upload.number)
-                    .set_e_tag(out.e_tag().map(str::to_owned))
-                    .build())
-            }
-            Err(e) if is_digest_error(&e) => continue,
-            Err(e) => return Err(s3_error("UploadPart", &t.bucket, &t.key, e)),
-        }
-    }
-    Err(Error::ContentDigestMismatch {
-        attempts: PUT_ATTEMPTS,
-    })
+    upload
+        .send_hashed(bytes::Bytes::from_owner(part.body), &md5)
+        .await
 }
 
 /// PutObject of a one-part object with the `Content-MD5` the pipeline computed.
@@ -475,30 +450,18 @@ async fn put_hashed(
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
     let md5 = content_md5_header(&part.md5);
-    let metadata: std::collections::HashMap<String, String> = metadata
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
     let body = bytes::Bytes::from_owner(part.body);
-    for _ in 0..PUT_ATTEMPTS {
-        let sent = client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .content_md5(&md5)
-            .set_metadata(Some(metadata.clone()))
-            .body(ByteStream::from(body.clone()))
-            .send()
-            .await;
-        match sent {
-            Ok(_) => return Ok(()),
-            Err(e) if is_digest_error(&e) => continue,
-            Err(e) => return Err(s3_error("PutObject", bucket, key, e)),
-        }
-    }
-    Err(Error::ContentDigestMismatch {
-        attempts: PUT_ATTEMPTS,
-    })
+    put_object_hashed(
+        client,
+        bucket,
+        key,
+        body,
+        &md5,
+        metadata,
+        &S3PutOptions::default(),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// How a framed object is read.

@@ -224,14 +224,27 @@ pub async fn put_object_with(
     options: &PutOptions,
 ) -> Result<Option<String>> {
     let md5 = content_md5(&body);
+    put_object_hashed(client, bucket, key, body.into(), &md5, metadata, options).await
+}
+
+/// PutObject of `body` whose `Content-MD5` header value is already known (the upload pipeline
+/// hashes parts together), with the retry loop, SSE and metadata of [`put_object_with`].
+pub(crate) async fn put_object_hashed(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    body: bytes::Bytes,
+    md5: &str,
+    metadata: &BTreeMap<String, String>,
+    options: &PutOptions,
+) -> Result<Option<String>> {
     let metadata = to_hash_map(metadata);
-    let body = bytes::Bytes::from(body);
     let out = send_with_retry("PutObject", bucket, key, &options.retry, || {
         let request = client
             .put_object()
             .bucket(bucket)
             .key(key)
-            .content_md5(&md5)
+            .content_md5(md5)
             .set_metadata(metadata.clone())
             .body(ByteStream::from(body.clone()));
         apply_sse!(request, options.sse.as_ref()).send()
@@ -483,9 +496,18 @@ impl PartUpload {
 
     /// UploadPart with its `Content-MD5` (and the upload's SSE-C key), retried as [`put_object`] is.
     pub async fn send(self, body: Vec<u8>) -> Result<aws_sdk_s3::types::CompletedPart> {
-        let t = &self.target;
         let md5 = content_md5(&body);
-        let body = bytes::Bytes::from(body);
+        self.send_hashed(body.into(), &md5).await
+    }
+
+    /// [`send`](Self::send) of a body whose `Content-MD5` header value is already known (the
+    /// upload pipeline hashes parts together).
+    pub(crate) async fn send_hashed(
+        self,
+        body: bytes::Bytes,
+        md5: &str,
+    ) -> Result<aws_sdk_s3::types::CompletedPart> {
+        let t = &self.target;
         let out = send_with_retry("UploadPart", &t.bucket, &t.key, &t.retry, || {
             let request = t
                 .client
@@ -494,7 +516,7 @@ impl PartUpload {
                 .key(&t.key)
                 .upload_id(&t.upload_id)
                 .part_number(self.number)
-                .content_md5(&md5)
+                .content_md5(md5)
                 .body(ByteStream::from(body.clone()));
             apply_sse_c!(request, t.sse_c.as_ref()).send()
         })
