@@ -1,7 +1,6 @@
 //! Key material, the root of trust that wraps it, and the AES-256-GCM primitives both use.
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{KmsError, Result};
@@ -11,10 +10,10 @@ pub const KEY_LEN: usize = 32;
 /// Length of a GCM tag.
 pub const TAG_LEN: usize = 16;
 
-/// Fills `buf` from the operating system's CSPRNG.
+/// Fills `buf` from the operating system's CSPRNG (getrandom(2); aws-lc's `RAND_bytes` would first
+/// seed itself from CPU jitter, ~80 ms of CPU per process).
 pub fn random_bytes(buf: &mut [u8]) -> Result<()> {
-    SystemRandom::new()
-        .fill(buf)
+    getrandom::fill(buf)
         .map_err(|_| KmsError::Internal("The random number generator failed.".into()))
 }
 

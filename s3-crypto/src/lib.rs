@@ -57,6 +57,7 @@ pub mod keyring;
 pub mod md5;
 mod message;
 mod policy;
+mod random;
 mod range;
 #[cfg(feature = "s3")]
 pub mod s3;

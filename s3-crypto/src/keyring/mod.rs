@@ -48,7 +48,7 @@ impl DataKey {
     /// A random key of `len` bytes.
     pub fn generate(len: usize) -> Result<Self> {
         let mut k = Zeroizing::new(vec![0u8; len]);
-        aws_lc_rs::rand::fill(&mut k)?;
+        crate::random::fill(&mut k)?;
         Ok(Self(k))
     }
 

@@ -81,7 +81,7 @@ impl RawAesKeyring {
             }
         };
         let mut iv = [0u8; IV_LEN];
-        aws_lc_rs::rand::fill(&mut iv)?;
+        crate::random::fill(&mut iv)?;
         let mut ciphertext = data_key.as_bytes().to_vec();
         let tag = self.key.seal_in_place_separate_tag(
             aead::Nonce::assume_unique_for_key(iv),

@@ -123,7 +123,7 @@ impl AesKeyring {
         refuse_context(context)?;
         let data_key = DataKey::generate(DATA_KEY_LEN)?;
         let mut iv = [0u8; WRAP_IV_LEN];
-        aws_lc_rs::rand::fill(&mut iv)?;
+        crate::random::fill(&mut iv)?;
         let mut sealed = data_key.as_bytes().to_vec();
         self.key.seal_in_place_append_tag(
             aead::Nonce::assume_unique_for_key(iv),

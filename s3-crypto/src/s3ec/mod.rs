@@ -304,7 +304,7 @@ impl ContentEncryptor {
 
 fn random_nonzero<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
-    aws_lc_rs::rand::fill(&mut b)?;
+    crate::random::fill(&mut b)?;
     // All zeros is valid but far likelier a broken generator than chance (the spec's SHOULD).
     if b.iter().all(|&x| x == 0) {
         return Err(Error::Crypto);

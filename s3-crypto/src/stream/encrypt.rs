@@ -112,7 +112,7 @@ impl<'k> Encryptor<'k> {
             ));
         }
         let mut message_id = vec![0u8; self.suite.message_id_len()];
-        aws_lc_rs::rand::fill(&mut message_id)?;
+        crate::random::fill(&mut message_id)?;
         let keys = kdf::derive(self.suite, data_key.as_bytes(), &message_id)?;
         let commitment = keys.commitment.ok_or(Error::Crypto)?;
         let header = Header::new_v2(
