@@ -14,6 +14,7 @@ use cryptoki::object::{
     Attribute, AttributeInfo, AttributeType, KeyType, ObjectClass, ObjectHandle,
 };
 use cryptoki::session::Session;
+use kms_core::material::wrapped;
 use kms_core::RootOfTrust;
 use zeroize::Zeroizing;
 
@@ -24,9 +25,9 @@ use crate::pool::Pool;
 /// The version byte of an HSM-wrapped secret.
 pub const WRAP_FORMAT: u8 = 2;
 /// IV length: 96 bits.
-pub const IV_LEN: usize = 12;
+pub const IV_LEN: usize = kms_core::material::NONCE_LEN;
 /// GCM tag length: 128 bits.
-pub const TAG_LEN: usize = 16;
+pub const TAG_LEN: usize = kms_core::material::TAG_LEN;
 
 /// The security attributes of the root key as the token reports them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,24 +184,22 @@ pub(crate) fn gcm_seal(
             "the token returned a GCM ciphertext of unexpected length",
         ));
     }
-    let mut out = Vec::with_capacity(1 + IV_LEN + body.len());
-    out.push(WRAP_FORMAT);
-    out.extend_from_slice(&iv);
-    out.extend_from_slice(&body);
-    Ok(out)
+    Ok(wrapped::encode(WRAP_FORMAT, &iv, &body))
 }
 
 /// Checks the layout of what [`gcm_seal`] returned, before any session is borrowed.
 pub(crate) fn check_sealed(wrapped: &[u8]) -> Result<(), HsmError> {
-    if wrapped.len() < 1 + IV_LEN + TAG_LEN {
-        return Err(HsmError::Malformed("too short"));
-    }
-    if wrapped[0] != WRAP_FORMAT {
-        return Err(HsmError::Malformed(
-            "unknown version byte (not sealed by an HSM key)",
-        ));
-    }
-    Ok(())
+    parse_sealed(wrapped).map(|_| ())
+}
+
+/// The IV and `ciphertext || tag` of what [`gcm_seal`] returned.
+fn parse_sealed(wrapped: &[u8]) -> Result<([u8; IV_LEN], &[u8]), HsmError> {
+    wrapped::decode(WRAP_FORMAT, wrapped).map_err(|e| match e {
+        wrapped::LayoutError::TooShort => HsmError::Malformed("too short"),
+        wrapped::LayoutError::OtherVersion => {
+            HsmError::Malformed("unknown version byte (not sealed by an HSM key)")
+        }
+    })
 }
 
 /// Opens what [`gcm_seal`] returned (layout checked by [`check_sealed`]).
@@ -211,13 +210,11 @@ pub(crate) fn gcm_open(
     aad: &[u8],
     wrapped: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
-    check_sealed(wrapped)?;
-    let mut iv = [0u8; IV_LEN];
-    iv.copy_from_slice(&wrapped[1..1 + IV_LEN]);
+    let (mut iv, sealed) = parse_sealed(wrapped)?;
     let params = GcmParams::new(&mut iv, aad, ((TAG_LEN * 8) as u64).into())
         .map_err(|e| classify(e, Op::Other, caps))?;
     session
-        .decrypt(&Mechanism::AesGcm(params), key, &wrapped[1 + IV_LEN..])
+        .decrypt(&Mechanism::AesGcm(params), key, sealed)
         .map(Zeroizing::new)
         .map_err(|e| classify(e, Op::GcmDecrypt, caps))
 }

@@ -1,6 +1,6 @@
 //! Key material, the root of trust that wraps it, and the AES-256-GCM primitives both use.
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{KmsError, Result};
@@ -9,6 +9,8 @@ use crate::error::{KmsError, Result};
 pub const KEY_LEN: usize = 32;
 /// Length of a GCM tag.
 pub const TAG_LEN: usize = 16;
+/// Length of a GCM IV: 96 bits.
+pub const NONCE_LEN: usize = aws_lc_rs::aead::NONCE_LEN;
 
 /// Fills `buf` from the operating system's CSPRNG (getrandom(2); aws-lc's `RAND_bytes` would first
 /// seed itself from CPU jitter, ~80 ms of CPU per process).
@@ -104,6 +106,46 @@ pub trait RootOfTrust: Send + Sync + 'static {
     }
 }
 
+/// The layout of every wrapped secret, whatever root sealed it: `version | IV (12) | ciphertext |
+/// tag (16)`. The version byte names the kind of root (1: [`SoftwareRootKey`]; 2: the `hsm` crate's
+/// PKCS#11 key), so a secret is never offered to a root of the other kind.
+pub mod wrapped {
+    use super::{NONCE_LEN, TAG_LEN};
+
+    /// Why bytes are not a wrapped secret of the expected kind.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum LayoutError {
+        /// Shorter than version, IV and tag.
+        TooShort,
+        /// Another version byte: sealed by another kind of root, or not a wrapped secret.
+        OtherVersion,
+    }
+
+    /// `version | iv | sealed`, where `sealed` is `ciphertext || tag`.
+    pub fn encode(version: u8, iv: &[u8; NONCE_LEN], sealed: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+        out.push(version);
+        out.extend_from_slice(iv);
+        out.extend_from_slice(sealed);
+        out
+    }
+
+    /// The IV and `ciphertext || tag` of a secret wrapped with `version`.
+    pub fn decode(version: u8, wrapped: &[u8]) -> Result<([u8; NONCE_LEN], &[u8]), LayoutError> {
+        if wrapped.len() < 1 + NONCE_LEN + TAG_LEN {
+            return Err(LayoutError::TooShort);
+        }
+        if wrapped[0] != version {
+            return Err(LayoutError::OtherVersion);
+        }
+        let (iv, sealed) = wrapped[1..].split_at(NONCE_LEN);
+        let mut out = [0u8; NONCE_LEN];
+        out.copy_from_slice(iv);
+        Ok((out, sealed))
+    }
+}
+
+/// The version byte of a secret wrapped by a [`SoftwareRootKey`].
 const WRAP_FORMAT: u8 = 1;
 
 /// A root key held in memory (loaded from a 0600 file or the environment).
@@ -126,24 +168,16 @@ impl RootOfTrust for SoftwareRootKey {
     fn wrap(&self, aad: &[u8], secret: &[u8]) -> Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
         random_bytes(&mut nonce)?;
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + secret.len() + TAG_LEN);
-        out.push(WRAP_FORMAT);
-        out.extend_from_slice(&nonce);
-        let mut body = secret.to_vec();
+        let mut body = Zeroizing::new(Vec::with_capacity(secret.len() + TAG_LEN));
+        body.extend_from_slice(secret);
         seal(self.0.expose(), nonce, aad, &mut body)?;
-        out.extend_from_slice(&body);
-        body.zeroize();
-        Ok(out)
+        Ok(wrapped::encode(WRAP_FORMAT, &nonce, &body))
     }
 
     fn unwrap(&self, aad: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         let bad = || KmsError::Internal("Wrapped secret does not open under the root key.".into());
-        if wrapped.len() < 1 + NONCE_LEN + TAG_LEN || wrapped[0] != WRAP_FORMAT {
-            return Err(bad());
-        }
-        let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&wrapped[1..1 + NONCE_LEN]);
-        open(self.0.expose(), nonce, aad, &wrapped[1 + NONCE_LEN..]).ok_or_else(bad)
+        let (nonce, sealed) = wrapped::decode(WRAP_FORMAT, wrapped).map_err(|_| bad())?;
+        open(self.0.expose(), nonce, aad, sealed).ok_or_else(bad)
     }
 
     fn describe(&self) -> String {
@@ -154,6 +188,24 @@ impl RootOfTrust for SoftwareRootKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrapped_layout_round_trips_and_rejects() {
+        let w = wrapped::encode(7, &[1; NONCE_LEN], &[2; TAG_LEN + 3]);
+        assert_eq!(w.len(), 1 + NONCE_LEN + TAG_LEN + 3);
+        assert_eq!(w[0], 7);
+        let (iv, sealed) = wrapped::decode(7, &w).unwrap();
+        assert_eq!((iv, sealed), ([1; NONCE_LEN], &[2u8; TAG_LEN + 3][..]));
+        assert_eq!(
+            wrapped::decode(8, &w),
+            Err(wrapped::LayoutError::OtherVersion)
+        );
+        let short = &w[..NONCE_LEN + TAG_LEN];
+        assert_eq!(
+            wrapped::decode(7, short),
+            Err(wrapped::LayoutError::TooShort)
+        );
+    }
 
     #[test]
     fn wrap_binds_aad_and_key() {
