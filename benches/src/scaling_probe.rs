@@ -49,15 +49,18 @@ impl Work {
     }
 }
 
+type Res<T> = Result<T, aws_lc_rs::error::Unspecified>;
+
 /// Runs `work` over `source` split between `threads`; returns seconds.
-fn once(work: Work, source: &[u8], threads: usize) -> f64 {
-    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32]).expect("key"));
+fn once(work: Work, source: &[u8], threads: usize) -> Res<f64> {
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32])?);
     let per = source.len() / threads;
     let start = Instant::now();
     std::thread::scope(|s| {
+        let mut handles = Vec::new();
         for part in source.chunks(per) {
             let key = &key;
-            s.spawn(move || {
+            handles.push(s.spawn(move || -> Res<()> {
                 let mut buf = vec![0u8; CHUNK];
                 let mut tag_sum = 0u8;
                 for (i, chunk) in part.chunks(CHUNK).enumerate() {
@@ -68,21 +71,23 @@ fn once(work: Work, source: &[u8], threads: usize) -> f64 {
                     if !matches!(work, Work::Copy) {
                         let mut nonce = [0u8; 12];
                         nonce[..8].copy_from_slice(&(i as u64).to_le_bytes());
-                        let tag = key
-                            .seal_in_place_separate_tag(
-                                Nonce::assume_unique_for_key(nonce),
-                                Aad::empty(),
-                                &mut buf[..n],
-                            )
-                            .expect("seal");
+                        let tag = key.seal_in_place_separate_tag(
+                            Nonce::assume_unique_for_key(nonce),
+                            Aad::empty(),
+                            &mut buf[..n],
+                        )?;
                         tag_sum ^= tag.as_ref()[0];
                     }
                 }
                 std::hint::black_box((tag_sum, &buf));
-            });
+                Ok(())
+            }));
         }
-    });
-    start.elapsed().as_secs_f64()
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().unwrap_or(Err(aws_lc_rs::error::Unspecified)))
+    })?;
+    Ok(start.elapsed().as_secs_f64())
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -90,7 +95,7 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-fn main() {
+fn main() -> Res<()> {
     let args = Args::parse();
     let source: Vec<u8> = (0..args.mib * CHUNK).map(|i| (i * 31 + 7) as u8).collect();
     let gb = source.len() as f64 / 1e9;
@@ -98,15 +103,15 @@ fn main() {
     println!("| --- | ---: | ---: | ---: |");
     for work in [Work::Aes, Work::Copy, Work::CopyAes] {
         let (mut one, mut two) = (Vec::new(), Vec::new());
-        once(work, &source, 1);
+        once(work, &source, 1)?;
         for r in 0..args.runs {
             // Interleaved, in alternating order, so a drift of the host hits both alike.
             if r % 2 == 0 {
-                one.push(once(work, &source, 1));
-                two.push(once(work, &source, 2));
+                one.push(once(work, &source, 1)?);
+                two.push(once(work, &source, 2)?);
             } else {
-                two.push(once(work, &source, 2));
-                one.push(once(work, &source, 1));
+                two.push(once(work, &source, 2)?);
+                one.push(once(work, &source, 1)?);
             }
         }
         let (t1, t2) = (median(&mut one), median(&mut two));
@@ -118,4 +123,5 @@ fn main() {
             t1 / t2
         );
     }
+    Ok(())
 }
