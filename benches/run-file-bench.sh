@@ -20,6 +20,11 @@
 # /usr/bin/time over RUNS runs (median). Peak memory: /usr/bin/time's maximum resident set size over one
 # more run. Prints a markdown table to stdout (progress goes to stderr).
 #
+# Scaling: the "2 threads against 1" figure is measured apart, after the table: envelope (unsigned
+# suite) encrypt and decrypt to /dev/null, SCALING_RUNS rounds (default 10) of a 1-thread and a
+# 2-thread run back to back, in alternating order, so that a drift of the host (this is a VM) hits
+# both alike; it prints the medians and their ratio. SCALING_RUNS=0 skips it.
+#
 # Knobs (environment): SIZE (bytes, or with K/M/G suffix: powers of 1024; default 1G), RUNS (5),
 # WARMUP (1), THREADS ("1 2"), ENVELOPE_SUITES ("unsigned signed"), TOOLS ("envelope age openssl esdk-cli"),
 # ENVELOPE_BIN (skip the release build and use this binary), ESDK_CLI (path to aws-encryption-cli;
@@ -244,6 +249,33 @@ if want esdk-cli; then
     fi
 fi
 
+# ---------------------------------------------------------------- 2 threads against 1, interleaved
+SCALING_RUNS=${SCALING_RUNS:-10}
+scaling=$work/scaling.md
+: >"$scaling"
+if want envelope && ((SCALING_RUNS > 0)); then
+    log "scaling: $SCALING_RUNS interleaved rounds of 1 and 2 threads"
+    "$envelope_bin" encrypt --raw-key-file "$work/raw.key" --key-name bench -q -o "$ct" "$plain"
+    python3 - "$envelope_bin" "$work/raw.key" "$plain" "$ct" "$bytes" "$SCALING_RUNS" >"$scaling" <<'EOF'
+import statistics, subprocess, sys, time
+exe, key, plain, ct, size, rounds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+print("| envelope → /dev/null | 1 thread GB/s | 2 threads GB/s | 2 threads / 1 |")
+print("| --- | ---: | ---: | ---: |")
+for op, src in (("encrypt", plain), ("decrypt", ct)):
+    times = {1: [], 2: []}
+    for r in range(rounds + 1):
+        for t in ((1, 2) if r % 2 == 0 else (2, 1)):
+            cmd = [exe, op, "--raw-key-file", key, "--key-name", "bench", "-q", "--threads", str(t), "-o", "/dev/null", src]
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True)
+            if r > 0:  # round 0 is the warm-up
+                times[t].append(time.perf_counter() - start)
+    m1, m2 = statistics.median(times[1]), statistics.median(times[2])
+    print(f"| {op} | {size / 1e9 / m1:.2f} | {size / 1e9 / m2:.2f} | {m1 / m2:.2f}× |")
+EOF
+    rm -f "$ct"
+fi
+
 # ---------------------------------------------------------------- table
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 timer=/usr/bin/time
@@ -268,6 +300,12 @@ for name, op, sink, threads, median, rss in rows:
     gbs = size / 1e9 / s if s > 0 else float("inf")
     print(f"| {name} | {op} | {sink} | {threads} | {s:.3f} | {gbs:.2f} | {int(rss) / 1024:.1f} |")
 EOF
+if [[ -s $scaling ]]; then
+    echo
+    echo "2 threads against 1, $SCALING_RUNS interleaved rounds (medians):"
+    echo
+    cat "$scaling"
+fi
 for s in "${skipped[@]}"; do
     echo
     echo "skipped: $s"

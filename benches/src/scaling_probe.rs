@@ -5,8 +5,8 @@
 //! in any cache) and seals it in place. This probe does the same work without files, syscalls or the
 //! frame pipeline, so that its 2-thread/1-thread ratio is the ceiling for the CLI's on this machine:
 //!
-//! - `aes`: each thread seals one 1 MiB buffer over and over (it stays in the core's L2);
-//! - `copy`: each thread copies its half of a 1 GiB buffer into a 1 MiB buffer, chunk by chunk;
+//! - `aes`: each thread seals one chunk-sized buffer (1 MiB by default) over and over;
+//! - `copy`: each thread copies its half of a 1 GiB buffer into that buffer, chunk by chunk;
 //! - `copy+aes`: the copy, then the seal of each chunk, which is what a frame costs.
 //!
 //! The three are run in turn, 1 and 2 threads interleaved, `--runs` times; medians are printed.
@@ -28,9 +28,12 @@ struct Args {
     /// Size of the source buffer in MiB (larger than the last-level cache).
     #[arg(long, default_value_t = 1024)]
     mib: usize,
+    /// Bytes copied and sealed at a time, in KiB (a frame, or a batch of frames).
+    #[arg(long, default_value_t = 1024)]
+    chunk_kib: usize,
 }
 
-const CHUNK: usize = 1 << 20;
+const MIB: usize = 1 << 20;
 
 #[derive(Clone, Copy)]
 enum Work {
@@ -52,7 +55,7 @@ impl Work {
 type Res<T> = Result<T, aws_lc_rs::error::Unspecified>;
 
 /// Runs `work` over `source` split between `threads`; returns seconds.
-fn once(work: Work, source: &[u8], threads: usize) -> Res<f64> {
+fn once(work: Work, source: &[u8], threads: usize, chunk: usize) -> Res<f64> {
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32])?);
     let per = source.len() / threads;
     let start = Instant::now();
@@ -61,9 +64,9 @@ fn once(work: Work, source: &[u8], threads: usize) -> Res<f64> {
         for part in source.chunks(per) {
             let key = &key;
             handles.push(s.spawn(move || -> Res<()> {
-                let mut buf = vec![0u8; CHUNK];
+                let mut buf = vec![0u8; chunk];
                 let mut tag_sum = 0u8;
-                for (i, chunk) in part.chunks(CHUNK).enumerate() {
+                for (i, chunk) in part.chunks(chunk).enumerate() {
                     let n = chunk.len();
                     if !matches!(work, Work::Aes) {
                         buf[..n].copy_from_slice(chunk);
@@ -97,21 +100,22 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() -> Res<()> {
     let args = Args::parse();
-    let source: Vec<u8> = (0..args.mib * CHUNK).map(|i| (i * 31 + 7) as u8).collect();
+    let source: Vec<u8> = (0..args.mib * MIB).map(|i| (i * 31 + 7) as u8).collect();
     let gb = source.len() as f64 / 1e9;
+    let chunk = args.chunk_kib.max(1) * 1024;
     println!("| work | 1 thread GB/s | 2 threads GB/s | ratio |");
     println!("| --- | ---: | ---: | ---: |");
     for work in [Work::Aes, Work::Copy, Work::CopyAes] {
         let (mut one, mut two) = (Vec::new(), Vec::new());
-        once(work, &source, 1)?;
+        once(work, &source, 1, chunk)?;
         for r in 0..args.runs {
             // Interleaved, in alternating order, so a drift of the host hits both alike.
             if r % 2 == 0 {
-                one.push(once(work, &source, 1)?);
-                two.push(once(work, &source, 2)?);
+                one.push(once(work, &source, 1, chunk)?);
+                two.push(once(work, &source, 2, chunk)?);
             } else {
-                two.push(once(work, &source, 2)?);
-                one.push(once(work, &source, 1)?);
+                two.push(once(work, &source, 2, chunk)?);
+                one.push(once(work, &source, 1, chunk)?);
             }
         }
         let (t1, t2) = (median(&mut one), median(&mut two));
