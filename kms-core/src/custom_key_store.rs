@@ -266,13 +266,18 @@ impl Kms {
         &self,
         row: &CustomKeyStoreRow,
     ) -> std::result::Result<Arc<dyn HsmKeyStore>, ConnectFailure> {
+        let connected = || {
+            self.connections
+                .read()
+                .ok()
+                .and_then(|m| m.get(&row.id).cloned())
+        };
+        // Every request on a store key comes here: the logged-in case takes no lock but the map's.
+        if let Some(c) = connected() {
+            return Ok(c);
+        }
         let _one_at_a_time = self.connecting.lock().await;
-        if let Some(c) = self
-            .connections
-            .read()
-            .ok()
-            .and_then(|m| m.get(&row.id).cloned())
-        {
+        if let Some(c) = connected() {
             return Ok(c);
         }
         let Some(clusters) = self.clusters.clone() else {

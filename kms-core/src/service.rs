@@ -61,9 +61,16 @@ pub(crate) struct LoadedKey {
     pub(crate) arn: String,
     /// Index `v - 1` holds version `v` (empty for a key in a custom key store).
     materials: Vec<KeyMaterial>,
+    /// The wrapped form each of `materials` was unwrapped from: a reload reuses a material whose
+    /// wrapped bytes did not change, so it needs the root of trust only for new material (and keeps
+    /// working while an HSM root is unavailable).
+    wrapped: Vec<Vec<u8>>,
     loaded: Instant,
     /// Set by the one caller reloading an expired entry.
     refreshing: AtomicBool,
+    /// Set when this node changed the key: the entry must not serve again, but a reload may still
+    /// reuse its unwrapped material.
+    stale: AtomicBool,
 }
 
 /// How long an expired cache entry may still serve while one caller reloads it.
@@ -72,6 +79,8 @@ const REFRESH_GRACE: Duration = Duration::from_secs(1);
 struct CachedPrincipal {
     arn: String,
     secret: Zeroizing<Vec<u8>>,
+    /// What `secret` was unwrapped from (a reload with the same bytes does not ask the root).
+    wrapped: Vec<u8>,
     loaded: Instant,
 }
 
@@ -471,7 +480,7 @@ impl Kms {
             Ok(map) => map.get(id).cloned(),
             Err(_) => None,
         };
-        if let Some(k) = &stale {
+        if let Some(k) = stale.as_ref().filter(|k| !k.stale.load(Ordering::Acquire)) {
             let age = k.loaded.elapsed();
             if age < self.config.cache_ttl {
                 return Ok(k.clone());
@@ -482,14 +491,16 @@ impl Kms {
                 return Ok(k.clone());
             }
         }
-        let fresh = self.load_key(id).await;
+        let fresh = self.load_key(id, stale.as_deref()).await;
         if let (Err(_), Some(k)) = (&fresh, &stale) {
             k.refreshing.store(false, Ordering::Release);
         }
         fresh
     }
 
-    async fn load_key(&self, id: &Uuid) -> Result<Arc<LoadedKey>> {
+    /// Loads a key's record and material; material whose wrapped bytes are those `previous` (the
+    /// expired cache entry) was unwrapped from is reused, not unwrapped again.
+    async fn load_key(&self, id: &Uuid, previous: Option<&LoadedKey>) -> Result<Arc<LoadedKey>> {
         let record = self.record(id).await?;
         let rows = self.store.get_materials(id).await?;
         for (i, row) in rows.iter().enumerate() {
@@ -499,22 +510,49 @@ impl Kms {
                 ));
             }
         }
-        let key_id = *id;
-        let materials = off_runtime(&self.root, move |root| {
-            rows.iter()
-                .map(|row| {
-                    let raw = root.unwrap(&material_aad(&key_id, row.version), &row.wrapped)?;
-                    KeyMaterial::from_slice(&raw)
-                })
-                .collect::<Result<Vec<_>>>()
-        })
-        .await?;
+        let known = |i: usize, wrapped: &[u8]| {
+            let p = previous?;
+            (p.wrapped.get(i)?.as_slice() == wrapped).then(|| p.materials.get(i).cloned())?
+        };
+        let mut materials: Vec<Option<KeyMaterial>> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| known(i, &row.wrapped))
+            .collect();
+        let missing: Vec<(usize, u32, Vec<u8>)> = rows
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| materials[*i].is_none())
+            .map(|(i, row)| (i, row.version, row.wrapped.clone()))
+            .collect();
+        if !missing.is_empty() {
+            let key_id = *id;
+            let unwrapped = off_runtime(&self.root, move |root| {
+                missing
+                    .iter()
+                    .map(|(i, version, wrapped)| {
+                        let raw = root.unwrap(&material_aad(&key_id, *version), wrapped)?;
+                        Ok((*i, KeyMaterial::from_slice(&raw)?))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await?;
+            for (i, m) in unwrapped {
+                materials[i] = Some(m);
+            }
+        }
+        let materials = materials
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| KmsError::Internal("Key material went missing.".into()))?;
         let k = Arc::new(LoadedKey {
             arn: self.arn(id),
             record,
             materials,
+            wrapped: rows.into_iter().map(|row| row.wrapped).collect(),
             loaded: Instant::now(),
             refreshing: AtomicBool::new(false),
+            stale: AtomicBool::new(false),
         });
         if let Ok(mut map) = self.keys.write() {
             map.insert(*id, k.clone());
@@ -523,8 +561,10 @@ impl Kms {
     }
 
     fn invalidate(&self, id: &Uuid) {
-        if let Ok(mut map) = self.keys.write() {
-            map.remove(id);
+        if let Ok(map) = self.keys.read() {
+            if let Some(k) = map.get(id) {
+                k.stale.store(true, Ordering::Release);
+            }
         }
         if let Ok(mut map) = self.aliases.write() {
             map.retain(|_, (k, _)| k != id);
@@ -1483,8 +1523,10 @@ impl Kms {
             record: rec.clone(),
             arn: label.clone(),
             materials: Vec::new(),
+            wrapped: Vec::new(),
             loaded: Instant::now(),
             refreshing: AtomicBool::new(false),
+            stale: AtomicBool::new(false),
         };
         let result = match self.token_of(&loaded).await {
             Ok(token) => {
@@ -1607,11 +1649,14 @@ impl Kms {
         &self,
         access_key_id: &str,
     ) -> Result<Option<(String, Zeroizing<Vec<u8>>)>> {
-        if let Ok(map) = self.principals.read() {
-            if let Some(p) = map.get(access_key_id) {
-                if p.loaded.elapsed() < self.config.cache_ttl {
-                    return Ok(Some((p.arn.clone(), p.secret.clone())));
-                }
+        let cached = self
+            .principals
+            .read()
+            .ok()
+            .and_then(|map| map.get(access_key_id).cloned());
+        if let Some(p) = &cached {
+            if p.loaded.elapsed() < self.config.cache_ttl {
+                return Ok(Some((p.arn.clone(), p.secret.clone())));
             }
         }
         let Some(row) = self.store.principal_by_access_key(access_key_id).await? else {
@@ -1620,8 +1665,14 @@ impl Kms {
             }
             return Ok(None);
         };
-        let (aad, wrapped) = (secret_aad(access_key_id), row.wrapped_secret.clone());
-        let secret = off_runtime(&self.root, move |root| root.unwrap(&aad, &wrapped)).await?;
+        // The same wrapped bytes as cached: the secret is known, the root need not be asked.
+        let secret = match cached.filter(|p| p.wrapped == row.wrapped_secret) {
+            Some(p) => p.secret.clone(),
+            None => {
+                let (aad, wrapped) = (secret_aad(access_key_id), row.wrapped_secret.clone());
+                off_runtime(&self.root, move |root| root.unwrap(&aad, &wrapped)).await?
+            }
+        };
         let arn = self.config.partition.user_arn(&row.user_name);
         if let Ok(mut map) = self.principals.write() {
             map.insert(
@@ -1629,6 +1680,7 @@ impl Kms {
                 Arc::new(CachedPrincipal {
                     arn: arn.clone(),
                     secret: secret.clone(),
+                    wrapped: row.wrapped_secret,
                     loaded: Instant::now(),
                 }),
             );

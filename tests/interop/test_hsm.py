@@ -9,6 +9,7 @@ import base64
 import os
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -32,8 +33,8 @@ def db_dump(d: Path):
 
 
 def hsm_server(d: Path, token: Token, **kw) -> Server:
-    return Server(d, extra_args=token.args(kw.pop("pin_file", None)), env={**token.env(), **kw.pop("env", {})},
-                  **kw)
+    extra = [*token.args(kw.pop("pin_file", None)), *kw.pop("extra_args", ())]
+    return Server(d, extra_args=extra, env={**token.env(), **kw.pop("env", {})}, **kw)
 
 
 def round_trip(kms, key_id):
@@ -174,7 +175,8 @@ def test_migrate_a_software_data_directory_to_the_hsm(tmp_path, token):
 
 def test_token_unavailable_mid_run_then_recovery(tmp_path, token):
     d = data_dir(tmp_path)
-    s = hsm_server(d, token).start()
+    # A short cache lifetime, so the outage outlasts every cache entry.
+    s = hsm_server(d, token, extra_args=["--cache-ttl", "1"]).start()
     try:
         kms = s.client()
         key_id = kms.create_key()["KeyMetadata"]["KeyId"]
@@ -191,6 +193,18 @@ def test_token_unavailable_mid_run_then_recovery(tmp_path, token):
             assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
             assert "softhsm" not in str(e.value).lower()
             # Material already unwrapped stays usable from the cache (within --cache-ttl).
+            assert kms.decrypt(CiphertextBlob=ct, EncryptionContext=ctx)["Plaintext"] == b"hello from the token"
+            # And after it: a reload takes the key's state from the database and reuses material
+            # (and the caller's SigV4 secret) whose wrapped bytes did not change, so nothing
+            # already in use needs the token. The key's state is read again: disabling it bites.
+            time.sleep(2.5)
+            assert kms.decrypt(CiphertextBlob=ct, EncryptionContext=ctx)["Plaintext"] == b"hello from the token"
+            assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["Enabled"] is True
+            kms.disable_key(KeyId=key_id)
+            with pytest.raises(Exception) as e:
+                kms.decrypt(CiphertextBlob=ct, EncryptionContext=ctx)
+            assert error_code(e.value) == "DisabledException"
+            kms.enable_key(KeyId=key_id)
             assert kms.decrypt(CiphertextBlob=ct, EncryptionContext=ctx)["Plaintext"] == b"hello from the token"
         finally:
             away.rename(tokens)
