@@ -715,9 +715,24 @@ impl Kms {
             None => None,
         };
         self.modify_store(&id, |r| {
-            if changes_connection && state_of(r)? != ConnectionState::Disconnected {
+            let state = state_of(r)?;
+            if changes_connection && state != ConnectionState::Disconnected {
                 return Err(KmsError::CustomKeyStoreInvalidState(format!(
                     "Custom key store {id} is {}; disconnect it first.",
+                    r.connection_state
+                )));
+            }
+            // As AWS: a new name while CONNECTED or DISCONNECTED, not while a connection is changing
+            // or has failed.
+            if req.new_custom_key_store_name.is_some()
+                && !matches!(
+                    state,
+                    ConnectionState::Connected | ConnectionState::Disconnected
+                )
+            {
+                return Err(KmsError::CustomKeyStoreInvalidState(format!(
+                    "Custom key store {id} is {}; it can be renamed only while CONNECTED or \
+                     DISCONNECTED.",
                     r.connection_state
                 )));
             }

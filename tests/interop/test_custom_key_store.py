@@ -224,6 +224,9 @@ def test_wrong_password_and_missing_token_fail_the_connection(tmp_path, tokens):
         expect("CustomKeyStoreInvalidStateException", hsm_key, kms, sid)
         expect("CustomKeyStoreInvalidStateException", kms.update_custom_key_store, CustomKeyStoreId=sid,
                KeyStorePassword=tokens.pin)
+        # As AWS: a FAILED store cannot even be renamed (only CONNECTED or DISCONNECTED ones can).
+        expect("CustomKeyStoreInvalidStateException", kms.update_custom_key_store, CustomKeyStoreId=sid,
+               NewCustomKeyStoreName="renamed-while-failed")
         kms.disconnect_custom_key_store(CustomKeyStoreId=sid)
         kms.update_custom_key_store(CustomKeyStoreId=sid, KeyStorePassword=tokens.pin)
         kms.connect_custom_key_store(CustomKeyStoreId=sid)
