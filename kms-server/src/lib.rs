@@ -316,7 +316,14 @@ impl App {
             Err(e) => return self.kms_error(&e, request_id),
         };
         caller.source_ip = peer.map(|p| p.ip().to_string());
-        match self.kms.execute(&caller, operation, &body).await {
+        // The operation runs as a task of its own: a client that hangs up mid-call drops this
+        // future, not the operation, so a started call always completes and is recorded in the
+        // audit log (a ConnectCustomKeyStore is never left half done in CONNECTING).
+        let (kms, op) = (self.kms.clone(), operation.to_string());
+        let outcome = tokio::spawn(async move { kms.execute(&caller, &op, &body).await })
+            .await
+            .unwrap_or_else(|_| Err(KmsError::Internal("The operation failed.".into())));
+        match outcome {
             Ok(json) => {
                 let mut r = (StatusCode::OK, json).into_response();
                 r.headers_mut()
