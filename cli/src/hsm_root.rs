@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand, ValueEnum};
 use hsm::{
-    Capabilities, HsmCluster, HsmConfig, HsmRootKey, PinSource, TokenClusters, TokenSelector,
+    Capabilities, HsmCluster, HsmConfig, HsmRootKey, IvSource, PinSource, TokenClusters,
+    TokenSelector,
 };
 use kms_core::{Kms, RootOfTrust, SoftwareRootKey, Store};
 
@@ -35,9 +36,16 @@ pub(crate) struct HsmArgs {
     /// PKCS#11 sessions kept open at most.
     #[arg(long, default_value_t = 4)]
     hsm_sessions: usize,
-    /// Who generates AES-GCM IVs: the host (SoftHSMv2) or the token (AWS CloudHSM).
-    #[arg(long, value_enum, default_value_t = IvArg::Host)]
-    hsm_iv: IvArg,
+    /// What the token does its own way: a preset (softhsm2, cloudhsm) and settings, comma-separated:
+    /// iv=host|token, tag-mismatch=CODE+… (encrypted-data-invalid, general-error, function-failed,
+    /// data-invalid), gcm=standard|no-iv-bits. Default: softhsm2. Also the default of every
+    /// --hsm-cluster without capabilities of its own.
+    #[arg(long, env = "ENVELOPE_HSM_CAPABILITIES", value_name = "SPEC")]
+    hsm_capabilities: Option<String>,
+    /// Who generates AES-GCM IVs: the host (SoftHSMv2) or the token (AWS CloudHSM, whose preset
+    /// this selects unless --hsm-capabilities is given).
+    #[arg(long, value_enum)]
+    hsm_iv: Option<IvArg>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -80,7 +88,7 @@ impl HsmArgs {
             Some(file) => PinSource::File(file.clone()),
             None => PinSource::Env(PIN_ENV.into()),
         };
-        let capabilities = self.capabilities();
+        let capabilities = self.capabilities()?;
         Ok(Some(
             HsmConfig::new(module, token, pin)
                 .with_key_label(self.hsm_key_label.clone())
@@ -91,11 +99,21 @@ impl HsmArgs {
 }
 
 impl HsmArgs {
-    fn capabilities(&self) -> Capabilities {
-        match self.hsm_iv {
-            IvArg::Host => Capabilities::softhsm2(),
-            IvArg::Token => Capabilities::cloudhsm(),
-        }
+    /// `--hsm-capabilities` (else the preset `--hsm-iv` implies), with `--hsm-iv` on top.
+    fn capabilities(&self) -> Result<Capabilities, CliError> {
+        let preset = match self.hsm_iv {
+            Some(IvArg::Token) => Capabilities::cloudhsm(),
+            _ => Capabilities::softhsm2(),
+        };
+        let Some(spec) = &self.hsm_capabilities else {
+            return Ok(preset);
+        };
+        let caps = Capabilities::softhsm2().apply(spec)?;
+        Ok(match self.hsm_iv {
+            Some(IvArg::Host) => caps.with_iv_source(IvSource::Host),
+            Some(IvArg::Token) => caps.with_iv_source(IvSource::Token),
+            None => caps,
+        })
     }
 
     /// The clusters custom key stores may use (`--hsm-cluster`, repeatable), with this token's
@@ -106,9 +124,10 @@ impl HsmArgs {
             return Ok(None);
         }
         let root = self.config()?;
+        let default_caps = self.capabilities()?;
         let mut clusters = TokenClusters::new();
         for spec in specs {
-            let (id, cluster) = HsmCluster::parse(spec)?;
+            let (id, cluster) = HsmCluster::parse(spec, &default_caps)?;
             if let Some(root) = &root {
                 if root.module == cluster.module && root.token == cluster.token {
                     return Err(CliError::Usage(format!(
@@ -122,12 +141,7 @@ impl HsmArgs {
                     "--hsm-cluster {id} is given twice"
                 )));
             }
-            clusters = clusters.with_cluster(
-                id,
-                cluster
-                    .with_capabilities(self.capabilities())
-                    .with_max_sessions(self.hsm_sessions),
-            );
+            clusters = clusters.with_cluster(id, cluster.with_max_sessions(self.hsm_sessions));
         }
         Ok(Some(clusters))
     }

@@ -54,14 +54,21 @@ impl HsmCluster {
         self
     }
 
-    /// Parses `cluster-ID=MODULE_PATH:TOKEN_LABEL` (the first `:` after `=` ends the path).
-    pub fn parse(spec: &str) -> Result<(String, Self), HsmError> {
+    /// Parses `cluster-ID=MODULE_PATH:TOKEN_LABEL[;CAPABILITIES]` (the first `:` after `=` ends
+    /// the path; a `;` ends the label and starts a [`Capabilities`] string applied on top of
+    /// `default_caps`).
+    pub fn parse(spec: &str, default_caps: &Capabilities) -> Result<(String, Self), HsmError> {
         let bad = |why: &str| {
             HsmError::Config(format!(
-                "--hsm-cluster '{spec}': {why} (expected cluster-ID=MODULE_PATH:TOKEN_LABEL)"
+                "--hsm-cluster '{spec}': {why} (expected \
+                 cluster-ID=MODULE_PATH:TOKEN_LABEL[;CAPABILITIES])"
             ))
         };
-        let (id, rest) = spec.split_once('=').ok_or_else(|| bad("no '='"))?;
+        let (spec_main, capabilities) = match spec.rsplit_once(';') {
+            Some((main, caps)) => (main, default_caps.clone().apply(caps)?),
+            None => (spec, default_caps.clone()),
+        };
+        let (id, rest) = spec_main.split_once('=').ok_or_else(|| bad("no '='"))?;
         let (module, label) = rest
             .split_once(':')
             .ok_or_else(|| bad("no ':' before the token label"))?;
@@ -82,7 +89,8 @@ impl HsmCluster {
         }
         Ok((
             id.to_string(),
-            Self::new(module, TokenSelector::Label(label.to_string())),
+            Self::new(module, TokenSelector::Label(label.to_string()))
+                .with_capabilities(capabilities),
         ))
     }
 
@@ -229,12 +237,28 @@ mod tests {
 
     #[test]
     fn cluster_specs() {
-        let (id, c) =
-            HsmCluster::parse("cluster-abc123def45=/usr/lib/softhsm/libsofthsm2.so:tok:en")
-                .unwrap();
+        let soft = Capabilities::softhsm2();
+        let (id, c) = HsmCluster::parse(
+            "cluster-abc123def45=/usr/lib/softhsm/libsofthsm2.so:tok:en",
+            &soft,
+        )
+        .unwrap();
         assert_eq!(id, "cluster-abc123def45");
         assert_eq!(c.module, PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"));
         assert_eq!(c.token, TokenSelector::Label("tok:en".into()));
+        assert_eq!(c.capabilities, soft);
+        // Capabilities of its own, on top of the default given.
+        let (_, c) = HsmCluster::parse(
+            "cluster-abc123def45=/m.so:tok;iv=token,gcm=no-iv-bits",
+            &soft,
+        )
+        .unwrap();
+        assert_eq!(c.token, TokenSelector::Label("tok".into()));
+        assert_eq!(
+            c.capabilities,
+            soft.clone().apply("iv=token,gcm=no-iv-bits").unwrap()
+        );
+        assert!(HsmCluster::parse("cluster-abc123def45=/m.so:tok;iv=nope", &soft).is_err());
         for bad in [
             "cluster-abc123def45",
             "cluster-abc123def45=/m.so",
@@ -245,7 +269,7 @@ mod tests {
             "cluster-abc123def45=:t",
             "cluster-abc123def45=/m.so:",
         ] {
-            assert!(HsmCluster::parse(bad).is_err(), "{bad}");
+            assert!(HsmCluster::parse(bad, &soft).is_err(), "{bad}");
         }
     }
 

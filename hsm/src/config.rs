@@ -132,7 +132,45 @@ pub enum TagMismatchCode {
     DataInvalid,
 }
 
+impl TagMismatchCode {
+    const ALL: [(&'static str, TagMismatchCode); 4] = [
+        (
+            "encrypted-data-invalid",
+            TagMismatchCode::EncryptedDataInvalid,
+        ),
+        ("general-error", TagMismatchCode::GeneralError),
+        ("function-failed", TagMismatchCode::FunctionFailed),
+        ("data-invalid", TagMismatchCode::DataInvalid),
+    ];
+
+    fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, c)| *c == self)
+            .map_or("?", |(n, _)| n)
+    }
+}
+
+/// The layout of the `CK_GCM_PARAMS` structure the token's module was built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GcmLayout {
+    /// `pIv, ulIvLen, ulIvBits, pAAD, ulAADLen, ulTagBits`: PKCS#11 3.0 and the 2.40 errata
+    /// (SoftHSMv2, AWS CloudHSM).
+    Standard,
+    /// `pIv, ulIvLen, pAAD, ulAADLen, ulTagBits`: the PKCS#11 2.40 header as first published, which
+    /// some modules still use.
+    WithoutIvBits,
+}
+
 /// What a token does differently from the next one.
+///
+/// As a string (`--hsm-capabilities`, the `;…` suffix of `--hsm-cluster`, and [`Display`]):
+/// comma-separated items, applied in order: a preset (`softhsm2`, `cloudhsm`), `iv=host|token`,
+/// `tag-mismatch=CODE+CODE…` (codes `encrypted-data-invalid`, `general-error`, `function-failed`,
+/// `data-invalid`), `gcm=standard|no-iv-bits`. For example `cloudhsm,gcm=no-iv-bits`.
+///
+/// [`Display`]: std::fmt::Display
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
@@ -140,6 +178,8 @@ pub struct Capabilities {
     pub iv_source: IvSource,
     /// Return codes that mean "the tag did not verify" on GCM decryption (so not a device failure).
     pub tag_mismatch: Vec<TagMismatchCode>,
+    /// The GCM parameter structure the module expects.
+    pub gcm_layout: GcmLayout,
 }
 
 impl Capabilities {
@@ -151,6 +191,7 @@ impl Capabilities {
                 TagMismatchCode::GeneralError,
                 TagMismatchCode::EncryptedDataInvalid,
             ],
+            gcm_layout: GcmLayout::Standard,
         }
     }
 
@@ -159,6 +200,7 @@ impl Capabilities {
         Self {
             iv_source: IvSource::Token,
             tag_mismatch: vec![TagMismatchCode::EncryptedDataInvalid],
+            gcm_layout: GcmLayout::Standard,
         }
     }
 
@@ -166,6 +208,87 @@ impl Capabilities {
     pub fn with_iv_source(mut self, iv_source: IvSource) -> Self {
         self.iv_source = iv_source;
         self
+    }
+
+    /// Applies a capabilities string (see the type's documentation) on top of `self`.
+    pub fn apply(mut self, spec: &str) -> Result<Self, HsmError> {
+        let bad = |why: String| HsmError::Config(format!("HSM capabilities '{spec}': {why}"));
+        for item in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            match item.split_once('=') {
+                None => {
+                    self = match item {
+                        "softhsm2" => Self::softhsm2(),
+                        "cloudhsm" => Self::cloudhsm(),
+                        _ => {
+                            return Err(bad(format!(
+                                "unknown preset '{item}' (softhsm2, cloudhsm)"
+                            )))
+                        }
+                    }
+                }
+                Some(("iv", v)) => {
+                    self.iv_source = match v {
+                        "host" => IvSource::Host,
+                        "token" => IvSource::Token,
+                        _ => return Err(bad(format!("iv={v}: expected host or token"))),
+                    }
+                }
+                Some(("tag-mismatch", v)) => {
+                    self.tag_mismatch = v
+                        .split('+')
+                        .map(|code| {
+                            TagMismatchCode::ALL
+                                .iter()
+                                .find(|(n, _)| *n == code)
+                                .map(|(_, c)| *c)
+                                .ok_or_else(|| {
+                                    bad(format!(
+                                        "tag-mismatch: unknown code '{code}' (encrypted-data-invalid, \
+                                         general-error, function-failed, data-invalid)"
+                                    ))
+                                })
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
+                Some(("gcm", v)) => {
+                    self.gcm_layout = match v {
+                        "standard" => GcmLayout::Standard,
+                        "no-iv-bits" => GcmLayout::WithoutIvBits,
+                        _ => return Err(bad(format!("gcm={v}: expected standard or no-iv-bits"))),
+                    }
+                }
+                Some((k, _)) => {
+                    return Err(bad(format!(
+                        "unknown setting '{k}' (iv, tag-mismatch, gcm)"
+                    )))
+                }
+            }
+        }
+        Ok(self)
+    }
+}
+
+impl std::str::FromStr for Capabilities {
+    type Err = HsmError;
+
+    /// A capabilities string on top of the SoftHSMv2 preset.
+    fn from_str(spec: &str) -> Result<Self, HsmError> {
+        Self::softhsm2().apply(spec)
+    }
+}
+
+impl std::fmt::Display for Capabilities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let iv = match self.iv_source {
+            IvSource::Host => "host",
+            IvSource::Token => "token",
+        };
+        let tags: Vec<&str> = self.tag_mismatch.iter().map(|c| c.name()).collect();
+        let gcm = match self.gcm_layout {
+            GcmLayout::Standard => "standard",
+            GcmLayout::WithoutIvBits => "no-iv-bits",
+        };
+        write!(f, "iv={iv},tag-mismatch={},gcm={gcm}", tags.join("+"))
     }
 }
 
@@ -272,5 +395,60 @@ impl std::fmt::Debug for HsmConfig {
             .field("max_sessions", &self.max_sessions)
             .field("session_wait", &self.session_wait)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_strings_parse_apply_in_order_and_print_back() {
+        let c: Capabilities = "cloudhsm,gcm=no-iv-bits".parse().unwrap();
+        assert_eq!(c.iv_source, IvSource::Token);
+        assert_eq!(c.tag_mismatch, vec![TagMismatchCode::EncryptedDataInvalid]);
+        assert_eq!(c.gcm_layout, GcmLayout::WithoutIvBits);
+        assert_eq!(
+            c.to_string(),
+            "iv=token,tag-mismatch=encrypted-data-invalid,gcm=no-iv-bits"
+        );
+        assert_eq!(c.to_string().parse::<Capabilities>().unwrap(), c);
+        // A preset resets what came before it; settings after it override it.
+        let c: Capabilities = "iv=token,softhsm2,tag-mismatch=function-failed+data-invalid"
+            .parse()
+            .unwrap();
+        assert_eq!(c.iv_source, IvSource::Host);
+        assert_eq!(
+            c.tag_mismatch,
+            vec![
+                TagMismatchCode::FunctionFailed,
+                TagMismatchCode::DataInvalid
+            ]
+        );
+        assert_eq!(
+            "".parse::<Capabilities>().unwrap(),
+            Capabilities::softhsm2()
+        );
+        assert_eq!(
+            Capabilities::softhsm2().to_string(),
+            "iv=host,tag-mismatch=general-error+encrypted-data-invalid,gcm=standard"
+        );
+    }
+
+    #[test]
+    fn bad_capability_strings_say_what_is_wrong() {
+        for (spec, why) in [
+            ("luna", "unknown preset 'luna'"),
+            ("iv=hsm", "iv=hsm: expected host or token"),
+            (
+                "tag-mismatch=general-error+bad-tag",
+                "unknown code 'bad-tag'",
+            ),
+            ("gcm=v2", "gcm=v2: expected standard or no-iv-bits"),
+            ("ivs=host", "unknown setting 'ivs'"),
+        ] {
+            let e = spec.parse::<Capabilities>().unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains(spec), "{spec}: {e}");
+        }
     }
 }

@@ -43,7 +43,7 @@ mod root;
 
 pub use clusters::{connection_error_code, HsmCluster, TokenClusters};
 pub use config::{
-    Capabilities, HsmConfig, IvSource, PinSource, TagMismatchCode, TokenSelector,
+    Capabilities, GcmLayout, HsmConfig, IvSource, PinSource, TagMismatchCode, TokenSelector,
     DEFAULT_ROOT_KEY_LABEL,
 };
 pub use error::HsmError;

@@ -9,7 +9,8 @@
 //! The caller's AAD is bound through the GCM parameters and never stored.
 
 use cryptoki::mechanism::aead::GcmParams;
-use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::vendor_defined::VendorDefinedMechanism;
+use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{
     Attribute, AttributeInfo, AttributeType, KeyType, ObjectClass, ObjectHandle,
 };
@@ -18,7 +19,7 @@ use kms_core::material::wrapped;
 use kms_core::RootOfTrust;
 use zeroize::Zeroizing;
 
-use crate::config::{Capabilities, HsmConfig, IvSource};
+use crate::config::{Capabilities, GcmLayout, HsmConfig, IvSource};
 use crate::error::{classify, HsmError, Op};
 use crate::pool::Pool;
 
@@ -151,6 +152,48 @@ pub(crate) fn find_keys(
         .map_err(|e| classify(e, Op::Other, caps))
 }
 
+/// `CK_GCM_PARAMS` as the PKCS#11 2.40 header first published it, without `ulIvBits`
+/// ([`GcmLayout::WithoutIvBits`]); cryptoki's `GcmParams` is the later layout.
+#[repr(C)]
+pub(crate) struct GcmParamsV240 {
+    iv: *mut u8,
+    iv_len: std::os::raw::c_ulong,
+    aad: *mut u8,
+    aad_len: std::os::raw::c_ulong,
+    tag_bits: std::os::raw::c_ulong,
+}
+
+/// The AES-GCM mechanism in the layout the token expects. `iv` is where a token that generates
+/// the IV writes it; `v240` holds the older structure while the mechanism is in use.
+pub(crate) fn gcm_mechanism<'a>(
+    caps: &Capabilities,
+    iv: &'a mut [u8; IV_LEN],
+    aad: &'a [u8],
+    v240: &'a mut Option<GcmParamsV240>,
+) -> Result<Mechanism<'a>, HsmError> {
+    let tag_bits = (TAG_LEN * 8) as u64;
+    match caps.gcm_layout {
+        GcmLayout::Standard => Ok(Mechanism::AesGcm(
+            GcmParams::new(iv, aad, tag_bits.into()).map_err(|e| classify(e, Op::Other, caps))?,
+        )),
+        GcmLayout::WithoutIvBits => {
+            let too_long = || HsmError::Config("AES-GCM additional data too long".into());
+            let params = v240.insert(GcmParamsV240 {
+                iv: iv.as_mut_ptr(),
+                iv_len: IV_LEN as std::os::raw::c_ulong,
+                // The token only reads the AAD; the C type is not const.
+                aad: aad.as_ptr().cast_mut(),
+                aad_len: aad.len().try_into().map_err(|_| too_long())?,
+                tag_bits: tag_bits as std::os::raw::c_ulong,
+            });
+            Ok(Mechanism::VendorDefined(VendorDefinedMechanism::new(
+                MechanismType::AES_GCM,
+                Some(&*params),
+            )))
+        }
+    }
+}
+
 /// AES-GCM inside the token: `WRAP_FORMAT | IV | ciphertext | tag`.
 pub(crate) fn gcm_seal(
     session: &Session,
@@ -166,10 +209,10 @@ pub(crate) fn gcm_seal(
             .map_err(|e| classify(e, Op::Other, caps))?;
     }
     let body = {
-        let params = GcmParams::new(&mut iv, aad, ((TAG_LEN * 8) as u64).into())
-            .map_err(|e| classify(e, Op::Other, caps))?;
+        let mut v240 = None;
+        let mechanism = gcm_mechanism(caps, &mut iv, aad, &mut v240)?;
         session
-            .encrypt(&Mechanism::AesGcm(params), key, secret)
+            .encrypt(&mechanism, key, secret)
             .map_err(|e| classify(e, Op::Other, caps))?
     };
     if caps.iv_source == IvSource::Token && iv == [0u8; IV_LEN] {
@@ -211,10 +254,10 @@ pub(crate) fn gcm_open(
     wrapped: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, HsmError> {
     let (mut iv, sealed) = parse_sealed(wrapped)?;
-    let params = GcmParams::new(&mut iv, aad, ((TAG_LEN * 8) as u64).into())
-        .map_err(|e| classify(e, Op::Other, caps))?;
+    let mut v240 = None;
+    let mechanism = gcm_mechanism(caps, &mut iv, aad, &mut v240)?;
     session
-        .decrypt(&Mechanism::AesGcm(params), key, sealed)
+        .decrypt(&mechanism, key, sealed)
         .map(Zeroizing::new)
         .map_err(|e| classify(e, Op::GcmDecrypt, caps))
 }
@@ -283,8 +326,30 @@ impl HsmRootKey {
             pin,
             Box::new(move |session| find_or_create_key(session, &setup_config)),
         )?;
-        tracing::info!(root = %description, "HSM root of trust ready");
-        Ok(Self { pool, description })
+        let root = Self { pool, description };
+        root.self_test()?;
+        tracing::info!(root = %root.description, "HSM root of trust ready");
+        Ok(root)
+    }
+
+    /// Seals and opens a probe, so that capabilities the token does not have (who makes the IV,
+    /// the GCM structure) fail at start-up with a message saying so, not on the first request.
+    fn self_test(&self) -> Result<(), HsmError> {
+        let caps = &self.pool.config().capabilities;
+        let aad = b"envelope:hsm-self-test";
+        let probe = self
+            .seal(aad, b"probe")
+            .and_then(|sealed| self.open_sealed(aad, &sealed));
+        match probe {
+            Ok(p) if p.as_slice() == b"probe" => Ok(()),
+            Ok(_) => Err(HsmError::Config(format!(
+                "AES-GCM in the token gave back other bytes than it sealed (capabilities {caps})"
+            ))),
+            Err(e @ (HsmError::Unavailable { .. } | HsmError::Login(_))) => Err(e),
+            Err(e) => Err(HsmError::Config(format!(
+                "AES-GCM in the token failed with capabilities {caps}: {e}; check --hsm-capabilities"
+            ))),
+        }
     }
 
     /// The key's security attributes, read from the token now.
@@ -339,5 +404,39 @@ impl RootOfTrust for HsmRootKey {
             Err(HsmError::TagMismatch | HsmError::Malformed(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+    use std::os::raw::c_ulong;
+
+    #[test]
+    fn the_older_gcm_structure_has_no_iv_bits_field() {
+        let word = size_of::<c_ulong>();
+        assert_eq!(
+            size_of::<*mut u8>(),
+            word,
+            "pointers and CK_ULONG differ in size"
+        );
+        assert_eq!(offset_of!(GcmParamsV240, iv), 0);
+        assert_eq!(offset_of!(GcmParamsV240, iv_len), word);
+        assert_eq!(offset_of!(GcmParamsV240, aad), 2 * word);
+        assert_eq!(offset_of!(GcmParamsV240, aad_len), 3 * word);
+        assert_eq!(offset_of!(GcmParamsV240, tag_bits), 4 * word);
+        assert_eq!(size_of::<GcmParamsV240>(), 5 * word);
+
+        let caps = Capabilities::softhsm2().apply("gcm=no-iv-bits").unwrap();
+        let (mut iv, aad, mut v240) = ([7u8; IV_LEN], *b"some aad", None);
+        let iv_at = iv.as_ptr();
+        let m = gcm_mechanism(&caps, &mut iv, &aad, &mut v240).unwrap();
+        assert_eq!(m.mechanism_type(), MechanismType::AES_GCM);
+        drop(m);
+        let p = v240.unwrap();
+        assert_eq!((p.iv.cast_const(), p.iv_len), (iv_at, IV_LEN as c_ulong));
+        assert_eq!((p.aad.cast_const(), p.aad_len), (aad.as_ptr(), 8));
+        assert_eq!(p.tag_bits, 128);
     }
 }

@@ -326,12 +326,31 @@ fn a_token_that_does_not_generate_the_iv_is_caught() {
     let config = token
         .config()
         .with_capabilities(Capabilities::softhsm2().with_iv_source(IvSource::Token));
-    let root = HsmRootKey::open(config).unwrap();
-    let e = root.seal(b"aad", b"secret").unwrap_err();
+    // The start-up self-test seals a probe, so the server never starts with it.
+    let e = HsmRootKey::open(config).unwrap_err();
     assert!(
-        matches!(&e, HsmError::Config(m) if m.contains("did not generate a GCM IV")),
+        matches!(&e, HsmError::Config(m) if m.contains("did not generate a GCM IV")
+            && m.contains("iv=token") && m.contains("--hsm-capabilities")),
         "{e:?}"
     );
+}
+
+#[test]
+fn a_gcm_structure_the_token_does_not_use_fails_at_start_up() {
+    let Some(token) = Token::new() else { return };
+    // SoftHSMv2 is built with the later CK_GCM_PARAMS (with ulIvBits): handing it the older,
+    // shorter structure must fail the start, naming the capabilities, and not corrupt anything.
+    let caps = Capabilities::softhsm2().apply("gcm=no-iv-bits").unwrap();
+    let e = HsmRootKey::open(token.config().with_capabilities(caps)).unwrap_err();
+    assert!(
+        matches!(&e, HsmError::Config(m) if m.contains("gcm=no-iv-bits")
+            && m.contains("C_EncryptInit")),
+        "{e:?}"
+    );
+    // The standard structure still works on the same token afterwards.
+    let root = HsmRootKey::open(token.config()).unwrap();
+    let w = root.seal(b"aad", b"secret").unwrap();
+    assert_eq!(&root.open_sealed(b"aad", &w).unwrap()[..], b"secret");
 }
 
 #[test]

@@ -105,6 +105,29 @@ def test_wrong_pin_refuses_to_start_and_touches_nothing(tmp_path, token):
     assert not fresh.exists()
 
 
+def test_capabilities_the_token_lacks_fail_the_start_clearly(tmp_path, token):
+    d = data_dir(tmp_path)
+    # A malformed capabilities string is a usage error naming the bad part.
+    s = hsm_server(d, token, extra_args=["--hsm-capabilities", "softhsm2,gcm=v2"])
+    s.spawn()
+    assert s.wait_exit() != 0
+    assert "gcm=v2: expected standard or no-iv-bits" in s.stderr_text()
+    # Well-formed, but not what SoftHSMv2 does: the start-up self-test in the token says so.
+    for spec, why in (("gcm=no-iv-bits", "C_EncryptInit"), ("cloudhsm", "did not generate a GCM IV")):
+        s = hsm_server(d, token, extra_args=["--hsm-capabilities", spec])
+        s.spawn()
+        assert s.wait_exit() != 0
+        err = s.stderr_text()
+        assert "--hsm-capabilities" in err and why in err, err
+    # The token's own capabilities, spelled out, start normally.
+    s = hsm_server(d, token, extra_args=["--hsm-capabilities",
+                                         "iv=host,tag-mismatch=general-error+encrypted-data-invalid"]).start()
+    try:
+        round_trip(s.client(), s.client().create_key()["KeyMetadata"]["KeyId"])
+    finally:
+        s.stop()
+
+
 def test_pin_from_the_environment_never_on_the_command_line(tmp_path, token):
     d = data_dir(tmp_path)
     s = Server(d, extra_args=token.args(pin_file=False), env={**token.env(), "ENVELOPE_HSM_PIN": token.pin}).start()
