@@ -1557,6 +1557,38 @@ impl Kms {
         )))
     }
 
+    /// The operations of asymmetric and HMAC keys, and data key pairs, on this server, whose keys
+    /// are all symmetric encryption keys: after the key is found, refused as AWS refuses them for
+    /// such a key (InvalidKeyUsageException for a key usage that does not fit; UnsupportedOperation
+    /// for GetPublicKey, and for data key pairs, which a key in a custom key store cannot make on AWS
+    /// either and this server does not make at all).
+    pub async fn refuse_on_symmetric_key(
+        &self,
+        operation: &str,
+        req: KeyIdRequest,
+    ) -> Result<Empty> {
+        let id = self
+            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOrAlias, false)
+            .await?;
+        let rec = self.record(&id).await?;
+        let arn = self.arn(&id);
+        match operation {
+            "GetPublicKey" => Err(KmsError::UnsupportedOperation(format!(
+                "{arn} is a symmetric encryption key: it has no public key."
+            ))),
+            "GenerateDataKeyPair" | "GenerateDataKeyPairWithoutPlaintext" => {
+                refuse_for_custom_key_store(&rec, &arn, "GenerateDataKeyPair")?;
+                Err(KmsError::UnsupportedOperation(format!(
+                    "{operation} is not supported by this server (it makes no asymmetric keys)."
+                )))
+            }
+            _ => Err(KmsError::InvalidKeyUsage(format!(
+                "{arn} has KeyUsage ENCRYPT_DECRYPT and KeySpec SYMMETRIC_DEFAULT: {operation} needs \
+                 an asymmetric or HMAC key of another usage."
+            ))),
+        }
+    }
+
     // ----- principals ---------------------------------------------------------------------------
 
     /// Creates a principal. With `adopt`, uses that access key id and secret; otherwise generates
@@ -1717,6 +1749,11 @@ impl Kms {
         body: &[u8],
         key_ref: &mut Option<String>,
     ) -> Result<Vec<u8>> {
+        if ASYMMETRIC_AND_HMAC_OPERATIONS.contains(&operation) {
+            let req: KeyIdRequest = parse(operation, body)?;
+            key_ref.clone_from(&req.key_id);
+            return to_json(&self.refuse_on_symmetric_key(operation, req).await?);
+        }
         macro_rules! ops {
             ($($name:literal => $method:ident($req:ty) $(key $field:ident)?),* $(,)?) => {
                 match operation {
@@ -1768,6 +1805,18 @@ impl Kms {
         }
     }
 }
+
+/// Operations of key kinds this server does not create ([`Kms::refuse_on_symmetric_key`]).
+const ASYMMETRIC_AND_HMAC_OPERATIONS: [&str; 8] = [
+    "Sign",
+    "Verify",
+    "GenerateMac",
+    "VerifyMac",
+    "GetPublicKey",
+    "DeriveSharedSecret",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+];
 
 fn fresh_salt() -> Result<[u8; blob::SALT_LEN]> {
     let mut salt = [0u8; blob::SALT_LEN];

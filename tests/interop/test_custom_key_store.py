@@ -139,6 +139,9 @@ def test_custom_key_store_lifecycle_and_keys(tmp_path, tokens, store):
         expect("UnsupportedOperationException", kms.rotate_key_on_demand, KeyId=key_id)
         expect("UnsupportedOperationException", kms.get_parameters_for_import, KeyId=key_id,
                WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048")
+        expect("UnsupportedOperationException", kms.generate_data_key_pair, KeyId=key_id, KeyPairSpec="RSA_2048")
+        expect("InvalidKeyUsageException", kms.generate_mac, KeyId=key_id, Message=b"m",
+               MacAlgorithm="HMAC_SHA_256")
         assert kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"] is False
         expect("ValidationException", kms.create_key, Origin="AWS_CLOUDHSM")
 

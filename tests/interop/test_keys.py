@@ -263,3 +263,26 @@ def test_list_keys_bad_marker(skms):
 def test_region_and_account_in_arns(skms):
     md = skms.create_key()["KeyMetadata"]
     assert md["Arn"].startswith(f"arn:aws:kms:{REGION}:{ACCOUNT}:key/")
+
+
+def test_asymmetric_and_hmac_operations_on_a_symmetric_key(skms):
+    # Every key here is a symmetric encryption key: AWS's answers for such a key, after the key is
+    # found (an unknown key is NotFoundException first).
+    key_id = skms.create_key()["KeyMetadata"]["KeyId"]
+    calls = [
+        ("InvalidKeyUsageException", skms.sign, dict(Message=b"m", SigningAlgorithm="ECDSA_SHA_256")),
+        ("InvalidKeyUsageException", skms.verify, dict(Message=b"m", Signature=b"s", SigningAlgorithm="ECDSA_SHA_256")),
+        ("InvalidKeyUsageException", skms.generate_mac, dict(Message=b"m", MacAlgorithm="HMAC_SHA_256")),
+        ("InvalidKeyUsageException", skms.verify_mac, dict(Message=b"m", Mac=b"x", MacAlgorithm="HMAC_SHA_256")),
+        ("UnsupportedOperationException", skms.get_public_key, {}),
+        ("UnsupportedOperationException", skms.generate_data_key_pair, dict(KeyPairSpec="ECC_NIST_P256")),
+        ("UnsupportedOperationException", skms.generate_data_key_pair_without_plaintext,
+         dict(KeyPairSpec="ECC_NIST_P256")),
+    ]
+    for code, call, kwargs in calls:
+        with pytest.raises(Exception) as e:
+            call(KeyId=key_id, **kwargs)
+        assert error_code(e.value) == code, call
+        with pytest.raises(Exception) as e:
+            call(KeyId="11111111-2222-3333-4444-555555555555", **kwargs)
+        assert error_code(e.value) == "NotFoundException", call
