@@ -3,6 +3,8 @@
 //! started by `scripts/garage.sh`; skipped without it, required when `CI` is set).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is the failure report
 
+#[path = "../common/garage.rs"]
+mod garage_store;
 mod md5;
 mod pipeline;
 mod store;
