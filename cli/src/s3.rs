@@ -414,13 +414,8 @@ fn kms_client(keys: &S3KeyArgs, connection: &ConnectionArgs) -> s3_crypto::KmsCl
     builder
 }
 
-/// What framed objects do not do yet.
+/// What framed objects do not do.
 fn framed_refusals(args: &CpArgs) -> Result<(), CliError> {
-    if args.sse.is_some() || args.sse_c_key_file.is_some() {
-        return Err(CliError::Usage(
-            "--sse with a framed object is not supported yet: use --format v3 or v2".into(),
-        ));
-    }
     if args.instruction_file {
         return Err(CliError::Usage(
             "--instruction-file is for S3 Encryption Client objects (v3, v2)".into(),
@@ -433,9 +428,11 @@ fn framed_refusals(args: &CpArgs) -> Result<(), CliError> {
 async fn upload_framed(args: &CpArgs, dst: &S3Url) -> Result<(), CliError> {
     use s3_crypto::s3::framed;
     framed_refusals(args)?;
+    let sse = server_side(args)?;
     let keyring = framed_keyring(&args.keys, &args.connection, false).await?;
     let client = s3_client(&args.connection).await?;
     let mut options = framed::PutOptions::new()
+        .sse(sse)
         .encryption_context(s3_crypto::EncryptionContext::from_iter(
             args.keys.context.iter().cloned(),
         ))
@@ -578,11 +575,11 @@ async fn upload(args: &CpArgs, dst: S3Url) -> Result<(), CliError> {
 }
 
 async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
+    let sse_c = download_sse_c(args)?;
     let framed = match args.format {
         Some(format) => format == Format::Framed,
         None => {
             let client = s3_client(&args.connection).await?;
-            let sse_c = sse_c_key(args.sse_c_key_file.as_deref())?;
             s3_crypto::s3::head_object(&client, &src.bucket, &src.key, sse_c.as_ref())
                 .await
                 .ok()
@@ -591,7 +588,7 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
         }
     };
     if framed {
-        return download_framed(args, &src).await;
+        return download_framed(args, &src, sse_c).await;
     }
     if args.range.is_some() {
         return Err(CliError::Usage(
@@ -607,15 +604,6 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
                 .into(),
         ));
     }
-    let sse_c =
-        match args.sse {
-            None | Some(Sse::C) => sse_c_key(args.sse_c_key_file.as_deref())?,
-            Some(_) => return Err(CliError::Usage(
-                "--sse s3|kms is for uploads (the store decrypts those by itself); to download \
-                 an SSE-C object give --sse-c-key-file"
-                    .into(),
-            )),
-        };
     let keyring = keyring(&args.keys, &args.connection).await?;
     let client = s3_client(&args.connection).await?;
     let dest = Path::new(&args.dst);
@@ -666,6 +654,19 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The SSE-C key of a download (`--sse-c-key-file`; `--sse c` may be given too, `--sse s3|kms`
+/// are refused: the store decrypts those by itself).
+fn download_sse_c(args: &CpArgs) -> Result<Option<SseCustomerKey>, CliError> {
+    match args.sse {
+        None | Some(Sse::C) => sse_c_key(args.sse_c_key_file.as_deref()),
+        Some(_) => Err(CliError::Usage(
+            "--sse s3|kms is for uploads (the store decrypts those by itself); to download an \
+             SSE-C object give --sse-c-key-file"
+                .into(),
+        )),
+    }
+}
+
 /// What a failed download says: whether what was written (to stdout or a device) must be
 /// discarded, or nothing was written (a file: its temporary file is gone).
 fn download_error(e: s3_crypto::Error, src: &S3Url, dst: &str, streamed: bool) -> CliError {
@@ -682,7 +683,11 @@ fn download_error(e: s3_crypto::Error, src: &S3Url, dst: &str, streamed: bool) -
 }
 
 /// `cp s3://… FILE|-` of a framed object (all of it, or `--range`).
-async fn download_framed(args: &CpArgs, src: &S3Url) -> Result<(), CliError> {
+async fn download_framed(
+    args: &CpArgs,
+    src: &S3Url,
+    sse_c: Option<SseCustomerKey>,
+) -> Result<(), CliError> {
     use s3_crypto::s3::framed;
     framed_refusals(args)?;
     let keyring = framed_keyring(&args.keys, &args.connection, true).await?;
@@ -694,7 +699,8 @@ async fn download_framed(args: &CpArgs, src: &S3Url) -> Result<(), CliError> {
         .required_context(s3_crypto::EncryptionContext::from_iter(
             args.keys.context.iter().cloned(),
         ))
-        .range(args.range);
+        .range(args.range)
+        .sse_customer_key(sse_c);
     let mut writer = sink.async_writer()?;
     let cancel = cancel_on_signal();
     let done = tokio::select! {

@@ -7,6 +7,7 @@
 mod garage_store;
 mod md5;
 mod pipeline;
+mod sse;
 mod store;
 
 /// A deterministic plaintext that differs from frame to frame.
