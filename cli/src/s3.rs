@@ -6,7 +6,8 @@
 //! Downloads to a file go to a temporary file renamed into place only after the whole object
 //! (GCM tag, ETag) has verified; to standard output they stream, holding back the last 64 KiB
 //! until the object has authenticated (an error means: discard what was written). Ctrl-C during
-//! an upload aborts it (no parts left in the store) and exits 130.
+//! an upload aborts it (no parts left in the store) and exits 130; during a download to a file it
+//! removes the temporary file and exits 130.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -326,23 +327,30 @@ fn server_side(args: &CpArgs) -> Result<Option<ServerSideEncryption>, CliError> 
     })
 }
 
-/// A token cancelled by Ctrl-C (SIGINT) or SIGTERM.
+/// A token cancelled by Ctrl-C (SIGINT) or SIGTERM. The handlers are installed before this
+/// returns (not when a task first runs): from then on these signals no longer kill the process,
+/// so whatever it creates afterwards (a temporary file) is cleaned up on the way out.
 fn cancel_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            if let Ok(mut term) = signal(SignalKind::terminate()) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            tokio::spawn(async move {
                 tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
                 }
                 t.cancel();
-                return;
-            }
+            });
+            return token;
         }
+    }
+    tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             t.cancel();
         }
@@ -575,6 +583,8 @@ async fn upload(args: &CpArgs, dst: S3Url) -> Result<(), CliError> {
 }
 
 async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
+    // Before the output's temporary file exists: a signal from now on removes it.
+    let cancel = cancel_on_signal();
     let sse_c = download_sse_c(args)?;
     let framed = match args.format {
         Some(format) => format == Format::Framed,
@@ -588,7 +598,7 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
         }
     };
     if framed {
-        return download_framed(args, &src, sse_c).await;
+        return download_framed(args, &src, sse_c, cancel).await;
     }
     if args.range.is_some() {
         return Err(CliError::Usage(
@@ -633,7 +643,6 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
         Some(bar) => Box::new(bar.wrap_async_write(writer)),
         None => writer,
     };
-    let cancel = cancel_on_signal();
     let done = tokio::select! {
         biased;
         () = cancel.cancelled() => Err(s3_crypto::Error::Cancelled),
@@ -687,6 +696,7 @@ async fn download_framed(
     args: &CpArgs,
     src: &S3Url,
     sse_c: Option<SseCustomerKey>,
+    cancel: CancellationToken,
 ) -> Result<(), CliError> {
     use s3_crypto::s3::framed;
     framed_refusals(args)?;
@@ -702,7 +712,6 @@ async fn download_framed(
         .range(args.range)
         .sse_customer_key(sse_c);
     let mut writer = sink.async_writer()?;
-    let cancel = cancel_on_signal();
     let done = tokio::select! {
         biased;
         () = cancel.cancelled() => Err(s3_crypto::Error::Cancelled),

@@ -12,10 +12,13 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from urllib.parse import urlsplit
 from pathlib import Path
 
 import boto3
@@ -515,3 +518,101 @@ def test_framed_uploads_take_sse_s3_and_sse_kms(store, s3, env, kms_key, tmp_pat
         p = envelope(["s3", "cp", url(store, key), str(tmp_path / "x"), "--key", kms_key, *sse[:2],
                       *conn(store)], env, ok=False)
         assert p.returncode == 1 and "--sse s3|kms is for uploads" in p.stderr.decode(), p.stderr
+
+
+class StallingProxy:
+    """A TCP relay to the store that lets `limit` bytes of answers through, then holds back the rest until
+    closed: a download through it is mid-way, with part of the object received, for as long as the test
+    wants; no timing luck involved."""
+
+    def __init__(self, endpoint: str, limit: int):
+        u = urlsplit(endpoint)
+        self.target = (u.hostname, u.port)
+        self.limit = limit
+        self.passed = 0
+        self.lock = threading.Lock()
+        self.stalled = threading.Event()
+        self.closed = threading.Event()
+        self.sockets: list[socket.socket] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, answers: bool):
+        try:
+            while data := src.recv(1 << 16):
+                if answers:
+                    with self.lock:
+                        allowed = max(0, self.limit - self.passed)
+                        self.passed += min(allowed, len(data))
+                    if allowed < len(data):
+                        dst.sendall(data[:allowed])
+                        self.stalled.set()
+                        self.closed.wait()
+                        return
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.closed.set()
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+@pytest.mark.parametrize("fmt", ["v3", "framed"])
+def test_ctrl_c_during_a_download_leaves_no_file(store, s3, env, kms_key, tmp_path, fmt):
+    size = 64 * MIB
+    plain = tmp_path / "plain"
+    with plain.open("wb") as f:
+        for _ in range(size // MIB):
+            f.write(os.urandom(MIB))
+    key = fresh_key(f"interrupted-download-{fmt}")
+    envelope(["s3", "cp", str(plain), url(store, key), "--key", kms_key, "--format", fmt, "-q", *conn(store)], env)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "plain"
+    proxy = StallingProxy(store["ENDPOINT"], limit=8 * MIB)
+    proc = subprocess.Popen(
+        [envelope_bin(), "s3", "cp", url(store, key), str(out), "--key", kms_key, "--endpoint-url",
+         proxy.endpoint, "--path-style"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        # Under way: 8 MiB of the object received, the rest held back, plaintext in the temporary file
+        # beside OUT.
+        assert proxy.stalled.wait(120), "the download never got going"
+        deadline = time.monotonic() + 60
+        while not [p for p in out_dir.iterdir() if p.name.startswith(".envelope-partial-") and p.stat().st_size]:
+            assert time.monotonic() < deadline, "no plaintext reached the temporary file"
+            assert proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proxy.close()
+    err = proc.stderr.read().decode()
+    assert rc == 130, err
+    assert "no output written" in err, err
+    assert list(out_dir.iterdir()) == [], "OUT or its temporary file was left"
