@@ -446,6 +446,8 @@ async fn upload_framed(args: &CpArgs, dst: &S3Url) -> Result<(), CliError> {
         ))
         .part_size(args.part_size)
         .concurrency(usize::from(args.concurrency))
+        // The bound --concurrency documents: the parts in flight and the one being sealed.
+        .memory_parts(usize::from(args.concurrency) + 1)
         .cancel_on(cancel_on_signal());
     let src = Path::new(&args.src);
     let done = if is_dash(src) {

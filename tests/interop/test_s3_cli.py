@@ -616,3 +616,57 @@ def test_ctrl_c_during_a_download_leaves_no_file(store, s3, env, kms_key, tmp_pa
     assert rc == 130, err
     assert "no output written" in err, err
     assert list(out_dir.iterdir()) == [], "OUT or its temporary file was left"
+
+
+def upload_peak_rss(store, env, key: str, size: int, args: list[str]) -> int:
+    """Streams `size` bytes through a pipe into `envelope s3 cp - s3://…`; returns that process's peak RSS in
+    bytes (os.wait4 gives this one child's own resource usage, so no other child counts)."""
+    proc = subprocess.Popen([envelope_bin(), "s3", "cp", "-", url(store, key), *args, "-q", *conn(store)],
+                            env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    block = os.urandom(MIB)
+    try:
+        for _ in range(size // MIB):
+            proc.stdin.write(block)
+        proc.stdin.write(block[:size % MIB])
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode()
+    assert proc.returncode == 0, err
+    return usage.ru_maxrss * 1024  # KiB on Linux
+
+
+# What a long multipart upload holds beyond the tiny upload's baseline and its part buffers, whatever the
+# part size: tokio's buffer for reading standard input (up to 2 MiB), a second HTTP connection, the malloc
+# arenas of the runtime threads that only a long upload keeps busy. Measured here (debug build, Garage on
+# loopback): 1-5 MiB with 5 MiB parts, 4-8 MiB with 16 MiB parts; one part more than the bound (5 MiB)
+# goes over it.
+UPLOAD_OVERHEAD = 8 * MIB
+
+
+@pytest.mark.parametrize("fmt", ["v3", "framed"])
+def test_streaming_upload_memory_stays_within_part_size_times_concurrency_plus_one(store, s3, env, tmp_path,
+                                                                                    fmt):
+    keyfile = tmp_path / "key"
+    keyfile.write_bytes(os.urandom(32))
+    part, concurrency, size = 5 * MIB, 2, 256 * MIB
+    args = ["--raw-key-file", str(keyfile), "--format", fmt, "--part-size", "5MiB",
+            "--concurrency", str(concurrency)]
+    # The binary, the runtime, the SDK clients and one small PutObject.
+    baseline = upload_peak_rss(store, env, fresh_key(f"rss-tiny-{fmt}"), 1, args)
+    key = fresh_key(f"rss-{fmt}")
+    peak = upload_peak_rss(store, env, key, size, args)
+    bound = baseline + part * (concurrency + 1) + UPLOAD_OVERHEAD
+    assert peak <= bound, (f"peak RSS {peak / MIB:.1f} MiB > {bound / MIB:.1f} MiB: baseline {baseline / MIB:.1f} "
+                           f"+ {part * (concurrency + 1) / MIB:.0f} (part size x (concurrency + 1)) "
+                           f"+ {UPLOAD_OVERHEAD / MIB:.0f} fixed")
+    # And the object is all there, a multipart upload of 5 MiB parts.
+    head = s3.head_object(Bucket=store["BUCKET"], Key=key)
+    parts = int(head["ETag"].strip('"').rsplit("-", 1)[1])
+    assert parts >= size // (part + 64 * 1024), head["ETag"]
+    if fmt == "v3":
+        assert head["ContentLength"] == size + 16
+    else:
+        assert head["ContentLength"] > size

@@ -90,7 +90,7 @@ pub struct PutOptions {
     part_size: usize,
     concurrency: usize,
     threads: usize,
-    memory_budget: usize,
+    memory: Memory,
     expected_size: Option<u64>,
     sse: Option<ServerSideEncryption>,
     cancel: tokio_util::sync::CancellationToken,
@@ -112,7 +112,7 @@ impl PutOptions {
             part_size: 8 << 20,
             concurrency: 4,
             threads: 2,
-            memory_budget: DEFAULT_MEMORY_BUDGET,
+            memory: Memory::Bytes(DEFAULT_MEMORY_BUDGET),
             expected_size: None,
             sse: None,
             cancel: tokio_util::sync::CancellationToken::new(),
@@ -181,7 +181,16 @@ impl PutOptions {
     /// The bytes all part buffers together may take (default 256 MiB); see
     /// [`pipeline`](super::pipeline) for how it is used.
     pub fn memory_budget(mut self, bytes: usize) -> Self {
-        self.memory_budget = bytes;
+        self.memory = Memory::Bytes(bytes);
+        self
+    }
+
+    /// A memory budget of `parts` part buffers, whatever size parts grow to (instead of
+    /// [`memory_budget`](Self::memory_budget)): with `concurrency + 1`, an upload holds at most
+    /// about part size × (concurrency + 1), as [`put_stream`](super::put_stream) does, at the cost
+    /// of hashing one part at a time per thread.
+    pub fn memory_parts(mut self, parts: usize) -> Self {
+        self.memory = Memory::Parts(parts.max(1));
         self
     }
 
@@ -219,6 +228,15 @@ impl PutOptions {
     }
 }
 
+/// The memory budget of an upload's part buffers.
+#[derive(Clone, Copy, Debug)]
+enum Memory {
+    /// At most this many bytes.
+    Bytes(usize),
+    /// At most this many part buffers.
+    Parts(usize),
+}
+
 /// What an upload wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PutSummary {
@@ -232,6 +250,8 @@ pub struct PutSummary {
     pub batch_parts: usize,
     /// The most bytes the part buffers could take.
     pub memory: usize,
+    /// The most bytes the part buffers took at once (measured; at most `memory`).
+    pub peak_memory: usize,
 }
 
 /// The metadata that marks a framed object.
@@ -291,8 +311,17 @@ where
     let config = PipelineConfig::new()
         .threads(options.threads)
         .part_size(part_size)
-        .memory_budget(options.memory_budget)
         .sink_parts(options.concurrency);
+    let budget = match options.memory {
+        Memory::Bytes(bytes) => bytes,
+        Memory::Parts(parts) => config
+            .clone()
+            .memory_budget(usize::MAX)
+            .plan(options.frame_length, header_len)?
+            .part_capacity
+            .saturating_mul(parts),
+    };
+    let config = config.memory_budget(budget);
     let plan = config.plan(options.frame_length, header_len)?;
     let metadata = framed_metadata(options.frame_length, header_len);
     let s3_options = options.s3_options();
@@ -349,6 +378,7 @@ where
                 parts: summary.parts,
                 batch_parts: plan.batch_parts,
                 memory: plan.memory(),
+                peak_memory: summary.peak_memory,
             })
         }
         Err(e) => {

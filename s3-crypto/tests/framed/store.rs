@@ -489,3 +489,45 @@ async fn a_failed_upload_is_aborted_and_leaves_no_parts() {
     .unwrap_err();
     assert!(matches!(e, Error::InvalidConfiguration(_)), "{e}");
 }
+
+/// An upload bounded to `concurrency + 1` part buffers (what the CLI asks for) holds no more than
+/// that at once, and its object is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_bounded_in_parts_stays_within_them() {
+    let Some(s) = garage() else { return };
+    let client = s.client();
+    for (concurrency, threads) in [(1, 2), (2, 2), (3, 1)] {
+        let what = format!("concurrency {concurrency}, {threads} threads");
+        let key = unique("bounded");
+        let data = plaintext(8 * part_plaintext() + 99);
+        let summary = put_framed_object(
+            &client,
+            &s.bucket,
+            &key,
+            &keyring(),
+            &PutOptions::new()
+                .frame_length(FRAME)
+                .part_size(MIN_PART_SIZE)
+                .encryption_context(context())
+                .concurrency(concurrency)
+                .threads(threads)
+                .memory_parts(concurrency + 1),
+            std::io::Cursor::new(data.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(summary.parts, 9, "{what}");
+        // A part buffer: the part size rounded up to whole frames, and the header.
+        let part_buffer = MIN_PART_SIZE + FRAME as usize + 32 + 1024;
+        assert!(
+            summary.memory <= (concurrency + 1) * part_buffer,
+            "{what}: {summary:?}"
+        );
+        assert!(
+            summary.peak_memory <= summary.memory && summary.peak_memory >= MIN_PART_SIZE,
+            "{what}: {summary:?}"
+        );
+        let got = get_all(&client, &s.bucket, &key, None).await.unwrap();
+        assert!(got == data, "{what}: plaintext differs");
+    }
+}
