@@ -230,11 +230,13 @@ def test_wrong_content_md5_is_rejected_by_the_store_and_reported(store, s3, env,
     assert out.read_bytes() == src.read_bytes()
 
 
-def test_ctrl_c_aborts_the_upload_and_leaves_no_parts(store, s3, env, kms_key):
-    key = fresh_key("interrupted")
+@pytest.mark.parametrize("fmt", ["v3", "framed"])
+def test_ctrl_c_aborts_the_upload_and_leaves_no_parts(store, s3, env, kms_key, fmt):
+    key = fresh_key(f"interrupted-{fmt}")
     proc = subprocess.Popen(
         [envelope_bin(), "s3", "cp", "-", url(store, key), "--key", kms_key, "--part-size", "5MiB",
-         *conn(store)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+         "--format", fmt, *conn(store)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         proc.stdin.write(os.urandom(12 * MIB))

@@ -137,8 +137,8 @@ impl PutOptions {
     }
 
     /// A token that stops the upload when cancelled (Ctrl-C): the multipart upload is aborted and
-    /// the put returns [`Error::Io`] of kind `Interrupted`. Dropping the put's future instead would
-    /// leave the parts uploaded so far behind.
+    /// the put returns [`Error::Cancelled`], as [`put_stream`](super::put_stream) does. Dropping
+    /// the put's future instead would leave the parts uploaded so far behind.
     pub fn cancel_on(mut self, token: tokio_util::sync::CancellationToken) -> Self {
         self.cancel = token;
         self
@@ -438,10 +438,7 @@ impl Uploader<'_> {
                     self.start_ready().await?;
                 }
                 _ = self.cancel.cancelled(), if open || !self.uploads.is_empty() => {
-                    return Err(Error::Io(std::io::Error::new(
-                        std::io::ErrorKind::Interrupted,
-                        "the upload was cancelled",
-                    )));
+                    return Err(Error::Cancelled);
                 }
                 else => return Ok(()),
             }

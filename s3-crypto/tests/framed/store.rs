@@ -531,3 +531,71 @@ async fn an_upload_bounded_in_parts_stays_within_them() {
         assert!(got == data, "{what}: plaintext differs");
     }
 }
+
+/// Input that cancels `token` once it has given `cancel_after` bytes, as Ctrl-C during an upload,
+/// and ends after `len`.
+struct CancelsAfter {
+    given: usize,
+    cancel_after: usize,
+    len: usize,
+    token: s3_crypto::s3::CancellationToken,
+}
+
+impl std::io::Read for CancelsAfter {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.given >= self.cancel_after {
+            self.token.cancel();
+            // Slow from now on: the upload must stop on the token, not at the end of the input.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let n = buf.len().min(self.len - self.given).min(1 << 16);
+        buf[..n].fill(3);
+        self.given += n;
+        Ok(n)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_upload_is_aborted_and_reports_cancelled() {
+    let Some(s) = garage() else { return };
+    let client = s.client();
+    let key = unique("cancelled");
+    let token = s3_crypto::s3::CancellationToken::new();
+    let e = put_framed_object_from_reader(
+        &client,
+        &s.bucket,
+        &key,
+        &keyring(),
+        &PutOptions::new()
+            .frame_length(FRAME)
+            .part_size(MIN_PART_SIZE)
+            .concurrency(2)
+            .memory_parts(3)
+            .cancel_on(token.clone()),
+        CancelsAfter {
+            given: 0,
+            cancel_after: 2 * part_plaintext() + 10,
+            len: 40 * part_plaintext(),
+            token,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, Error::Cancelled), "{e}");
+    let uploads = client
+        .list_multipart_uploads()
+        .bucket(&s.bucket)
+        .prefix(&key)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        uploads.uploads().is_empty(),
+        "left behind: {:?}",
+        uploads.uploads()
+    );
+    assert!(get_object(&client, &s.bucket, &key)
+        .await
+        .unwrap()
+        .is_none());
+}
