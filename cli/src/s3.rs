@@ -591,11 +591,12 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
     let framed = match args.format {
         Some(format) => format == Format::Framed,
         None => {
+            // A refused HEAD (an SSE-C object without its key) is reported as it is, rather than
+            // taken for "not framed"; a missing object is left to the GET to report.
             let client = s3_client(&args.connection).await?;
             s3_crypto::s3::head_object(&client, &src.bucket, &src.key, sse_c.as_ref())
                 .await
-                .ok()
-                .flatten()
+                .map_err(|e| download_error(e, &src, &args.dst, false, sse_c.is_some()))?
                 .is_some_and(|h| s3_crypto::s3::framed::is_framed(&h.metadata))
         }
     };
@@ -654,7 +655,7 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
     };
     drop(writer);
     finish_bar(bar);
-    let n = done.map_err(|e| download_error(e, &src, &args.dst, streamed))?;
+    let n = done.map_err(|e| download_error(e, &src, &args.dst, streamed, sse_c.is_some()))?;
     sink.commit()?;
     if !args.quiet && !is_dash(dest) {
         eprintln!(
@@ -679,17 +680,49 @@ fn download_sse_c(args: &CpArgs) -> Result<Option<SseCustomerKey>, CliError> {
 }
 
 /// What a failed download says: whether what was written (to stdout or a device) must be
-/// discarded, or nothing was written (a file: its temporary file is gone).
-fn download_error(e: s3_crypto::Error, src: &S3Url, dst: &str, streamed: bool) -> CliError {
+/// discarded, or nothing was written (a file: its temporary file is gone). `sse_c_given`: whether
+/// an SSE-C key was sent.
+fn download_error(
+    e: s3_crypto::Error,
+    src: &S3Url,
+    dst: &str,
+    streamed: bool,
+    sse_c_given: bool,
+) -> CliError {
+    let hint = sse_c_hint(&e, sse_c_given);
     match e {
         s3_crypto::Error::Cancelled if streamed => {
             CliError::Interrupted("what was written is incomplete: discard it")
         }
         s3_crypto::Error::Cancelled => CliError::Interrupted("no output written"),
         e if streamed => CliError::Usage(format!(
-            "download of {src} failed: {e}; what was written to {dst} is incomplete: discard it"
+            "download of {src} failed: {e}{hint}; what was written to {dst} is incomplete: \
+             discard it"
         )),
-        e => CliError::Usage(format!("download of {src} failed: {e}; no output written")),
+        e => CliError::Usage(format!(
+            "download of {src} failed: {e}{hint}; no output written"
+        )),
+    }
+}
+
+/// What to check when the store refuses a read the way it refuses one without the object's SSE-C
+/// key or with another key (S3: 400 InvalidRequest without it, 403 AccessDenied with a wrong one;
+/// Garage: 400 InvalidRequest for both; a HEAD has only the status). The same answers have other
+/// causes, hence "if".
+fn sse_c_hint(e: &s3_crypto::Error, sse_c_given: bool) -> &'static str {
+    let refused = matches!(
+        e,
+        s3_crypto::Error::S3 { operation: "GetObject" | "HeadObject", message }
+            if ["InvalidRequest:", "AccessDenied:", "HTTP 400 ", "HTTP 403 "]
+                .iter()
+                .any(|start| message.starts_with(start))
+    );
+    match (refused, sse_c_given) {
+        (false, _) => "",
+        (true, false) => {
+            " (if the object is stored with SSE-C, give its key: --sse-c-key-file FILE)"
+        }
+        (true, true) => " (check that --sse-c-key-file holds the key the object was stored with)",
     }
 }
 
@@ -711,8 +744,9 @@ async fn download_framed(
         .required_context(s3_crypto::EncryptionContext::from_iter(
             args.keys.context.iter().cloned(),
         ))
-        .range(args.range)
-        .sse_customer_key(sse_c);
+        .range(args.range);
+    let sse_c_given = sse_c.is_some();
+    let options = options.sse_customer_key(sse_c);
     let mut writer = sink.async_writer()?;
     let done = tokio::select! {
         biased;
@@ -722,7 +756,7 @@ async fn download_framed(
         ) => r,
     };
     drop(writer);
-    let summary = done.map_err(|e| download_error(e, src, &args.dst, streamed))?;
+    let summary = done.map_err(|e| download_error(e, src, &args.dst, streamed, sse_c_given))?;
     sink.commit()?;
     if !args.quiet && !is_dash(dest) {
         eprintln!(
@@ -748,7 +782,10 @@ async fn head(args: HeadArgs) -> Result<(), CliError> {
     let client = s3_client(&args.connection).await?;
     let head = s3_crypto::s3::head_object(&client, &object.bucket, &object.key, sse_c.as_ref())
         .await
-        .map_err(s3_err)?
+        .map_err(|e| {
+            let hint = sse_c_hint(&e, sse_c.is_some());
+            CliError::Usage(format!("{e}{hint}"))
+        })?
         .ok_or_else(|| CliError::Usage(format!("{object} does not exist")))?;
     let client_side = if s3_crypto::s3::framed::is_framed(&head.metadata) {
         use s3_crypto::s3::framed::{FRAME_LENGTH_KEY, HEADER_LENGTH_KEY};
@@ -918,5 +955,22 @@ mod tests {
         assert!(parse_size("6GiB").is_err());
         assert!(parse_size("8 parsecs").is_err());
         assert_eq!(s3_crypto::s3::DEFAULT_PART_SIZE, 8 << 20);
+    }
+
+    #[test]
+    fn refused_reads_hint_at_the_sse_c_key() {
+        let refused = |code: &str| s3_crypto::Error::S3 {
+            operation: "GetObject",
+            message: format!("{code}: Bad request (s3://b/k)"),
+        };
+        assert!(sse_c_hint(&refused("InvalidRequest"), false).contains("give its key"));
+        assert!(sse_c_hint(&refused("AccessDenied"), true).contains("holds the key"));
+        assert_eq!(sse_c_hint(&refused("NoSuchBucket"), false), "");
+        let head = s3_crypto::Error::S3 {
+            operation: "HeadObject",
+            message: "HTTP 400 with no error code (s3://b/k)".into(),
+        };
+        assert!(sse_c_hint(&head, false).contains("give its key"));
+        assert_eq!(sse_c_hint(&s3_crypto::Error::TamperedObject, true), "");
     }
 }
