@@ -6,7 +6,8 @@
 //! Downloads to a file go to a temporary file renamed into place only after the whole object
 //! (GCM tag, ETag) has verified; to standard output they stream, holding back the last 64 KiB
 //! until the object has authenticated (an error means: discard what was written). Ctrl-C during
-//! an upload aborts it (no parts left in the store) and exits 130.
+//! an upload aborts it (no parts left in the store) and exits 130; during a download to a file it
+//! removes the temporary file and exits 130.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -326,23 +327,30 @@ fn server_side(args: &CpArgs) -> Result<Option<ServerSideEncryption>, CliError> 
     })
 }
 
-/// A token cancelled by Ctrl-C (SIGINT) or SIGTERM.
+/// A token cancelled by Ctrl-C (SIGINT) or SIGTERM. The handlers are installed before this
+/// returns (not when a task first runs): from then on these signals no longer kill the process,
+/// so whatever it creates afterwards (a temporary file) is cleaned up on the way out.
 fn cancel_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            if let Ok(mut term) = signal(SignalKind::terminate()) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            tokio::spawn(async move {
                 tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
                 }
                 t.cancel();
-                return;
-            }
+            });
+            return token;
         }
+    }
+    tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             t.cancel();
         }
@@ -414,13 +422,8 @@ fn kms_client(keys: &S3KeyArgs, connection: &ConnectionArgs) -> s3_crypto::KmsCl
     builder
 }
 
-/// What framed objects do not do yet.
+/// What framed objects do not do.
 fn framed_refusals(args: &CpArgs) -> Result<(), CliError> {
-    if args.sse.is_some() || args.sse_c_key_file.is_some() {
-        return Err(CliError::Usage(
-            "--sse with a framed object is not supported yet: use --format v3 or v2".into(),
-        ));
-    }
     if args.instruction_file {
         return Err(CliError::Usage(
             "--instruction-file is for S3 Encryption Client objects (v3, v2)".into(),
@@ -433,14 +436,18 @@ fn framed_refusals(args: &CpArgs) -> Result<(), CliError> {
 async fn upload_framed(args: &CpArgs, dst: &S3Url) -> Result<(), CliError> {
     use s3_crypto::s3::framed;
     framed_refusals(args)?;
+    let sse = server_side(args)?;
     let keyring = framed_keyring(&args.keys, &args.connection, false).await?;
     let client = s3_client(&args.connection).await?;
     let mut options = framed::PutOptions::new()
+        .sse(sse)
         .encryption_context(s3_crypto::EncryptionContext::from_iter(
             args.keys.context.iter().cloned(),
         ))
         .part_size(args.part_size)
         .concurrency(usize::from(args.concurrency))
+        // The bound --concurrency documents: the parts in flight and the one being sealed.
+        .memory_parts(usize::from(args.concurrency) + 1)
         .cancel_on(cancel_on_signal());
     let src = Path::new(&args.src);
     let done = if is_dash(src) {
@@ -578,20 +585,23 @@ async fn upload(args: &CpArgs, dst: S3Url) -> Result<(), CliError> {
 }
 
 async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
+    // Before the output's temporary file exists: a signal from now on removes it.
+    let cancel = cancel_on_signal();
+    let sse_c = download_sse_c(args)?;
     let framed = match args.format {
         Some(format) => format == Format::Framed,
         None => {
+            // A refused HEAD (an SSE-C object without its key) is reported as it is, rather than
+            // taken for "not framed"; a missing object is left to the GET to report.
             let client = s3_client(&args.connection).await?;
-            let sse_c = sse_c_key(args.sse_c_key_file.as_deref())?;
             s3_crypto::s3::head_object(&client, &src.bucket, &src.key, sse_c.as_ref())
                 .await
-                .ok()
-                .flatten()
+                .map_err(|e| download_error(e, &src, &args.dst, false, sse_c.is_some()))?
                 .is_some_and(|h| s3_crypto::s3::framed::is_framed(&h.metadata))
         }
     };
     if framed {
-        return download_framed(args, &src).await;
+        return download_framed(args, &src, sse_c, cancel).await;
     }
     if args.range.is_some() {
         return Err(CliError::Usage(
@@ -607,15 +617,6 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
                 .into(),
         ));
     }
-    let sse_c =
-        match args.sse {
-            None | Some(Sse::C) => sse_c_key(args.sse_c_key_file.as_deref())?,
-            Some(_) => return Err(CliError::Usage(
-                "--sse s3|kms is for uploads (the store decrypts those by itself); to download \
-                 an SSE-C object give --sse-c-key-file"
-                    .into(),
-            )),
-        };
     let keyring = keyring(&args.keys, &args.connection).await?;
     let client = s3_client(&args.connection).await?;
     let dest = Path::new(&args.dst);
@@ -645,7 +646,6 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
         Some(bar) => Box::new(bar.wrap_async_write(writer)),
         None => writer,
     };
-    let cancel = cancel_on_signal();
     let done = tokio::select! {
         biased;
         () = cancel.cancelled() => Err(s3_crypto::Error::Cancelled),
@@ -655,7 +655,7 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
     };
     drop(writer);
     finish_bar(bar);
-    let n = done.map_err(|e| download_error(e, &src, &args.dst, streamed))?;
+    let n = done.map_err(|e| download_error(e, &src, &args.dst, streamed, sse_c.is_some()))?;
     sink.commit()?;
     if !args.quiet && !is_dash(dest) {
         eprintln!(
@@ -666,23 +666,73 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The SSE-C key of a download (`--sse-c-key-file`; `--sse c` may be given too, `--sse s3|kms`
+/// are refused: the store decrypts those by itself).
+fn download_sse_c(args: &CpArgs) -> Result<Option<SseCustomerKey>, CliError> {
+    match args.sse {
+        None | Some(Sse::C) => sse_c_key(args.sse_c_key_file.as_deref()),
+        Some(_) => Err(CliError::Usage(
+            "--sse s3|kms is for uploads (the store decrypts those by itself); to download an \
+             SSE-C object give --sse-c-key-file"
+                .into(),
+        )),
+    }
+}
+
 /// What a failed download says: whether what was written (to stdout or a device) must be
-/// discarded, or nothing was written (a file: its temporary file is gone).
-fn download_error(e: s3_crypto::Error, src: &S3Url, dst: &str, streamed: bool) -> CliError {
+/// discarded, or nothing was written (a file: its temporary file is gone). `sse_c_given`: whether
+/// an SSE-C key was sent.
+fn download_error(
+    e: s3_crypto::Error,
+    src: &S3Url,
+    dst: &str,
+    streamed: bool,
+    sse_c_given: bool,
+) -> CliError {
+    let hint = sse_c_hint(&e, sse_c_given);
     match e {
         s3_crypto::Error::Cancelled if streamed => {
             CliError::Interrupted("what was written is incomplete: discard it")
         }
         s3_crypto::Error::Cancelled => CliError::Interrupted("no output written"),
         e if streamed => CliError::Usage(format!(
-            "download of {src} failed: {e}; what was written to {dst} is incomplete: discard it"
+            "download of {src} failed: {e}{hint}; what was written to {dst} is incomplete: \
+             discard it"
         )),
-        e => CliError::Usage(format!("download of {src} failed: {e}; no output written")),
+        e => CliError::Usage(format!(
+            "download of {src} failed: {e}{hint}; no output written"
+        )),
+    }
+}
+
+/// What to check when the store refuses a read the way it refuses one without the object's SSE-C
+/// key or with another key (S3: 400 InvalidRequest without it, 403 AccessDenied with a wrong one;
+/// Garage: 400 InvalidRequest for both; a HEAD has only the status). The same answers have other
+/// causes, hence "if".
+fn sse_c_hint(e: &s3_crypto::Error, sse_c_given: bool) -> &'static str {
+    let refused = matches!(
+        e,
+        s3_crypto::Error::S3 { operation: "GetObject" | "HeadObject", message }
+            if ["InvalidRequest:", "AccessDenied:", "HTTP 400 ", "HTTP 403 "]
+                .iter()
+                .any(|start| message.starts_with(start))
+    );
+    match (refused, sse_c_given) {
+        (false, _) => "",
+        (true, false) => {
+            " (if the object is stored with SSE-C, give its key: --sse-c-key-file FILE)"
+        }
+        (true, true) => " (check that --sse-c-key-file holds the key the object was stored with)",
     }
 }
 
 /// `cp s3://… FILE|-` of a framed object (all of it, or `--range`).
-async fn download_framed(args: &CpArgs, src: &S3Url) -> Result<(), CliError> {
+async fn download_framed(
+    args: &CpArgs,
+    src: &S3Url,
+    sse_c: Option<SseCustomerKey>,
+    cancel: CancellationToken,
+) -> Result<(), CliError> {
     use s3_crypto::s3::framed;
     framed_refusals(args)?;
     let keyring = framed_keyring(&args.keys, &args.connection, true).await?;
@@ -695,8 +745,9 @@ async fn download_framed(args: &CpArgs, src: &S3Url) -> Result<(), CliError> {
             args.keys.context.iter().cloned(),
         ))
         .range(args.range);
+    let sse_c_given = sse_c.is_some();
+    let options = options.sse_customer_key(sse_c);
     let mut writer = sink.async_writer()?;
-    let cancel = cancel_on_signal();
     let done = tokio::select! {
         biased;
         () = cancel.cancelled() => Err(s3_crypto::Error::Cancelled),
@@ -705,7 +756,7 @@ async fn download_framed(args: &CpArgs, src: &S3Url) -> Result<(), CliError> {
         ) => r,
     };
     drop(writer);
-    let summary = done.map_err(|e| download_error(e, src, &args.dst, streamed))?;
+    let summary = done.map_err(|e| download_error(e, src, &args.dst, streamed, sse_c_given))?;
     sink.commit()?;
     if !args.quiet && !is_dash(dest) {
         eprintln!(
@@ -731,7 +782,10 @@ async fn head(args: HeadArgs) -> Result<(), CliError> {
     let client = s3_client(&args.connection).await?;
     let head = s3_crypto::s3::head_object(&client, &object.bucket, &object.key, sse_c.as_ref())
         .await
-        .map_err(s3_err)?
+        .map_err(|e| {
+            let hint = sse_c_hint(&e, sse_c.is_some());
+            CliError::Usage(format!("{e}{hint}"))
+        })?
         .ok_or_else(|| CliError::Usage(format!("{object} does not exist")))?;
     let client_side = if s3_crypto::s3::framed::is_framed(&head.metadata) {
         use s3_crypto::s3::framed::{FRAME_LENGTH_KEY, HEADER_LENGTH_KEY};
@@ -901,5 +955,22 @@ mod tests {
         assert!(parse_size("6GiB").is_err());
         assert!(parse_size("8 parsecs").is_err());
         assert_eq!(s3_crypto::s3::DEFAULT_PART_SIZE, 8 << 20);
+    }
+
+    #[test]
+    fn refused_reads_hint_at_the_sse_c_key() {
+        let refused = |code: &str| s3_crypto::Error::S3 {
+            operation: "GetObject",
+            message: format!("{code}: Bad request (s3://b/k)"),
+        };
+        assert!(sse_c_hint(&refused("InvalidRequest"), false).contains("give its key"));
+        assert!(sse_c_hint(&refused("AccessDenied"), true).contains("holds the key"));
+        assert_eq!(sse_c_hint(&refused("NoSuchBucket"), false), "");
+        let head = s3_crypto::Error::S3 {
+            operation: "HeadObject",
+            message: "HTTP 400 with no error code (s3://b/k)".into(),
+        };
+        assert!(sse_c_hint(&head, false).contains("give its key"));
+        assert_eq!(sse_c_hint(&s3_crypto::Error::TamperedObject, true), "");
     }
 }

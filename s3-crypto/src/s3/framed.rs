@@ -20,6 +20,11 @@
 //! authenticates the plaintext length, so a truncated or extended object fails) and the frames the
 //! range touches, each with a ranged GET; each frame verifies before any of its bytes is written.
 //!
+//! **Server-side encryption** ([`PutOptions::sse`]) goes on the object as for any other upload
+//! (see [`s3`](super)): SSE-S3 or SSE-KMS on the PutObject or CreateMultipartUpload, an SSE-C key
+//! on every request of the upload; reading an SSE-C object needs the key again
+//! ([`GetOptions::sse_customer_key`]), on each GET of a whole or ranged read.
+//!
 //! ```no_run
 //! # async fn example(client: aws_sdk_s3::Client) -> Result<(), s3_crypto::Error> {
 //! use s3_crypto::s3::framed::{get_framed_object, put_framed_object, GetOptions, PutOptions};
@@ -46,9 +51,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 
 use super::pipeline::{encrypt_parts, EncryptedPart, PipelineConfig, DEFAULT_MEMORY_BUDGET};
+use super::sse::apply_sse_c;
 use super::{
-    get_object, put_object_hashed, s3_error, MultipartUpload, Object, PartUpload,
-    PutOptions as S3PutOptions, MAX_PARTS, MIN_PART_SIZE,
+    get_object_with, put_object_hashed, s3_error, MultipartUpload, Object, PartUpload,
+    PutOptions as S3PutOptions, ServerSideEncryption, SseCustomerKey, MAX_PARTS, MIN_PART_SIZE,
 };
 use crate::encryption_context::EncryptionContext;
 use crate::error::{Error, Result};
@@ -84,8 +90,9 @@ pub struct PutOptions {
     part_size: usize,
     concurrency: usize,
     threads: usize,
-    memory_budget: usize,
+    memory: Memory,
     expected_size: Option<u64>,
+    sse: Option<ServerSideEncryption>,
     cancel: tokio_util::sync::CancellationToken,
 }
 
@@ -105,15 +112,33 @@ impl PutOptions {
             part_size: 8 << 20,
             concurrency: 4,
             threads: 2,
-            memory_budget: DEFAULT_MEMORY_BUDGET,
+            memory: Memory::Bytes(DEFAULT_MEMORY_BUDGET),
             expected_size: None,
+            sse: None,
             cancel: tokio_util::sync::CancellationToken::new(),
         }
     }
 
+    /// Server-side encryption as well: the store encrypts the (already encrypted) object at rest.
+    /// Its headers go on the PutObject or CreateMultipartUpload; an SSE-C key also on every
+    /// UploadPart and the CompleteMultipartUpload, and it is needed again to read the object
+    /// ([`GetOptions::sse_customer_key`]).
+    pub fn sse(mut self, sse: Option<ServerSideEncryption>) -> Self {
+        self.sse = sse;
+        self
+    }
+
+    /// The options of the S3 requests: server-side encryption (the retry policy is the default).
+    fn s3_options(&self) -> S3PutOptions {
+        S3PutOptions {
+            sse: self.sse.clone(),
+            ..S3PutOptions::default()
+        }
+    }
+
     /// A token that stops the upload when cancelled (Ctrl-C): the multipart upload is aborted and
-    /// the put returns [`Error::Io`] of kind `Interrupted`. Dropping the put's future instead would
-    /// leave the parts uploaded so far behind.
+    /// the put returns [`Error::Cancelled`], as [`put_stream`](super::put_stream) does. Dropping
+    /// the put's future instead would leave the parts uploaded so far behind.
     pub fn cancel_on(mut self, token: tokio_util::sync::CancellationToken) -> Self {
         self.cancel = token;
         self
@@ -156,7 +181,16 @@ impl PutOptions {
     /// The bytes all part buffers together may take (default 256 MiB); see
     /// [`pipeline`](super::pipeline) for how it is used.
     pub fn memory_budget(mut self, bytes: usize) -> Self {
-        self.memory_budget = bytes;
+        self.memory = Memory::Bytes(bytes);
+        self
+    }
+
+    /// A memory budget of `parts` part buffers, whatever size parts grow to (instead of
+    /// [`memory_budget`](Self::memory_budget)): with `concurrency + 1`, an upload holds at most
+    /// about part size × (concurrency + 1), as [`put_stream`](super::put_stream) does, at the cost
+    /// of hashing one part at a time per thread.
+    pub fn memory_parts(mut self, parts: usize) -> Self {
+        self.memory = Memory::Parts(parts.max(1));
         self
     }
 
@@ -194,6 +228,15 @@ impl PutOptions {
     }
 }
 
+/// The memory budget of an upload's part buffers.
+#[derive(Clone, Copy, Debug)]
+enum Memory {
+    /// At most this many bytes.
+    Bytes(usize),
+    /// At most this many part buffers.
+    Parts(usize),
+}
+
 /// What an upload wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PutSummary {
@@ -207,6 +250,8 @@ pub struct PutSummary {
     pub batch_parts: usize,
     /// The most bytes the part buffers could take.
     pub memory: usize,
+    /// The most bytes the part buffers took at once (measured; at most `memory`).
+    pub peak_memory: usize,
 }
 
 /// The metadata that marks a framed object.
@@ -266,10 +311,20 @@ where
     let config = PipelineConfig::new()
         .threads(options.threads)
         .part_size(part_size)
-        .memory_budget(options.memory_budget)
         .sink_parts(options.concurrency);
+    let budget = match options.memory {
+        Memory::Bytes(bytes) => bytes,
+        Memory::Parts(parts) => config
+            .clone()
+            .memory_budget(usize::MAX)
+            .plan(options.frame_length, header_len)?
+            .part_capacity
+            .saturating_mul(parts),
+    };
+    let config = config.memory_budget(budget);
     let plan = config.plan(options.frame_length, header_len)?;
     let metadata = framed_metadata(options.frame_length, header_len);
+    let s3_options = options.s3_options();
 
     let (tx, rx) = tokio::sync::mpsc::channel::<EncryptedPart>(options.concurrency);
     let pipeline = tokio::task::spawn_blocking(move || {
@@ -286,6 +341,7 @@ where
         bucket,
         key,
         metadata: &metadata,
+        s3_options: &s3_options,
         concurrency: options.concurrency,
         multipart: None,
         uploads: JoinSet::new(),
@@ -322,6 +378,7 @@ where
                 parts: summary.parts,
                 batch_parts: plan.batch_parts,
                 memory: plan.memory(),
+                peak_memory: summary.peak_memory,
             })
         }
         Err(e) => {
@@ -348,6 +405,7 @@ struct Uploader<'a> {
     bucket: &'a str,
     key: &'a str,
     metadata: &'a BTreeMap<String, String>,
+    s3_options: &'a S3PutOptions,
     concurrency: usize,
     multipart: Option<MultipartUpload>,
     uploads: JoinSet<Result<aws_sdk_s3::types::CompletedPart>>,
@@ -380,10 +438,7 @@ impl Uploader<'_> {
                     self.start_ready().await?;
                 }
                 _ = self.cancel.cancelled(), if open || !self.uploads.is_empty() => {
-                    return Err(Error::Io(std::io::Error::new(
-                        std::io::ErrorKind::Interrupted,
-                        "the upload was cancelled",
-                    )));
+                    return Err(Error::Cancelled);
                 }
                 else => return Ok(()),
             }
@@ -405,8 +460,9 @@ impl Uploader<'_> {
                     self.key.to_owned(),
                 );
                 let metadata = self.metadata.clone();
+                let s3_options = self.s3_options.clone();
                 self.uploads.spawn(async move {
-                    put_hashed(&client, &bucket, &key, part, &metadata).await?;
+                    put_hashed(&client, &bucket, &key, part, &metadata, &s3_options).await?;
                     Ok(aws_sdk_s3::types::CompletedPart::builder()
                         .part_number(1)
                         .build())
@@ -415,8 +471,14 @@ impl Uploader<'_> {
             }
             if self.multipart.is_none() {
                 self.multipart = Some(
-                    MultipartUpload::create(self.client, self.bucket, self.key, self.metadata)
-                        .await?,
+                    MultipartUpload::create_with(
+                        self.client,
+                        self.bucket,
+                        self.key,
+                        self.metadata,
+                        self.s3_options,
+                    )
+                    .await?,
                 );
             }
             let Some(multipart) = self.multipart.as_mut() else {
@@ -448,20 +510,13 @@ async fn put_hashed(
     key: &str,
     part: EncryptedPart,
     metadata: &BTreeMap<String, String>,
+    options: &S3PutOptions,
 ) -> Result<()> {
     let md5 = content_md5_header(&part.md5);
     let body = bytes::Bytes::from_owner(part.body);
-    put_object_hashed(
-        client,
-        bucket,
-        key,
-        body,
-        &md5,
-        metadata,
-        &S3PutOptions::default(),
-    )
-    .await
-    .map(|_| ())
+    put_object_hashed(client, bucket, key, body, &md5, metadata, options)
+        .await
+        .map(|_| ())
 }
 
 /// How a framed object is read.
@@ -470,6 +525,7 @@ pub struct GetOptions {
     required_context: EncryptionContext,
     threads: usize,
     range: Option<ByteRange>,
+    sse_c: Option<SseCustomerKey>,
 }
 
 impl Default for GetOptions {
@@ -485,7 +541,14 @@ impl GetOptions {
             required_context: EncryptionContext::new(),
             threads: 2,
             range: None,
+            sse_c: None,
         }
+    }
+
+    /// The SSE-C key of an object stored with SSE-C (sent on every GET); `None`: not SSE-C.
+    pub fn sse_customer_key(mut self, key: Option<SseCustomerKey>) -> Self {
+        self.sse_c = key;
+        self
     }
 
     /// Pairs the message's encryption context must contain.
@@ -572,7 +635,7 @@ async fn get_whole<W>(
 where
     W: AsyncWrite + Unpin + Send,
 {
-    let object = get_object(client, bucket, key)
+    let object = get_object_with(client, bucket, key, options.sse_c.as_ref())
         .await?
         .ok_or_else(|| no_such_key(bucket, key))?;
     let metadata = object.metadata.clone();
@@ -687,16 +750,15 @@ async fn get_bytes(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
+    sse_c: Option<&SseCustomerKey>,
     range: Range<u64>,
 ) -> Result<(ByteStream, u64, BTreeMap<String, String>)> {
-    let out = match client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .range(format!("bytes={}-{}", range.start, range.end - 1))
-        .send()
-        .await
-    {
+    let request = client.get_object().bucket(bucket).key(key).range(format!(
+        "bytes={}-{}",
+        range.start,
+        range.end - 1
+    ));
+    let out = match apply_sse_c!(request, sse_c).send().await {
         Ok(out) => out,
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
             return Err(no_such_key(bucket, key))
@@ -769,8 +831,10 @@ async fn get_range<W>(
 where
     W: AsyncWrite + Unpin + Send,
 {
+    let sse_c = options.sse_c.as_ref();
     // 1. The header (one request, more only for an unusually long header).
-    let (mut body, object_len, metadata) = get_bytes(client, bucket, key, 0..HEADER_GUESS).await?;
+    let (mut body, object_len, metadata) =
+        get_bytes(client, bucket, key, sse_c, 0..HEADER_GUESS).await?;
     let mut head = body
         .collect()
         .await
@@ -790,7 +854,8 @@ where
         if have >= MAX_HEADER {
             return Err(Error::MalformedHeader("header longer than 1 MiB"));
         }
-        let (more, _, _) = get_bytes(client, bucket, key, have..(2 * have).min(object_len)).await?;
+        let (more, _, _) =
+            get_bytes(client, bucket, key, sse_c, have..(2 * have).min(object_len)).await?;
         body = more;
         head.extend_from_slice(
             &body
@@ -843,8 +908,14 @@ where
         final_frame
             .copy_from_slice(&head[final_start as usize..(final_start + final_bytes) as usize]);
     } else {
-        let (mut b, _, _) =
-            get_bytes(client, bucket, key, final_start..final_start + final_bytes).await?;
+        let (mut b, _, _) = get_bytes(
+            client,
+            bucket,
+            key,
+            sse_c,
+            final_start..final_start + final_bytes,
+        )
+        .await?;
         fill(&mut b, &mut bytes::Bytes::new(), &mut final_frame).await?;
     }
     let final_plaintext = open_final(frame_key, final_sequence, final_len, &mut final_frame)?;
@@ -868,7 +939,7 @@ where
                 BTreeMap::new(),
             )
         } else {
-            get_bytes(client, bucket, key, from..to).await?
+            get_bytes(client, bucket, key, sse_c, from..to).await?
         };
         let mut carry = bytes::Bytes::new();
         for sequence in first..=last_regular {

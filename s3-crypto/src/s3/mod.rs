@@ -911,16 +911,22 @@ fn is_digest_error<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
 fn s3_error<E, R>(operation: &'static str, bucket: &str, key: &str, err: SdkError<E, R>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + HttpStatus,
 {
     let message = match &err {
         SdkError::ServiceError(service) => {
             let e = service.err();
-            format!(
-                "{}: {} (s3://{bucket}/{key})",
-                e.code().unwrap_or("UnknownError"),
-                e.message().unwrap_or("(no message)")
-            )
+            match e.code() {
+                Some(code) => format!(
+                    "{code}: {} (s3://{bucket}/{key})",
+                    e.message().unwrap_or("(no message)")
+                ),
+                // A HEAD answer has no body, so no error code: the status is all there is.
+                None => format!(
+                    "HTTP {} with no error code (s3://{bucket}/{key})",
+                    service.raw().status()
+                ),
+            }
         }
         _ => format!("s3://{bucket}/{key}: {}", DisplayErrorContext(&err)),
     };

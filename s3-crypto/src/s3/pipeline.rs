@@ -236,6 +236,10 @@ pub struct PipelineSummary {
     pub message_len: u64,
     /// The plan the pipeline ran.
     pub plan: PipelinePlan,
+    /// The most bytes of part buffers that existed at once (measured: a high-water mark of the
+    /// buffers allocated and not yet freed); at most [`PipelinePlan::memory`], so within the
+    /// budget.
+    pub peak_memory: usize,
 }
 
 /// Encrypts `input` as the body of `encryptor`'s message, cut into parts as the module
@@ -271,7 +275,10 @@ struct Pool {
 
 struct PoolState {
     free: Vec<Vec<u8>>,
+    /// Buffers that exist (allocated, not yet freed).
     allocated: usize,
+    /// The most that existed at once.
+    peak: usize,
     cap: usize,
     closed: bool,
 }
@@ -290,6 +297,7 @@ impl Pool {
             state: Mutex::new(PoolState {
                 free: Vec::new(),
                 allocated: 0,
+                peak: 0,
                 cap,
                 closed: false,
             }),
@@ -307,12 +315,15 @@ impl Pool {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
             if state.closed {
+                // The buffers gathered so far are freed with `out`.
+                state.allocated = state.allocated.saturating_sub(out.len());
                 return None;
             }
             if let Some(buf) = state.free.pop() {
                 out.push(buf);
             } else if state.allocated < state.cap {
                 state.allocated += 1;
+                state.peak = state.peak.max(state.allocated);
                 out.push(vec![0u8; self.capacity]);
             } else {
                 state = self.returned.wait(state).ok()?;
@@ -326,7 +337,13 @@ impl Pool {
             return;
         }
         if let Ok(mut state) = self.state.lock() {
-            state.free.push(buf);
+            if state.closed {
+                // Nobody takes buffers any more: free it now.
+                state.allocated = state.allocated.saturating_sub(1);
+                drop(buf);
+            } else {
+                state.free.push(buf);
+            }
         }
         self.returned.notify_all();
     }
@@ -334,9 +351,18 @@ impl Pool {
     fn close(&self) {
         if let Ok(mut state) = self.state.lock() {
             state.closed = true;
+            state.allocated = state.allocated.saturating_sub(state.free.len());
             state.free.clear();
         }
         self.returned.notify_all();
+    }
+
+    /// The most bytes of buffers that existed at once.
+    fn peak_bytes(&self) -> usize {
+        self.state
+            .lock()
+            .map(|s| s.peak * self.capacity)
+            .unwrap_or(0)
     }
 }
 
@@ -458,6 +484,7 @@ where
         plaintext_len: src.plaintext_len,
         message_len: message_len.load(Ordering::Relaxed),
         plan: *plan,
+        peak_memory: pool.peak_bytes(),
     })
 }
 

@@ -2,12 +2,14 @@
 //! concurrently, one PutObject when the input fits in the first part.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinSet;
 
 use super::{
-    put_object_with, MultipartUpload, PutOptions, MAX_PARTS, MAX_PART_SIZE, MIN_PART_SIZE,
+    content_md5, put_object_with, MultipartUpload, PutOptions, MAX_PARTS, MAX_PART_SIZE,
+    MIN_PART_SIZE,
 };
 use crate::error::{Error, Result};
 
@@ -188,6 +190,7 @@ where
 {
     let concurrency = options.concurrency.max(1);
     let grow = options.expected_size.is_none();
+    let bodies = BodyPool::default();
     let mut total = 0u64;
     let mut number = 1i32;
     loop {
@@ -220,9 +223,12 @@ where
             last
         };
         total += part.len() as u64;
-        let mut body = Vec::with_capacity(part.len() + 16);
+        let mut body = bodies.take(part.len() + 16);
         transform(&part, last, &mut body)?;
-        in_flight.spawn(upload.next_part()?.send(body));
+        let md5 = content_md5(&body);
+        let body = bodies.bytes(body);
+        let next = upload.next_part()?;
+        in_flight.spawn(async move { next.send_hashed(body, &md5).await });
         number += 1;
         if last {
             break;
@@ -236,6 +242,54 @@ where
         collect_one(upload, in_flight).await?;
     }
     Ok(total)
+}
+
+/// The body buffers of the parts in flight, reused: a part's buffer comes back when its request is
+/// done, so an upload allocates about `concurrency + 1` of them, not one per part (and the
+/// allocator is left with no freed part-sized blocks that it might keep from the system).
+#[derive(Clone, Debug, Default)]
+struct BodyPool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl BodyPool {
+    /// An empty buffer with room for `capacity` bytes.
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        let mut body = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut free| free.pop())
+            .unwrap_or_default();
+        body.clear();
+        body.reserve(capacity);
+        body
+    }
+
+    /// `body` as the bytes of a request; its buffer returns here when they are dropped.
+    fn bytes(&self, body: Vec<u8>) -> bytes::Bytes {
+        bytes::Bytes::from_owner(PooledBody {
+            body,
+            pool: self.clone(),
+        })
+    }
+}
+
+struct PooledBody {
+    body: Vec<u8>,
+    pool: BodyPool,
+}
+
+impl AsRef<[u8]> for PooledBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.body
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        if let Ok(mut free) = self.pool.0.lock() {
+            free.push(std::mem::take(&mut self.body));
+        }
+    }
 }
 
 async fn collect_one(

@@ -3,8 +3,11 @@
 //! started by `scripts/garage.sh`; skipped without it, required when `CI` is set).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is the failure report
 
+#[path = "../common/garage.rs"]
+mod garage_store;
 mod md5;
 mod pipeline;
+mod sse;
 mod store;
 
 /// A deterministic plaintext that differs from frame to frame.

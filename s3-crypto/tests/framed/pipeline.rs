@@ -1,11 +1,11 @@
 //! The encrypt + Content-MD5 pipeline without a store: parts of whole frames, numbered 1..n once
 //! each, each with the MD5 of its bytes, that concatenate into a message that decrypts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use md5::{Digest, Md5};
-use s3_crypto::s3::pipeline::{encrypt_parts, PipelineConfig, PipelineSummary};
+use s3_crypto::s3::pipeline::{encrypt_parts, EncryptedPart, PipelineConfig, PipelineSummary};
 use s3_crypto::{AlgorithmSuite, Decryptor, Encryptor, Error};
 
 use crate::{keyring, plaintext};
@@ -138,6 +138,66 @@ fn the_budget_sets_the_batch_and_small_budgets_hash_one_part_at_a_time() {
     let summary = check(&plaintext(100_000), 1024, &config);
     assert_eq!(summary.plan.batch_parts, 1);
     assert!(summary.parts > 10);
+}
+
+/// The part buffers never take more than the memory budget (the measured high-water mark of the
+/// buffers that exist at once), for budgets from one part per thread to more than the input needs,
+/// with a sink that keeps its last `sink_parts` parts as uploads in flight do, and is slow, so
+/// that the workers run ahead as far as the budget lets them.
+#[test]
+fn part_buffers_stay_within_the_memory_budget() {
+    let fl = 1024u32;
+    // (part size, budget, threads, parts held by the sink)
+    for (part_size, budget, threads, sink_parts) in [
+        (8192, 3 * 8400, 2, 1),
+        (8192, 5 * 8400, 2, 2),
+        (8192, 40 * 8400, 2, 4),
+        (8192, 40 * 8400, 3, 4),
+        (20_000, 12 * 21_000, 1, 3),
+        (20_000, 200_000, 4, 2),
+        (20_000, 1 << 30, 2, 4),
+    ] {
+        let config = PipelineConfig::new()
+            .threads(threads)
+            .part_size(part_size)
+            .memory_budget(budget)
+            .sink_parts(sink_parts);
+        let what = format!("{config:?}");
+        let keyring = keyring();
+        let encryptor = crate::store::block_on(
+            s3_crypto::stream::Encryptor::new(&keyring)
+                .frame_length(fl)
+                .begin(),
+        )
+        .unwrap();
+        let data = plaintext(120 * part_size + 77);
+        let held = Mutex::new(VecDeque::<EncryptedPart>::new());
+        let summary = encrypt_parts(encryptor, &config, &data[..], |part| {
+            std::thread::sleep(std::time::Duration::from_micros(300));
+            let mut held = held.lock().unwrap();
+            held.push_back(part);
+            if held.len() > sink_parts {
+                held.pop_front();
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+        drop(held);
+        let plan = summary.plan;
+        assert!(summary.parts >= 100, "{what}: {} parts", summary.parts);
+        assert!(
+            summary.peak_memory <= budget,
+            "{what}: {} bytes of part buffers at once, over the budget of {budget}",
+            summary.peak_memory
+        );
+        assert!(summary.peak_memory <= plan.memory(), "{what}: {plan:?}");
+        // The gauge measures: the first batch of buffers existed at once.
+        assert!(
+            summary.peak_memory >= plan.batch_parts * plan.part_capacity,
+            "{what}: peak {} with {plan:?}",
+            summary.peak_memory
+        );
+    }
 }
 
 #[test]

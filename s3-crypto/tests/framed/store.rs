@@ -4,9 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_s3::config::{
-    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
-};
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use s3_crypto::s3::framed::{
     get_framed_object, is_framed, put_framed_object, put_framed_object_from_reader, GetOptions,
     PutOptions, FORMAT_KEY,
@@ -14,6 +12,7 @@ use s3_crypto::s3::framed::{
 use s3_crypto::s3::{get_object, put_object, MIN_PART_SIZE};
 use s3_crypto::{ByteRange, Decryptor, EncryptionContext, Error};
 
+use crate::garage_store::{garage, unique_in, Garage};
 use crate::{keyring, plaintext};
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -24,59 +23,12 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-struct Store {
-    config: aws_sdk_s3::config::Builder,
-    bucket: String,
-}
-
-/// The Garage of `scripts/garage.sh` (ENVELOPE_TEST_S3_*); `None` (skip) without it, a failure
-/// under CI.
-fn store() -> Option<Store> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let Some(endpoint) = var("ENVELOPE_TEST_S3_ENDPOINT") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but ENVELOPE_TEST_S3_ENDPOINT is not (scripts/test starts Garage)"
-        );
-        eprintln!("skipped: no S3 server (run scripts/garage.sh start DIR and source DIR/env)");
-        return None;
-    };
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(
-            var("ENVELOPE_TEST_S3_REGION").unwrap_or_else(|| "garage".into()),
-        ))
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .credentials_provider(Credentials::new(
-            var("ENVELOPE_TEST_S3_ACCESS_KEY_ID").unwrap(),
-            var("ENVELOPE_TEST_S3_SECRET_ACCESS_KEY").unwrap(),
-            None,
-            None,
-            "test",
-        ));
-    Some(Store {
-        config,
-        bucket: var("ENVELOPE_TEST_S3_BUCKET").unwrap(),
-    })
-}
-
-impl Store {
-    fn client(&self) -> aws_sdk_s3::Client {
-        aws_sdk_s3::Client::from_conf(self.config.clone().build())
-    }
-
-    /// A client that records the `Range` of every GET it sends.
-    fn counting_client(&self) -> (aws_sdk_s3::Client, Arc<Mutex<Vec<Option<String>>>>) {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let client = aws_sdk_s3::Client::from_conf(
-            self.config
-                .clone()
-                .interceptor(CountGets(seen.clone()))
-                .build(),
-        );
-        (client, seen)
-    }
+/// A client that records the `Range` of every GET it sends.
+fn counting_client(g: &Garage) -> (aws_sdk_s3::Client, Arc<Mutex<Vec<Option<String>>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let client =
+        aws_sdk_s3::Client::from_conf(g.config().interceptor(CountGets(seen.clone())).build());
+    (client, seen)
 }
 
 #[derive(Debug)]
@@ -108,10 +60,7 @@ fn range_len(range: &str) -> u64 {
 }
 
 fn unique(name: &str) -> String {
-    let mut r = [0u8; 6];
-    aws_lc_rs::rand::fill(&mut r).unwrap();
-    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
-    format!("framed-test/{name}-{hex}")
+    unique_in("framed-test", name)
 }
 
 fn context() -> EncryptionContext {
@@ -149,7 +98,7 @@ fn part_plaintext() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn framed_objects_round_trip_and_decrypt_as_plain_messages() {
-    let Some(s) = store() else { return };
+    let Some(s) = garage() else { return };
     let client = s.client();
     let fl = FRAME as usize;
     let per_part = part_plaintext();
@@ -262,8 +211,8 @@ async fn framed_objects_round_trip_and_decrypt_as_plain_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranged_gets_fetch_only_the_header_the_final_frame_and_the_range() {
-    let Some(s) = store() else { return };
-    let (client, seen) = s.counting_client();
+    let Some(s) = garage() else { return };
+    let (client, seen) = counting_client(&s);
     let key = unique("ranges");
     let size = 2 * part_plaintext() + 12_345;
     let data = plaintext(size);
@@ -343,7 +292,7 @@ async fn ranged_gets_fetch_only_the_header_the_final_frame_and_the_range() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_and_truncated_objects_fail() {
-    let Some(s) = store() else { return };
+    let Some(s) = garage() else { return };
     let client = s.client();
     let key = unique("tamper");
     let fl = FRAME as usize;
@@ -487,7 +436,7 @@ impl std::io::Read for BreaksAfter {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_upload_is_aborted_and_leaves_no_parts() {
-    let Some(s) = store() else { return };
+    let Some(s) = garage() else { return };
     let client = s.client();
     let key = unique("aborted");
     let e = put_framed_object_from_reader(
@@ -539,4 +488,114 @@ async fn a_failed_upload_is_aborted_and_leaves_no_parts() {
     .await
     .unwrap_err();
     assert!(matches!(e, Error::InvalidConfiguration(_)), "{e}");
+}
+
+/// An upload bounded to `concurrency + 1` part buffers (what the CLI asks for) holds no more than
+/// that at once, and its object is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_bounded_in_parts_stays_within_them() {
+    let Some(s) = garage() else { return };
+    let client = s.client();
+    for (concurrency, threads) in [(1, 2), (2, 2), (3, 1)] {
+        let what = format!("concurrency {concurrency}, {threads} threads");
+        let key = unique("bounded");
+        let data = plaintext(8 * part_plaintext() + 99);
+        let summary = put_framed_object(
+            &client,
+            &s.bucket,
+            &key,
+            &keyring(),
+            &PutOptions::new()
+                .frame_length(FRAME)
+                .part_size(MIN_PART_SIZE)
+                .encryption_context(context())
+                .concurrency(concurrency)
+                .threads(threads)
+                .memory_parts(concurrency + 1),
+            std::io::Cursor::new(data.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(summary.parts, 9, "{what}");
+        // A part buffer: the part size rounded up to whole frames, and the header.
+        let part_buffer = MIN_PART_SIZE + FRAME as usize + 32 + 1024;
+        assert!(
+            summary.memory <= (concurrency + 1) * part_buffer,
+            "{what}: {summary:?}"
+        );
+        assert!(
+            summary.peak_memory <= summary.memory && summary.peak_memory >= MIN_PART_SIZE,
+            "{what}: {summary:?}"
+        );
+        let got = get_all(&client, &s.bucket, &key, None).await.unwrap();
+        assert!(got == data, "{what}: plaintext differs");
+    }
+}
+
+/// Input that cancels `token` once it has given `cancel_after` bytes, as Ctrl-C during an upload,
+/// and ends after `len`.
+struct CancelsAfter {
+    given: usize,
+    cancel_after: usize,
+    len: usize,
+    token: s3_crypto::s3::CancellationToken,
+}
+
+impl std::io::Read for CancelsAfter {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.given >= self.cancel_after {
+            self.token.cancel();
+            // Slow from now on: the upload must stop on the token, not at the end of the input.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let n = buf.len().min(self.len - self.given).min(1 << 16);
+        buf[..n].fill(3);
+        self.given += n;
+        Ok(n)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_upload_is_aborted_and_reports_cancelled() {
+    let Some(s) = garage() else { return };
+    let client = s.client();
+    let key = unique("cancelled");
+    let token = s3_crypto::s3::CancellationToken::new();
+    let e = put_framed_object_from_reader(
+        &client,
+        &s.bucket,
+        &key,
+        &keyring(),
+        &PutOptions::new()
+            .frame_length(FRAME)
+            .part_size(MIN_PART_SIZE)
+            .concurrency(2)
+            .memory_parts(3)
+            .cancel_on(token.clone()),
+        CancelsAfter {
+            given: 0,
+            cancel_after: 2 * part_plaintext() + 10,
+            len: 40 * part_plaintext(),
+            token,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, Error::Cancelled), "{e}");
+    let uploads = client
+        .list_multipart_uploads()
+        .bucket(&s.bucket)
+        .prefix(&key)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        uploads.uploads().is_empty(),
+        "left behind: {:?}",
+        uploads.uploads()
+    );
+    assert!(get_object(&client, &s.bucket, &key)
+        .await
+        .unwrap()
+        .is_none());
 }

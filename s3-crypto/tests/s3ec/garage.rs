@@ -1,15 +1,11 @@
-//! Against a real S3-compatible server that checks `Content-MD5` (Garage, started by
-//! `scripts/garage.sh`, found through `ENVELOPE_TEST_S3_*`; skipped without it, required when `CI`
-//! is set).
+//! Against a real S3-compatible server that checks `Content-MD5` (Garage: see
+//! `tests/common/garage.rs`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut;
-use aws_sdk_s3::config::{
-    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RequestChecksumCalculation,
-    RuntimeComponents,
-};
+use aws_sdk_s3::config::{ConfigBag, Intercept, RequestChecksumCalculation, RuntimeComponents};
 use aws_sdk_s3::primitives::{ByteStream, SdkBody};
 use s3_crypto::s3::{content_md5, get_object, put_object, PUT_ATTEMPTS};
 use s3_crypto::s3ec::{
@@ -20,56 +16,9 @@ use s3_crypto::Error;
 
 use crate::common::plaintext;
 
-pub struct Garage {
-    pub endpoint: String,
-    pub region: String,
-    pub akid: String,
-    pub secret: String,
-    pub bucket: String,
-}
-
-pub fn garage() -> Option<Garage> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match var("ENVELOPE_TEST_S3_ENDPOINT") {
-        None => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but ENVELOPE_TEST_S3_ENDPOINT is not (scripts/test starts Garage)"
-            );
-            eprintln!("skipped: no S3 server (run scripts/garage.sh start DIR and source DIR/env)");
-            None
-        }
-        Some(endpoint) => Some(Garage {
-            endpoint,
-            region: var("ENVELOPE_TEST_S3_REGION").unwrap_or_else(|| "garage".into()),
-            akid: var("ENVELOPE_TEST_S3_ACCESS_KEY_ID").expect("ENVELOPE_TEST_S3_ACCESS_KEY_ID"),
-            secret: var("ENVELOPE_TEST_S3_SECRET_ACCESS_KEY")
-                .expect("ENVELOPE_TEST_S3_SECRET_ACCESS_KEY"),
-            bucket: var("ENVELOPE_TEST_S3_BUCKET").expect("ENVELOPE_TEST_S3_BUCKET"),
-        }),
-    }
-}
+pub use crate::garage_store::{garage, Garage};
 
 impl Garage {
-    fn config(&self) -> aws_sdk_s3::config::Builder {
-        aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(self.region.clone()))
-            .endpoint_url(&self.endpoint)
-            .force_path_style(true)
-            .credentials_provider(Credentials::new(
-                &self.akid,
-                &self.secret,
-                None,
-                None,
-                "test",
-            ))
-    }
-
-    pub fn client(&self) -> aws_sdk_s3::Client {
-        aws_sdk_s3::Client::from_conf(self.config().build())
-    }
-
     /// A client that flips a byte of the first `corrupt` PutObject bodies after Content-MD5 was
     /// computed (and before signing, so the signature still matches): damage on the way.
     pub fn corrupting_client(&self, corrupt: u32) -> (aws_sdk_s3::Client, Arc<AtomicU32>) {
@@ -128,10 +77,7 @@ impl Intercept for Corrupt {
 }
 
 pub fn unique(name: &str) -> String {
-    let mut r = [0u8; 6];
-    aws_lc_rs::rand::fill(&mut r).unwrap();
-    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
-    format!("s3ec-test/{name}-{hex}")
+    crate::garage_store::unique_in("s3ec-test", name)
 }
 
 #[tokio::test]

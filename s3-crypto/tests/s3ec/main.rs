@@ -6,6 +6,9 @@
 mod common;
 #[cfg(feature = "s3")]
 mod garage;
+#[cfg(feature = "s3")]
+#[path = "../common/garage.rs"]
+mod garage_store;
 #[cfg(feature = "kms")]
 mod kms;
 mod python;

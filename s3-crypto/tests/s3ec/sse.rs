@@ -3,10 +3,6 @@
 //! stores the object unencrypted and reports no SSE). So for SSE-S3/KMS these tests check what
 //! envelope sends, header by header, and that the store accepts it.
 
-use std::sync::{Arc, Mutex};
-
-use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use s3_crypto::s3::{
     copy_object, get_object, get_object_with, head_object, put_object_with, put_stream, EtagCheck,
     PutOptions, ServerSideEncryption, SseCustomerKey, SseKms,
@@ -19,52 +15,7 @@ use s3_crypto::Error;
 
 use crate::common::plaintext;
 use crate::garage::{garage, unique};
-
-/// One request: method and URI, and its headers (lower-case names).
-type Sent = (String, Vec<(String, String)>);
-
-/// Records the headers of every request sent.
-#[derive(Debug, Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<Sent>>>);
-
-impl Intercept for Recorder {
-    fn name(&self) -> &'static str {
-        "Recorder"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let r = context.request();
-        let headers = r
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
-            .collect();
-        self.0
-            .lock()
-            .unwrap()
-            .push((format!("{} {}", r.method(), r.uri()), headers));
-        Ok(())
-    }
-}
-
-impl Recorder {
-    fn header_values(&self, name: &str) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|(_, h)| h.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
-            .collect()
-    }
-    fn requests(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
-}
+use crate::garage_store::Recorder;
 
 #[tokio::test]
 async fn sse_c_objects_round_trip_and_cannot_be_read_without_the_key() {
