@@ -3,12 +3,13 @@
 //! A cryptoki `Session` is `Send` but not `Sync`: one thread uses it at a time, so each call borrows
 //! one from the pool and gives it back. A session that saw an error is dropped (closed), never reused.
 //! An error that means the device or the module is gone ([`HsmError::needs_reinit`]) finalizes the
-//! module once every borrowed session is back, and the next call initialises it again (and logs in,
-//! and finds its objects again: object handles do not survive a re-initialisation).
+//! module once every call in progress, in every pool on that module, has ended ([`Module`]); the next
+//! call of each pool initialises it again (and logs in, and finds its objects again: object handles
+//! do not survive a re-initialisation).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -20,18 +21,143 @@ use cryptoki::types::AuthPin;
 use crate::config::{HsmConfig, TokenSelector};
 use crate::error::{classify, describe, HsmError, Op};
 
-/// Pools using each module in this process. A module is initialised once per process, so a pool
-/// that goes away (a custom key store disconnected) finalizes it only when no other pool (the root
-/// of trust, another store on the same module) still uses it. A device failure still finalizes it
-/// at once: that is how a token that came back is found again.
-static MODULE_USERS: Mutex<Option<HashMap<PathBuf, usize>>> = Mutex::new(None);
+/// One PKCS#11 module as this process uses it, shared by every pool on it (the root of trust, each
+/// custom key store): a module is initialised once per process, so re-initialising it is a matter
+/// for all of its pools together.
+///
+/// A device failure seen by any pool marks the module `resetting`: no pool starts a call on it
+/// until every call in progress, in every pool, has ended; then the module is finalized and its
+/// generation bumped. Each pool notices the new generation on its next call and sets itself up
+/// again (slot, login, its objects). Sessions of an older generation are forgotten, never closed:
+/// after `C_Finalize` their handles mean nothing, or, once the module is initialised again, may
+/// name another pool's new session.
+struct Module {
+    path: PathBuf,
+    state: Mutex<ModuleState>,
+    changed: Condvar,
+}
 
-fn module_users(module: &std::path::Path, delta: isize) -> usize {
-    let mut guard = MODULE_USERS.lock().unwrap_or_else(|p| p.into_inner());
-    let map = guard.get_or_insert_with(HashMap::new);
-    let n = map.entry(module.to_path_buf()).or_insert(0);
-    *n = n.saturating_add_signed(delta);
-    *n
+struct ModuleState {
+    /// The context that initialised the module; `None` while it is not initialised.
+    ctx: Option<Pkcs11>,
+    /// Bumped each time the module is finalized.
+    generation: u64,
+    /// Calls in progress on the module, over every pool.
+    in_flight: usize,
+    /// A device failure was seen: finalize once `in_flight` is zero; start no call until then.
+    resetting: bool,
+    /// Pools using the module; the last one to go finalizes it.
+    users: usize,
+}
+
+/// Every module this process uses, by path.
+static MODULES: Mutex<Option<HashMap<PathBuf, Arc<Module>>>> = Mutex::new(None);
+
+impl Module {
+    /// The registry entry for `path`, with one more user.
+    fn join(path: &std::path::Path) -> Arc<Self> {
+        let mut all = MODULES.lock().unwrap_or_else(|p| p.into_inner());
+        let module = all
+            .get_or_insert_with(HashMap::new)
+            .entry(path.to_path_buf())
+            .or_insert_with(|| {
+                Arc::new(Module {
+                    path: path.to_path_buf(),
+                    state: Mutex::new(ModuleState {
+                        ctx: None,
+                        generation: 0,
+                        in_flight: 0,
+                        resetting: false,
+                        users: 0,
+                    }),
+                    changed: Condvar::new(),
+                })
+            })
+            .clone();
+        module.lock().users += 1;
+        module
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ModuleState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a call: waits while the module is being reset (until `deadline`), initialises it when
+    /// it is not, and returns its context and generation. Every `enter` that succeeds is followed
+    /// by one [`Module::leave`].
+    fn enter(&self, deadline: Instant) -> Result<(Pkcs11, u64), HsmError> {
+        let mut st = self.lock();
+        while st.resetting {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(HsmError::Busy);
+            }
+            st = self
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        let ctx = match &st.ctx {
+            Some(ctx) => ctx.clone(),
+            None => {
+                let module_err = |reason: String| HsmError::Module {
+                    module: self.path.display().to_string(),
+                    reason,
+                };
+                let ctx = Pkcs11::new(&self.path).map_err(|e| module_err(describe(&e)))?;
+                match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+                    // Already initialised by code outside this registry: use it as it is.
+                    Ok(()) | Err(Pkcs11Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+                    Err(e) => return Err(module_err(describe(&e))),
+                }
+                st.ctx = Some(ctx.clone());
+                ctx
+            }
+        };
+        st.in_flight += 1;
+        Ok((ctx, st.generation))
+    }
+
+    /// Ends a call; the last call out of a module being reset finalizes it.
+    fn leave(&self) {
+        let mut st = self.lock();
+        st.in_flight -= 1;
+        if st.resetting && st.in_flight == 0 {
+            Self::finalize(&mut st);
+        }
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    /// A call of `generation` met a device failure: reset the module (once per generation).
+    fn fail(&self, generation: u64) {
+        let mut st = self.lock();
+        if st.generation == generation && st.ctx.is_some() {
+            st.resetting = true;
+        }
+    }
+
+    /// One user fewer; the last one finalizes the module.
+    fn quit(&self) {
+        let mut st = self.lock();
+        st.users -= 1;
+        if st.users == 0 && st.in_flight == 0 {
+            Self::finalize(&mut st);
+        }
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    fn finalize(st: &mut ModuleState) {
+        if let Some(ctx) = st.ctx.take() {
+            if let Err(e) = ctx.finalize() {
+                tracing::debug!(error = %e, "C_Finalize failed");
+            }
+        }
+        st.generation += 1;
+        st.resetting = false;
+    }
 }
 
 /// Called with the first session after each (re-)initialisation; returns what the calls need (the
@@ -39,25 +165,20 @@ fn module_users(module: &std::path::Path, delta: isize) -> usize {
 pub(crate) type Setup<T> = Box<dyn Fn(&Session) -> Result<T, HsmError> + Send + Sync>;
 
 struct Live<T> {
-    ctx: Pkcs11,
-    /// False when another user in this process had initialised the module: then we do not finalize it.
-    owns_init: bool,
     slot: Slot,
     data: T,
+    /// The module generation this was set up in.
+    generation: u64,
     /// Never lent: it keeps the login and the object handles alive. PKCS#11 logs the application
     /// out when its last session closes, and SoftHSMv2 then forgets every object handle.
-    _anchor: Session,
+    anchor: Session,
 }
 
 struct State<T> {
-    module: Option<Live<T>>,
+    live: Option<Live<T>>,
     idle: Vec<Session>,
     /// Sessions borrowed or being opened.
     out: usize,
-    /// Bumped at each finalization, so a session from before it is never put back.
-    generation: u64,
-    /// A device failure was seen: finalize as soon as `out` reaches zero; lend nothing until then.
-    resetting: bool,
 }
 
 /// A session lent to one call.
@@ -71,30 +192,35 @@ pub(crate) struct Pool<T: Clone + Send> {
     config: HsmConfig,
     pin: AuthPin,
     setup: Setup<T>,
+    module: Arc<Module>,
+    /// The module's generation when this pool joined it (it is not finalized for want of users
+    /// while the pool lives, so every later generation is a reset).
+    joined_at: u64,
     state: Mutex<State<T>>,
     freed: Condvar,
 }
 
 impl<T: Clone + Send> Pool<T> {
-    /// Initialises the module, logs in and runs `setup`: a wrong PIN or a missing token fails here.
+    /// Initialises the module (unless another pool has), logs in and runs `setup`: a wrong PIN or
+    /// a missing token fails here.
     pub(crate) fn open(config: HsmConfig, pin: AuthPin, setup: Setup<T>) -> Result<Self, HsmError> {
+        let module = Module::join(&config.module);
+        let joined_at = module.lock().generation;
         let pool = Self {
             config,
             pin,
             setup,
+            module,
+            joined_at,
             state: Mutex::new(State {
-                module: None,
+                live: None,
                 idle: Vec::new(),
                 out: 0,
-                generation: 0,
-                resetting: false,
             }),
             freed: Condvar::new(),
         };
-        {
-            let mut st = pool.lock();
-            pool.ensure_module(&mut st)?;
-        }
+        let lease = pool.checkout()?;
+        pool.checkin(lease, true);
         Ok(pool)
     }
 
@@ -121,11 +247,12 @@ impl<T: Clone + Send> Pool<T> {
                     return Ok(r);
                 }
                 Err(e) => {
-                    let generation = lease.generation;
+                    if e.needs_reinit() {
+                        self.module.fail(lease.generation);
+                    }
                     self.checkin(lease, false);
                     if e.needs_reinit() {
                         tracing::warn!(error = %e, "HSM failure; re-initialising the PKCS#11 module");
-                        self.reset(generation);
                         if !retried {
                             retried = true;
                             continue;
@@ -137,52 +264,59 @@ impl<T: Clone + Send> Pool<T> {
         }
     }
 
+    /// Enters the module and lends a session of its current generation.
     fn checkout(&self) -> Result<Lease<T>, HsmError> {
         let deadline = Instant::now() + self.config.session_wait;
+        let (ctx, generation) = self.module.enter(deadline)?;
+        self.lend(&ctx, generation, deadline).inspect_err(|e| {
+            // The module's view of its tokens may be stale (SoftHSMv2 reads them when it is
+            // initialised): a token that is missing or failing resets it.
+            if e.needs_reinit() || matches!(e, HsmError::TokenNotFound(_)) {
+                self.module.fail(generation);
+            }
+            self.module.leave();
+        })
+    }
+
+    fn lend(&self, ctx: &Pkcs11, generation: u64, deadline: Instant) -> Result<Lease<T>, HsmError> {
         let mut st = self.lock();
         loop {
-            if st.resetting && st.out == 0 {
-                Self::finalize(&mut st, &self.config.module, true);
+            if st.live.as_ref().is_some_and(|l| l.generation != generation) {
+                // The module was finalized since this pool set up: what it held is gone.
+                Self::forget(&mut st);
             }
-            if !st.resetting {
-                self.ensure_module(&mut st)?;
-                let generation = st.generation;
-                let Some(live) = st.module.as_ref() else {
-                    return Err(HsmError::Config(
-                        "the PKCS#11 module is not initialised".into(),
-                    ));
-                };
-                let (data, ctx, slot) = (live.data.clone(), live.ctx.clone(), live.slot);
-                if let Some(session) = st.idle.pop() {
-                    st.out += 1;
-                    return Ok(Lease {
+            let (data, slot) = match &st.live {
+                Some(live) => (live.data.clone(), live.slot),
+                None => {
+                    let live = self.set_up(ctx, generation)?;
+                    let got = (live.data.clone(), live.slot);
+                    st.live = Some(live);
+                    got
+                }
+            };
+            if let Some(session) = st.idle.pop() {
+                st.out += 1;
+                return Ok(Lease {
+                    session,
+                    data,
+                    generation,
+                });
+            }
+            if st.out < self.config.max_sessions {
+                st.out += 1;
+                drop(st);
+                return match self.open_session(ctx, slot) {
+                    Ok(session) => Ok(Lease {
                         session,
                         data,
                         generation,
-                    });
-                }
-                if st.out < self.config.max_sessions {
-                    st.out += 1;
-                    drop(st);
-                    let opened = self.open_session(&ctx, slot);
-                    return match opened {
-                        Ok(session) => Ok(Lease {
-                            session,
-                            data,
-                            generation,
-                        }),
-                        Err(e) => {
-                            let mut st = self.lock();
-                            st.out -= 1;
-                            if e.needs_reinit() && st.generation == generation {
-                                st.resetting = true;
-                            }
-                            drop(st);
-                            self.freed.notify_all();
-                            Err(e)
-                        }
-                    };
-                }
+                    }),
+                    Err(e) => {
+                        self.lock().out -= 1;
+                        self.freed.notify_all();
+                        Err(e)
+                    }
+                };
             }
             let now = Instant::now();
             if now >= deadline {
@@ -196,98 +330,47 @@ impl<T: Clone + Send> Pool<T> {
         }
     }
 
+    /// Gives a session back (closing it unless `keep`) and leaves the module.
     fn checkin(&self, lease: Lease<T>, keep: bool) {
         let mut st = self.lock();
         st.out -= 1;
-        if keep && !st.resetting && lease.generation == st.generation {
+        let current = st
+            .live
+            .as_ref()
+            .is_some_and(|l| l.generation == lease.generation);
+        if keep && current {
             st.idle.push(lease.session);
+        } else if current {
+            drop(lease.session); // closes it; the module cannot be finalized while we are in it
         } else {
-            drop(lease.session); // closes it
-        }
-        if st.resetting && st.out == 0 {
-            Self::finalize(&mut st, &self.config.module, true);
+            std::mem::forget(lease.session);
         }
         drop(st);
         self.freed.notify_all();
+        self.module.leave();
     }
 
-    /// Marks the module of `generation` for re-initialisation.
-    fn reset(&self, generation: u64) {
-        let mut st = self.lock();
-        if st.generation == generation && st.module.is_some() {
-            st.resetting = true;
-            if st.out == 0 {
-                Self::finalize(&mut st, &self.config.module, true);
-            }
+    /// Drops, without closing them, the sessions of a generation the module no longer has.
+    fn forget(st: &mut State<T>) {
+        for session in st.idle.drain(..) {
+            std::mem::forget(session);
         }
-        drop(st);
-        self.freed.notify_all();
+        if let Some(Live { anchor, .. }) = st.live.take() {
+            std::mem::forget(anchor);
+        }
     }
 
-    /// Closes every idle session and finalizes the module (nothing is borrowed when this runs):
-    /// after a device failure (`forced`), or when this was the module's last user in the process.
-    fn finalize(st: &mut State<T>, module: &std::path::Path, forced: bool) {
-        st.idle.clear();
-        if let Some(live) = st.module.take() {
-            let Live {
-                ctx,
-                owns_init,
-                _anchor: anchor,
-                ..
-            } = live;
-            drop(anchor); // closed before C_Finalize
-            let others = module_users(module, -1);
-            if (forced && owns_init) || others == 0 {
-                if let Err(e) = ctx.finalize() {
-                    tracing::debug!(error = %e, "C_Finalize failed");
-                }
-            }
-        }
-        st.generation += 1;
-        st.resetting = false;
-    }
-
-    /// Initialises the module when it is not: logs in with an anchor session and runs `setup` on it.
-    fn ensure_module(&self, st: &mut State<T>) -> Result<(), HsmError> {
-        if st.module.is_some() {
-            return Ok(());
-        }
-        let module_err = |reason: String| HsmError::Module {
-            module: self.config.module.display().to_string(),
-            reason,
-        };
-        let ctx = Pkcs11::new(&self.config.module).map_err(|e| module_err(describe(&e)))?;
-        let owns_init = match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        {
-            Ok(()) => true,
-            Err(Pkcs11Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => false,
-            Err(e) => return Err(module_err(describe(&e))),
-        };
-        let started = (|| {
-            let slot = self.find_slot(&ctx)?;
-            let anchor = self.open_session(&ctx, slot)?;
-            let data = (self.setup)(&anchor)?;
-            Ok::<_, HsmError>((slot, anchor, data))
-        })();
-        match started {
-            Ok((slot, anchor, data)) => {
-                module_users(&self.config.module, 1);
-                st.module = Some(Live {
-                    ctx,
-                    owns_init,
-                    slot,
-                    data,
-                    _anchor: anchor,
-                });
-                Ok(())
-            }
-            Err(e) => {
-                if owns_init {
-                    let _ = ctx.finalize();
-                }
-                Err(e)
-            }
-        }
+    /// Finds the token, logs in with an anchor session and runs `setup` on it.
+    fn set_up(&self, ctx: &Pkcs11, generation: u64) -> Result<Live<T>, HsmError> {
+        let slot = self.find_slot(ctx)?;
+        let anchor = self.open_session(ctx, slot)?;
+        let data = (self.setup)(&anchor)?;
+        Ok(Live {
+            slot,
+            data,
+            generation,
+            anchor,
+        })
     }
 
     fn find_slot(&self, ctx: &Pkcs11) -> Result<Slot, HsmError> {
@@ -325,17 +408,32 @@ impl<T: Clone + Send> Pool<T> {
     }
 
     /// Sessions open now for calls (idle and borrowed, not counting the anchor), and how many
-    /// re-initialisations happened: for tests and metrics.
+    /// times the module was reset since this pool joined it: for tests and metrics.
     pub(crate) fn stats(&self) -> (usize, u64) {
-        let st = self.lock();
-        (st.idle.len() + st.out, st.generation)
+        let open = {
+            let st = self.lock();
+            st.idle.len() + st.out
+        };
+        (open, self.module.lock().generation - self.joined_at)
     }
 }
 
 impl<T: Clone + Send> Drop for Pool<T> {
     fn drop(&mut self) {
-        let module = self.config.module.clone();
         let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
-        Self::finalize(st, &module, false);
+        {
+            // Close this pool's sessions while their generation is the module's, under the module's
+            // lock so that no other pool finalizes it meanwhile; otherwise forget them.
+            let module = self.module.lock();
+            let current = module.ctx.is_some()
+                && st.live.as_ref().map(|l| l.generation) == Some(module.generation);
+            if current {
+                st.idle.clear();
+                st.live = None;
+            } else {
+                Self::forget(st);
+            }
+        }
+        self.module.quit();
     }
 }

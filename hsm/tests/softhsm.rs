@@ -536,3 +536,88 @@ fn token_key_handles_are_found_again_after_the_token_comes_back() {
     let ct2 = keys.encrypt(ARN_1, b"", b"after").unwrap();
     assert_eq!(&keys.decrypt(ARN_1, b"", &ct2).unwrap()[..], b"after");
 }
+
+#[test]
+fn two_pools_on_one_module_recover_together() {
+    let Some(token) = Token::new() else { return };
+    // A second token in the same SoftHSM directory (the same user PIN): the root of trust on one,
+    // a custom key store's keys on the other, both through one initialised module.
+    let so_pin = std::fs::read_to_string(token.dir.path().join("so.pin")).unwrap();
+    let out = std::process::Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", "second"])
+        .args(["--so-pin", so_pin.trim(), "--pin", &token.pin])
+        .env("SOFTHSM2_CONF", token.dir.path().join("softhsm2.conf"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = HsmRootKey::open(token.config()).unwrap(); // initialises the module
+    let keys = TokenKeys::open(HsmConfig::new(
+        &token.module,
+        TokenSelector::Label("second".into()),
+        PinSource::File(token.pin_file()),
+    ))
+    .unwrap();
+    keys.create_key(ARN_1).unwrap();
+    let sealed = keys.encrypt(ARN_1, b"aad", b"store secret").unwrap();
+    let wrapped = root.wrap(b"aad", b"root secret").unwrap();
+
+    // Only the pool that did not initialise the module is used during the outage: its failure
+    // must reset the module for both (SoftHSMv2 sees a returned token only after C_Initialize).
+    set_token_present(&token.tokens_dir(), false);
+    assert!(keys.decrypt(ARN_1, b"aad", &sealed).is_err());
+    set_token_present(&token.tokens_dir(), true);
+    assert_eq!(
+        &keys.decrypt(ARN_1, b"aad", &sealed).unwrap()[..],
+        b"store secret"
+    );
+    // The root's sessions died with the old module; it sets itself up again on its next call.
+    assert_eq!(&root.unwrap(b"aad", &wrapped).unwrap()[..], b"root secret");
+    assert!(root.session_stats().1 >= 1 && keys.session_stats().1 >= 1);
+
+    // Traffic on both pools through a second outage: every result is right or an error, nothing
+    // hangs, and both work afterwards.
+    let root = Arc::new(root);
+    let keys = Arc::new(keys);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for t in 0..2u8 {
+        let (root, halt) = (root.clone(), stop.clone());
+        workers.push(std::thread::spawn(move || {
+            while !halt.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(w) = root.wrap(&[t], &[t; 32]) {
+                    if let Ok(p) = root.unwrap(&[t], &w) {
+                        assert_eq!(&p[..], &[t; 32]);
+                    }
+                }
+            }
+        }));
+        let (keys, halt) = (keys.clone(), stop.clone());
+        workers.push(std::thread::spawn(move || {
+            while !halt.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(c) = keys.encrypt(ARN_1, &[t], &[t; 32]) {
+                    if let Ok(p) = keys.decrypt(ARN_1, &[t], &c) {
+                        assert_eq!(&p[..], &[t; 32]);
+                    }
+                }
+            }
+        }));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    set_token_present(&token.tokens_dir(), false);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    set_token_present(&token.tokens_dir(), true);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(&root.unwrap(b"aad", &wrapped).unwrap()[..], b"root secret");
+    assert_eq!(
+        &keys.decrypt(ARN_1, b"aad", &sealed).unwrap()[..],
+        b"store secret"
+    );
+}
