@@ -124,6 +124,22 @@ impl Recorder {
             .collect()
     }
 
+    /// The `Range` header of each GET sent so far (`None`: a whole-object GET).
+    pub fn get_ranges(&self) -> Vec<Option<String>> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(line, _)| line.starts_with("GET "))
+            .map(|(_, h)| h.iter().find(|(k, _)| k == "range").map(|(_, v)| v.clone()))
+            .collect()
+    }
+
+    /// Forgets the requests recorded so far.
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+
     /// Requests sent so far.
     pub fn requests(&self) -> usize {
         self.0.lock().unwrap().len()

@@ -1,10 +1,6 @@
 //! Framed objects through Garage: round trips, ranges (counting the requests and bytes), tampered
 //! and truncated objects, an aborted upload, and the Python AWS Encryption SDK on a plain download.
 
-use std::sync::{Arc, Mutex};
-
-use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
 use s3_crypto::s3::framed::{
     get_framed_object, is_framed, put_framed_object, put_framed_object_from_reader, GetOptions,
     PutOptions, FORMAT_KEY,
@@ -12,7 +8,7 @@ use s3_crypto::s3::framed::{
 use s3_crypto::s3::{get_object, put_object, MIN_PART_SIZE};
 use s3_crypto::{ByteRange, Decryptor, EncryptionContext, Error};
 
-use crate::garage_store::{garage, unique_in, Garage};
+use crate::garage_store::{garage, unique_in};
 use crate::{keyring, plaintext};
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -21,36 +17,6 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .unwrap()
         .block_on(f)
-}
-
-/// A client that records the `Range` of every GET it sends.
-fn counting_client(g: &Garage) -> (aws_sdk_s3::Client, Arc<Mutex<Vec<Option<String>>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let client =
-        aws_sdk_s3::Client::from_conf(g.config().interceptor(CountGets(seen.clone())).build());
-    (client, seen)
-}
-
-#[derive(Debug)]
-struct CountGets(Arc<Mutex<Vec<Option<String>>>>);
-
-impl Intercept for CountGets {
-    fn name(&self) -> &'static str {
-        "CountGets"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        if context.request().method() == "GET" {
-            let range = context.request().headers().get("range").map(str::to_owned);
-            self.0.lock().unwrap().push(range);
-        }
-        Ok(())
-    }
 }
 
 /// Bytes a `bytes=A-B` range asks for.
@@ -212,7 +178,7 @@ async fn framed_objects_round_trip_and_decrypt_as_plain_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranged_gets_fetch_only_the_header_the_final_frame_and_the_range() {
     let Some(s) = garage() else { return };
-    let (client, seen) = counting_client(&s);
+    let (client, seen) = s.recording_client();
     let key = unique("ranges");
     let size = 2 * part_plaintext() + 12_345;
     let data = plaintext(size);
@@ -257,7 +223,7 @@ async fn ranged_gets_fetch_only_the_header_the_final_frame_and_the_range() {
         },
     ];
     for range in cases {
-        seen.lock().unwrap().clear();
+        seen.clear();
         let got = get_all(&client, &s.bucket, &key, Some(range))
             .await
             .unwrap();
@@ -266,7 +232,7 @@ async fn ranged_gets_fetch_only_the_header_the_final_frame_and_the_range() {
             got == data[r.start as usize..r.end as usize],
             "{range}: bytes differ"
         );
-        let gets = seen.lock().unwrap().clone();
+        let gets = seen.get_ranges();
         assert!(gets.len() <= 3, "{range}: {gets:?}");
         let asked: u64 = gets
             .iter()
