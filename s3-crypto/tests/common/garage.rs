@@ -44,6 +44,27 @@ pub fn garage() -> Option<Garage> {
 }
 
 impl Garage {
+    /// Asserts that nothing under `key` is left in the bucket: no multipart upload in progress (an
+    /// abandoned upload must have been aborted) and no object.
+    pub async fn assert_nothing_left(&self, client: &aws_sdk_s3::Client, key: &str) {
+        let uploads = client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(key)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            uploads.uploads().is_empty(),
+            "left behind: {:?}",
+            uploads.uploads()
+        );
+        assert!(s3_crypto::s3::get_object(client, &self.bucket, key)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
     /// The client configuration: path-style addressing, static credentials.
     pub fn config(&self) -> aws_sdk_s3::config::Builder {
         aws_sdk_s3::Config::builder()

@@ -425,22 +425,7 @@ async fn a_failed_upload_is_aborted_and_leaves_no_parts() {
         matches!(&e, Error::Io(io) if io.to_string().contains("the input broke")),
         "{e}"
     );
-    let uploads = client
-        .list_multipart_uploads()
-        .bucket(&s.bucket)
-        .prefix(&key)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        uploads.uploads().is_empty(),
-        "left behind: {:?}",
-        uploads.uploads()
-    );
-    assert!(get_object(&client, &s.bucket, &key)
-        .await
-        .unwrap()
-        .is_none());
+    s.assert_nothing_left(&client, &key).await;
 
     // Parts below S3's minimum are refused before anything is sent.
     let e = put_framed_object(
@@ -548,20 +533,5 @@ async fn a_cancelled_upload_is_aborted_and_reports_cancelled() {
     .await
     .unwrap_err();
     assert!(matches!(e, Error::Cancelled), "{e}");
-    let uploads = client
-        .list_multipart_uploads()
-        .bucket(&s.bucket)
-        .prefix(&key)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        uploads.uploads().is_empty(),
-        "left behind: {:?}",
-        uploads.uploads()
-    );
-    assert!(get_object(&client, &s.bucket, &key)
-        .await
-        .unwrap()
-        .is_none());
+    s.assert_nothing_left(&client, &key).await;
 }

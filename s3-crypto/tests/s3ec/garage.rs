@@ -523,22 +523,7 @@ async fn multipart_s3ec_objects_round_trip_and_abort_cleanly() {
     .await
     .unwrap_err();
     assert!(matches!(e, Error::Io(_)), "{e}");
-    let uploads = client
-        .list_multipart_uploads()
-        .bucket(&g.bucket)
-        .prefix(&key)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        uploads.uploads().is_empty(),
-        "left behind: {:?}",
-        uploads.uploads()
-    );
-    assert!(get_object(&client, &g.bucket, &key)
-        .await
-        .unwrap()
-        .is_none());
+    g.assert_nothing_left(&client, &key).await;
 
     // Parts below S3's minimum are refused up front.
     let e = put_encrypted_object_multipart(

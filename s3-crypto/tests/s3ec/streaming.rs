@@ -20,7 +20,7 @@ use s3_crypto::Error;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::common::plaintext;
-use crate::garage::{garage, unique, FailingReader, Garage};
+use crate::garage::{garage, unique, FailingReader};
 
 const PART: usize = 5 << 20;
 
@@ -47,22 +47,6 @@ impl AsyncRead for Trickle {
         self.at += n;
         Poll::Ready(Ok(()))
     }
-}
-
-async fn no_uploads_left(client: &aws_sdk_s3::Client, g: &Garage, key: &str) {
-    let uploads = client
-        .list_multipart_uploads()
-        .bucket(&g.bucket)
-        .prefix(key)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        uploads.uploads().is_empty(),
-        "left behind: {:?}",
-        uploads.uploads()
-    );
-    assert!(get_object(client, &g.bucket, key).await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +233,7 @@ async fn parts_upload_concurrently_and_a_damaged_part_is_retried() {
         matches!(e, Error::ContentDigestMismatch { attempts: 2 }),
         "{e}"
     );
-    no_uploads_left(&g.client(), &g, &key).await;
+    g.assert_nothing_left(&g.client(), &key).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,7 +294,7 @@ async fn cancelling_or_failing_aborts_the_multipart_upload() {
     .unwrap_err();
     assert!(watcher.await.unwrap(), "no part ever reached the store");
     assert!(matches!(e, Error::Cancelled), "{e}");
-    no_uploads_left(&client, &g, &key).await;
+    g.assert_nothing_left(&client, &key).await;
 
     // The input breaks after two parts: aborted too.
     let key = unique("broken-input");
@@ -330,5 +314,5 @@ async fn cancelling_or_failing_aborts_the_multipart_upload() {
     .await
     .unwrap_err();
     assert!(matches!(e, Error::Io(_)), "{e}");
-    no_uploads_left(&client, &g, &key).await;
+    g.assert_nothing_left(&client, &key).await;
 }
