@@ -156,8 +156,27 @@ pub(crate) fn parse_pair(s: &str) -> Result<(String, String), String> {
     }
 }
 
-fn read_wrapping_key(path: &Path) -> Result<Zeroizing<Vec<u8>>, CliError> {
+pub(crate) fn read_wrapping_key(path: &Path) -> Result<Zeroizing<Vec<u8>>, CliError> {
     read_key_file(path, &[16, 24, 32], "an AES key: 16, 24 or 32 bytes")
+}
+
+/// A KMS client's configuration: endpoint (else the AWS variables), profile, region.
+pub(crate) fn kms_builder(
+    endpoint_url: Option<&str>,
+    profile: Option<&str>,
+    region: Option<&str>,
+) -> s3_crypto::KmsClientBuilder {
+    let mut builder = s3_crypto::KmsClientBuilder::new();
+    if let Some(url) = endpoint_url {
+        builder = builder.endpoint_url(url);
+    }
+    if let Some(p) = profile {
+        builder = builder.profile(p);
+    }
+    if let Some(r) = region {
+        builder = builder.region(r);
+    }
+    builder
 }
 
 /// A key file: `sizes` bytes, raw or base64 (`what` names it in the error).
@@ -185,17 +204,14 @@ async fn keyring(args: &KeyArgs, decrypting: bool) -> Result<Box<dyn Keyring>, C
         ));
     }
     if !args.kms_keys.is_empty() || args.discovery {
-        let mut builder = s3_crypto::KmsClientBuilder::new();
-        if let Some(url) = &args.endpoint_url {
-            builder = builder.endpoint_url(url);
-        }
-        if let Some(p) = &args.profile {
-            builder = builder.profile(p);
-        }
-        if let Some(r) = &args.region {
-            builder = builder.region(r);
-        }
-        let client = builder.build().await.map_err(crypto_err)?;
+        let client = kms_builder(
+            args.endpoint_url.as_deref(),
+            args.profile.as_deref(),
+            args.region.as_deref(),
+        )
+        .build()
+        .await
+        .map_err(crypto_err)?;
         if !args.kms_keys.is_empty() {
             keyrings.push(Box::new(
                 s3_crypto::KmsKeyring::new(client.clone(), args.kms_keys.clone())

@@ -108,7 +108,7 @@ impl HsmArgs {
         let Some(spec) = &self.hsm_capabilities else {
             return Ok(preset);
         };
-        let caps = Capabilities::softhsm2().apply(spec)?;
+        let caps: Capabilities = spec.parse()?;
         Ok(match self.hsm_iv {
             Some(IvArg::Host) => caps.with_iv_source(IvSource::Host),
             Some(IvArg::Token) => caps.with_iv_source(IvSource::Token),

@@ -267,7 +267,7 @@ async fn keyring(
                 "--context is for KMS keys (--key); a raw AES key has no encryption context".into(),
             ));
         }
-        let key = read_key_file(file, &[16, 24, 32], "an AES key: 16, 24 or 32 bytes")?;
+        let key = crate::crypt::read_wrapping_key(file)?;
         return Ok(Box::new(AesKeyring::new(&key).map_err(s3_err)?));
     }
     let Some(kms_key) = &keys.kms_key else {
@@ -388,7 +388,7 @@ async fn framed_keyring(
     downloading: bool,
 ) -> Result<Box<dyn s3_crypto::Keyring>, CliError> {
     if let Some(file) = &keys.raw_key_file {
-        let key = read_key_file(file, &[16, 24, 32], "an AES key: 16, 24 or 32 bytes")?;
+        let key = crate::crypt::read_wrapping_key(file)?;
         return Ok(Box::new(
             s3_crypto::RawAesKeyring::new("envelope", FRAMED_RAW_KEY_NAME, &key).map_err(s3_err)?,
         ));
@@ -409,17 +409,11 @@ async fn framed_keyring(
 
 /// The KMS client's configuration: `--kms-endpoint-url`, `--profile`, `--region`.
 fn kms_client(keys: &S3KeyArgs, connection: &ConnectionArgs) -> s3_crypto::KmsClientBuilder {
-    let mut builder = s3_crypto::KmsClientBuilder::new();
-    if let Some(url) = &keys.kms_endpoint_url {
-        builder = builder.endpoint_url(url);
-    }
-    if let Some(p) = &connection.profile {
-        builder = builder.profile(p);
-    }
-    if let Some(r) = &connection.region {
-        builder = builder.region(r);
-    }
-    builder
+    crate::crypt::kms_builder(
+        keys.kms_endpoint_url.as_deref(),
+        connection.profile.as_deref(),
+        connection.region.as_deref(),
+    )
 }
 
 /// What framed objects do not do.

@@ -125,9 +125,10 @@ impl Module {
         st.in_flight -= 1;
         if st.resetting && st.in_flight == 0 {
             Self::finalize(&mut st);
+            drop(st);
+            // Only `enter` waits, and only for a reset to end.
+            self.changed.notify_all();
         }
-        drop(st);
-        self.changed.notify_all();
     }
 
     /// A call of `generation` met a device failure: reset the module (once per generation).
@@ -144,9 +145,9 @@ impl Module {
         st.users -= 1;
         if st.users == 0 && st.in_flight == 0 {
             Self::finalize(&mut st);
+            drop(st);
+            self.changed.notify_all();
         }
-        drop(st);
-        self.changed.notify_all();
     }
 
     fn finalize(st: &mut ModuleState) {

@@ -34,6 +34,15 @@ impl ByteRange {
             _ => None,
         }
     }
+
+    /// [`resolve`](Self::resolve), with nothing selected as [`Error::RangeNotSatisfiable`].
+    pub(crate) fn resolve_or_err(self, total: u64) -> crate::Result<Range<u64>> {
+        self.resolve(total)
+            .ok_or(crate::Error::RangeNotSatisfiable {
+                range: self.to_string(),
+                total,
+            })
+    }
 }
 
 impl std::fmt::Display for ByteRange {

@@ -783,14 +783,7 @@ async fn get_bytes(
             ),
         });
     }
-    let metadata = out
-        .metadata()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let metadata = super::lower_case(out.metadata());
     Ok((out.body, total, metadata))
 }
 
@@ -921,10 +914,7 @@ where
     let final_plaintext = open_final(frame_key, final_sequence, final_len, &mut final_frame)?;
 
     // 4. The frames the range touches, in one request, each verified before it is written.
-    let r = range.resolve(total).ok_or(Error::RangeNotSatisfiable {
-        range: range.to_string(),
-        total,
-    })?;
+    let r = range.resolve_or_err(total)?;
     let fl64 = u64::from(fl);
     let (first, last) = (r.start / fl64 + 1, (r.end - 1) / fl64 + 1);
     let last_regular = last.min(regular_frames);

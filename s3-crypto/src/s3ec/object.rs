@@ -9,8 +9,8 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::s3::{
-    get_object_with, put_object, put_object_with, upload_stream, PutOptions, SseCustomerKey,
-    MAX_PART_SIZE, MIN_PART_SIZE,
+    get_object_with, part_size_for, put_object, put_object_with, upload_stream, PutOptions,
+    SseCustomerKey,
 };
 
 /// Where the metadata goes.
@@ -60,11 +60,8 @@ pub async fn put_encrypted_object_multipart<R: AsyncRead + Unpin>(
     concurrency: usize,
     storage: MetadataStorage,
 ) -> Result<(u64, ContentMetadata)> {
-    if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) {
-        return Err(Error::InvalidConfiguration(format!(
-            "a part size of {part_size} bytes; S3 takes {MIN_PART_SIZE} to {MAX_PART_SIZE}"
-        )));
-    }
+    // Checked before anything is sent (an instruction file is PUT first).
+    part_size_for(part_size, None)?;
     let options = PutOptions::default()
         .part_size(part_size)
         .concurrency(concurrency);

@@ -347,10 +347,7 @@ impl<R: Read + Seek> MessageDecryptor<R> {
             let plaintext = self.non_framed_body()?;
             finish_input(&mut self.input, None)?;
             let total = plaintext.len() as u64;
-            let r = range.resolve(total).ok_or(Error::RangeNotSatisfiable {
-                range: range.to_string(),
-                total,
-            })?;
+            let r = range.resolve_or_err(total)?;
             output.write_all(&plaintext[r.start as usize..r.end as usize])?;
             output.flush()?;
             return Ok((self.header, r, total));
@@ -362,10 +359,7 @@ impl<R: Read + Seek> MessageDecryptor<R> {
         let total =
             u64::from(final_sequence - 1) * u64::from(fl) + final_frame.plaintext_len() as u64;
         let mut buf = FrameBuffer::new(fl as usize);
-        let r = range.resolve(total).ok_or(Error::RangeNotSatisfiable {
-            range: range.to_string(),
-            total,
-        })?;
+        let r = range.resolve_or_err(total)?;
         let fl64 = u64::from(fl);
         let (first, last) = (r.start / fl64 + 1, (r.end - 1) / fl64 + 1);
         for sequence in first..=last {
