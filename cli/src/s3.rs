@@ -582,20 +582,27 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
     // Before the output's temporary file exists: a signal from now on removes it.
     let cancel = cancel_on_signal();
     let sse_c = download_sse_c(args)?;
+    // The client and HEAD of format detection, kept for the download (one client, one HEAD).
+    let mut probed = None;
     let framed = match args.format {
         Some(format) => format == Format::Framed,
         None => {
             // A refused HEAD (an SSE-C object without its key) is reported as it is, rather than
             // taken for "not framed"; a missing object is left to the GET to report.
             let client = s3_client(&args.connection).await?;
-            s3_crypto::s3::head_object(&client, &src.bucket, &src.key, sse_c.as_ref())
+            let head = s3_crypto::s3::head_object(&client, &src.bucket, &src.key, sse_c.as_ref())
                 .await
-                .map_err(|e| download_error(e, &src, &args.dst, false, sse_c.is_some()))?
-                .is_some_and(|h| s3_crypto::s3::framed::is_framed(&h.metadata))
+                .map_err(|e| download_error(e, &src, &args.dst, false, sse_c.is_some()))?;
+            let framed = head
+                .as_ref()
+                .is_some_and(|h| s3_crypto::s3::framed::is_framed(&h.metadata));
+            probed = Some((client, head));
+            framed
         }
     };
     if framed {
-        return download_framed(args, &src, sse_c, cancel).await;
+        let client = probed.map(|(client, _)| client);
+        return download_framed(args, &src, sse_c, cancel, client).await;
     }
     if args.range.is_some() {
         return Err(CliError::Usage(
@@ -612,18 +619,24 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
         ));
     }
     let keyring = keyring(&args.keys, &args.connection).await?;
-    let client = s3_client(&args.connection).await?;
+    let (client, head) = match probed {
+        Some((client, head)) => (client, Some(head)),
+        None => (s3_client(&args.connection).await?, None),
+    };
     let dest = Path::new(&args.dst);
     let mut sink = Sink::open(dest, Path::new("-"), args.force)?;
     let streamed = !matches!(sink, Sink::File { .. });
     let len = if args.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         None
     } else {
-        s3_crypto::s3::head_object(&client, &src.bucket, &src.key, sse_c.as_ref())
-            .await
-            .ok()
-            .flatten()
-            .and_then(|h| h.content_length)
+        let head = match head {
+            Some(head) => head,
+            None => s3_crypto::s3::head_object(&client, &src.bucket, &src.key, sse_c.as_ref())
+                .await
+                .ok()
+                .flatten(),
+        };
+        head.and_then(|h| h.content_length)
             .and_then(|l| u64::try_from(l).ok())
     };
     let bar = len.and_then(|l| progress_bar(Some(l), args.quiet));
@@ -726,11 +739,15 @@ async fn download_framed(
     src: &S3Url,
     sse_c: Option<SseCustomerKey>,
     cancel: CancellationToken,
+    client: Option<aws_sdk_s3::Client>,
 ) -> Result<(), CliError> {
     use s3_crypto::s3::framed;
     framed_refusals(args)?;
     let keyring = framed_keyring(&args.keys, &args.connection, true).await?;
-    let client = s3_client(&args.connection).await?;
+    let client = match client {
+        Some(client) => client,
+        None => s3_client(&args.connection).await?,
+    };
     let dest = Path::new(&args.dst);
     let mut sink = Sink::open(dest, Path::new("-"), args.force)?;
     let streamed = !matches!(sink, Sink::File { .. });
