@@ -20,10 +20,13 @@
 # /usr/bin/time over RUNS runs (median). Peak memory: /usr/bin/time's maximum resident set size over one
 # more run. Prints a markdown table to stdout (progress goes to stderr).
 #
+# Every timed run writes a new output file: the previous one is removed and `sync` run first (hyperfine
+# --prepare), so that no run pays for deleting or writing back another's output.
+#
 # Scaling: the "2 threads against 1" figure is measured apart, after the table: envelope (unsigned
-# suite) encrypt and decrypt to /dev/null, SCALING_RUNS rounds (default 10) of a 1-thread and a
-# 2-thread run back to back, in alternating order, so that a drift of the host (this is a VM) hits
-# both alike; it prints the medians and their ratio. SCALING_RUNS=0 skips it.
+# suite) encrypt and decrypt to /dev/null and to a file, SCALING_RUNS rounds (default 10) of a
+# 1-thread and a 2-thread run back to back, in alternating order, so that a drift of the host (this
+# is a VM) hits both alike; it prints the medians and their ratio. SCALING_RUNS=0 skips it.
 #
 # Knobs (environment): SIZE (bytes, or with K/M/G suffix: powers of 1024; default 1G), RUNS (5),
 # WARMUP (1), THREADS ("1 2"), ENVELOPE_SUITES ("unsigned signed"), TOOLS ("envelope age openssl esdk-cli"),
@@ -116,7 +119,7 @@ measure() {
     slug=$(printf '%s-%s-%s-%s' "$name" "$op" "$sink" "$threads" | tr -c 'A-Za-z0-9.-' '_')
     log "$name $op -> $sink (threads $threads)"
     if ((have_hyperfine)); then
-        hyperfine --style basic --runs "$RUNS" --warmup "$WARMUP" --prepare "rm -f '$out'" \
+        hyperfine --style basic --runs "$RUNS" --warmup "$WARMUP" --prepare "rm -f '$out'; sync" \
             --export-json "$results/$slug.json" --command-name "$slug" "$cmd" >&2
         median=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' \
             "$results/$slug.json")
@@ -124,6 +127,7 @@ measure() {
         local i times=()
         for ((i = 0; i < WARMUP + RUNS; i++)); do
             rm -f "$out"
+            sync
             /usr/bin/time -f '%e' -o "$results/$slug.time" sh -c "$cmd"
             ((i >= WARMUP)) && times+=("$(tail -n1 "$results/$slug.time")")
         done
@@ -256,24 +260,30 @@ scaling=$work/scaling.md
 if want envelope && ((SCALING_RUNS > 0)); then
     log "scaling: $SCALING_RUNS interleaved rounds of 1 and 2 threads"
     "$envelope_bin" encrypt --raw-key-file "$work/raw.key" --key-name bench -q -o "$ct" "$plain"
-    python3 - "$envelope_bin" "$work/raw.key" "$plain" "$ct" "$bytes" "$SCALING_RUNS" >"$scaling" <<'EOF'
-import statistics, subprocess, sys, time
-exe, key, plain, ct, size, rounds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
-print("| envelope → /dev/null | 1 thread GB/s | 2 threads GB/s | 2 threads / 1 |")
-print("| --- | ---: | ---: | ---: |")
-for op, src in (("encrypt", plain), ("decrypt", ct)):
-    times = {1: [], 2: []}
-    for r in range(rounds + 1):
-        for t in ((1, 2) if r % 2 == 0 else (2, 1)):
-            cmd = [exe, op, "--raw-key-file", key, "--key-name", "bench", "-q", "--threads", str(t), "-o", "/dev/null", src]
-            start = time.perf_counter()
-            subprocess.run(cmd, check=True)
-            if r > 0:  # round 0 is the warm-up
-                times[t].append(time.perf_counter() - start)
-    m1, m2 = statistics.median(times[1]), statistics.median(times[2])
-    print(f"| {op} | {size / 1e9 / m1:.2f} | {size / 1e9 / m2:.2f} | {m1 / m2:.2f}× |")
+    python3 - "$envelope_bin" "$work/raw.key" "$plain" "$ct" "$out" "$bytes" "$SCALING_RUNS" >"$scaling" <<'EOF'
+import os, statistics, subprocess, sys, time
+exe, key, plain, ct, out, size, rounds = sys.argv[1:6] + [int(a) for a in sys.argv[6:8]]
+print("| envelope | to | 1 thread GB/s | 2 threads GB/s | 2 threads / 1 |")
+print("| --- | --- | ---: | ---: | ---: |")
+for sink in ("/dev/null", out):
+    for op, src in (("encrypt", plain), ("decrypt", ct)):
+        times = {1: [], 2: []}
+        for r in range(rounds + 1):
+            for t in ((1, 2) if r % 2 == 0 else (2, 1)):
+                if sink == out:  # a new file each time, nothing left to write back from the last run
+                    if os.path.exists(out):
+                        os.unlink(out)
+                    subprocess.run(["sync"], check=True)
+                cmd = [exe, op, "--raw-key-file", key, "--key-name", "bench", "-q", "--threads", str(t), "-o", sink, src]
+                start = time.perf_counter()
+                subprocess.run(cmd, check=True)
+                if r > 0:  # round 0 is the warm-up
+                    times[t].append(time.perf_counter() - start)
+        m1, m2 = statistics.median(times[1]), statistics.median(times[2])
+        to = "/dev/null" if sink == "/dev/null" else "file"
+        print(f"| {op} | {to} | {size / 1e9 / m1:.2f} | {size / 1e9 / m2:.2f} | {m1 / m2:.2f}× |")
 EOF
-    rm -f "$ct"
+    rm -f "$ct" "$out"
 fi
 
 # ---------------------------------------------------------------- table
