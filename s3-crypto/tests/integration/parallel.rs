@@ -86,7 +86,7 @@ fn a_failing_writer_stops_every_thread() {
 }
 
 /// Decrypts with `threads` (1 = the sequential path); returns what was written and the outcome.
-fn decrypt_with(message: &[u8], threads: usize) -> (Vec<u8>, Result<(), String>) {
+fn decrypt_with(message: &[u8], threads: usize) -> Outcome {
     let kr = keyring("raw-aes-256");
     let dec = Decryptor::new(&kr);
     let mut out = Vec::new();
@@ -100,29 +100,45 @@ fn decrypt_with(message: &[u8], threads: usize) -> (Vec<u8>, Result<(), String>)
     (out, r.map(|_| ()).map_err(|e| e.to_string()))
 }
 
-#[test]
-fn parallel_decrypt_writes_and_fails_exactly_as_the_sequential_path() {
-    let mut rng = Rng::new(11);
+/// What a decryption wrote, and its outcome.
+type Outcome = (Vec<u8>, Result<(), String>);
+
+/// Random messages of both committing suites (`cases` of each, frames of 1–200 bytes, up to 12
+/// frames, drawn from `seed`), decrypted whole by `decrypt` on 2–4 threads, then damaged: `flips`
+/// single flipped bits (within `near_end` bytes of the end if given: where the positioned path
+/// differs), a cut, an extra byte, and the first two regular frames swapped (unsigned messages of
+/// 3 frames or more; a signed one has its footer after the body). Each damaged message must fail
+/// sequentially, and `decrypt` must write and report exactly what the sequential path does.
+fn same_as_sequential(
+    seed: u64,
+    cases: usize,
+    flips: usize,
+    near_end: impl Fn(u32) -> Option<usize>,
+    decrypt: impl Fn(&[u8], usize) -> Outcome,
+) {
+    let mut rng = Rng::new(seed);
     for suite in [
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
     ] {
-        for case in 0..30 {
+        for case in 0..cases {
             let frame = 1 + rng.below(200) as u32;
             let len = rng.below(u64::from(frame) * 12) as usize;
             let plaintext = rng.bytes(len);
             let message = encrypt_parallel(suite, frame, &plaintext, 2);
             let threads = 2 + rng.below(3) as usize;
             assert_eq!(
-                decrypt_with(&message, threads),
+                decrypt(&message, threads),
                 (plaintext.clone(), Ok(())),
                 "case {case}"
             );
-            // Damage: a flipped bit, a cut, an extra byte, two frames swapped (equal length).
             let mut damaged = Vec::new();
-            for _ in 0..6 {
+            for _ in 0..flips {
                 let mut m = message.clone();
-                let at = rng.below(m.len() as u64) as usize;
+                let at = match near_end(frame) {
+                    Some(n) => m.len() - 1 - rng.below(m.len().min(n) as u64) as usize,
+                    None => rng.below(m.len() as u64) as usize,
+                };
                 m[at] ^= 1 << rng.below(8);
                 damaged.push(m);
             }
@@ -130,13 +146,26 @@ fn parallel_decrypt_writes_and_fails_exactly_as_the_sequential_path() {
             let mut longer = message.clone();
             longer.push(0);
             damaged.push(longer);
+            let regular = 32 + frame as usize;
+            if suite == AlgorithmSuite::Aes256GcmHkdfSha512CommitKey && len >= 3 * frame as usize {
+                let body = message.len() - s3_crypto::body_len(len as u64, frame) as usize;
+                let mut swapped = message.clone();
+                let (a, b) = swapped[body..].split_at_mut(regular);
+                a.swap_with_slice(&mut b[..regular]);
+                damaged.push(swapped);
+            }
             for m in damaged {
                 let sequential = decrypt_with(&m, 1);
                 assert!(sequential.1.is_err(), "case {case}: damage undetected");
-                assert_eq!(decrypt_with(&m, threads), sequential, "case {case}");
+                assert_eq!(decrypt(&m, threads), sequential, "case {case}");
             }
         }
     }
+}
+
+#[test]
+fn parallel_decrypt_writes_and_fails_exactly_as_the_sequential_path() {
+    same_as_sequential(11, 30, 6, |_| None, decrypt_with);
 }
 
 #[test]
@@ -232,7 +261,7 @@ fn positioned_encryption_fails_when_the_input_is_not_the_length_given() {
 }
 
 /// Decrypts with positioned reads (`decrypt_at_parallel`); what was written and the outcome.
-fn decrypt_at(message: &[u8], threads: usize) -> (Vec<u8>, Result<(), String>) {
+fn decrypt_at(message: &[u8], threads: usize) -> Outcome {
     let kr = keyring("raw-aes-256");
     let dec = Decryptor::new(&kr);
     let mut out = Vec::new();
@@ -243,50 +272,11 @@ fn decrypt_at(message: &[u8], threads: usize) -> (Vec<u8>, Result<(), String>) {
 
 #[test]
 fn positioned_decryption_writes_and_fails_exactly_as_the_sequential_path() {
-    let mut rng = Rng::new(17);
-    for suite in [
-        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
-        AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
-    ] {
-        for case in 0..40 {
-            let frame = 1 + rng.below(200) as u32;
-            let len = rng.below(u64::from(frame) * 12) as usize;
-            let plaintext = rng.bytes(len);
-            let message = encrypt_parallel(suite, frame, &plaintext, 2);
-            let threads = 2 + rng.below(3) as usize;
-            assert_eq!(
-                decrypt_at(&message, threads),
-                (plaintext.clone(), Ok(())),
-                "case {case}"
-            );
-            // Damage: flipped bits (in the body mostly: that is where the positioned path differs),
-            // a cut, an extra byte, two regular frames swapped.
-            let mut damaged = Vec::new();
-            for _ in 0..8 {
-                let mut m = message.clone();
-                let at =
-                    m.len() - 1 - rng.below(m.len().min(4 * frame as usize + 200) as u64) as usize;
-                m[at] ^= 1 << rng.below(8);
-                damaged.push(m);
-            }
-            damaged.push(message[..rng.below(message.len() as u64) as usize].to_vec());
-            let mut longer = message.clone();
-            longer.push(0);
-            damaged.push(longer);
-            let regular = 32 + frame as usize;
-            // (Unsigned only: a signed message has its footer after the body.)
-            if suite == AlgorithmSuite::Aes256GcmHkdfSha512CommitKey && len >= 3 * frame as usize {
-                let body = message.len() - s3_crypto::body_len(len as u64, frame) as usize;
-                let mut swapped = message.clone();
-                let (a, b) = swapped[body..].split_at_mut(regular);
-                a.swap_with_slice(&mut b[..regular]);
-                damaged.push(swapped);
-            }
-            for m in damaged {
-                let sequential = decrypt_with(&m, 1);
-                assert!(sequential.1.is_err(), "case {case}: damage undetected");
-                assert_eq!(decrypt_at(&m, threads), sequential, "case {case}");
-            }
-        }
-    }
+    same_as_sequential(
+        17,
+        40,
+        8,
+        |frame| Some(4 * frame as usize + 200),
+        decrypt_at,
+    );
 }
