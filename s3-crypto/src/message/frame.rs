@@ -317,6 +317,44 @@ pub fn final_frame_len(len: u32) -> u64 {
     4 + 4 + IV_LEN as u64 + 4 + u64::from(len) + TAG_LEN as u64
 }
 
+/// Where the final frame of a framed body must be, from the body's length alone: every frame before
+/// it is a whole regular frame, so `body_len` fixes how many there are and how long the final one
+/// is. Readers that seek check the final frame there first: it authenticates the length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BodyLayout {
+    /// Regular frames before the final frame.
+    pub(crate) regular_frames: u64,
+    /// The final frame's plaintext length.
+    pub(crate) final_len: u64,
+}
+
+impl BodyLayout {
+    /// The layout of a body of `body_len` bytes, or `None` when no final frame fits (too short, a
+    /// final frame longer than a frame, or more frames than sequence numbers).
+    pub(crate) fn of(body_len: u64, frame_length: u32) -> Option<Self> {
+        let rest = body_len.checked_sub(final_frame_len(0))?;
+        let stride = regular_frame_len(frame_length);
+        let layout = Self {
+            regular_frames: rest / stride,
+            final_len: rest % stride,
+        };
+        (layout.final_len <= u64::from(frame_length)
+            && layout.regular_frames < u64::from(FINAL_FRAME_MARKER - 1))
+        .then_some(layout)
+    }
+
+    /// The final frame's sequence number.
+    pub(crate) fn final_sequence(&self) -> u32 {
+        // `of` keeps `regular_frames` below `FINAL_FRAME_MARKER - 1`.
+        self.regular_frames as u32 + 1
+    }
+
+    /// The plaintext length.
+    pub(crate) fn plaintext_len(&self, frame_length: u32) -> u64 {
+        self.regular_frames * u64::from(frame_length) + self.final_len
+    }
+}
+
 /// The serialized body length of `plaintext_len` bytes framed by `frame_length`, as this crate
 /// writes it: full regular frames, then a final frame of the rest (empty for an exact multiple).
 pub fn body_len(plaintext_len: u64, frame_length: u32) -> u64 {
@@ -324,4 +362,43 @@ pub fn body_len(plaintext_len: u64, frame_length: u32) -> u64 {
     let regular = plaintext_len / fl;
     let last = plaintext_len % fl;
     regular * regular_frame_len(frame_length) + final_frame_len(last as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_layout_finds_the_final_frame_of_every_body_this_crate_writes() {
+        for fl in [1u32, 7, 4096, 65_536] {
+            for len in [
+                0,
+                1,
+                u64::from(fl) - 1,
+                u64::from(fl),
+                3 * u64::from(fl) + 1,
+            ] {
+                let layout = BodyLayout::of(body_len(len, fl), fl).expect("a layout");
+                assert_eq!(layout.regular_frames, len / u64::from(fl), "{fl} {len}");
+                assert_eq!(layout.final_len, len % u64::from(fl), "{fl} {len}");
+                assert_eq!(layout.plaintext_len(fl), len);
+                assert_eq!(layout.final_sequence() as u64, len / u64::from(fl) + 1);
+            }
+        }
+    }
+
+    #[test]
+    fn body_layout_refuses_bodies_with_no_place_for_a_final_frame() {
+        let fl = 100;
+        // Shorter than an empty final frame.
+        assert_eq!(BodyLayout::of(final_frame_len(0) - 1, fl), None);
+        assert_eq!(BodyLayout::of(0, fl), None);
+        // A final frame one byte longer than a frame.
+        assert_eq!(BodyLayout::of(final_frame_len(fl + 1), fl), None);
+        // More frames than sequence numbers.
+        let too_many =
+            u64::from(FINAL_FRAME_MARKER - 1) * regular_frame_len(1) + final_frame_len(0);
+        assert_eq!(BodyLayout::of(too_many, 1), None);
+        assert!(BodyLayout::of(too_many - regular_frame_len(1), 1).is_some());
+    }
 }

@@ -60,7 +60,9 @@ use crate::encryption_context::EncryptionContext;
 use crate::error::{Error, Result};
 use crate::keyring::Keyring;
 use crate::md5::content_md5_header;
-use crate::message::frame::{final_frame_len, regular_frame_len, FrameKind, FINAL_FRAME_MARKER};
+use crate::message::frame::{
+    final_frame_len, regular_frame_len, BodyLayout, FrameKind, FINAL_FRAME_MARKER,
+};
 use crate::message::header::{ContentType, Header, HeaderLimits};
 use crate::message::reader::Input;
 use crate::message::suite::{IV_LEN, TAG_LEN};
@@ -880,18 +882,13 @@ where
     // 2. The geometry: k regular frames and a final frame of f bytes fill the body exactly.
     let fl = header.frame_length;
     let stride = regular_frame_len(fl);
-    let min_final = final_frame_len(0);
-    let body_len = object_len
+    let layout = object_len
         .checked_sub(body_start)
-        .filter(|b| *b >= min_final)
+        .and_then(|body| BodyLayout::of(body, fl))
         .ok_or(Error::Truncated("the message ends before its final frame"))?;
-    let regular_frames = (body_len - min_final) / stride;
-    let final_len = (body_len - min_final) % stride;
-    if final_len > u64::from(fl) || regular_frames >= u64::from(FINAL_FRAME_MARKER - 1) {
-        return Err(Error::Truncated("the message ends before its final frame"));
-    }
-    let final_sequence = regular_frames as u32 + 1;
-    let total = regular_frames * u64::from(fl) + final_len;
+    let (regular_frames, final_len) = (layout.regular_frames, layout.final_len);
+    let final_sequence = layout.final_sequence();
+    let total = layout.plaintext_len(fl);
 
     // 3. The final frame, first: it authenticates the plaintext length.
     let final_start = body_start + regular_frames * stride;

@@ -8,7 +8,7 @@ use crate::encryption_context::{EncryptionContext, PUBLIC_KEY_CONTEXT_KEY};
 use crate::error::{Error, Result};
 use crate::keyring::{DecryptionMaterials, Keyring};
 use crate::message::frame::{
-    final_frame_len, regular_frame_len, FrameBuffer, FrameKey, FrameKind, FINAL_FRAME_MARKER,
+    regular_frame_len, BodyLayout, FrameBuffer, FrameKey, FrameKind, FINAL_FRAME_MARKER,
     MAX_NON_FRAMED_LEN,
 };
 use crate::message::header::{ContentType, Header, HeaderLimits};
@@ -461,20 +461,12 @@ impl<R: Read + Seek> MessageDecryptor<R> {
     /// it, opens it, and checks that the message ends right after it. Returns its sequence number
     /// and the frame.
     fn final_frame_first(&mut self, body_start: u64) -> Result<(u32, FrameBuffer)> {
-        let fl = self.header.frame_length;
         let end = self.input.inner_mut().seek(SeekFrom::End(0))?;
-        let min_final = final_frame_len(0);
-        let regular = regular_frame_len(fl);
-        let body = end
+        let layout = end
             .checked_sub(body_start)
-            .filter(|b| *b >= min_final)
+            .and_then(|body| BodyLayout::of(body, self.header.frame_length))
             .ok_or(Error::Truncated(NO_FINAL))?;
-        let regular_frames = (body - min_final) / regular;
-        let final_len = (body - min_final) % regular;
-        if final_len > u64::from(fl) || regular_frames >= u64::from(FINAL_FRAME_MARKER - 1) {
-            return Err(Error::Truncated(NO_FINAL));
-        }
-        let final_sequence = regular_frames as u32 + 1;
+        let (final_sequence, final_len) = (layout.final_sequence(), layout.final_len);
         let mut final_frame = FrameBuffer::new(final_len as usize);
         let kind = self.read_frame_at(body_start, final_sequence, &mut final_frame)?;
         if kind != FrameKind::Final
