@@ -389,41 +389,53 @@ const WRITE_BEHIND_BYTES: u64 = 8 << 20;
 /// disk). `sync_file_range` would say it more directly, but has no safe binding in the crates we
 /// build on. Elsewhere this is a plain file.
 struct WriteBehind<'f> {
-    file: &'f mut std::fs::File,
+    /// Buffered for small writes; a batch of frames goes to one `writev`.
+    inner: BufWriter<&'f std::fs::File>,
+    /// Bytes taken so far (a few may still be in `inner`'s buffer: their range is hinted early).
     written: u64,
     started: u64,
 }
 
 impl<'f> WriteBehind<'f> {
-    fn new(file: &'f mut std::fs::File) -> Self {
+    fn new(file: &'f std::fs::File) -> Self {
         Self {
-            file,
+            inner: BufWriter::with_capacity(OUTPUT_BUFFER, file),
             written: 0,
             started: 0,
         }
     }
-}
 
-impl Write for WriteBehind<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
+    fn took(&mut self, n: usize) {
         self.written += n as u64;
         if self.written - self.started >= WRITE_BEHIND_BYTES {
             // Only a hint: a refusal costs nothing but the overlap (the fsync still syncs all).
             #[cfg(target_os = "linux")]
             let _ = rustix::fs::fadvise(
-                &*self.file,
+                *self.inner.get_ref(),
                 self.started,
                 std::num::NonZeroU64::new(self.written - self.started),
                 rustix::fs::Advice::DontNeed,
             );
             self.started = self.written;
         }
+    }
+}
+
+impl Write for WriteBehind<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.took(n);
+        Ok(n)
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let n = self.inner.write_vectored(bufs)?;
+        self.took(n);
         Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
+        self.inner.flush()
     }
 }
 
@@ -526,10 +538,7 @@ impl Sink {
                 std::io::stdout().lock(),
             )),
             Sink::Device(f) => Box::new(BufWriter::with_capacity(OUTPUT_BUFFER, f)),
-            Sink::File { tmp, .. } => Box::new(BufWriter::with_capacity(
-                OUTPUT_BUFFER,
-                WriteBehind::new(tmp.as_file_mut()),
-            )),
+            Sink::File { tmp, .. } => Box::new(WriteBehind::new(tmp.as_file())),
         })
     }
 
@@ -766,7 +775,7 @@ mod tests {
             .map(|i| (i * 31 % 251) as u8)
             .collect();
         {
-            let mut out = WriteBehind::new(&mut file);
+            let mut out = WriteBehind::new(&file);
             let mut rest = &data[..];
             for size in [1, 65_564, 7, 1 << 20, 4 << 20, 3, 9 << 20]
                 .into_iter()
@@ -776,7 +785,25 @@ mod tests {
                     break;
                 }
                 let n = size.min(rest.len());
-                out.write_all(&rest[..n]).unwrap();
+                if size % 2 == 1 {
+                    out.write_all(&rest[..n]).unwrap();
+                } else {
+                    // As the pipeline writes a batch: one vectored write of several frames.
+                    let (a, b) = rest[..n].split_at(n / 3);
+                    let mut left = n;
+                    while left > 0 {
+                        let done = n - left;
+                        let slices = if done < a.len() {
+                            [std::io::IoSlice::new(&a[done..]), std::io::IoSlice::new(b)]
+                        } else {
+                            [
+                                std::io::IoSlice::new(&[]),
+                                std::io::IoSlice::new(&b[done - a.len()..]),
+                            ]
+                        };
+                        left -= out.write_vectored(&slices).unwrap();
+                    }
+                }
                 rest = &rest[n..];
             }
             out.flush().unwrap();

@@ -309,13 +309,16 @@ impl<R: Read + Send> MessageDecryptor<R> {
         let open =
             |job: &mut Job| frame_key.open_in_place(job.sequence, job.kind, &job.iv, &mut job.buf);
         let mut final_plaintext = None;
-        let (_, written) = run(threads, frame_length as usize, state, read, open, |job| {
-            if job.kind == FrameKind::Final {
-                final_plaintext = Some(job.buf.plaintext().to_vec());
-                Ok(())
-            } else {
-                output.write_all(job.buf.plaintext()).map_err(Error::from)
-            }
+        let (_, written) = run(threads, frame_length as usize, state, read, open, |jobs| {
+            // The final frame ends the last batch; it is held back.
+            let regular = match jobs.last() {
+                Some(last) if last.kind == FrameKind::Final => {
+                    final_plaintext = Some(last.buf.plaintext().to_vec());
+                    &jobs[..jobs.len() - 1]
+                }
+                _ => jobs,
+            };
+            write_plaintexts(&mut output, regular)
         });
         written?;
         let held_back = final_plaintext.ok_or(Error::Truncated(NO_FINAL))?;
@@ -447,8 +450,8 @@ impl<R: Read + Seek> MessageDecryptor<R> {
             Ok(())
         };
         if final_sequence > 1 {
-            let (_, written) = run(threads, fl as usize, 1u32, read, open, |job| {
-                output.write_all(job.buf.plaintext()).map_err(Error::from)
+            let (_, written) = run(threads, fl as usize, 1u32, read, open, |jobs| {
+                write_plaintexts(&mut output, jobs)
             });
             written?;
         }
@@ -496,6 +499,18 @@ impl<R: Read + Seek> MessageDecryptor<R> {
             .open_in_place(head.sequence, head.kind, &head.iv, buf)?;
         Ok(head.kind)
     }
+}
+
+/// Writes the plaintexts of a batch of opened frames in order, one `write` each. Not one vectored
+/// write as for sealed frames: plaintext frames are page multiples at page-aligned offsets, and
+/// Linux 6.18 copies such a `writev` into the page cache 2–4× slower than the same bytes in one
+/// `write` each (measured from C: 16 × 64 KiB aligned, 1 GiB: 0.66–1.30 s against 0.32 s; the same
+/// `writev` 100 bytes off alignment: 0.30 s).
+fn write_plaintexts<W: Write>(output: &mut W, jobs: &[Job]) -> Result<()> {
+    for job in jobs {
+        output.write_all(job.buf.plaintext())?;
+    }
+    Ok(())
 }
 
 const NO_FINAL: &str = "the message ends before its final frame";

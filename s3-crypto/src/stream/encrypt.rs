@@ -1,6 +1,6 @@
 //! Encryption: materials from the keyring, header, frames, signature.
 
-use std::io::{Read, Write};
+use std::io::{IoSlice, Read, Write};
 
 use crate::block_on::block_on;
 use crate::encryption_context::{EncryptionContext, PUBLIC_KEY_CONTEXT_KEY, RESERVED_PREFIX};
@@ -15,6 +15,7 @@ use crate::message::suite::IV_LEN;
 use crate::policy::DEFAULT_FRAME_LENGTH;
 use crate::stream::pipeline::{next_sequence, run, Job, ReadEnd};
 use crate::stream::read_at::{ReadAt, ReaderAt};
+use crate::stream::write_all_vectored;
 
 /// Encrypts messages under a keyring: format version 2, a key-committing suite, framed content.
 pub struct Encryptor<'k> {
@@ -253,12 +254,8 @@ impl MessageEncryptor {
             Ok(ReadEnd::More)
         };
         let seal = |job: &mut Job| frame_key.seal_in_place(job.sequence, job.kind, &mut job.buf);
-        let ((_, next, total), written) = run(threads, fl, state, read, seal, |job| {
-            if let Some(s) = signer.as_mut() {
-                s.update(job.buf.frame());
-            }
-            output.write_all(job.buf.frame())?;
-            Ok(())
+        let ((_, next, total), written) = run(threads, fl, state, read, seal, |jobs| {
+            write_frames(signer, &mut output, jobs)
         });
         // Every frame up to the final one (sequence `next`) must have been written.
         if written? != next {
@@ -346,12 +343,8 @@ impl MessageEncryptor {
             frame_key.seal_in_place(job.sequence, job.kind, &mut job.buf)
         };
         let signer = &mut self.signer;
-        let (_, written) = run(threads, fl as usize, 1u32, read, seal, |job| {
-            if let Some(s) = signer.as_mut() {
-                s.update(job.buf.frame());
-            }
-            output.write_all(job.buf.frame())?;
-            Ok(())
+        let (_, written) = run(threads, fl as usize, 1u32, read, seal, |jobs| {
+            write_frames(signer, &mut output, jobs)
         });
         if written? != final_sequence {
             return Err(Error::InvalidConfiguration(
@@ -379,6 +372,19 @@ impl MessageEncryptor {
         output.write_all(bytes)?;
         Ok(())
     }
+}
+
+/// Writes a batch of sealed frames in order (one vectored write), hashing them first for the
+/// signature, if any.
+fn write_frames<W: Write>(signer: &mut Option<Signer>, output: &mut W, jobs: &[Job]) -> Result<()> {
+    if let Some(s) = signer.as_mut() {
+        for job in jobs {
+            s.update(job.buf.frame());
+        }
+    }
+    let mut frames: Vec<IoSlice<'_>> = jobs.iter().map(|j| IoSlice::new(j.buf.frame())).collect();
+    write_all_vectored(output, &mut frames)?;
+    Ok(())
 }
 
 /// The input of a positioned encryption was not the length it was said to be.

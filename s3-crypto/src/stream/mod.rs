@@ -33,7 +33,7 @@ pub use decrypt::{Decryptor, MessageDecryptor};
 pub use encrypt::{Encryptor, MessageEncryptor};
 pub use read_at::ReadAt;
 
-use std::io::Read;
+use std::io::{IoSlice, Read, Write};
 
 /// Reads until `buf` is full or the input ends; returns the number of bytes read.
 pub(crate) fn read_full<R: Read>(input: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -47,4 +47,22 @@ pub(crate) fn read_full<R: Read>(input: &mut R, buf: &mut [u8]) -> std::io::Resu
         }
     }
     Ok(filled)
+}
+
+/// Writes every byte of `bufs`, in as few `write_vectored` calls as `output` takes (a file or a pipe:
+/// one `writev` for a whole batch of frames, which costs the kernel less than a write per frame).
+pub(crate) fn write_all_vectored<W: Write + ?Sized>(
+    output: &mut W,
+    mut bufs: &mut [IoSlice<'_>],
+) -> std::io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match output.write_vectored(bufs) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

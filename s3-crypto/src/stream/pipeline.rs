@@ -104,7 +104,8 @@ impl Pool {
 /// - `read(state, buffers, jobs)` fills buffers taken from `buffers` and pushes their frames onto
 ///   `jobs` in sequence order; it returns `More` only after using every buffer;
 /// - `work(job)` seals or opens one frame in place;
-/// - `write(job)` writes one frame, on the caller's thread, in sequence order.
+/// - `write(jobs)` writes a batch's frames, on the caller's thread, in sequence order (all of them
+///   in one call, so that a writer can hand them to one vectored write).
 pub(crate) fn run<S, R, K, W>(
     threads: usize,
     frame_length: usize,
@@ -117,7 +118,7 @@ where
     S: Send,
     R: Fn(&mut S, &mut Vec<FrameBuffer>, &mut Vec<Job>) -> Result<ReadEnd> + Sync,
     K: Fn(&mut Job) -> Result<()> + Sync,
-    W: FnMut(&Job) -> Result<()>,
+    W: FnMut(&[Job]) -> Result<()>,
 {
     let threads = threads.max(1);
     let batch_len = (BATCH_BYTES / frame_length.max(1)).clamp(1, MAX_BATCH_FRAMES);
@@ -197,14 +198,12 @@ where
             pending.insert(batch.index, batch);
             while let Some(batch) = pending.remove(&next) {
                 let good = batch.failed.as_ref().map_or(batch.jobs.len(), |(i, _)| *i);
-                let mut outcome = Ok(());
-                for job in batch.jobs.into_iter().take(good) {
-                    if let Err(e) = write(&job) {
-                        outcome = Err(e);
-                        break;
+                let mut outcome = write(&batch.jobs[..good]);
+                if outcome.is_ok() {
+                    written += good as u32;
+                    for job in batch.jobs {
+                        let _ = free_tx.try_send(job.buf);
                     }
-                    let _ = free_tx.try_send(job.buf);
-                    written += 1;
                 }
                 if let Some((_, e)) = batch.failed {
                     outcome = outcome.and(Err(e));
