@@ -658,8 +658,7 @@ where
         }
     }
     let reader = ObjectReader {
-        buffered: head,
-        at: 0,
+        buffered: bytes::Bytes::from(head),
         object: body,
         handle: tokio::runtime::Handle::current(),
     };
@@ -670,7 +669,11 @@ where
     let threads = options.threads;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     let decrypting = tokio::task::spawn_blocking(move || {
-        let writer = std::io::BufWriter::with_capacity(1 << 20, ChannelWriter(tx));
+        // Every decryption path flushes its output once, at the end, after the final frame.
+        let writer = ChannelWriter {
+            tx,
+            pending: Vec::with_capacity(CHANNEL_CHUNK),
+        };
         decryptor.decrypt_to_parallel(writer, threads)
     });
     let mut written = 0u64;
@@ -700,50 +703,65 @@ where
 }
 
 /// The object body as a blocking reader (for the decryptor, on a blocking thread): bytes already
-/// received, then the rest of the body (`None`: it has ended), which it waits for on `handle`.
+/// received (the rest of the last chunk, not copied), then the rest of the body (`None`: it has
+/// ended), which it waits for on `handle`.
 struct ObjectReader {
-    buffered: Vec<u8>,
-    at: usize,
+    buffered: bytes::Bytes,
     object: Option<Object>,
     handle: tokio::runtime::Handle,
 }
 
 impl Read for ObjectReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.buffered.len() {
+        while self.buffered.is_empty() {
             let Some(object) = self.object.as_mut() else {
                 return Ok(0);
             };
             match self.handle.block_on(object.next_chunk()) {
-                Ok(Some(chunk)) => {
-                    self.buffered.clear();
-                    self.buffered.extend_from_slice(&chunk);
-                    self.at = 0;
-                }
+                Ok(Some(chunk)) => self.buffered = chunk,
                 Ok(None) => self.object = None,
                 Err(e) => return Err(std::io::Error::other(e)),
             }
         }
-        let n = buf.len().min(self.buffered.len() - self.at);
-        buf[..n].copy_from_slice(&self.buffered[self.at..self.at + n]);
-        self.at += n;
+        let n = buf.len().min(self.buffered.len());
+        buf[..n].copy_from_slice(&self.buffered.split_to(n));
         Ok(n)
     }
 }
 
-/// Plaintext from the blocking decryptor to the async writer.
-struct ChannelWriter(tokio::sync::mpsc::Sender<Vec<u8>>);
+/// Plaintext the decryptor hands to the async writer at a time.
+const CHANNEL_CHUNK: usize = 1 << 20;
+
+/// Plaintext from the blocking decryptor to the async writer, gathered into chunks of
+/// [`CHANNEL_CHUNK`] (one copy; each chunk is sent, not copied again).
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    pending: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send_pending(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(CHANNEL_CHUNK));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "output closed"))
+    }
+}
 
 impl Write for ChannelWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .blocking_send(buf.to_vec())
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "output closed"))?;
+        self.pending.extend_from_slice(buf);
+        if self.pending.len() >= CHANNEL_CHUNK {
+            self.send_pending()?;
+        }
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.send_pending()
     }
 }
 
