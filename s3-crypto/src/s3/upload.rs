@@ -67,17 +67,15 @@ pub async fn put_stream<R: AsyncRead + Unpin>(
         metadata,
         options,
         false,
-        |plain: &[u8], _last: bool, out: &mut Vec<u8>| {
-            out.extend_from_slice(plain);
-            Ok(())
-        },
+        None::<fn(&[u8], bool, &mut Vec<u8>) -> Result<()>>,
     )
     .await
 }
 
 /// The machinery of every streaming upload: `transform(part, last, body)` turns each part of the
-/// input into the bytes sent (encryption), in order. `force_multipart`: even a short input goes
-/// up as a (one-part) multipart upload.
+/// input into the bytes sent (encryption), in order; without one, each part is sent as read (its
+/// buffer itself, not a copy). `force_multipart`: even a short input goes up as a (one-part)
+/// multipart upload.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn upload_stream<R, T>(
     client: &aws_sdk_s3::Client,
@@ -87,7 +85,7 @@ pub(crate) async fn upload_stream<R, T>(
     metadata: &BTreeMap<String, String>,
     options: &PutOptions,
     force_multipart: bool,
-    mut transform: T,
+    mut transform: Option<T>,
 ) -> Result<u64>
 where
     R: AsyncRead + Unpin,
@@ -103,10 +101,15 @@ where
         let mut peek = [0u8; 1];
         let ends_here = first.len() < part_size || input.read(&mut peek).await? == 0;
         if ends_here && !force_multipart {
-            let mut body = Vec::with_capacity(first.len() + 16);
-            transform(&first, true, &mut body)?;
             let n = first.len() as u64;
-            drop(first);
+            let body = match transform.as_mut() {
+                Some(transform) => {
+                    let mut body = Vec::with_capacity(first.len() + 16);
+                    transform(&first, true, &mut body)?;
+                    body
+                }
+                None => first,
+            };
             put_object_with(client, bucket, key, body, metadata, options).await?;
             return Ok(Err(n));
         }
@@ -182,7 +185,7 @@ async fn upload_parts<R, T>(
     mut carry: Option<u8>,
     base_part_size: usize,
     options: &PutOptions,
-    transform: &mut T,
+    transform: &mut Option<T>,
 ) -> Result<u64>
 where
     R: AsyncRead + Unpin,
@@ -223,8 +226,15 @@ where
             last
         };
         total += part.len() as u64;
-        let mut body = bodies.take(part.len() + 16);
-        transform(&part, last, &mut body)?;
+        let body = match transform.as_mut() {
+            Some(transform) => {
+                let mut body = bodies.take(part.len() + 16);
+                transform(&part, last, &mut body)?;
+                body
+            }
+            // The part is the body: send its buffer and read the next part into another.
+            None => std::mem::replace(&mut part, bodies.take(base_part_size)),
+        };
         let md5 = content_md5(&body);
         let body = bodies.bytes(body);
         let next = upload.next_part()?;

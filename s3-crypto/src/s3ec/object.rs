@@ -126,7 +126,7 @@ async fn put_encrypted<R: AsyncRead + Unpin>(
         &object_metadata,
         options,
         force_multipart,
-        |plain: &[u8], last: bool, out: &mut Vec<u8>| {
+        Some(|plain: &[u8], last: bool, out: &mut Vec<u8>| {
             let Some(e) = enc.as_mut() else {
                 return Err(Error::InvalidConfiguration(
                     "data after the end of the encrypted stream".into(),
@@ -139,7 +139,7 @@ async fn put_encrypted<R: AsyncRead + Unpin>(
                 }
             }
             Ok(())
-        },
+        }),
     )
     .await?;
     Ok((total, metadata))
