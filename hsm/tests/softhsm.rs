@@ -3,7 +3,6 @@
 //! Needs SoftHSMv2 (`scripts/softhsm.sh install`); the token fixture is `common::Token`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
 use std::sync::Arc;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -362,23 +361,13 @@ fn debug_output_names_no_pin() {
     assert!(dbg.contains("user.pin"), "{dbg}");
 }
 
-/// Moves the token's files away, as if the device were pulled, then brings them back.
-fn set_token_present(dir: &Path, present: bool) {
-    let away = dir.with_extension("away");
-    if present {
-        std::fs::rename(&away, dir).unwrap();
-    } else {
-        std::fs::rename(dir, &away).unwrap();
-    }
-}
-
 #[test]
 fn the_module_is_reinitialised_after_the_token_goes_away() {
     let Some(token) = Token::new() else { return };
     let root = HsmRootKey::open(token.config()).unwrap();
     let w = root.wrap(b"aad", b"secret").unwrap();
     assert_eq!(root.session_stats().1, 0);
-    set_token_present(&token.tokens_dir(), false);
+    token.set_present(false);
     // The call fails (the retry after re-initialisation cannot find the token either)…
     let gone = root.seal(b"aad", b"secret").unwrap_err();
     assert!(
@@ -395,7 +384,7 @@ fn the_module_is_reinitialised_after_the_token_goes_away() {
     let e = root.unwrap(b"aad", &w).unwrap_err();
     assert_eq!(e.aws_name(), "KMSInternalException");
     assert!(!e.to_string().contains("softhsm"), "{e}");
-    set_token_present(&token.tokens_dir(), true);
+    token.set_present(true);
     // Back: the next call initialises the module again, logs in and finds the key.
     assert_eq!(&root.unwrap(b"aad", &w).unwrap()[..], b"secret");
     let w2 = root.wrap(b"aad", b"after").unwrap();
@@ -428,11 +417,7 @@ fn threads_ride_through_the_token_going_away_and_back() {
             })
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    set_token_present(&token.tokens_dir(), false);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    set_token_present(&token.tokens_dir(), true);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    token.outage_under_traffic();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (mut ok, mut failed) = (0, 0);
     for w in workers {
@@ -528,9 +513,9 @@ fn token_key_handles_are_found_again_after_the_token_comes_back() {
     let keys = token_keys(&token);
     keys.create_key(ARN_1).unwrap();
     let ct = keys.encrypt(ARN_1, b"", b"before").unwrap();
-    set_token_present(&token.tokens_dir(), false);
+    token.set_present(false);
     assert!(keys.encrypt(ARN_1, b"", b"during").is_err());
-    set_token_present(&token.tokens_dir(), true);
+    token.set_present(true);
     // The module was re-initialised: the cached handle was dropped with it and the key found again.
     assert_eq!(&keys.decrypt(ARN_1, b"", &ct).unwrap()[..], b"before");
     let ct2 = keys.encrypt(ARN_1, b"", b"after").unwrap();
@@ -542,18 +527,7 @@ fn two_pools_on_one_module_recover_together() {
     let Some(token) = Token::new() else { return };
     // A second token in the same SoftHSM directory (the same user PIN): the root of trust on one,
     // a custom key store's keys on the other, both through one initialised module.
-    let so_pin = std::fs::read_to_string(token.dir.path().join("so.pin")).unwrap();
-    let out = std::process::Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", "second"])
-        .args(["--so-pin", so_pin.trim(), "--pin", &token.pin])
-        .env("SOFTHSM2_CONF", token.dir.path().join("softhsm2.conf"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    token.add_token("second");
     let root = HsmRootKey::open(token.config()).unwrap(); // initialises the module
     let keys = TokenKeys::open(HsmConfig::new(
         &token.module,
@@ -567,9 +541,9 @@ fn two_pools_on_one_module_recover_together() {
 
     // Only the pool that did not initialise the module is used during the outage: its failure
     // must reset the module for both (SoftHSMv2 sees a returned token only after C_Initialize).
-    set_token_present(&token.tokens_dir(), false);
+    token.set_present(false);
     assert!(keys.decrypt(ARN_1, b"aad", &sealed).is_err());
-    set_token_present(&token.tokens_dir(), true);
+    token.set_present(true);
     assert_eq!(
         &keys.decrypt(ARN_1, b"aad", &sealed).unwrap()[..],
         b"store secret"
@@ -606,11 +580,7 @@ fn two_pools_on_one_module_recover_together() {
             }
         }));
     }
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    set_token_present(&token.tokens_dir(), false);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    set_token_present(&token.tokens_dir(), true);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    token.outage_under_traffic();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();

@@ -45,19 +45,14 @@ impl Token {
         }
         let lock = MODULE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scripts/softhsm.sh"
-        ))
-        .arg("init")
-        .arg(dir.path())
-        .arg(LABEL)
-        .output()
-        .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            Command::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../scripts/softhsm.sh"
+            ))
+            .arg("init")
+            .arg(dir.path())
+            .arg(LABEL),
         );
         // Only this test touches the module while the lock is held.
         std::env::set_var("SOFTHSM2_CONF", dir.path().join("softhsm2.conf"));
@@ -82,6 +77,40 @@ impl Token {
         self.dir.path().join("tokens")
     }
 
+    /// Initialises another token, `label`, in this token's directory: the same module, the same
+    /// user PIN.
+    pub fn add_token(&self, label: &str) {
+        let so_pin = std::fs::read_to_string(self.dir.path().join("so.pin")).unwrap();
+        run_ok(
+            Command::new("softhsm2-util")
+                .args(["--init-token", "--free", "--label", label])
+                .args(["--so-pin", so_pin.trim(), "--pin", &self.pin])
+                .env("SOFTHSM2_CONF", self.dir.path().join("softhsm2.conf")),
+        );
+    }
+
+    /// Takes the tokens away (their directory renamed: to SoftHSMv2, the token was removed) or
+    /// brings them back.
+    pub fn set_present(&self, present: bool) {
+        let dir = self.tokens_dir();
+        let away = dir.with_extension("away");
+        if present {
+            std::fs::rename(&away, dir).unwrap();
+        } else {
+            std::fs::rename(dir, &away).unwrap();
+        }
+    }
+
+    /// An outage while other threads use the token: 200 ms of traffic, 300 ms with the token away,
+    /// 300 ms with it back.
+    pub fn outage_under_traffic(&self) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        self.set_present(false);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        self.set_present(true);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+
     /// A SQLite key store in the token's directory.
     pub fn db(&self) -> String {
         format!(
@@ -89,4 +118,14 @@ impl Token {
             self.dir.path().join("kms.db").display()
         )
     }
+}
+
+/// Runs `cmd`; fails the test with its standard error unless it succeeds.
+pub fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
