@@ -88,15 +88,7 @@ impl Module {
     fn enter(&self, deadline: Instant) -> Result<(Pkcs11, u64), HsmError> {
         let mut st = self.lock();
         while st.resetting {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(HsmError::Busy);
-            }
-            st = self
-                .changed
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            st = wait_until(&self.changed, st, deadline)?;
         }
         let ctx = match &st.ctx {
             Some(ctx) => ctx.clone(),
@@ -319,15 +311,7 @@ impl<T: Clone + Send> Pool<T> {
                     }
                 };
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(HsmError::Busy);
-            }
-            st = self
-                .freed
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            st = wait_until(&self.freed, st, deadline)?;
         }
     }
 
@@ -437,4 +421,20 @@ impl<T: Clone + Send> Drop for Pool<T> {
         }
         self.module.quit();
     }
+}
+
+/// Waits on `cv` until it is notified or `deadline` passes: [`HsmError::Busy`] once it has passed.
+fn wait_until<'a, T>(
+    cv: &Condvar,
+    guard: MutexGuard<'a, T>,
+    deadline: Instant,
+) -> Result<MutexGuard<'a, T>, HsmError> {
+    let now = Instant::now();
+    if now >= deadline {
+        return Err(HsmError::Busy);
+    }
+    Ok(cv
+        .wait_timeout(guard, deadline - now)
+        .unwrap_or_else(|p| p.into_inner())
+        .0)
 }
