@@ -38,7 +38,7 @@ impl ByteRange {
     /// [`resolve`](Self::resolve), with nothing selected as [`Error::RangeNotSatisfiable`].
     pub(crate) fn resolve_or_err(self, total: u64) -> crate::Result<Range<u64>> {
         self.resolve(total)
-            .ok_or(crate::Error::RangeNotSatisfiable {
+            .ok_or_else(|| crate::Error::RangeNotSatisfiable {
                 range: self.to_string(),
                 total,
             })

@@ -47,6 +47,7 @@ use std::io::{Read, Write};
 use std::ops::Range;
 
 use aws_sdk_s3::primitives::ByteStream;
+use bytes::Buf;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 
@@ -724,7 +725,8 @@ impl Read for ObjectReader {
             }
         }
         let n = buf.len().min(self.buffered.len());
-        buf[..n].copy_from_slice(&self.buffered.split_to(n));
+        buf[..n].copy_from_slice(&self.buffered[..n]);
+        self.buffered.advance(n);
         Ok(n)
     }
 }
@@ -752,12 +754,15 @@ impl ChannelWriter {
 }
 
 impl Write for ChannelWriter {
+    /// Takes what fits in the chunk (never growing it: `write_all` comes back for the rest) and
+    /// sends the chunk once full.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.pending.extend_from_slice(buf);
-        if self.pending.len() >= CHANNEL_CHUNK {
+        let n = buf.len().min(CHANNEL_CHUNK - self.pending.len());
+        self.pending.extend_from_slice(&buf[..n]);
+        if self.pending.len() == CHANNEL_CHUNK {
             self.send_pending()?;
         }
-        Ok(buf.len())
+        Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -825,7 +830,7 @@ async fn fill(body: &mut ByteStream, carry: &mut bytes::Bytes, buf: &mut [u8]) -
         }
         let n = carry.len().min(buf.len() - filled);
         buf[filled..filled + n].copy_from_slice(&carry[..n]);
-        let _ = carry.split_to(n);
+        carry.advance(n);
         filled += n;
     }
     Ok(())

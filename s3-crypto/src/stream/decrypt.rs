@@ -358,9 +358,8 @@ impl<R: Read + Seek> MessageDecryptor<R> {
         let fl = self.header.frame_length;
         self.check_buffer(u64::from(fl))?;
         let body_start = self.input.inner_mut().stream_position()?;
-        let (final_sequence, final_frame) = self.final_frame_first(body_start)?;
-        let total =
-            u64::from(final_sequence - 1) * u64::from(fl) + final_frame.plaintext_len() as u64;
+        let (layout, final_frame) = self.final_frame_first(body_start)?;
+        let (final_sequence, total) = (layout.final_sequence(), layout.plaintext_len(fl));
         let mut buf = FrameBuffer::new(fl as usize);
         let r = range.resolve_or_err(total)?;
         let fl64 = u64::from(fl);
@@ -414,11 +413,12 @@ impl<R: Read + Seek> MessageDecryptor<R> {
         let fl = self.header.frame_length;
         self.check_buffer(u64::from(fl))?;
         let body_start = self.input.inner_mut().stream_position()?;
-        let Ok((final_sequence, final_frame)) = self.final_frame_first(body_start) else {
+        let Ok((layout, final_frame)) = self.final_frame_first(body_start) else {
             // Not where the length says: read in order, which finds and names the damage.
             self.input.inner_mut().seek(SeekFrom::Start(body_start))?;
             return self.decrypt_to_parallel(output, threads);
         };
+        let final_sequence = layout.final_sequence();
         let read = |next: &mut u32, bufs: &mut Vec<FrameBuffer>, jobs: &mut Vec<Job>| {
             while *next < final_sequence {
                 let Some(buf) = bufs.pop() else {
@@ -461,9 +461,9 @@ impl<R: Read + Seek> MessageDecryptor<R> {
     }
 
     /// Reads the final frame of a framed body at `body_start` from where the message's length puts
-    /// it, opens it, and checks that the message ends right after it. Returns its sequence number
+    /// it, opens it, and checks that the message ends right after it. Returns the body's layout
     /// and the frame.
-    fn final_frame_first(&mut self, body_start: u64) -> Result<(u32, FrameBuffer)> {
+    fn final_frame_first(&mut self, body_start: u64) -> Result<(BodyLayout, FrameBuffer)> {
         let end = self.input.inner_mut().seek(SeekFrom::End(0))?;
         let layout = end
             .checked_sub(body_start)
@@ -478,7 +478,7 @@ impl<R: Read + Seek> MessageDecryptor<R> {
         {
             return Err(Error::Truncated(NO_FINAL));
         }
-        Ok((final_sequence, final_frame))
+        Ok((layout, final_frame))
     }
 
     /// Seeks to frame `sequence` of a body at `body_start`, reads it, checks it is that frame, opens
