@@ -40,6 +40,19 @@ STOP_TIMEOUT = 30.0
 LISTEN_RE = re.compile(r"^listening on (https?://\S+)$")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI every skip is a failure: scripts/test installs and starts everything the tests need,
+    so a test that finds a component missing (PostgreSQL, Garage, SoftHSMv2, a venv) means the set-up
+    broke, and a silent skip would let a broken build pass. Local runs without CI keep their skips."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI, which must not happen: {reason}"
+
+
 def envelope_bin() -> str:
     path = os.environ.get("ENVELOPE_BIN") or str(REPO / "target" / "debug" / "envelope")
     if not os.access(path, os.X_OK):
