@@ -212,11 +212,59 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// The database file of a SQLite URL (`sqlite://PATH?mode=rwc`) readable by its owner only, whatever
+/// the process umask: created 0600 when the URL lets SQLite create it, narrowed to 0600 when it is
+/// wider. SQLite gives the `-wal` and `-shm` files the database file's mode, so they follow.
+fn restrict_sqlite_file(url: &str) -> Result<()> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
+        return Ok(());
+    }
+    let path = std::path::Path::new(path);
+    let fail = |e: std::io::Error| {
+        KmsError::Internal(format!("Cannot open the key store {}: {e}", path.display()))
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::metadata(path) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if query.split('&').any(|p| p == "mode=rwc") {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(path)
+                        .map_err(fail)?;
+                    // Exactly 0600: the umask may have taken the owner's bits too.
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                        .map_err(fail)?;
+                }
+            }
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = fail;
+    Ok(())
+}
+
 impl Store {
     /// Connects (`sqlite://path?mode=rwc` or `postgres://...`) and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
+        if sqlite {
+            restrict_sqlite_file(url)?;
+        }
         let pool = AnyPoolOptions::new()
             // An in-memory SQLite database exists per connection: keep one.
             .max_connections(if url.contains(":memory:") {
@@ -230,10 +278,12 @@ impl Store {
                 Box::pin(async move {
                     if conn.backend_name() == "SQLite" {
                         // WAL + FULL: a commit is on disk before the call returns (kill -9 and power
-                        // loss safe); secure_delete overwrites destroyed key material in the file.
+                        // loss safe); secure_delete overwrites destroyed key material in the file;
+                        // foreign keys enforced as PostgreSQL enforces them (SQLite's default is off).
                         conn.execute(
                             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
-                             PRAGMA busy_timeout=10000; PRAGMA secure_delete=ON;",
+                             PRAGMA busy_timeout=10000; PRAGMA secure_delete=ON; \
+                             PRAGMA foreign_keys=ON;",
                         )
                         .await?;
                     }

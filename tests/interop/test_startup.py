@@ -61,6 +61,30 @@ def test_first_start_creates_data_dir(tmp_path):
     assert sk not in s.stderr_text()
 
 
+def test_data_dir_files_are_owner_only_whatever_the_umask(tmp_path):
+    """Started under umask 000, every file the server writes is 0600 and the directory 0700: the
+    database, its WAL and shared-memory files (SQLite gives them the database file's mode), the root
+    key, the credentials, the profile and the audit log."""
+    data = tmp_path / "envelope-data"
+    old = os.umask(0)
+    try:
+        s = Server(data).start()
+    finally:
+        os.umask(old)
+    try:
+        kms = kms_client(s.endpoint, *read_credentials(data))
+        key = kms.create_key()["KeyMetadata"]["KeyId"]
+        kms.generate_data_key(KeyId=key, KeySpec="AES_256")
+        names = {p.name for p in data.iterdir()}
+        assert {"envelope.db", "envelope.db-wal", "envelope.db-shm", "root.key", "credentials",
+                "config", "audit.log"} <= names, names
+        assert mode(data) == 0o700
+        wider = {p.name: oct(mode(p)) for p in data.iterdir() if mode(p) != 0o600}
+        assert not wider, wider
+    finally:
+        s.stop()
+
+
 def test_restart_keeps_keys_and_credentials(tmp_path):
     data = tmp_path / "envelope-data"
     s = Server(data).start()
