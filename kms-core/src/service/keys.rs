@@ -1,0 +1,441 @@
+//! Keys and their states: CreateKey, DescribeKey, ListKeys, UpdateKeyDescription, EnableKey,
+//! DisableKey, ScheduleKeyDeletion and CancelKeyDeletion; resolving a key identifier; reading and
+//! changing a key's row; and the checks of a key's state the other families use.
+
+use std::time::Instant;
+
+use uuid::Uuid;
+
+use super::custom_key_stores::in_token;
+use super::validate::{check_range, decode_marker, encode_marker, page_limit, required};
+use super::{secs, tags::validate_tags, Kms, DAY_MS, SYMMETRIC_DEFAULT};
+use crate::api::*;
+use crate::error::{KmsError, Result};
+use crate::ids::{Accepts, KeyRef};
+use crate::material::KeyMaterial;
+use crate::now_millis;
+use crate::store::{KeyRecord, MaterialRow};
+
+/// A key usable for cryptography: Enabled. AWS's errors for the other states.
+pub(super) fn check_usable(k: &KeyRecord, arn: &str) -> Result<()> {
+    match k.state {
+        KeyState::Enabled => Ok(()),
+        KeyState::Disabled => Err(KmsError::Disabled(format!("{arn} is disabled."))),
+        KeyState::PendingDeletion => Err(KmsError::InvalidState(format!(
+            "{arn} is pending deletion."
+        ))),
+        KeyState::Unavailable => Err(KmsError::InvalidState(format!("{arn} is unavailable."))),
+    }
+}
+
+/// Keys in a custom key store have their material in the token: no rotation, no import.
+pub(super) fn refuse_for_custom_key_store(k: &KeyRecord, arn: &str, what: &str) -> Result<()> {
+    if let Some(store) = &k.custom_key_store_id {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "{arn} is in custom key store {store}: {what} is not supported for keys in a custom key store."
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn check_not_pending_deletion(k: &KeyRecord, arn: &str) -> Result<()> {
+    if k.state == KeyState::PendingDeletion {
+        return Err(KmsError::InvalidState(format!(
+            "{arn} is pending deletion."
+        )));
+    }
+    Ok(())
+}
+
+const KEY_SPECS: &[&str] = &[
+    "RSA_2048",
+    "RSA_3072",
+    "RSA_4096",
+    "ECC_NIST_P256",
+    "ECC_NIST_P384",
+    "ECC_NIST_P521",
+    "ECC_SECG_P256K1",
+    "HMAC_224",
+    "HMAC_256",
+    "HMAC_384",
+    "HMAC_512",
+    "SM2",
+    "ML_DSA_44",
+    "ML_DSA_65",
+    "ML_DSA_87",
+];
+
+impl Kms {
+    // ----- resolution ---------------------------------------------------------------------------
+
+    /// Resolves a key identifier to a key id. `cached` allows a cached alias mapping.
+    pub(super) async fn resolve(&self, raw: &str, accepts: Accepts, cached: bool) -> Result<Uuid> {
+        match self.config.partition.parse_key_ref(raw, accepts)? {
+            KeyRef::Key(id) => Ok(id),
+            KeyRef::Alias(name) => {
+                if cached {
+                    if let Ok(map) = self.aliases.read() {
+                        if let Some((id, at)) = map.get(&name) {
+                            if at.elapsed() < self.config.cache_ttl {
+                                return Ok(*id);
+                            }
+                        }
+                    }
+                }
+                let alias = self.store.get_alias(&name).await?.ok_or_else(|| {
+                    KmsError::NotFound(format!(
+                        "Alias {} is not found.",
+                        self.config.partition.alias_arn(&name)
+                    ))
+                })?;
+                if let Ok(mut map) = self.aliases.write() {
+                    map.insert(name, (alias.key_id, Instant::now()));
+                }
+                Ok(alias.key_id)
+            }
+        }
+    }
+
+    pub(super) async fn record(&self, id: &Uuid) -> Result<KeyRecord> {
+        self.store
+            .get_key(id)
+            .await?
+            .ok_or_else(|| self.not_found(id))
+    }
+
+    /// Reads a key, lets `f` change it, writes it back under optimistic concurrency, retrying on a
+    /// conflict. `f` returns false when nothing needs writing.
+    pub(super) async fn modify(
+        &self,
+        id: &Uuid,
+        mut f: impl FnMut(&mut KeyRecord) -> Result<bool>,
+    ) -> Result<KeyRecord> {
+        for _ in 0..32 {
+            let mut rec = self.record(id).await?;
+            if !f(&mut rec)? {
+                return Ok(rec);
+            }
+            if self.store.update_key(&rec).await? {
+                self.invalidate(id);
+                rec.revision += 1;
+                return Ok(rec);
+            }
+        }
+        Err(KmsError::Internal(
+            "The key is being changed concurrently; try again.".into(),
+        ))
+    }
+
+    async fn metadata(&self, k: &KeyRecord) -> Result<KeyMetadata> {
+        let key_state = self.shown_state(k).await?;
+        let cloud_hsm_cluster_id = self.cluster_of(k).await?;
+        Ok(KeyMetadata {
+            aws_account_id: self.config.partition.account_id.clone(),
+            key_id: k.id.to_string(),
+            arn: self.arn(&k.id),
+            creation_date: secs(k.created_at),
+            enabled: key_state == KeyState::Enabled,
+            description: k.description.clone(),
+            key_usage: k.key_usage.clone(),
+            key_state,
+            deletion_date: k.deletion_date.map(secs),
+            origin: k.origin.clone(),
+            key_manager: "CUSTOMER".into(),
+            customer_master_key_spec: k.key_spec.clone(),
+            key_spec: k.key_spec.clone(),
+            encryption_algorithms: vec![SYMMETRIC_DEFAULT.into()],
+            multi_region: false,
+            pending_deletion_window_in_days: k.pending_window_days,
+            custom_key_store_id: k.custom_key_store_id.clone(),
+            cloud_hsm_cluster_id,
+        })
+    }
+
+    // ----- key management -----------------------------------------------------------------------
+
+    /// CreateKey.
+    pub async fn create_key(&self, req: CreateKeyRequest) -> Result<KeyMetadataResponse> {
+        let in_store =
+            req.custom_key_store_id.is_some() || req.origin.as_deref() == Some("AWS_CLOUDHSM");
+        for (field, spec) in [
+            ("keySpec", &req.key_spec),
+            ("customerMasterKeySpec", &req.customer_master_key_spec),
+        ] {
+            match spec.as_deref() {
+                None | Some(SYMMETRIC_DEFAULT) => {}
+                Some(s) if KEY_SPECS.contains(&s) && in_store => {
+                    return Err(KmsError::UnsupportedOperation(format!(
+                        "Custom key stores support only SYMMETRIC_DEFAULT keys; {s} cannot be created in one."
+                    )))
+                }
+                Some(s) if KEY_SPECS.contains(&s) => {
+                    return Err(KmsError::UnsupportedOperation(format!(
+                        "envelope supports only SYMMETRIC_DEFAULT keys; {s} is not supported."
+                    )))
+                }
+                Some(s) => {
+                    return Err(KmsError::constraint(
+                        s,
+                        field,
+                        "Member must satisfy enum value set: [SYMMETRIC_DEFAULT, RSA_2048, ...]",
+                    ))
+                }
+            }
+        }
+        match req.key_usage.as_deref() {
+            None | Some("ENCRYPT_DECRYPT") => {}
+            Some(u @ ("SIGN_VERIFY" | "GENERATE_VERIFY_MAC" | "KEY_AGREEMENT")) => {
+                return Err(KmsError::UnsupportedOperation(format!(
+                    "envelope supports only ENCRYPT_DECRYPT keys; {u} is not supported."
+                )))
+            }
+            Some(u) => {
+                return Err(KmsError::constraint(
+                    u,
+                    "keyUsage",
+                    "Member must satisfy enum value set: [SIGN_VERIFY, ENCRYPT_DECRYPT, GENERATE_VERIFY_MAC, KEY_AGREEMENT]",
+                ))
+            }
+        }
+        match (req.origin.as_deref(), req.custom_key_store_id.is_some()) {
+            (None | Some("AWS_KMS"), false) | (Some("AWS_CLOUDHSM"), true) => {}
+            (Some("AWS_CLOUDHSM"), false) => return Err(KmsError::missing("customKeyStoreId")),
+            (None | Some("AWS_KMS"), true) => {
+                return Err(KmsError::Validation(
+                    "A key in a custom key store must have the Origin AWS_CLOUDHSM.".into(),
+                ))
+            }
+            (Some("EXTERNAL"), true) => {
+                return Err(KmsError::UnsupportedOperation(
+                    "Keys in a custom key store cannot have imported key material (Origin EXTERNAL)."
+                        .into(),
+                ))
+            }
+            (Some(o @ ("EXTERNAL" | "EXTERNAL_KEY_STORE")), _) => {
+                return Err(KmsError::UnsupportedOperation(format!("Origin {o} is not supported by this server.")))
+            }
+            (Some(o), _) => {
+                return Err(KmsError::constraint(
+                    o,
+                    "origin",
+                    "Member must satisfy enum value set: [EXTERNAL, AWS_KMS, AWS_CLOUDHSM, EXTERNAL_KEY_STORE]",
+                ))
+            }
+        }
+        if req.multi_region == Some(true) {
+            return Err(KmsError::UnsupportedOperation(
+                "Multi-Region keys are not supported.".into(),
+            ));
+        }
+        if req.xks_key_id.is_some() {
+            return Err(KmsError::UnsupportedOperation(
+                "External key stores (XKS) are not supported by this server.".into(),
+            ));
+        }
+        let description = req.description.unwrap_or_default();
+        if description.chars().count() > 8192 {
+            return Err(KmsError::constraint(
+                "...",
+                "description",
+                "Member must have length less than or equal to 8192",
+            ));
+        }
+        let policy = req.policy.unwrap_or_default();
+        if policy.len() > 32768 {
+            return Err(KmsError::constraint(
+                "...",
+                "policy",
+                "Member must have length less than or equal to 32768",
+            ));
+        }
+        let tags = validate_tags(req.tags.as_deref().unwrap_or_default())?;
+        if tags.len() > 50 {
+            return Err(KmsError::Tag("A key can have at most 50 tags.".into()));
+        }
+        let id = Uuid::new_v4();
+        let now = now_millis();
+        let mut rec = KeyRecord {
+            id,
+            created_at: now,
+            description,
+            state: KeyState::Enabled,
+            key_usage: "ENCRYPT_DECRYPT".into(),
+            key_spec: SYMMETRIC_DEFAULT.into(),
+            origin: "AWS_KMS".into(),
+            policy,
+            deletion_date: None,
+            pending_window_days: None,
+            rotation_period_days: None,
+            next_rotation: None,
+            revision: 0,
+            custom_key_store_id: None,
+        };
+        if let Some(store_id) = req.custom_key_store_id {
+            // The material is born in the token, labelled with the key ARN, and never leaves it.
+            let (_, token) = self.store_for_new_key(&store_id).await?;
+            let label = self.arn(&id);
+            in_token(token.clone(), {
+                let label = label.clone();
+                move |t| t.create_key(&label)
+            })
+            .await?;
+            rec.origin = "AWS_CLOUDHSM".into();
+            rec.custom_key_store_id = Some(store_id);
+            if let Err(e) = self.store.insert_key(&rec, None, &tags).await {
+                let _ = in_token(token, move |t| t.destroy_key(&label)).await;
+                return Err(e);
+            }
+        } else {
+            let material = KeyMaterial::generate()?;
+            let row = MaterialRow {
+                version: 1,
+                wrapped: self.wrap_material(&id, 1, &material).await?,
+                created_at: now,
+                rotation_type: None,
+            };
+            self.store.insert_key(&rec, Some(&row), &tags).await?;
+        }
+        Ok(KeyMetadataResponse {
+            key_metadata: self.metadata(&rec).await?,
+        })
+    }
+
+    /// DescribeKey.
+    pub async fn describe_key(&self, req: KeyIdRequest) -> Result<KeyMetadataResponse> {
+        let id = self
+            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOrAlias, false)
+            .await?;
+        let rec = self.record(&id).await?;
+        Ok(KeyMetadataResponse {
+            key_metadata: self.metadata(&rec).await?,
+        })
+    }
+
+    /// ListKeys.
+    pub async fn list_keys(&self, req: ListKeysRequest) -> Result<ListKeysResponse> {
+        let limit = page_limit(req.limit, 1000, 100)?;
+        let after = decode_marker(req.marker.as_deref())?;
+        let mut ids = self.store.list_keys(after.as_deref(), limit + 1).await?;
+        let truncated = ids.len() as i64 > limit;
+        ids.truncate(limit as usize);
+        let next_marker = truncated
+            .then(|| ids.last().map(|l| encode_marker(&l.to_string())))
+            .flatten();
+        Ok(ListKeysResponse {
+            keys: ids
+                .iter()
+                .map(|id| KeyListEntry {
+                    key_id: id.to_string(),
+                    key_arn: self.arn(id),
+                })
+                .collect(),
+            truncated,
+            next_marker,
+        })
+    }
+
+    /// UpdateKeyDescription.
+    pub async fn update_key_description(&self, req: UpdateKeyDescriptionRequest) -> Result<Empty> {
+        let id = self
+            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
+            .await?;
+        let description = required(req.description, "description")?;
+        if description.chars().count() > 8192 {
+            return Err(KmsError::constraint(
+                "...",
+                "description",
+                "Member must have length less than or equal to 8192",
+            ));
+        }
+        let arn = self.arn(&id);
+        self.modify(&id, |k| {
+            check_not_pending_deletion(k, &arn)?;
+            k.description = description.clone();
+            Ok(true)
+        })
+        .await?;
+        Ok(Empty {})
+    }
+
+    /// EnableKey.
+    pub async fn enable_key(&self, req: KeyIdRequest) -> Result<Empty> {
+        let id = self
+            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
+            .await?;
+        let arn = self.arn(&id);
+        self.modify(&id, |k| {
+            check_not_pending_deletion(k, &arn)?;
+            let change = k.state != KeyState::Enabled;
+            k.state = KeyState::Enabled;
+            Ok(change)
+        })
+        .await?;
+        Ok(Empty {})
+    }
+
+    /// DisableKey.
+    pub async fn disable_key(&self, req: KeyIdRequest) -> Result<Empty> {
+        let id = self
+            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
+            .await?;
+        let arn = self.arn(&id);
+        self.modify(&id, |k| {
+            check_not_pending_deletion(k, &arn)?;
+            let change = k.state != KeyState::Disabled;
+            k.state = KeyState::Disabled;
+            Ok(change)
+        })
+        .await?;
+        Ok(Empty {})
+    }
+
+    /// ScheduleKeyDeletion: 7 to 30 days, 30 by default. The material is destroyed when due.
+    pub async fn schedule_key_deletion(
+        &self,
+        req: ScheduleKeyDeletionRequest,
+    ) -> Result<ScheduleKeyDeletionResponse> {
+        let id = self
+            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
+            .await?;
+        let days = req.pending_window_in_days.unwrap_or(30);
+        check_range(days, 7, 30, "pendingWindowInDays")?;
+        let arn = self.arn(&id);
+        let now = now_millis();
+        let rec = self
+            .modify(&id, |k| {
+                check_not_pending_deletion(k, &arn)?;
+                k.state = KeyState::PendingDeletion;
+                k.deletion_date = Some(now + days * DAY_MS);
+                k.pending_window_days = Some(days);
+                Ok(true)
+            })
+            .await?;
+        Ok(ScheduleKeyDeletionResponse {
+            key_id: arn,
+            deletion_date: secs(rec.deletion_date.unwrap_or(now)),
+            key_state: rec.state,
+            pending_window_in_days: days,
+        })
+    }
+
+    /// CancelKeyDeletion: the key returns Disabled.
+    pub async fn cancel_key_deletion(&self, req: KeyIdRequest) -> Result<KeyIdResponse> {
+        let id = self
+            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
+            .await?;
+        let arn = self.arn(&id);
+        self.modify(&id, |k| {
+            if k.state != KeyState::PendingDeletion {
+                return Err(KmsError::InvalidState(format!(
+                    "{arn} is not pending deletion."
+                )));
+            }
+            k.state = KeyState::Disabled;
+            k.deletion_date = None;
+            k.pending_window_days = None;
+            Ok(true)
+        })
+        .await?;
+        Ok(KeyIdResponse { key_id: arn })
+    }
+}
