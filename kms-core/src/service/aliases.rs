@@ -41,9 +41,7 @@ impl Kms {
                 self.config.partition.alias_arn(&name)
             )));
         }
-        if let Ok(mut map) = self.aliases.write() {
-            map.remove(&name);
-        }
+        self.cache.aliases.forget(&name);
         Ok(Empty {})
     }
 
@@ -57,9 +55,7 @@ impl Kms {
                 self.config.partition.alias_arn(&name)
             )));
         }
-        if let Ok(mut map) = self.aliases.write() {
-            map.remove(&name);
-        }
+        self.cache.aliases.forget(&name);
         Ok(Empty {})
     }
 

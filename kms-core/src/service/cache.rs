@@ -2,8 +2,9 @@
 //! when an entry expires, reusing material whose wrapped bytes did not change), alias mappings,
 //! principals' secrets and custom key store rows, each for the configured TTL.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -13,7 +14,64 @@ use super::root::{material_aad, off_runtime};
 use super::Kms;
 use crate::error::{KmsError, Result};
 use crate::material::KeyMaterial;
-use crate::store::KeyRecord;
+use crate::store::{CustomKeyStoreRow, KeyRecord};
+
+/// The service's caches. With several nodes on one database, a change made on one node reaches the
+/// others when their entries expire.
+#[derive(Default)]
+pub(super) struct Caches {
+    /// Keys with their unwrapped material, by key id.
+    keys: RwLock<HashMap<Uuid, Arc<LoadedKey>>>,
+    /// Alias name to key id.
+    pub(super) aliases: Expiring<Uuid>,
+    /// Principals' secrets, by access key id.
+    pub(super) principals: RwLock<HashMap<String, Arc<CachedPrincipal>>>,
+    /// Custom key store rows, by store id.
+    pub(super) store_rows: Expiring<CustomKeyStoreRow>,
+}
+
+/// Values by name, each serving for a TTL after it was put.
+pub(super) struct Expiring<V> {
+    entries: RwLock<HashMap<String, (V, Instant)>>,
+}
+
+impl<V> Default for Expiring<V> {
+    fn default() -> Self {
+        Self {
+            entries: RwLock::default(),
+        }
+    }
+}
+
+impl<V: Clone> Expiring<V> {
+    /// The value put under `name` less than `ttl` ago.
+    pub(super) fn fresh(&self, name: &str, ttl: Duration) -> Option<V> {
+        let map = self.entries.read().ok()?;
+        let (v, at) = map.get(name)?;
+        (at.elapsed() < ttl).then(|| v.clone())
+    }
+
+    /// Puts `v` under `name`, from now.
+    pub(super) fn put(&self, name: String, v: V) {
+        if let Ok(mut map) = self.entries.write() {
+            map.insert(name, (v, Instant::now()));
+        }
+    }
+
+    /// Forgets `name`.
+    pub(super) fn forget(&self, name: &str) {
+        if let Ok(mut map) = self.entries.write() {
+            map.remove(name);
+        }
+    }
+
+    /// Forgets every value `f` picks.
+    pub(super) fn forget_where(&self, f: impl Fn(&V) -> bool) {
+        if let Ok(mut map) = self.entries.write() {
+            map.retain(|_, (v, _)| !f(v));
+        }
+    }
+}
 
 pub(crate) struct LoadedKey {
     pub(crate) record: KeyRecord,
@@ -49,7 +107,7 @@ impl Kms {
     /// When an entry expires, one caller reloads it while the others keep using it for at most
     /// [`REFRESH_GRACE`] more, so a hot key does not send every in-flight request to the store at once.
     pub(super) async fn loaded(&self, id: &Uuid) -> Result<Arc<LoadedKey>> {
-        let stale = match self.keys.read() {
+        let stale = match self.cache.keys.read() {
             Ok(map) => map.get(id).cloned(),
             Err(_) => None,
         };
@@ -127,20 +185,18 @@ impl Kms {
             refreshing: AtomicBool::new(false),
             stale: AtomicBool::new(false),
         });
-        if let Ok(mut map) = self.keys.write() {
+        if let Ok(mut map) = self.cache.keys.write() {
             map.insert(*id, k.clone());
         }
         Ok(k)
     }
 
     pub(super) fn invalidate(&self, id: &Uuid) {
-        if let Ok(map) = self.keys.read() {
+        if let Ok(map) = self.cache.keys.read() {
             if let Some(k) = map.get(id) {
                 k.stale.store(true, Ordering::Release);
             }
         }
-        if let Ok(mut map) = self.aliases.write() {
-            map.retain(|_, (k, _)| k != id);
-        }
+        self.cache.aliases.forget_where(|k| k == id);
     }
 }

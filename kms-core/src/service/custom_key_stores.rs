@@ -5,7 +5,6 @@
 //! connection states are in [`crate::custom_key_store`].
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use zeroize::Zeroizing;
 
@@ -102,12 +101,8 @@ impl Kms {
         cached: bool,
     ) -> Result<CustomKeyStoreRow> {
         if cached {
-            if let Ok(map) = self.store_rows.read() {
-                if let Some((row, at)) = map.get(id) {
-                    if at.elapsed() < self.config.cache_ttl {
-                        return Ok(row.clone());
-                    }
-                }
+            if let Some(row) = self.cache.store_rows.fresh(id, self.config.cache_ttl) {
+                return Ok(row);
             }
         }
         let row = self
@@ -115,16 +110,17 @@ impl Kms {
             .get_custom_key_store(id)
             .await?
             .ok_or_else(|| not_found(id))?;
-        if let Ok(mut map) = self.store_rows.write() {
-            map.insert(id.to_string(), (row.clone(), Instant::now()));
-        }
+        self.cache.store_rows.put(id.to_string(), row.clone());
         Ok(row)
     }
 
     fn forget_store(&self, id: &str) {
-        if let Ok(mut map) = self.store_rows.write() {
-            map.remove(id);
-        }
+        self.cache.store_rows.forget(id);
+        self.log_out(id);
+    }
+
+    /// Drops this node's login to a store's token.
+    fn log_out(&self, id: &str) {
         if let Ok(mut map) = self.connections.write() {
             map.remove(id);
         }
@@ -186,9 +182,7 @@ impl Kms {
         };
         let row = self.custom_key_store_row(store_id, true).await?;
         if state_of(&row)? != ConnectionState::Connected {
-            if let Ok(mut map) = self.connections.write() {
-                map.remove(store_id);
-            }
+            self.log_out(store_id);
             return Err(KmsError::InvalidState(format!(
                 "{} is unavailable: its custom key store {store_id} is not connected.",
                 key.arn
@@ -262,9 +256,7 @@ impl Kms {
                 return Ok(row);
             }
             let ok = self.store.update_custom_key_store(&row).await?;
-            if let Ok(mut map) = self.store_rows.write() {
-                map.remove(id);
-            }
+            self.cache.store_rows.forget(id);
             if ok {
                 row.revision += 1;
                 return Ok(row);
@@ -460,9 +452,7 @@ impl Kms {
         let was_connected = state_of(&row)? == ConnectionState::Connected;
         if !was_connected {
             // A fresh login: a session from an earlier connection may hold an old password.
-            if let Ok(mut map) = self.connections.write() {
-                map.remove(&id);
-            }
+            self.log_out(&id);
         }
         let (state, code) = match self.open_connection(&row).await {
             Ok(_) if was_connected => return Ok(Empty {}),
@@ -489,9 +479,7 @@ impl Kms {
         })
         .await?;
         if state != ConnectionState::Connected {
-            if let Ok(mut map) = self.connections.write() {
-                map.remove(&id);
-            }
+            self.log_out(&id);
         } else {
             tracing::info!(store = %id, "custom key store connected");
         }

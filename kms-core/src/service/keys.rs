@@ -2,8 +2,6 @@
 //! DisableKey, ScheduleKeyDeletion and CancelKeyDeletion; resolving a key identifier; reading and
 //! changing a key's row; and the checks of a key's state the other families use.
 
-use std::time::Instant;
-
 use uuid::Uuid;
 
 use super::custom_key_stores::in_token;
@@ -74,12 +72,8 @@ impl Kms {
             KeyRef::Key(id) => Ok(id),
             KeyRef::Alias(name) => {
                 if cached {
-                    if let Ok(map) = self.aliases.read() {
-                        if let Some((id, at)) = map.get(&name) {
-                            if at.elapsed() < self.config.cache_ttl {
-                                return Ok(*id);
-                            }
-                        }
+                    if let Some(id) = self.cache.aliases.fresh(&name, self.config.cache_ttl) {
+                        return Ok(id);
                     }
                 }
                 let alias = self.store.get_alias(&name).await?.ok_or_else(|| {
@@ -88,9 +82,7 @@ impl Kms {
                         self.config.partition.alias_arn(&name)
                     ))
                 })?;
-                if let Ok(mut map) = self.aliases.write() {
-                    map.insert(name, (alias.key_id, Instant::now()));
-                }
+                self.cache.aliases.put(name, alias.key_id);
                 Ok(alias.key_id)
             }
         }

@@ -26,7 +26,7 @@ mod validate;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use uuid::Uuid;
 
@@ -39,7 +39,7 @@ use crate::material::RootOfTrust;
 use crate::now_millis;
 use crate::store::Store;
 
-use cache::{CachedPrincipal, LoadedKey};
+use cache::{Caches, LoadedKey};
 use key_kinds::ASYMMETRIC_AND_HMAC_OPERATIONS;
 use root::{off_runtime, ROOT_CHECK, ROOT_CHECK_AAD, ROOT_CHECK_VALUE};
 
@@ -74,21 +74,17 @@ impl Default for KmsConfig {
 
 /// The key service.
 pub struct Kms {
-    pub(crate) store: Store,
-    pub(crate) root: Arc<dyn RootOfTrust>,
-    pub(crate) config: KmsConfig,
-    keys: RwLock<HashMap<Uuid, Arc<LoadedKey>>>,
-    aliases: RwLock<HashMap<String, (Uuid, Instant)>>,
-    principals: RwLock<HashMap<String, Arc<CachedPrincipal>>>,
+    store: Store,
+    root: Arc<dyn RootOfTrust>,
+    config: KmsConfig,
+    cache: Caches,
     audit: Option<AuditLog>,
     /// What a CloudHSM cluster id means on this server (none: custom key stores cannot connect).
-    pub(crate) clusters: Option<Arc<dyn HsmClusters>>,
+    clusters: Option<Arc<dyn HsmClusters>>,
     /// This node's logins to custom key stores' tokens, by store id.
-    pub(crate) connections: RwLock<HashMap<String, Arc<dyn HsmKeyStore>>>,
-    /// Custom key store rows, cached like keys.
-    pub(crate) store_rows: RwLock<HashMap<String, (crate::store::CustomKeyStoreRow, Instant)>>,
+    connections: RwLock<HashMap<String, Arc<dyn HsmKeyStore>>>,
     /// One login at a time.
-    pub(crate) connecting: tokio::sync::Mutex<()>,
+    connecting: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Kms {
@@ -143,13 +139,10 @@ impl Kms {
             store,
             root,
             config,
-            keys: RwLock::default(),
-            aliases: RwLock::default(),
-            principals: RwLock::default(),
+            cache: Caches::default(),
             audit: None,
             clusters: None,
             connections: RwLock::default(),
-            store_rows: RwLock::default(),
             connecting: tokio::sync::Mutex::new(()),
         })
     }

@@ -121,6 +121,7 @@ impl Kms {
         access_key_id: &str,
     ) -> Result<Option<(String, Zeroizing<Vec<u8>>)>> {
         let cached = self
+            .cache
             .principals
             .read()
             .ok()
@@ -131,7 +132,7 @@ impl Kms {
             }
         }
         let Some(row) = self.store.principal_by_access_key(access_key_id).await? else {
-            if let Ok(mut map) = self.principals.write() {
+            if let Ok(mut map) = self.cache.principals.write() {
                 map.remove(access_key_id);
             }
             return Ok(None);
@@ -145,7 +146,7 @@ impl Kms {
             }
         };
         let arn = self.config.partition.user_arn(&row.user_name);
-        if let Ok(mut map) = self.principals.write() {
+        if let Ok(mut map) = self.cache.principals.write() {
             map.insert(
                 access_key_id.to_string(),
                 Arc::new(CachedPrincipal {
