@@ -37,7 +37,7 @@ pub enum ConnectionState {
 }
 
 impl ConnectionState {
-    /// The name on the wire.
+    /// The name AWS uses, on the wire and in the key store.
     pub fn as_str(self) -> &'static str {
         match self {
             ConnectionState::Connected => "CONNECTED",
@@ -48,6 +48,7 @@ impl ConnectionState {
         }
     }
 
+    /// Parses a stored name.
     pub(crate) fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "CONNECTED" => ConnectionState::Connected,

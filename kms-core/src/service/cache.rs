@@ -14,7 +14,7 @@ use super::root::{material_aad, off_runtime};
 use super::Kms;
 use crate::error::{KmsError, Result};
 use crate::material::KeyMaterial;
-use crate::store::{CustomKeyStoreRow, KeyRecord};
+use crate::store::{CustomKeyStoreRow, KeyRow};
 
 /// The service's caches. With several nodes on one database, a change made on one node reaches the
 /// others when their entries expire.
@@ -74,7 +74,7 @@ impl<V: Clone> Expiring<V> {
 }
 
 pub(crate) struct LoadedKey {
-    pub(crate) record: KeyRecord,
+    pub(crate) record: KeyRow,
     pub(crate) arn: String,
     /// Index `v - 1` holds version `v` (empty for a key in a custom key store).
     pub(super) materials: Vec<KeyMaterial>,

@@ -14,6 +14,7 @@ use crate::context::EncryptionContext;
 use crate::error::{KmsError, Result};
 use crate::ids::Accepts;
 use crate::material;
+use crate::store::StoredKeyState;
 
 /// Largest plaintext Encrypt accepts.
 pub const MAX_ENCRYPT_PLAINTEXT: usize = 4096;
@@ -39,7 +40,8 @@ impl Kms {
         let id = self.resolve(raw, Accepts::KeyOrAlias, true).await?;
         let key = self.loaded(&id).await?;
         // A key in a custom key store (unless pending deletion, refused below) runs in its token.
-        if key.record.custom_key_store_id.is_some() && key.record.state != KeyState::PendingDeletion
+        if key.record.custom_key_store_id.is_some()
+            && key.record.state != StoredKeyState::PendingDeletion
         {
             let token = self.token_of(&key).await?;
             check_usable(&key.record, &key.arn)?;
@@ -99,7 +101,8 @@ impl Kms {
         };
         let arn = key.arn.clone();
         // A key in a custom key store (unless pending deletion, refused below) runs in its token.
-        if key.record.custom_key_store_id.is_some() && key.record.state != KeyState::PendingDeletion
+        if key.record.custom_key_store_id.is_some()
+            && key.record.state != StoredKeyState::PendingDeletion
         {
             let token = self.token_of(&key).await?;
             check_usable(&key.record, &arn)?;

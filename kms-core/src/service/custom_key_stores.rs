@@ -18,7 +18,7 @@ use crate::custom_key_store::{
 use crate::error::{KmsError, Result};
 use crate::material::{self, RootOfTrust};
 use crate::now_millis;
-use crate::store::CustomKeyStoreRow;
+use crate::store::{CustomKeyStoreRow, StoredKeyState};
 
 const CLOUDHSM: &str = "AWS_CLOUDHSM";
 
@@ -69,10 +69,6 @@ fn new_store_id() -> Result<String> {
     material::random_bytes(&mut r)?;
     let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
     Ok(format!("cks-{}", &hex[..17]))
-}
-
-fn state_of(row: &CustomKeyStoreRow) -> Result<ConnectionState> {
-    ConnectionState::parse(&row.connection_state)
 }
 
 impl Kms {
@@ -181,7 +177,7 @@ impl Kms {
             ));
         };
         let row = self.custom_key_store_row(store_id, true).await?;
-        if state_of(&row)? != ConnectionState::Connected {
+        if row.connection_state != ConnectionState::Connected {
             self.log_out(store_id);
             return Err(KmsError::InvalidState(format!(
                 "{} is unavailable: its custom key store {store_id} is not connected.",
@@ -201,20 +197,20 @@ impl Kms {
 
     /// The key state AWS shows: `Unavailable` while the store is not connected (unless pending
     /// deletion).
-    pub(crate) async fn shown_state(&self, rec: &crate::store::KeyRecord) -> Result<KeyState> {
+    pub(crate) async fn shown_state(&self, rec: &crate::store::KeyRow) -> Result<KeyState> {
         if let Some(store_id) = &rec.custom_key_store_id {
-            if rec.state != KeyState::PendingDeletion {
+            if rec.state != StoredKeyState::PendingDeletion {
                 let row = self.custom_key_store_row(store_id, false).await?;
-                if state_of(&row)? != ConnectionState::Connected {
+                if row.connection_state != ConnectionState::Connected {
                     return Ok(KeyState::Unavailable);
                 }
             }
         }
-        Ok(rec.state)
+        Ok(rec.state.into())
     }
 
     /// The cluster of a key's custom key store, for its metadata.
-    pub(crate) async fn cluster_of(&self, rec: &crate::store::KeyRecord) -> Result<Option<String>> {
+    pub(crate) async fn cluster_of(&self, rec: &crate::store::KeyRow) -> Result<Option<String>> {
         match &rec.custom_key_store_id {
             Some(id) => Ok(Some(self.custom_key_store_row(id, true).await?.cluster_id)),
             None => Ok(None),
@@ -227,10 +223,10 @@ impl Kms {
         store_id: &str,
     ) -> Result<(CustomKeyStoreRow, Arc<dyn HsmKeyStore>)> {
         let row = self.custom_key_store_row(store_id, false).await?;
-        if state_of(&row)? != ConnectionState::Connected {
+        if row.connection_state != ConnectionState::Connected {
             return Err(KmsError::CustomKeyStoreInvalidState(format!(
                 "Custom key store {store_id} is {}; keys can be created only in a CONNECTED store.",
-                row.connection_state
+                row.connection_state.as_str()
             )));
         }
         let token = self.open_connection(&row).await.map_err(|f| {
@@ -311,12 +307,12 @@ impl Kms {
             custom_key_store_name: r.name,
             cloud_hsm_cluster_id: r.cluster_id,
             trust_anchor_certificate: r.trust_anchor,
-            connection_error_code: if r.connection_state == "FAILED" {
+            connection_error_code: if r.connection_state == ConnectionState::Failed {
                 r.connection_error
             } else {
                 None
             },
-            connection_state: r.connection_state,
+            connection_state: r.connection_state.as_str().into(),
             creation_date: secs(r.created_at),
             custom_key_store_type: CLOUDHSM.into(),
         }
@@ -371,7 +367,7 @@ impl Kms {
             name,
             cluster_id,
             trust_anchor,
-            connection_state: ConnectionState::Disconnected.as_str().into(),
+            connection_state: ConnectionState::Disconnected,
             connection_error: None,
             created_at: now_millis(),
             revision: 0,
@@ -434,7 +430,7 @@ impl Kms {
     pub async fn connect_custom_key_store(&self, req: CustomKeyStoreIdRequest) -> Result<Empty> {
         let id = required(req.custom_key_store_id, "customKeyStoreId")?;
         let row = self
-            .modify_store(&id, |r| match state_of(r)? {
+            .modify_store(&id, |r| match r.connection_state {
                 s @ (ConnectionState::Disconnecting | ConnectionState::Failed) => {
                     Err(KmsError::CustomKeyStoreInvalidState(format!(
                         "Custom key store {id} is {}; disconnect it before connecting it again.",
@@ -443,13 +439,13 @@ impl Kms {
                 }
                 ConnectionState::Connected => Ok(false),
                 ConnectionState::Connecting | ConnectionState::Disconnected => {
-                    r.connection_state = ConnectionState::Connecting.as_str().into();
+                    r.connection_state = ConnectionState::Connecting;
                     r.connection_error = None;
                     Ok(true)
                 }
             })
             .await?;
-        let was_connected = state_of(&row)? == ConnectionState::Connected;
+        let was_connected = row.connection_state == ConnectionState::Connected;
         if !was_connected {
             // A fresh login: a session from an earlier connection may hold an old password.
             self.log_out(&id);
@@ -470,10 +466,10 @@ impl Kms {
         };
         self.modify_store(&id, |r| {
             // Changed meanwhile (disconnected, say): leave it so.
-            if state_of(r)? != expected {
+            if r.connection_state != expected {
                 return Ok(false);
             }
-            r.connection_state = state.as_str().into();
+            r.connection_state = state;
             r.connection_error = code.clone();
             Ok(true)
         })
@@ -490,7 +486,7 @@ impl Kms {
     /// node, and on others within the cache TTL.
     pub async fn disconnect_custom_key_store(&self, req: CustomKeyStoreIdRequest) -> Result<Empty> {
         let id = required(req.custom_key_store_id, "customKeyStoreId")?;
-        self.modify_store(&id, |r| match state_of(r)? {
+        self.modify_store(&id, |r| match r.connection_state {
             s @ (ConnectionState::Disconnected | ConnectionState::Disconnecting) => {
                 Err(KmsError::CustomKeyStoreInvalidState(format!(
                     "Custom key store {id} is already {}.",
@@ -498,7 +494,7 @@ impl Kms {
                 )))
             }
             _ => {
-                r.connection_state = ConnectionState::Disconnected.as_str().into();
+                r.connection_state = ConnectionState::Disconnected;
                 r.connection_error = None;
                 Ok(true)
             }
@@ -531,10 +527,10 @@ impl Kms {
         let current = self.custom_key_store_row(&id, false).await?;
         let changes_connection =
             req.key_store_password.is_some() || req.cloud_hsm_cluster_id.is_some();
-        if changes_connection && state_of(&current)? != ConnectionState::Disconnected {
+        if changes_connection && current.connection_state != ConnectionState::Disconnected {
             return Err(KmsError::CustomKeyStoreInvalidState(format!(
                 "Custom key store {id} is {}; disconnect it before changing its password or cluster.",
-                current.connection_state
+                current.connection_state.as_str()
             )));
         }
         if let Some(cluster) = &req.cloud_hsm_cluster_id {
@@ -572,11 +568,11 @@ impl Kms {
             None => None,
         };
         self.modify_store(&id, |r| {
-            let state = state_of(r)?;
+            let state = r.connection_state;
             if changes_connection && state != ConnectionState::Disconnected {
                 return Err(KmsError::CustomKeyStoreInvalidState(format!(
                     "Custom key store {id} is {}; disconnect it first.",
-                    r.connection_state
+                    r.connection_state.as_str()
                 )));
             }
             // As AWS: a new name while CONNECTED or DISCONNECTED, not while a connection is changing
@@ -590,7 +586,7 @@ impl Kms {
                 return Err(KmsError::CustomKeyStoreInvalidState(format!(
                     "Custom key store {id} is {}; it can be renamed only while CONNECTED or \
                      DISCONNECTED.",
-                    r.connection_state
+                    r.connection_state.as_str()
                 )));
             }
             if let Some(n) = &req.new_custom_key_store_name {
@@ -614,10 +610,10 @@ impl Kms {
         let id = required(req.custom_key_store_id, "customKeyStoreId")?;
         for _ in 0..32 {
             let row = self.custom_key_store_row(&id, false).await?;
-            if state_of(&row)? != ConnectionState::Disconnected {
+            if row.connection_state != ConnectionState::Disconnected {
                 return Err(KmsError::CustomKeyStoreInvalidState(format!(
                     "Custom key store {id} is {}; disconnect it before deleting it.",
-                    row.connection_state
+                    row.connection_state.as_str()
                 )));
             }
             if self.store.delete_custom_key_store(&row).await? {
@@ -638,10 +634,10 @@ impl Kms {
         n: usize,
     ) -> Result<Zeroizing<Vec<u8>>> {
         let row = self.custom_key_store_row(store_id, false).await?;
-        if state_of(&row)? != ConnectionState::Connected {
+        if row.connection_state != ConnectionState::Connected {
             return Err(KmsError::CustomKeyStoreInvalidState(format!(
                 "Custom key store {store_id} is {}; GenerateRandom needs it CONNECTED.",
-                row.connection_state
+                row.connection_state.as_str()
             )));
         }
         let token = self.open_connection(&row).await.map_err(|f| {

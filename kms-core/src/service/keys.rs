@@ -12,22 +12,32 @@ use crate::error::{KmsError, Result};
 use crate::ids::{Accepts, KeyRef};
 use crate::material::KeyMaterial;
 use crate::now_millis;
-use crate::store::{KeyRecord, MaterialRow};
+use crate::store::{KeyRow, MaterialRow, StoredKeyState};
+
+/// The stored state as AWS names it (the service decides when a key shows `Unavailable`).
+impl From<StoredKeyState> for KeyState {
+    fn from(s: StoredKeyState) -> Self {
+        match s {
+            StoredKeyState::Enabled => KeyState::Enabled,
+            StoredKeyState::Disabled => KeyState::Disabled,
+            StoredKeyState::PendingDeletion => KeyState::PendingDeletion,
+        }
+    }
+}
 
 /// A key usable for cryptography: Enabled. AWS's errors for the other states.
-pub(super) fn check_usable(k: &KeyRecord, arn: &str) -> Result<()> {
+pub(super) fn check_usable(k: &KeyRow, arn: &str) -> Result<()> {
     match k.state {
-        KeyState::Enabled => Ok(()),
-        KeyState::Disabled => Err(KmsError::Disabled(format!("{arn} is disabled."))),
-        KeyState::PendingDeletion => Err(KmsError::InvalidState(format!(
+        StoredKeyState::Enabled => Ok(()),
+        StoredKeyState::Disabled => Err(KmsError::Disabled(format!("{arn} is disabled."))),
+        StoredKeyState::PendingDeletion => Err(KmsError::InvalidState(format!(
             "{arn} is pending deletion."
         ))),
-        KeyState::Unavailable => Err(KmsError::InvalidState(format!("{arn} is unavailable."))),
     }
 }
 
 /// Keys in a custom key store have their material in the token: no rotation, no import.
-pub(super) fn refuse_for_custom_key_store(k: &KeyRecord, arn: &str, what: &str) -> Result<()> {
+pub(super) fn refuse_for_custom_key_store(k: &KeyRow, arn: &str, what: &str) -> Result<()> {
     if let Some(store) = &k.custom_key_store_id {
         return Err(KmsError::UnsupportedOperation(format!(
             "{arn} is in custom key store {store}: {what} is not supported for keys in a custom key store."
@@ -36,8 +46,8 @@ pub(super) fn refuse_for_custom_key_store(k: &KeyRecord, arn: &str, what: &str) 
     Ok(())
 }
 
-pub(super) fn check_not_pending_deletion(k: &KeyRecord, arn: &str) -> Result<()> {
-    if k.state == KeyState::PendingDeletion {
+pub(super) fn check_not_pending_deletion(k: &KeyRow, arn: &str) -> Result<()> {
+    if k.state == StoredKeyState::PendingDeletion {
         return Err(KmsError::InvalidState(format!(
             "{arn} is pending deletion."
         )));
@@ -88,7 +98,7 @@ impl Kms {
         }
     }
 
-    pub(super) async fn record(&self, id: &Uuid) -> Result<KeyRecord> {
+    pub(super) async fn record(&self, id: &Uuid) -> Result<KeyRow> {
         self.store
             .get_key(id)
             .await?
@@ -100,8 +110,8 @@ impl Kms {
     pub(super) async fn modify(
         &self,
         id: &Uuid,
-        mut f: impl FnMut(&mut KeyRecord) -> Result<bool>,
-    ) -> Result<KeyRecord> {
+        mut f: impl FnMut(&mut KeyRow) -> Result<bool>,
+    ) -> Result<KeyRow> {
         for _ in 0..32 {
             let mut rec = self.record(id).await?;
             if !f(&mut rec)? {
@@ -118,7 +128,7 @@ impl Kms {
         ))
     }
 
-    async fn metadata(&self, k: &KeyRecord) -> Result<KeyMetadata> {
+    async fn metadata(&self, k: &KeyRow) -> Result<KeyMetadata> {
         let key_state = self.shown_state(k).await?;
         let cloud_hsm_cluster_id = self.cluster_of(k).await?;
         Ok(KeyMetadata {
@@ -246,11 +256,11 @@ impl Kms {
         }
         let id = Uuid::new_v4();
         let now = now_millis();
-        let mut rec = KeyRecord {
+        let mut rec = KeyRow {
             id,
             created_at: now,
             description,
-            state: KeyState::Enabled,
+            state: StoredKeyState::Enabled,
             key_usage: "ENCRYPT_DECRYPT".into(),
             key_spec: SYMMETRIC_DEFAULT.into(),
             origin: "AWS_KMS".into(),
@@ -357,8 +367,8 @@ impl Kms {
         let arn = self.arn(&id);
         self.modify(&id, |k| {
             check_not_pending_deletion(k, &arn)?;
-            let change = k.state != KeyState::Enabled;
-            k.state = KeyState::Enabled;
+            let change = k.state != StoredKeyState::Enabled;
+            k.state = StoredKeyState::Enabled;
             Ok(change)
         })
         .await?;
@@ -373,8 +383,8 @@ impl Kms {
         let arn = self.arn(&id);
         self.modify(&id, |k| {
             check_not_pending_deletion(k, &arn)?;
-            let change = k.state != KeyState::Disabled;
-            k.state = KeyState::Disabled;
+            let change = k.state != StoredKeyState::Disabled;
+            k.state = StoredKeyState::Disabled;
             Ok(change)
         })
         .await?;
@@ -396,7 +406,7 @@ impl Kms {
         let rec = self
             .modify(&id, |k| {
                 check_not_pending_deletion(k, &arn)?;
-                k.state = KeyState::PendingDeletion;
+                k.state = StoredKeyState::PendingDeletion;
                 k.deletion_date = Some(now + days * DAY_MS);
                 k.pending_window_days = Some(days);
                 Ok(true)
@@ -405,7 +415,7 @@ impl Kms {
         Ok(ScheduleKeyDeletionResponse {
             key_id: arn,
             deletion_date: secs(rec.deletion_date.unwrap_or(now)),
-            key_state: rec.state,
+            key_state: rec.state.into(),
             pending_window_in_days: days,
         })
     }
@@ -417,12 +427,12 @@ impl Kms {
             .await?;
         let arn = self.arn(&id);
         self.modify(&id, |k| {
-            if k.state != KeyState::PendingDeletion {
+            if k.state != StoredKeyState::PendingDeletion {
                 return Err(KmsError::InvalidState(format!(
                     "{arn} is not pending deletion."
                 )));
             }
-            k.state = KeyState::Disabled;
+            k.state = StoredKeyState::Disabled;
             k.deletion_date = None;
             k.pending_window_days = None;
             Ok(true)

@@ -8,9 +8,8 @@ use std::time::Instant;
 use super::cache::LoadedKey;
 use super::custom_key_stores::in_token;
 use super::Kms;
-use crate::api::KeyState;
 use crate::error::Result;
-use crate::store::KeyRecord;
+use crate::store::{KeyRow, StoredKeyState};
 
 impl Kms {
     /// Destroys keys whose deletion date is at or before `now` (unix millis) and rotates keys whose
@@ -19,7 +18,7 @@ impl Kms {
         let mut destroyed = 0;
         for id in self.store.keys_due_for_deletion(now).await? {
             if let Some(rec) = self.store.get_key(&id).await? {
-                if rec.state == KeyState::PendingDeletion
+                if rec.state == StoredKeyState::PendingDeletion
                     && rec.deletion_date.is_some_and(|d| d <= now)
                     && self.store.destroy_key(&rec).await?
                 {
@@ -45,7 +44,7 @@ impl Kms {
     /// After a key in a custom key store is deleted, destroys its key in the token, if this node can
     /// reach the token now (best effort, as AWS: otherwise the object stays in the token, labelled
     /// with the deleted key's ARN, for an operator to remove).
-    async fn destroy_in_token(&self, rec: &KeyRecord) {
+    async fn destroy_in_token(&self, rec: &KeyRow) {
         let Some(store_id) = &rec.custom_key_store_id else {
             return;
         };
