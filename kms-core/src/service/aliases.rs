@@ -4,7 +4,7 @@
 use uuid::Uuid;
 
 use super::keys::check_not_pending_deletion;
-use super::validate::{decode_marker, encode_marker, page_limit, required};
+use super::validate::{decode_marker, page, page_limit, required};
 use super::{secs, Kms};
 use crate::api::*;
 use crate::error::{KmsError, Result};
@@ -16,8 +16,7 @@ impl Kms {
         let id = self
             .resolve(&required(raw, "targetKeyId")?, Accepts::KeyOnly, false)
             .await?;
-        let rec = self.record(&id).await?;
-        check_not_pending_deletion(&rec, &self.arn(&id))?;
+        self.checked_key(&id, check_not_pending_deletion).await?;
         Ok(id)
     }
 
@@ -75,11 +74,7 @@ impl Kms {
             .store
             .list_aliases(key.as_ref(), after.as_deref(), limit + 1)
             .await?;
-        let truncated = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let next_marker = truncated
-            .then(|| rows.last().map(|l| encode_marker(&l.name)))
-            .flatten();
+        let (truncated, next_marker) = page(&mut rows, limit, |a| a.name.clone());
         Ok(ListAliasesResponse {
             aliases: rows
                 .into_iter()

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::root::{off_runtime, password_aad};
-use super::validate::{decode_marker, encode_marker, page_limit, required};
+use super::validate::{decode_marker, page, page_limit, required};
 use super::{secs, Kms, LoadedKey};
 use crate::api::*;
 use crate::custom_key_store::{
@@ -217,15 +217,17 @@ impl Kms {
         }
     }
 
-    /// The connected store a new key goes into (CreateKey with a `CustomKeyStoreId`).
-    pub(crate) async fn store_for_new_key(
+    /// The token of a store that must be CONNECTED (`needs` says for what, when it is not): for a
+    /// new key (CreateKey with a `CustomKeyStoreId`) and for GenerateRandom.
+    pub(crate) async fn connected_token(
         &self,
         store_id: &str,
-    ) -> Result<(CustomKeyStoreRow, Arc<dyn HsmKeyStore>)> {
+        needs: &str,
+    ) -> Result<Arc<dyn HsmKeyStore>> {
         let row = self.custom_key_store_row(store_id, false).await?;
         if row.connection_state != ConnectionState::Connected {
             return Err(KmsError::CustomKeyStoreInvalidState(format!(
-                "Custom key store {store_id} is {}; keys can be created only in a CONNECTED store.",
+                "Custom key store {store_id} is {}; {needs}.",
                 row.connection_state.as_str()
             )));
         }
@@ -237,7 +239,7 @@ impl Kms {
                 f.code.as_str()
             ))
         })?;
-        Ok((row, token))
+        Ok(token)
     }
 
     /// Writes `f`'s change to a store under optimistic concurrency, retrying on a conflict.
@@ -412,11 +414,7 @@ impl Kms {
         if let (Some(name), true) = (&req.custom_key_store_name, rows.is_empty()) {
             return Err(not_found(name));
         }
-        let truncated = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let next_marker = truncated
-            .then(|| rows.last().map(|r| encode_marker(&r.id)))
-            .flatten();
+        let (truncated, next_marker) = page(&mut rows, limit, |r| r.id.clone());
         Ok(DescribeCustomKeyStoresResponse {
             custom_key_stores: rows.into_iter().map(|r| self.entry(r)).collect(),
             truncated,
@@ -633,22 +631,10 @@ impl Kms {
         store_id: &str,
         n: usize,
     ) -> Result<Zeroizing<Vec<u8>>> {
-        let row = self.custom_key_store_row(store_id, false).await?;
-        if row.connection_state != ConnectionState::Connected {
-            return Err(KmsError::CustomKeyStoreInvalidState(format!(
-                "Custom key store {store_id} is {}; GenerateRandom needs it CONNECTED.",
-                row.connection_state.as_str()
-            )));
-        }
-        let token = self.open_connection(&row).await.map_err(|f| {
-            KmsError::CustomKeyStoreInvalidState(format!(
-                "This server cannot log in to custom key store {store_id} ({}).",
-                f.code.as_str()
-            ))
-        })?;
-        tokio::task::spawn_blocking(move || token.generate_random(n))
-            .await
-            .map_err(|_| KmsError::Internal("The HSM call did not complete.".into()))?
+        let token = self
+            .connected_token(store_id, "GenerateRandom needs it CONNECTED")
+            .await?;
+        in_token(token, move |t| t.generate_random(n)).await
     }
 }
 

@@ -25,9 +25,7 @@ impl Kms {
     /// GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial: refused, with the
     /// reason AWS gives for the key's kind.
     pub async fn import_key_material(&self, req: KeyIdRequest) -> Result<Empty> {
-        let id = self
-            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
-            .await?;
+        let id = self.key_named(req.key_id).await?;
         let rec = self.record(&id).await?;
         let arn = self.arn(&id);
         refuse_for_custom_key_store(&rec, &arn, "imported key material")?;

@@ -5,7 +5,7 @@
 use uuid::Uuid;
 
 use super::custom_key_stores::in_token;
-use super::validate::{check_range, decode_marker, encode_marker, page_limit, required};
+use super::validate::{check_description, check_range, decode_marker, page, page_limit, required};
 use super::{secs, tags::validate_tags, Kms, DAY_MS, SYMMETRIC_DEFAULT};
 use crate::api::*;
 use crate::error::{KmsError, Result};
@@ -13,6 +13,13 @@ use crate::ids::{Accepts, KeyRef};
 use crate::material::KeyMaterial;
 use crate::now_millis;
 use crate::store::{KeyRow, MaterialRow, StoredKeyState};
+
+/// Sets a key's state; true when that is a change.
+fn set_state(k: &mut KeyRow, state: StoredKeyState) -> bool {
+    let change = k.state != state;
+    k.state = state;
+    change
+}
 
 /// The stored state as AWS names it (the service decides when a key shows `Unavailable`).
 impl From<StoredKeyState> for KeyState {
@@ -98,11 +105,44 @@ impl Kms {
         }
     }
 
+    /// The key a request's `KeyId` names: a key id or key ARN, not an alias.
+    pub(super) async fn key_named(&self, key_id: Option<String>) -> Result<Uuid> {
+        self.resolve(&required(key_id, "keyId")?, Accepts::KeyOnly, false)
+            .await
+    }
+
     pub(super) async fn record(&self, id: &Uuid) -> Result<KeyRow> {
         self.store
             .get_key(id)
             .await?
             .ok_or_else(|| self.not_found(id))
+    }
+
+    /// A key's row, if `check` accepts its state (`check` gets the row and the key ARN).
+    pub(super) async fn checked_key(
+        &self,
+        id: &Uuid,
+        check: impl FnOnce(&KeyRow, &str) -> Result<()>,
+    ) -> Result<KeyRow> {
+        let rec = self.record(id).await?;
+        check(&rec, &self.arn(id))?;
+        Ok(rec)
+    }
+
+    /// The shape of the operations that change one key: `check` its state (it gets the row and the
+    /// key ARN), then `change` the row (false: nothing to write), written as [`Kms::modify`] writes.
+    pub(super) async fn change_key(
+        &self,
+        id: &Uuid,
+        check: impl Fn(&KeyRow, &str) -> Result<()>,
+        mut change: impl FnMut(&mut KeyRow) -> bool,
+    ) -> Result<KeyRow> {
+        let arn = self.arn(id);
+        self.modify(id, |k| {
+            check(k, &arn)?;
+            Ok(change(k))
+        })
+        .await
     }
 
     /// Reads a key, lets `f` change it, writes it back under optimistic concurrency, retrying on a
@@ -235,13 +275,7 @@ impl Kms {
             ));
         }
         let description = req.description.unwrap_or_default();
-        if description.chars().count() > 8192 {
-            return Err(KmsError::constraint(
-                "...",
-                "description",
-                "Member must have length less than or equal to 8192",
-            ));
-        }
+        check_description(&description)?;
         let policy = req.policy.unwrap_or_default();
         if policy.len() > 32768 {
             return Err(KmsError::constraint(
@@ -274,7 +308,9 @@ impl Kms {
         };
         if let Some(store_id) = req.custom_key_store_id {
             // The material is born in the token, labelled with the key ARN, and never leaves it.
-            let (_, token) = self.store_for_new_key(&store_id).await?;
+            let token = self
+                .connected_token(&store_id, "keys can be created only in a CONNECTED store")
+                .await?;
             let label = self.arn(&id);
             in_token(token.clone(), {
                 let label = label.clone();
@@ -318,11 +354,7 @@ impl Kms {
         let limit = page_limit(req.limit, 1000, 100)?;
         let after = decode_marker(req.marker.as_deref())?;
         let mut ids = self.store.list_keys(after.as_deref(), limit + 1).await?;
-        let truncated = ids.len() as i64 > limit;
-        ids.truncate(limit as usize);
-        let next_marker = truncated
-            .then(|| ids.last().map(|l| encode_marker(&l.to_string())))
-            .flatten();
+        let (truncated, next_marker) = page(&mut ids, limit, Uuid::to_string);
         Ok(ListKeysResponse {
             keys: ids
                 .iter()
@@ -338,22 +370,12 @@ impl Kms {
 
     /// UpdateKeyDescription.
     pub async fn update_key_description(&self, req: UpdateKeyDescriptionRequest) -> Result<Empty> {
-        let id = self
-            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
-            .await?;
+        let id = self.key_named(req.key_id).await?;
         let description = required(req.description, "description")?;
-        if description.chars().count() > 8192 {
-            return Err(KmsError::constraint(
-                "...",
-                "description",
-                "Member must have length less than or equal to 8192",
-            ));
-        }
-        let arn = self.arn(&id);
-        self.modify(&id, |k| {
-            check_not_pending_deletion(k, &arn)?;
+        check_description(&description)?;
+        self.change_key(&id, check_not_pending_deletion, |k| {
             k.description = description.clone();
-            Ok(true)
+            true
         })
         .await?;
         Ok(Empty {})
@@ -361,15 +383,9 @@ impl Kms {
 
     /// EnableKey.
     pub async fn enable_key(&self, req: KeyIdRequest) -> Result<Empty> {
-        let id = self
-            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
-            .await?;
-        let arn = self.arn(&id);
-        self.modify(&id, |k| {
-            check_not_pending_deletion(k, &arn)?;
-            let change = k.state != StoredKeyState::Enabled;
-            k.state = StoredKeyState::Enabled;
-            Ok(change)
+        let id = self.key_named(req.key_id).await?;
+        self.change_key(&id, check_not_pending_deletion, |k| {
+            set_state(k, StoredKeyState::Enabled)
         })
         .await?;
         Ok(Empty {})
@@ -377,15 +393,9 @@ impl Kms {
 
     /// DisableKey.
     pub async fn disable_key(&self, req: KeyIdRequest) -> Result<Empty> {
-        let id = self
-            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
-            .await?;
-        let arn = self.arn(&id);
-        self.modify(&id, |k| {
-            check_not_pending_deletion(k, &arn)?;
-            let change = k.state != StoredKeyState::Disabled;
-            k.state = StoredKeyState::Disabled;
-            Ok(change)
+        let id = self.key_named(req.key_id).await?;
+        self.change_key(&id, check_not_pending_deletion, |k| {
+            set_state(k, StoredKeyState::Disabled)
         })
         .await?;
         Ok(Empty {})
@@ -396,24 +406,20 @@ impl Kms {
         &self,
         req: ScheduleKeyDeletionRequest,
     ) -> Result<ScheduleKeyDeletionResponse> {
-        let id = self
-            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
-            .await?;
+        let id = self.key_named(req.key_id).await?;
         let days = req.pending_window_in_days.unwrap_or(30);
         check_range(days, 7, 30, "pendingWindowInDays")?;
-        let arn = self.arn(&id);
         let now = now_millis();
         let rec = self
-            .modify(&id, |k| {
-                check_not_pending_deletion(k, &arn)?;
+            .change_key(&id, check_not_pending_deletion, |k| {
                 k.state = StoredKeyState::PendingDeletion;
                 k.deletion_date = Some(now + days * DAY_MS);
                 k.pending_window_days = Some(days);
-                Ok(true)
+                true
             })
             .await?;
         Ok(ScheduleKeyDeletionResponse {
-            key_id: arn,
+            key_id: self.arn(&id),
             deletion_date: secs(rec.deletion_date.unwrap_or(now)),
             key_state: rec.state.into(),
             pending_window_in_days: days,
@@ -422,22 +428,24 @@ impl Kms {
 
     /// CancelKeyDeletion: the key returns Disabled.
     pub async fn cancel_key_deletion(&self, req: KeyIdRequest) -> Result<KeyIdResponse> {
-        let id = self
-            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
-            .await?;
-        let arn = self.arn(&id);
-        self.modify(&id, |k| {
+        let id = self.key_named(req.key_id).await?;
+        let pending = |k: &KeyRow, arn: &str| {
             if k.state != StoredKeyState::PendingDeletion {
                 return Err(KmsError::InvalidState(format!(
                     "{arn} is not pending deletion."
                 )));
             }
+            Ok(())
+        };
+        self.change_key(&id, pending, |k| {
             k.state = StoredKeyState::Disabled;
             k.deletion_date = None;
             k.pending_window_days = None;
-            Ok(true)
+            true
         })
         .await?;
-        Ok(KeyIdResponse { key_id: arn })
+        Ok(KeyIdResponse {
+            key_id: self.arn(&id),
+        })
     }
 }

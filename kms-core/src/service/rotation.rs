@@ -5,14 +5,13 @@
 use uuid::Uuid;
 
 use super::keys::{check_usable, refuse_for_custom_key_store};
-use super::validate::{check_range, decode_marker, encode_marker, page_limit, required};
+use super::validate::{check_range, decode_marker, page, page_limit};
 use super::{secs, Kms, DAY_MS};
 use crate::api::*;
 use crate::error::{KmsError, Result};
-use crate::ids::Accepts;
 use crate::material::KeyMaterial;
 use crate::now_millis;
-use crate::store::MaterialRow;
+use crate::store::{KeyRow, MaterialRow};
 
 /// At most this many on-demand rotations per key (AWS's limit).
 pub const MAX_ON_DEMAND_ROTATIONS: usize = 10;
@@ -20,19 +19,18 @@ pub const MAX_ON_DEMAND_ROTATIONS: usize = 10;
 impl Kms {
     /// EnableKeyRotation: every 90 to 2560 days, 365 by default.
     pub async fn enable_key_rotation(&self, req: EnableKeyRotationRequest) -> Result<Empty> {
-        let id = self
-            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
-            .await?;
+        let id = self.key_named(req.key_id).await?;
         let days = req.rotation_period_in_days.unwrap_or(365);
         check_range(days, 90, 2560, "rotationPeriodInDays")?;
-        let arn = self.arn(&id);
         let now = now_millis();
-        self.modify(&id, |k| {
-            refuse_for_custom_key_store(k, &arn, "automatic key rotation")?;
-            check_usable(k, &arn)?;
+        let rotatable = |k: &KeyRow, arn: &str| {
+            refuse_for_custom_key_store(k, arn, "automatic key rotation")?;
+            check_usable(k, arn)
+        };
+        self.change_key(&id, rotatable, |k| {
             k.rotation_period_days = Some(days);
             k.next_rotation = Some(now + days * DAY_MS);
-            Ok(true)
+            true
         })
         .await?;
         Ok(Empty {})
@@ -40,16 +38,12 @@ impl Kms {
 
     /// DisableKeyRotation.
     pub async fn disable_key_rotation(&self, req: KeyIdRequest) -> Result<Empty> {
-        let id = self
-            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
-            .await?;
-        let arn = self.arn(&id);
-        self.modify(&id, |k| {
-            check_usable(k, &arn)?;
+        let id = self.key_named(req.key_id).await?;
+        self.change_key(&id, check_usable, |k| {
             let change = k.rotation_period_days.is_some();
             k.rotation_period_days = None;
             k.next_rotation = None;
-            Ok(change)
+            change
         })
         .await?;
         Ok(Empty {})
@@ -60,9 +54,7 @@ impl Kms {
         &self,
         req: KeyIdRequest,
     ) -> Result<KeyRotationStatusResponse> {
-        let id = self
-            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
-            .await?;
+        let id = self.key_named(req.key_id).await?;
         let k = self.record(&id).await?;
         Ok(KeyRotationStatusResponse {
             key_rotation_enabled: k.rotation_period_days.is_some(),
@@ -122,9 +114,7 @@ impl Kms {
 
     /// RotateKeyOnDemand.
     pub async fn rotate_key_on_demand(&self, req: KeyIdRequest) -> Result<KeyIdResponse> {
-        let id = self
-            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
-            .await?;
+        let id = self.key_named(req.key_id).await?;
         self.rotate(&id, "ON_DEMAND", true).await?;
         Ok(KeyIdResponse {
             key_id: self.arn(&id),
@@ -136,9 +126,7 @@ impl Kms {
         &self,
         req: ListKeyRotationsRequest,
     ) -> Result<ListKeyRotationsResponse> {
-        let id = self
-            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
-            .await?;
+        let id = self.key_named(req.key_id).await?;
         let limit = page_limit(req.limit, 1000, 100)?;
         let after: u32 = match decode_marker(req.marker.as_deref())? {
             Some(m) => m.parse().map_err(|_| {
@@ -147,15 +135,14 @@ impl Kms {
             None => 0,
         };
         self.record(&id).await?;
-        let rows: Vec<_> = self
+        let mut rows: Vec<_> = self
             .store
             .get_materials(&id)
             .await?
             .into_iter()
             .filter(|r| r.version > 1 && r.version > after)
             .collect();
-        let truncated = rows.len() as i64 > limit;
-        let rows = &rows[..rows.len().min(limit as usize)];
+        let (truncated, next_marker) = page(&mut rows, limit, |r| r.version.to_string());
         let arn = self.arn(&id);
         Ok(ListKeyRotationsResponse {
             rotations: rows
@@ -170,9 +157,7 @@ impl Kms {
                 })
                 .collect(),
             truncated,
-            next_marker: truncated
-                .then(|| rows.last().map(|r| encode_marker(&r.version.to_string())))
-                .flatten(),
+            next_marker,
         })
     }
 }

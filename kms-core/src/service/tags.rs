@@ -3,11 +3,10 @@
 //! `aws:` prefix.
 
 use super::keys::check_not_pending_deletion;
-use super::validate::{decode_marker, encode_marker, page_limit, required};
+use super::validate::{decode_marker, page, page_limit, required};
 use super::Kms;
 use crate::api::*;
 use crate::error::{KmsError, Result};
-use crate::ids::Accepts;
 
 pub(super) fn validate_tags(tags: &[Tag]) -> Result<Vec<(String, String)>> {
     let mut out = Vec::with_capacity(tags.len());
@@ -43,12 +42,9 @@ pub(super) fn validate_tags(tags: &[Tag]) -> Result<Vec<(String, String)>> {
 impl Kms {
     /// TagResource: adds tags or replaces their values.
     pub async fn tag_resource(&self, req: TagResourceRequest) -> Result<Empty> {
-        let id = self
-            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
-            .await?;
+        let id = self.key_named(req.key_id).await?;
         let tags = validate_tags(&required(req.tags, "tags")?)?;
-        let rec = self.record(&id).await?;
-        check_not_pending_deletion(&rec, &self.arn(&id))?;
+        self.checked_key(&id, check_not_pending_deletion).await?;
         self.store.put_tags(&id, &tags).await?;
         if self.store.count_tags(&id).await? > 50 {
             let keys: Vec<String> = tags.into_iter().map(|(k, _)| k).collect();
@@ -60,12 +56,9 @@ impl Kms {
 
     /// UntagResource.
     pub async fn untag_resource(&self, req: UntagResourceRequest) -> Result<Empty> {
-        let id = self
-            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
-            .await?;
+        let id = self.key_named(req.key_id).await?;
         let keys = required(req.tag_keys, "tagKeys")?;
-        let rec = self.record(&id).await?;
-        check_not_pending_deletion(&rec, &self.arn(&id))?;
+        self.checked_key(&id, check_not_pending_deletion).await?;
         self.store.delete_tags(&id, &keys).await?;
         Ok(Empty {})
     }
@@ -75,9 +68,7 @@ impl Kms {
         &self,
         req: ListResourceTagsRequest,
     ) -> Result<ListResourceTagsResponse> {
-        let id = self
-            .resolve(&required(req.key_id, "keyId")?, Accepts::KeyOnly, false)
-            .await?;
+        let id = self.key_named(req.key_id).await?;
         let limit = page_limit(req.limit, 50, 50)?;
         self.record(&id).await?;
         let after = decode_marker(req.marker.as_deref())?;
@@ -85,11 +76,7 @@ impl Kms {
             .store
             .list_tags(&id, after.as_deref(), limit + 1)
             .await?;
-        let truncated = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let next_marker = truncated
-            .then(|| rows.last().map(|(k, _)| encode_marker(k)))
-            .flatten();
+        let (truncated, next_marker) = page(&mut rows, limit, |(k, _)| k.clone());
         Ok(ListResourceTagsResponse {
             tags: rows
                 .into_iter()

@@ -39,7 +39,34 @@ pub(super) fn page_limit(limit: Option<i64>, max: i64, default: i64) -> Result<i
     Ok(l)
 }
 
-pub(super) fn encode_marker(s: &str) -> String {
+/// Cuts `rows`, read with one more than `limit`, to a page: whether more follow, and the marker
+/// that continues after the page's last row (`marker` says what of a row it holds).
+pub(super) fn page<T>(
+    rows: &mut Vec<T>,
+    limit: i64,
+    marker: impl Fn(&T) -> String,
+) -> (bool, Option<String>) {
+    let truncated = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_marker = truncated
+        .then(|| rows.last().map(|r| encode_marker(&marker(r))))
+        .flatten();
+    (truncated, next_marker)
+}
+
+/// A key's description: at most 8192 characters.
+pub(super) fn check_description(description: &str) -> Result<()> {
+    if description.chars().count() > 8192 {
+        return Err(KmsError::constraint(
+            "...",
+            "description",
+            "Member must have length less than or equal to 8192",
+        ));
+    }
+    Ok(())
+}
+
+fn encode_marker(s: &str) -> String {
     URL_SAFE_NO_PAD.encode(s.as_bytes())
 }
 
