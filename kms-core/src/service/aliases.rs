@@ -20,6 +20,13 @@ impl Kms {
         Ok(id)
     }
 
+    pub(super) fn alias_not_found(&self, name: &str) -> KmsError {
+        KmsError::NotFound(format!(
+            "Alias {} is not found.",
+            self.config.partition.alias_arn(name)
+        ))
+    }
+
     /// CreateAlias.
     pub async fn create_alias(&self, req: AliasRequest) -> Result<Empty> {
         let name = required(req.alias_name, "aliasName")?;
@@ -35,10 +42,7 @@ impl Kms {
         validate_alias_name(&name, true)?;
         let id = self.alias_target(req.target_key_id).await?;
         if !self.store.update_alias(&name, &id, now_millis()).await? {
-            return Err(KmsError::NotFound(format!(
-                "Alias {} is not found.",
-                self.config.partition.alias_arn(&name)
-            )));
+            return Err(self.alias_not_found(&name));
         }
         self.cache.aliases.forget(&name);
         Ok(Empty {})
@@ -49,10 +53,7 @@ impl Kms {
         let name = required(req.alias_name, "aliasName")?;
         validate_alias_name(&name, false)?;
         if !self.store.delete_alias(&name).await? {
-            return Err(KmsError::NotFound(format!(
-                "Alias {} is not found.",
-                self.config.partition.alias_arn(&name)
-            )));
+            return Err(self.alias_not_found(&name));
         }
         self.cache.aliases.forget(&name);
         Ok(Empty {})

@@ -6,7 +6,9 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::custom_key_stores::in_token;
 use super::keys::check_usable;
-use super::validate::{check_algorithm, check_dry_run, check_range, context, required};
+use super::validate::{
+    check_algorithm, check_dry_run, check_range, context, refuse_recipient, required,
+};
 use super::{Kms, SYMMETRIC_DEFAULT};
 use crate::api::*;
 use crate::blob::{self, BlobHeader};
@@ -21,15 +23,20 @@ pub const MAX_ENCRYPT_PLAINTEXT: usize = 4096;
 /// Largest ciphertext blob Decrypt and ReEncrypt accept.
 pub const MAX_CIPHERTEXT_BLOB: usize = 6144;
 
-fn fresh_salt() -> Result<[u8; blob::SALT_LEN]> {
-    let mut salt = [0u8; blob::SALT_LEN];
-    material::random_bytes(&mut salt)?;
-    Ok(salt)
-}
-
 impl Kms {
-    /// Seals under the current version of a key named by any identifier form, with a fresh salt
-    /// drawn by the caller.
+    /// Seals under the current version of a key named by any identifier form, with a fresh salt.
+    async fn seal(
+        &self,
+        raw: &str,
+        ctx: &EncryptionContext,
+        plaintext: &[u8],
+    ) -> Result<(Vec<u8>, String)> {
+        let mut salt = [0u8; blob::SALT_LEN];
+        material::random_bytes(&mut salt)?;
+        self.seal_with(raw, ctx, plaintext, salt).await
+    }
+
+    /// [`Kms::seal`] with a salt drawn by the caller (GenerateDataKey draws it with the data key).
     async fn seal_with(
         &self,
         raw: &str,
@@ -138,9 +145,7 @@ impl Kms {
             }
             check_algorithm(req.encryption_algorithm.as_deref())?;
             let ctx = context(req.encryption_context)?;
-            let (ciphertext_blob, key_id) = self
-                .seal_with(&key_id, &ctx, &plaintext, fresh_salt()?)
-                .await?;
+            let (ciphertext_blob, key_id) = self.seal(&key_id, &ctx, &plaintext).await?;
             check_dry_run(req.dry_run)?;
             Ok(EncryptResponse {
                 ciphertext_blob,
@@ -155,11 +160,7 @@ impl Kms {
 
     /// Decrypt: the blob names its key; KeyId, when given, must match it.
     pub async fn decrypt(&self, req: DecryptRequest) -> Result<DecryptResponse> {
-        if req.recipient.is_some() {
-            return Err(KmsError::UnsupportedOperation(
-                "Recipient (Nitro Enclaves attestation) is not supported.".into(),
-            ));
-        }
+        refuse_recipient(req.recipient.as_ref())?;
         let blob_bytes = required(req.ciphertext_blob, "ciphertextBlob")?;
         check_algorithm(req.encryption_algorithm.as_deref())?;
         let ctx = context(req.encryption_context)?;
@@ -185,9 +186,7 @@ impl Kms {
         let (plaintext, source_key_id) = self
             .open_blob(&blob_bytes, req.source_key_id.as_deref(), &src_ctx)
             .await?;
-        let (ciphertext_blob, key_id) = self
-            .seal_with(&dest, &dst_ctx, &plaintext, fresh_salt()?)
-            .await?;
+        let (ciphertext_blob, key_id) = self.seal(&dest, &dst_ctx, &plaintext).await?;
         check_dry_run(req.dry_run)?;
         Ok(ReEncryptResponse {
             ciphertext_blob,
@@ -203,11 +202,7 @@ impl Kms {
         req: GenerateDataKeyRequest,
         with_plaintext: bool,
     ) -> Result<GenerateDataKeyResponse> {
-        if req.recipient.is_some() {
-            return Err(KmsError::UnsupportedOperation(
-                "Recipient (Nitro Enclaves attestation) is not supported.".into(),
-            ));
-        }
+        refuse_recipient(req.recipient.as_ref())?;
         let key_id = required(req.key_id, "keyId")?;
         let len = match (req.key_spec.as_deref(), req.number_of_bytes) {
             (Some(_), Some(_)) => {
@@ -271,11 +266,7 @@ impl Kms {
         &self,
         req: GenerateRandomRequest,
     ) -> Result<GenerateRandomResponse> {
-        if req.recipient.is_some() {
-            return Err(KmsError::UnsupportedOperation(
-                "Recipient (Nitro Enclaves attestation) is not supported.".into(),
-            ));
-        }
+        refuse_recipient(req.recipient.as_ref())?;
         let n = required(req.number_of_bytes, "numberOfBytes")?;
         check_range(n, 1, 1024, "numberOfBytes")?;
         if let Some(store_id) = &req.custom_key_store_id {

@@ -64,6 +64,26 @@ fn check_type(t: Option<&str>) -> Result<()> {
     }
 }
 
+/// Whether a CreateCustomKeyStore or UpdateCustomKeyStore request sets an `XksProxy*` member.
+macro_rules! sets_xks_proxy {
+    ($req:expr) => {
+        $req.xks_proxy_uri_endpoint.is_some()
+            || $req.xks_proxy_uri_path.is_some()
+            || $req.xks_proxy_vpc_endpoint_service_name.is_some()
+            || $req.xks_proxy_connectivity.is_some()
+    };
+}
+
+/// The `XksProxy*` members, which only an external key store takes.
+fn refuse_xks_proxy(given: bool) -> Result<()> {
+    if given {
+        return Err(KmsError::Validation(
+            "XksProxy* parameters are valid only for an EXTERNAL_KEY_STORE.".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn new_store_id() -> Result<String> {
     let mut r = [0u8; 9];
     material::random_bytes(&mut r)?;
@@ -331,15 +351,7 @@ impl Kms {
         let name = required(req.custom_key_store_name, "customKeyStoreName")?;
         check_name(&name, "customKeyStoreName")?;
         check_type(req.custom_key_store_type.as_deref())?;
-        if req.xks_proxy_uri_endpoint.is_some()
-            || req.xks_proxy_uri_path.is_some()
-            || req.xks_proxy_vpc_endpoint_service_name.is_some()
-            || req.xks_proxy_connectivity.is_some()
-        {
-            return Err(KmsError::Validation(
-                "XksProxy* parameters are valid only for an EXTERNAL_KEY_STORE.".into(),
-            ));
-        }
+        refuse_xks_proxy(sets_xks_proxy!(req))?;
         let cluster_id = required(req.cloud_hsm_cluster_id, "cloudHsmClusterId")?;
         let trust_anchor = required(req.trust_anchor_certificate, "trustAnchorCertificate")?;
         if trust_anchor.trim().is_empty() || trust_anchor.len() > 5000 {
@@ -507,15 +519,7 @@ impl Kms {
     /// DISCONNECTED. A new cluster must be the same token under another id.
     pub async fn update_custom_key_store(&self, req: UpdateCustomKeyStoreRequest) -> Result<Empty> {
         let id = required(req.custom_key_store_id, "customKeyStoreId")?;
-        if req.xks_proxy_uri_endpoint.is_some()
-            || req.xks_proxy_uri_path.is_some()
-            || req.xks_proxy_vpc_endpoint_service_name.is_some()
-            || req.xks_proxy_connectivity.is_some()
-        {
-            return Err(KmsError::Validation(
-                "XksProxy* parameters are valid only for an EXTERNAL_KEY_STORE.".into(),
-            ));
-        }
+        refuse_xks_proxy(sets_xks_proxy!(req))?;
         if let Some(n) = &req.new_custom_key_store_name {
             check_name(n, "newCustomKeyStoreName")?;
         }

@@ -14,13 +14,6 @@ use crate::material::KeyMaterial;
 use crate::now_millis;
 use crate::store::{KeyRow, MaterialRow, StoredKeyState};
 
-/// Sets a key's state; true when that is a change.
-fn set_state(k: &mut KeyRow, state: StoredKeyState) -> bool {
-    let change = k.state != state;
-    k.state = state;
-    change
-}
-
 /// The stored state as AWS names it (the service decides when a key shows `Unavailable`).
 impl From<StoredKeyState> for KeyState {
     fn from(s: StoredKeyState) -> Self {
@@ -93,12 +86,11 @@ impl Kms {
                         return Ok(id);
                     }
                 }
-                let alias = self.store.get_alias(&name).await?.ok_or_else(|| {
-                    KmsError::NotFound(format!(
-                        "Alias {} is not found.",
-                        self.config.partition.alias_arn(&name)
-                    ))
-                })?;
+                let alias = self
+                    .store
+                    .get_alias(&name)
+                    .await?
+                    .ok_or_else(|| self.alias_not_found(&name))?;
                 self.cache.aliases.put(name, alias.key_id);
                 Ok(alias.key_id)
             }
@@ -129,20 +121,22 @@ impl Kms {
         Ok(rec)
     }
 
-    /// The shape of the operations that change one key: `check` its state (it gets the row and the
-    /// key ARN), then `change` the row (false: nothing to write), written as [`Kms::modify`] writes.
+    /// The shape of the operations that change one key and answer nothing: `check` its state (it
+    /// gets the row and the key ARN), then `change` the row (false: nothing to write), written as
+    /// [`Kms::modify`] writes.
     pub(super) async fn change_key(
         &self,
         id: &Uuid,
         check: impl Fn(&KeyRow, &str) -> Result<()>,
         mut change: impl FnMut(&mut KeyRow) -> bool,
-    ) -> Result<KeyRow> {
+    ) -> Result<Empty> {
         let arn = self.arn(id);
         self.modify(id, |k| {
             check(k, &arn)?;
             Ok(change(k))
         })
-        .await
+        .await?;
+        Ok(Empty {})
     }
 
     /// Reads a key, lets `f` change it, writes it back under optimistic concurrency, retrying on a
@@ -377,28 +371,17 @@ impl Kms {
             k.description = description.clone();
             true
         })
-        .await?;
-        Ok(Empty {})
+        .await
     }
 
     /// EnableKey.
     pub async fn enable_key(&self, req: KeyIdRequest) -> Result<Empty> {
-        let id = self.key_named(req.key_id).await?;
-        self.change_key(&id, check_not_pending_deletion, |k| {
-            set_state(k, StoredKeyState::Enabled)
-        })
-        .await?;
-        Ok(Empty {})
+        self.set_state(req.key_id, StoredKeyState::Enabled).await
     }
 
     /// DisableKey.
     pub async fn disable_key(&self, req: KeyIdRequest) -> Result<Empty> {
-        let id = self.key_named(req.key_id).await?;
-        self.change_key(&id, check_not_pending_deletion, |k| {
-            set_state(k, StoredKeyState::Disabled)
-        })
-        .await?;
-        Ok(Empty {})
+        self.set_state(req.key_id, StoredKeyState::Disabled).await
     }
 
     /// ScheduleKeyDeletion: 7 to 30 days, 30 by default. The material is destroyed when due.
@@ -410,18 +393,18 @@ impl Kms {
         let days = req.pending_window_in_days.unwrap_or(30);
         check_range(days, 7, 30, "pendingWindowInDays")?;
         let now = now_millis();
-        let rec = self
-            .change_key(&id, check_not_pending_deletion, |k| {
-                k.state = StoredKeyState::PendingDeletion;
-                k.deletion_date = Some(now + days * DAY_MS);
-                k.pending_window_days = Some(days);
-                true
-            })
-            .await?;
+        let deletion_date = now + days * DAY_MS;
+        self.change_key(&id, check_not_pending_deletion, |k| {
+            k.state = StoredKeyState::PendingDeletion;
+            k.deletion_date = Some(deletion_date);
+            k.pending_window_days = Some(days);
+            true
+        })
+        .await?;
         Ok(ScheduleKeyDeletionResponse {
             key_id: self.arn(&id),
-            deletion_date: secs(rec.deletion_date.unwrap_or(now)),
-            key_state: rec.state.into(),
+            deletion_date: secs(deletion_date),
+            key_state: KeyState::PendingDeletion,
             pending_window_in_days: days,
         })
     }
@@ -447,5 +430,16 @@ impl Kms {
         Ok(KeyIdResponse {
             key_id: self.arn(&id),
         })
+    }
+
+    /// EnableKey and DisableKey: any state but PendingDeletion.
+    async fn set_state(&self, key_id: Option<String>, state: StoredKeyState) -> Result<Empty> {
+        let id = self.key_named(key_id).await?;
+        self.change_key(&id, check_not_pending_deletion, |k| {
+            let change = k.state != state;
+            k.state = state;
+            change
+        })
+        .await
     }
 }

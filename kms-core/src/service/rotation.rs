@@ -32,8 +32,7 @@ impl Kms {
             k.next_rotation = Some(now + days * DAY_MS);
             true
         })
-        .await?;
-        Ok(Empty {})
+        .await
     }
 
     /// DisableKeyRotation.
@@ -45,8 +44,7 @@ impl Kms {
             k.next_rotation = None;
             change
         })
-        .await?;
-        Ok(Empty {})
+        .await
     }
 
     /// GetKeyRotationStatus.

@@ -97,6 +97,16 @@ pub(super) fn check_algorithm(alg: Option<&str>) -> Result<()> {
     }
 }
 
+/// `Recipient` (a Nitro Enclaves attestation document) is not supported.
+pub(super) fn refuse_recipient(recipient: Option<&serde_json::Value>) -> Result<()> {
+    if recipient.is_some() {
+        return Err(KmsError::UnsupportedOperation(
+            "Recipient (Nitro Enclaves attestation) is not supported.".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn check_dry_run(dry_run: Option<bool>) -> Result<()> {
     if dry_run == Some(true) {
         return Err(KmsError::DryRunOperation(
