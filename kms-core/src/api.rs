@@ -68,16 +68,6 @@ impl KeyState {
             KeyState::Unavailable => "Unavailable",
         }
     }
-
-    /// Parses the stored name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "Enabled" => KeyState::Enabled,
-            "Disabled" => KeyState::Disabled,
-            "PendingDeletion" => KeyState::PendingDeletion,
-            _ => return None,
-        })
-    }
 }
 
 /// DescribeKey's view of a key.

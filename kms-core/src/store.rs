@@ -9,7 +9,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 use uuid::Uuid;
 
-use crate::api::KeyState;
+use crate::custom_key_store::ConnectionState;
 use crate::error::{KmsError, Result};
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -17,9 +17,42 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_custom_key_stores.sql")),
 ];
 
+/// A key's state as the store keeps it. What DescribeKey shows is the service's to say (a key in a
+/// custom key store that is not connected shows `Unavailable`, which is never stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredKeyState {
+    /// Usable.
+    Enabled,
+    /// Not usable until enabled.
+    Disabled,
+    /// Scheduled for deletion; not usable; cancellable.
+    PendingDeletion,
+}
+
+impl StoredKeyState {
+    /// The stored name (`kms_keys.key_state`; the same as AWS's).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoredKeyState::Enabled => "Enabled",
+            StoredKeyState::Disabled => "Disabled",
+            StoredKeyState::PendingDeletion => "PendingDeletion",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "Enabled" => StoredKeyState::Enabled,
+            "Disabled" => StoredKeyState::Disabled,
+            "PendingDeletion" => StoredKeyState::PendingDeletion,
+            _ => return None,
+        })
+    }
+}
+
 /// One key's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyRecord {
+pub struct KeyRow {
     /// Key id.
     pub id: Uuid,
     /// Unix millis.
@@ -27,7 +60,7 @@ pub struct KeyRecord {
     /// Description.
     pub description: String,
     /// State.
-    pub state: KeyState,
+    pub state: StoredKeyState,
     /// Key usage.
     pub key_usage: String,
     /// Key spec.
@@ -64,8 +97,8 @@ pub struct CustomKeyStoreRow {
     pub trust_anchor: String,
     /// The token's user PIN (`kmsuser`'s password), wrapped by the root of trust.
     pub wrapped_password: Vec<u8>,
-    /// `CONNECTED`, `CONNECTING`, `DISCONNECTED`, `DISCONNECTING` or `FAILED`.
-    pub connection_state: String,
+    /// Connected or not (stored as AWS names it: `CONNECTED`, `DISCONNECTED`, ...).
+    pub connection_state: ConnectionState,
     /// AWS's `ConnectionErrorCode` while `FAILED`.
     pub connection_error: Option<String>,
     /// Unix millis.
@@ -172,13 +205,13 @@ fn uuid_of(s: &str) -> Result<Uuid> {
         .map_err(|_| KmsError::Internal("The key store holds a malformed key id.".into()))
 }
 
-fn key_from_row(r: &AnyRow) -> Result<KeyRecord> {
+fn key_from_row(r: &AnyRow) -> Result<KeyRow> {
     let state: String = r.try_get("key_state")?;
-    Ok(KeyRecord {
+    Ok(KeyRow {
         id: uuid_of(&r.try_get::<String, _>("key_id")?)?,
         created_at: r.try_get("created_at")?,
         description: r.try_get("description")?,
-        state: KeyState::parse(&state).ok_or_else(|| {
+        state: StoredKeyState::parse(&state).ok_or_else(|| {
             KmsError::Internal("The key store holds an unknown key state.".into())
         })?,
         key_usage: r.try_get("key_usage")?,
@@ -201,7 +234,7 @@ fn custom_key_store_from_row(r: &AnyRow) -> Result<CustomKeyStoreRow> {
         cluster_id: r.try_get("cluster_id")?,
         trust_anchor: r.try_get("trust_anchor")?,
         wrapped_password: r.try_get("wrapped_password")?,
-        connection_state: r.try_get("connection_state")?,
+        connection_state: ConnectionState::parse(&r.try_get::<String, _>("connection_state")?)?,
         connection_error: r.try_get("connection_error")?,
         created_at: r.try_get("created_at")?,
         revision: r.try_get("revision")?,
@@ -370,7 +403,7 @@ impl Store {
     /// whose material is in the token) and tags, atomically.
     pub async fn insert_key(
         &self,
-        k: &KeyRecord,
+        k: &KeyRow,
         material: Option<&MaterialRow>,
         tags: &[(String, String)],
     ) -> Result<()> {
@@ -413,7 +446,7 @@ impl Store {
     }
 
     /// A key by id.
-    pub async fn get_key(&self, id: &Uuid) -> Result<Option<KeyRecord>> {
+    pub async fn get_key(&self, id: &Uuid) -> Result<Option<KeyRow>> {
         sqlx::query("SELECT * FROM kms_keys WHERE key_id = $1")
             .bind(id.to_string())
             .fetch_optional(&self.pool)
@@ -446,7 +479,7 @@ impl Store {
     }
 
     /// Writes a changed key if nobody changed it since `k.revision` was read; false on a conflict.
-    pub async fn update_key(&self, k: &KeyRecord) -> Result<bool> {
+    pub async fn update_key(&self, k: &KeyRow) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let ok = update_key_in(&mut tx, k).await?;
         tx.commit().await?;
@@ -454,7 +487,7 @@ impl Store {
     }
 
     /// Adds a material version and writes the key (compare-and-swap), atomically.
-    pub async fn add_material(&self, k: &KeyRecord, material: &MaterialRow) -> Result<bool> {
+    pub async fn add_material(&self, k: &KeyRow, material: &MaterialRow) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         if !update_key_in(&mut tx, k).await? {
             return Ok(false);
@@ -504,7 +537,7 @@ impl Store {
 
     /// Deletes a key, its material, aliases and tags, if it is still pending deletion at
     /// `revision`. Returns whether it was deleted.
-    pub async fn destroy_key(&self, k: &KeyRecord) -> Result<bool> {
+    pub async fn destroy_key(&self, k: &KeyRow) -> Result<bool> {
         let id = k.id.to_string();
         let mut tx = self.pool.begin().await?;
         // Children first (foreign keys), then the key row under the revision check.
@@ -866,7 +899,7 @@ impl Store {
         .bind(&c.cluster_id)
         .bind(&c.trust_anchor)
         .bind(&c.wrapped_password)
-        .bind(&c.connection_state)
+        .bind(c.connection_state.as_str())
         .bind(c.connection_error.clone())
         .bind(c.created_at)
         .bind(c.revision)
@@ -923,7 +956,7 @@ impl Store {
         .bind(&c.name)
         .bind(&c.cluster_id)
         .bind(&c.wrapped_password)
-        .bind(&c.connection_state)
+        .bind(c.connection_state.as_str())
         .bind(c.connection_error.clone())
         .bind(&c.id)
         .bind(c.revision)
@@ -1014,7 +1047,7 @@ async fn insert_material(
     }
 }
 
-async fn update_key_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, k: &KeyRecord) -> Result<bool> {
+async fn update_key_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, k: &KeyRow) -> Result<bool> {
     let n = sqlx::query(
         "UPDATE kms_keys SET description = $1, key_state = $2, deletion_date = $3, pending_window_days = $4, \
          rotation_period_days = $5, next_rotation = $6, policy = $7, revision = revision + 1 \

@@ -63,6 +63,19 @@ impl Server {
         secret: &str,
         now: OffsetDateTime,
     ) -> Reply {
+        let headers = self.signed_headers(target, body, akid, secret, now);
+        self.raw(headers, body.as_bytes().to_vec()).await
+    }
+
+    /// The headers of a request signed with a chosen secret, access key and clock.
+    fn signed_headers(
+        &self,
+        target: &str,
+        body: &str,
+        akid: &str,
+        secret: &str,
+        now: OffsetDateTime,
+    ) -> Vec<(String, String)> {
         let host = self.addr.to_string();
         let target = format!("TrentService.{target}");
         let signed = sigv4::sign_kms_request(
@@ -83,7 +96,7 @@ impl Server {
             ("x-amz-target".to_string(), target),
         ];
         headers.extend(signed.into_iter().map(|(k, v)| (k.to_string(), v)));
-        self.raw(headers, body.as_bytes().to_vec()).await
+        headers
     }
 
     async fn call(&self, target: &str, body: &str) -> Reply {
@@ -183,28 +196,7 @@ async fn signed_requests_work_and_bad_signatures_are_refused() {
         "IncompleteSignatureException",
     );
     // A body changed after signing.
-    let host = s.addr.to_string();
-    let signed = sigv4::sign_kms_request(
-        &host,
-        "TrentService.ListKeys",
-        b"{}",
-        &akid,
-        &secret,
-        "us-east-1",
-        now,
-    );
-    let mut headers = vec![
-        ("host".to_string(), host),
-        (
-            "content-type".to_string(),
-            "application/x-amz-json-1.1".to_string(),
-        ),
-        (
-            "x-amz-target".to_string(),
-            "TrentService.ListKeys".to_string(),
-        ),
-    ];
-    headers.extend(signed.into_iter().map(|(k, v)| (k.to_string(), v)));
+    let headers = s.signed_headers("ListKeys", "{}", &akid, &secret, now);
     assert_error(
         &s.raw(headers, br#"{"Limit":1}"#.to_vec()).await,
         400,

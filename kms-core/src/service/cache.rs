@@ -1,0 +1,202 @@
+//! What the service keeps between calls: keys with their unwrapped material (reloaded by one caller
+//! when an entry expires, reusing material whose wrapped bytes did not change), alias mappings,
+//! principals' secrets and custom key store rows, each for the configured TTL.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::root::{material_aad, off_runtime};
+use super::Kms;
+use crate::error::{KmsError, Result};
+use crate::material::KeyMaterial;
+use crate::store::{CustomKeyStoreRow, KeyRow};
+
+/// The service's caches. With several nodes on one database, a change made on one node reaches the
+/// others when their entries expire.
+#[derive(Default)]
+pub(super) struct Caches {
+    /// Keys with their unwrapped material, by key id.
+    keys: RwLock<HashMap<Uuid, Arc<LoadedKey>>>,
+    /// Alias name to key id.
+    pub(super) aliases: Expiring<Uuid>,
+    /// Principals' secrets, by access key id.
+    pub(super) principals: RwLock<HashMap<String, Arc<CachedPrincipal>>>,
+    /// Custom key store rows, by store id.
+    pub(super) store_rows: Expiring<CustomKeyStoreRow>,
+}
+
+/// Values by name, each serving for a TTL after it was put.
+pub(super) struct Expiring<V> {
+    entries: RwLock<HashMap<String, (V, Instant)>>,
+}
+
+impl<V> Default for Expiring<V> {
+    fn default() -> Self {
+        Self {
+            entries: RwLock::default(),
+        }
+    }
+}
+
+impl<V: Clone> Expiring<V> {
+    /// The value put under `name` less than `ttl` ago.
+    pub(super) fn fresh(&self, name: &str, ttl: Duration) -> Option<V> {
+        let map = self.entries.read().ok()?;
+        let (v, at) = map.get(name)?;
+        (at.elapsed() < ttl).then(|| v.clone())
+    }
+
+    /// Puts `v` under `name`, from now.
+    pub(super) fn put(&self, name: String, v: V) {
+        if let Ok(mut map) = self.entries.write() {
+            map.insert(name, (v, Instant::now()));
+        }
+    }
+
+    /// Forgets `name`.
+    pub(super) fn forget(&self, name: &str) {
+        if let Ok(mut map) = self.entries.write() {
+            map.remove(name);
+        }
+    }
+
+    /// Forgets every value `f` picks.
+    pub(super) fn forget_where(&self, f: impl Fn(&V) -> bool) {
+        if let Ok(mut map) = self.entries.write() {
+            map.retain(|_, (v, _)| !f(v));
+        }
+    }
+}
+
+pub(crate) struct LoadedKey {
+    pub(crate) record: KeyRow,
+    pub(crate) arn: String,
+    /// Index `v - 1` holds version `v` (empty for a key in a custom key store).
+    pub(super) materials: Vec<KeyMaterial>,
+    /// The wrapped form each of `materials` was unwrapped from: a reload reuses a material whose
+    /// wrapped bytes did not change, so it needs the root of trust only for new material (and keeps
+    /// working while an HSM root is unavailable).
+    pub(super) wrapped: Vec<Vec<u8>>,
+    pub(super) loaded: Instant,
+    /// Set by the one caller reloading an expired entry.
+    pub(super) refreshing: AtomicBool,
+    /// Set when this node changed the key: the entry must not serve again, but a reload may still
+    /// reuse its unwrapped material.
+    pub(super) stale: AtomicBool,
+}
+
+/// How long an expired cache entry may still serve while one caller reloads it.
+const REFRESH_GRACE: Duration = Duration::from_secs(1);
+
+pub(super) struct CachedPrincipal {
+    pub(super) arn: String,
+    pub(super) secret: Zeroizing<Vec<u8>>,
+    /// What `secret` was unwrapped from (a reload with the same bytes does not ask the root).
+    pub(super) wrapped: Vec<u8>,
+    pub(super) loaded: Instant,
+}
+
+impl Kms {
+    /// The key with its unwrapped material, from the cache when fresh.
+    ///
+    /// When an entry expires, one caller reloads it while the others keep using it for at most
+    /// [`REFRESH_GRACE`] more, so a hot key does not send every in-flight request to the store at once.
+    pub(super) async fn loaded(&self, id: &Uuid) -> Result<Arc<LoadedKey>> {
+        let stale = match self.cache.keys.read() {
+            Ok(map) => map.get(id).cloned(),
+            Err(_) => None,
+        };
+        if let Some(k) = stale.as_ref().filter(|k| !k.stale.load(Ordering::Acquire)) {
+            let age = k.loaded.elapsed();
+            if age < self.config.cache_ttl {
+                return Ok(k.clone());
+            }
+            if age < self.config.cache_ttl + REFRESH_GRACE
+                && k.refreshing.swap(true, Ordering::AcqRel)
+            {
+                return Ok(k.clone());
+            }
+        }
+        let fresh = self.load_key(id, stale.as_deref()).await;
+        if let (Err(_), Some(k)) = (&fresh, &stale) {
+            k.refreshing.store(false, Ordering::Release);
+        }
+        fresh
+    }
+
+    /// Loads a key's record and material; material whose wrapped bytes are those `previous` (the
+    /// expired cache entry) was unwrapped from is reused, not unwrapped again.
+    async fn load_key(&self, id: &Uuid, previous: Option<&LoadedKey>) -> Result<Arc<LoadedKey>> {
+        let record = self.record(id).await?;
+        let rows = self.store.get_materials(id).await?;
+        for (i, row) in rows.iter().enumerate() {
+            if row.version as usize != i + 1 {
+                return Err(KmsError::Internal(
+                    "Key material versions are not contiguous.".into(),
+                ));
+            }
+        }
+        let known = |i: usize, wrapped: &[u8]| {
+            let p = previous?;
+            (p.wrapped.get(i)?.as_slice() == wrapped).then(|| p.materials.get(i).cloned())?
+        };
+        let mut materials: Vec<Option<KeyMaterial>> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| known(i, &row.wrapped))
+            .collect();
+        let missing: Vec<(usize, u32, Vec<u8>)> = rows
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| materials[*i].is_none())
+            .map(|(i, row)| (i, row.version, row.wrapped.clone()))
+            .collect();
+        if !missing.is_empty() {
+            let key_id = *id;
+            let unwrapped = off_runtime(&self.root, move |root| {
+                missing
+                    .iter()
+                    .map(|(i, version, wrapped)| {
+                        let raw = root.unwrap(&material_aad(&key_id, *version), wrapped)?;
+                        Ok((*i, KeyMaterial::from_slice(&raw)?))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await?;
+            for (i, m) in unwrapped {
+                materials[i] = Some(m);
+            }
+        }
+        let materials = materials
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| KmsError::Internal("Key material went missing.".into()))?;
+        let k = Arc::new(LoadedKey {
+            arn: self.arn(id),
+            record,
+            materials,
+            wrapped: rows.into_iter().map(|row| row.wrapped).collect(),
+            loaded: Instant::now(),
+            refreshing: AtomicBool::new(false),
+            stale: AtomicBool::new(false),
+        });
+        if let Ok(mut map) = self.cache.keys.write() {
+            map.insert(*id, k.clone());
+        }
+        Ok(k)
+    }
+
+    pub(super) fn invalidate(&self, id: &Uuid) {
+        if let Ok(map) = self.cache.keys.read() {
+            if let Some(k) = map.get(id) {
+                k.stale.store(true, Ordering::Release);
+            }
+        }
+        self.cache.aliases.forget_where(|k| k == id);
+    }
+}

@@ -1,0 +1,297 @@
+//! [`Kms`]: the key service. Each public async method is one KMS operation; [`Kms::execute`] is the
+//! JSON 1.1 entry, with the one dispatch table (`ops!`) and the one audit point, so every operation
+//! enters once.
+//!
+//! The operations live one family a file, each an `impl Kms` block: `keys` (create, describe, list,
+//! the state changes, and the checks of a key's state), `key_kinds` (operations of key kinds this
+//! server does not make, refused as AWS refuses them for a symmetric key), `crypto` (Encrypt,
+//! Decrypt, ReEncrypt, data keys, GenerateRandom), `aliases`, `tags`, `rotation`, `principals` (the
+//! identities SigV4 knows), `custom_key_stores` (the CloudHSM key store operations and this node's
+//! logins to their tokens) and `sweeper` (deletion and rotation when due). Beside them: `cache` (what
+//! is kept between calls), `root` (what each wrapped secret is bound to, the root check value,
+//! re-wrapping) and `validate` (request checks the families share).
+
+mod aliases;
+mod cache;
+mod crypto;
+mod custom_key_stores;
+mod key_kinds;
+mod keys;
+mod principals;
+mod root;
+mod rotation;
+mod sweeper;
+mod tags;
+mod validate;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::api::*;
+use crate::audit::{AuditLog, AuditRecord, Caller};
+use crate::custom_key_store::{HsmClusters, HsmKeyStore};
+use crate::error::{KmsError, Result};
+use crate::ids::Partition;
+use crate::material::RootOfTrust;
+use crate::now_millis;
+use crate::store::Store;
+
+use cache::{Caches, LoadedKey};
+use key_kinds::ASYMMETRIC_AND_HMAC_OPERATIONS;
+use root::{off_runtime, ROOT_CHECK, ROOT_CHECK_AAD, ROOT_CHECK_VALUE};
+
+pub use crypto::{MAX_CIPHERTEXT_BLOB, MAX_ENCRYPT_PLAINTEXT};
+pub use principals::PrincipalInfo;
+
+const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
+const DAY_MS: i64 = 86_400_000;
+
+/// Settings of a [`Kms`].
+#[derive(Debug, Clone)]
+pub struct KmsConfig {
+    /// Region and account of every ARN.
+    pub partition: Partition,
+    /// How long unwrapped key material, aliases and principal secrets are cached. With several nodes
+    /// on one database, a state change made on one node reaches the others within this TTL plus
+    /// one second (an expired entry serves while one caller reloads it).
+    pub cache_ttl: Duration,
+}
+
+impl Default for KmsConfig {
+    fn default() -> Self {
+        Self {
+            partition: Partition {
+                region: "us-east-1".into(),
+                account_id: "111122223333".into(),
+            },
+            cache_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The key service.
+pub struct Kms {
+    store: Store,
+    root: Arc<dyn RootOfTrust>,
+    config: KmsConfig,
+    cache: Caches,
+    audit: Option<AuditLog>,
+    /// What a CloudHSM cluster id means on this server (none: custom key stores cannot connect).
+    clusters: Option<Arc<dyn HsmClusters>>,
+    /// This node's logins to custom key stores' tokens, by store id.
+    connections: RwLock<HashMap<String, Arc<dyn HsmKeyStore>>>,
+    /// One login at a time.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Kms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kms")
+            .field("root", &self.root.describe())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn secs(millis: i64) -> f64 {
+    millis as f64 / 1000.0
+}
+
+impl Kms {
+    /// Opens the service over a store, checking that `root` is the root of trust the store's key
+    /// material was wrapped with (a check value written on first use).
+    pub async fn open(store: Store, root: Arc<dyn RootOfTrust>, config: KmsConfig) -> Result<Self> {
+        match store.meta_get(ROOT_CHECK).await? {
+            Some(check) => {
+                // An unavailable HSM is an error of its own, not "the wrong root key".
+                let ok = off_runtime(&root, move |r| {
+                    r.try_unwrap(ROOT_CHECK_AAD, &check)
+                        .map(|v| v.is_some_and(|v| v.as_slice() == ROOT_CHECK_VALUE))
+                })
+                .await?;
+                if !ok {
+                    return Err(KmsError::InvalidState(format!(
+                        "The root key does not match this key store: its check value does not open under the \
+                         {} given. Use the root key this data was created with.",
+                        root.describe()
+                    )));
+                }
+            }
+            None => {
+                if !store.is_empty().await? {
+                    return Err(KmsError::InvalidState(
+                        "The key store holds keys but no root key check value; refusing to guess."
+                            .into(),
+                    ));
+                }
+                let check =
+                    off_runtime(&root, |r| r.wrap(ROOT_CHECK_AAD, ROOT_CHECK_VALUE)).await?;
+                if !store.meta_put_new(ROOT_CHECK, &check).await? {
+                    // Another node initialised the store at the same moment: check against its value.
+                    return Box::pin(Kms::open(store, root, config)).await;
+                }
+            }
+        }
+        Ok(Self {
+            store,
+            root,
+            config,
+            cache: Caches::default(),
+            audit: None,
+            clusters: None,
+            connections: RwLock::default(),
+            connecting: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Lets custom key stores connect to these clusters.
+    pub fn with_hsm_clusters(mut self, clusters: Arc<dyn HsmClusters>) -> Self {
+        self.clusters = Some(clusters);
+        self
+    }
+
+    /// Sends a record of every [`Kms::execute`] call to `log`.
+    pub fn with_audit_log(mut self, log: AuditLog) -> Self {
+        self.audit = Some(log);
+        self
+    }
+
+    /// Writes out pending audit records (call before exiting).
+    pub fn flush_audit_log(&self) {
+        if let Some(log) = &self.audit {
+            log.flush();
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Region and account.
+    pub fn partition(&self) -> &Partition {
+        &self.config.partition
+    }
+
+    fn arn(&self, id: &Uuid) -> String {
+        self.config.partition.key_arn(id)
+    }
+
+    fn not_found(&self, id: &Uuid) -> KmsError {
+        KmsError::NotFound(format!("Key '{}' does not exist", self.arn(id)))
+    }
+
+    // ----- the JSON API -------------------------------------------------------------------------
+
+    /// Runs one operation of the AWS KMS JSON 1.1 API: `operation` is the part of `X-Amz-Target`
+    /// after `TrentService.`, `body` the request JSON. Returns the response JSON. Records the call
+    /// in the audit log.
+    pub async fn execute(&self, caller: &Caller, operation: &str, body: &[u8]) -> Result<Vec<u8>> {
+        let mut key_ref: Option<String> = None;
+        let result = self.dispatch(operation, body, &mut key_ref).await;
+        if let Some(log) = &self.audit {
+            log.record(&AuditRecord {
+                event_time: crate::rfc3339(now_millis()),
+                event_name: operation,
+                principal_arn: &caller.principal_arn,
+                access_key_id: &caller.access_key_id,
+                request_id: &caller.request_id,
+                source_ip_address: caller.source_ip.as_deref(),
+                key_id: key_ref.as_deref(),
+                error_code: result.as_ref().err().map(KmsError::aws_name),
+            });
+        }
+        result
+    }
+
+    async fn dispatch(
+        &self,
+        operation: &str,
+        body: &[u8],
+        key_ref: &mut Option<String>,
+    ) -> Result<Vec<u8>> {
+        if ASYMMETRIC_AND_HMAC_OPERATIONS.contains(&operation) {
+            let req: KeyIdRequest = parse(operation, body)?;
+            key_ref.clone_from(&req.key_id);
+            return to_json(&self.refuse_on_symmetric_key(operation, req).await?);
+        }
+        macro_rules! ops {
+            ($($name:literal => $method:ident($req:ty) $(key $field:ident)?),* $(,)?) => {
+                match operation {
+                    $($name => {
+                        let req: $req = parse(operation, body)?;
+                        $(*key_ref = req.$field.clone();)?
+                        to_json(&self.$method(req).await?)
+                    })*
+                    _ => Err(KmsError::UnknownOperation(format!("Operation {operation} is not known to this service."))),
+                }
+            };
+        }
+        ops! {
+            "CreateKey" => create_key(CreateKeyRequest),
+            "DescribeKey" => describe_key(KeyIdRequest) key key_id,
+            "ListKeys" => list_keys(ListKeysRequest),
+            "UpdateKeyDescription" => update_key_description(UpdateKeyDescriptionRequest) key key_id,
+            "EnableKey" => enable_key(KeyIdRequest) key key_id,
+            "DisableKey" => disable_key(KeyIdRequest) key key_id,
+            "ScheduleKeyDeletion" => schedule_key_deletion(ScheduleKeyDeletionRequest) key key_id,
+            "CancelKeyDeletion" => cancel_key_deletion(KeyIdRequest) key key_id,
+            "CreateAlias" => create_alias(AliasRequest) key target_key_id,
+            "UpdateAlias" => update_alias(AliasRequest) key target_key_id,
+            "DeleteAlias" => delete_alias(DeleteAliasRequest) key alias_name,
+            "ListAliases" => list_aliases(ListAliasesRequest) key key_id,
+            "Encrypt" => encrypt(EncryptRequest) key key_id,
+            "Decrypt" => decrypt(DecryptRequest) key key_id,
+            "ReEncrypt" => re_encrypt(ReEncryptRequest) key destination_key_id,
+            "GenerateDataKey" => generate_data_key(GenerateDataKeyRequest) key key_id,
+            "GenerateDataKeyWithoutPlaintext" => generate_data_key_without_plaintext(GenerateDataKeyRequest) key key_id,
+            "GenerateRandom" => generate_random(GenerateRandomRequest),
+            "EnableKeyRotation" => enable_key_rotation(EnableKeyRotationRequest) key key_id,
+            "DisableKeyRotation" => disable_key_rotation(KeyIdRequest) key key_id,
+            "GetKeyRotationStatus" => get_key_rotation_status(KeyIdRequest) key key_id,
+            "RotateKeyOnDemand" => rotate_key_on_demand(KeyIdRequest) key key_id,
+            "ListKeyRotations" => list_key_rotations(ListKeyRotationsRequest) key key_id,
+            "TagResource" => tag_resource(TagResourceRequest) key key_id,
+            "UntagResource" => untag_resource(UntagResourceRequest) key key_id,
+            "ListResourceTags" => list_resource_tags(ListResourceTagsRequest) key key_id,
+            "GetParametersForImport" => import_key_material(KeyIdRequest) key key_id,
+            "ImportKeyMaterial" => import_key_material(KeyIdRequest) key key_id,
+            "DeleteImportedKeyMaterial" => import_key_material(KeyIdRequest) key key_id,
+            "CreateCustomKeyStore" => create_custom_key_store(CreateCustomKeyStoreRequest),
+            "DescribeCustomKeyStores" => describe_custom_key_stores(DescribeCustomKeyStoresRequest) key custom_key_store_id,
+            "ConnectCustomKeyStore" => connect_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id,
+            "DisconnectCustomKeyStore" => disconnect_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id,
+            "UpdateCustomKeyStore" => update_custom_key_store(UpdateCustomKeyStoreRequest) key custom_key_store_id,
+            "DeleteCustomKeyStore" => delete_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id,
+        }
+    }
+}
+
+/// Parses a request body; an empty body is `{}`. The error never echoes the body (it may hold
+/// plaintext).
+fn parse<T: serde::de::DeserializeOwned>(operation: &str, body: &[u8]) -> Result<T> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Data => "a member has the wrong type or an invalid value",
+            serde_json::error::Category::Eof => "the body ends early",
+            _ => "the body is not valid JSON",
+        };
+        KmsError::Serialization(format!(
+            "Cannot read the {operation} request: {what} (line {}, column {}).",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|_| KmsError::Internal("Cannot encode the response.".into()))
+}

@@ -1,0 +1,130 @@
+//! Authentication: a request's SigV4 signature checked against the secret of its access key id, as
+//! the key service knows it, with AWS's refusals (scope, date window, signed headers). The
+//! algorithm itself is in [`crate::sigv4`].
+
+use axum::http::header;
+use kms_core::{Caller, KmsError};
+use time::OffsetDateTime;
+
+use crate::router::App;
+use crate::sigv4::{self, SigV4Error};
+
+impl App {
+    /// Verifies the request's SigV4 signature and returns who made it.
+    pub(crate) async fn authenticate(
+        &self,
+        parts: &axum::http::request::Parts,
+        body: &[u8],
+        request_id: &str,
+    ) -> Result<Result<Caller, SigV4Error>, KmsError> {
+        let Some(auth) = parts.headers.get(header::AUTHORIZATION) else {
+            return Ok(Err(SigV4Error::Incomplete(
+                "Request is missing Authentication Token: no Authorization header.".into(),
+            )));
+        };
+        let Ok(auth) = auth.to_str() else {
+            return Ok(Err(SigV4Error::Incomplete(
+                "The Authorization header is not ASCII.".into(),
+            )));
+        };
+        let a = match sigv4::parse_authorization(auth) {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        let Some(amz_date) = parts
+            .headers
+            .get("x-amz-date")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Ok(Err(SigV4Error::Incomplete(
+                "Authorization header requires existence of a 'X-Amz-Date' header.".into(),
+            )));
+        };
+        let Some(when) = sigv4::parse_amz_date(amz_date) else {
+            return Ok(Err(SigV4Error::Incomplete(format!(
+                "X-Amz-Date '{amz_date}' is not YYYYMMDD'T'HHMMSS'Z'."
+            ))));
+        };
+        if !a.signed_headers.split(';').any(|h| h == "host") {
+            return Ok(Err(SigV4Error::Incomplete(
+                "The 'host' header must be signed.".into(),
+            )));
+        }
+        if !amz_date.starts_with(a.date) || a.date.len() != 8 {
+            return Ok(Err(SigV4Error::Invalid(format!(
+                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}'",
+                a.date,
+                &amz_date[..8.min(amz_date.len())]
+            ))));
+        }
+        let region = &self.kms.partition().region;
+        if a.region != region {
+            return Ok(Err(SigV4Error::Invalid(format!(
+                "Credential should be scoped to a valid region, not '{}'; this endpoint is '{region}'.",
+                a.region
+            ))));
+        }
+        if a.service != "kms" {
+            return Ok(Err(SigV4Error::Invalid(format!(
+                "Credential should be scoped to correct service: 'kms', not '{}'.",
+                a.service
+            ))));
+        }
+        let now = OffsetDateTime::now_utc();
+        let skew = self.limits.clock_skew;
+        let fmt = sigv4::format_amz_date;
+        if when < now - skew {
+            return Ok(Err(SigV4Error::Expired(format!(
+                "Signature expired: {amz_date} is now earlier than {} ({} - {} min.)",
+                fmt(now - skew),
+                fmt(now),
+                skew.as_secs() / 60
+            ))));
+        }
+        if when > now + skew {
+            return Ok(Err(SigV4Error::Expired(format!(
+                "Signature not yet current: {amz_date} is still later than {} ({} + {} min.)",
+                fmt(now + skew),
+                fmt(now),
+                skew.as_secs() / 60
+            ))));
+        }
+        let Some((arn, secret)) = self.kms.principal_secret(a.access_key_id).await? else {
+            return Ok(Err(SigV4Error::UnknownAccessKey));
+        };
+        let authority = parts.uri.authority().map(|a| a.as_str().as_bytes());
+        let has_host = parts.headers.contains_key(header::HOST);
+        let headers: Vec<(&str, &[u8])> = parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .chain(authority.filter(|_| !has_host).map(|a| ("host", a)))
+            .collect();
+        let creq = sigv4::canonical_request(
+            parts.method.as_str(),
+            parts.uri.path(),
+            parts.uri.query().unwrap_or(""),
+            headers.iter().copied(),
+            a.signed_headers,
+            &sigv4::sha256_hex(body),
+        );
+        let scope = format!("{}/{}/{}/aws4_request", a.date, a.region, a.service);
+        let sts = sigv4::string_to_sign(amz_date, &scope, &creq);
+        let key = self
+            .signing_keys
+            .get(a.access_key_id, &secret, a.date, a.region, a.service);
+        if !sigv4::verify_signature(key.key(), &sts, a.signature) {
+            return Ok(Err(SigV4Error::Invalid(
+                "The request signature we calculated does not match the signature you provided. Check your AWS \
+                 Secret Access Key and signing method. Consult the service documentation for details."
+                    .into(),
+            )));
+        }
+        Ok(Ok(Caller {
+            principal_arn: arn,
+            access_key_id: a.access_key_id.to_string(),
+            request_id: request_id.to_string(),
+            source_ip: None,
+        }))
+    }
+}

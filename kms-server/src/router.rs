@@ -1,0 +1,250 @@
+//! The axum app: `POST /` takes every KMS operation (`X-Amz-Target: TrentService.<Operation>`),
+//! authenticates it, runs it as one call into [`kms_core::Kms::execute`] and answers with the JSON
+//! or AWS's error shape; `GET /health` and `GET /metrics` beside it. The limits on a request's size
+//! and time are here too.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http_body_util::{BodyExt, Limited};
+use kms_core::{Kms, KmsError};
+
+use crate::metrics::{metrics, Metrics};
+use crate::sigv4;
+
+/// Bounds on what one request may cost.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Largest request head (request line and headers), bytes.
+    pub max_header_bytes: usize,
+    /// Time to read the request head.
+    pub header_timeout: Duration,
+    /// Time for the whole request, body included.
+    pub request_timeout: Duration,
+    /// Allowed clock difference between a request's date and ours.
+    pub clock_skew: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_header_bytes: 64 * 1024,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            clock_skew: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// The endpoint's shared state.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub(crate) kms: Arc<Kms>,
+    pub(crate) signing_keys: Arc<sigv4::SigningKeyCache>,
+    pub(crate) limits: Limits,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+const JSON_11: &str = "application/x-amz-json-1.1";
+const TARGET_PREFIX: &str = "TrentService.";
+
+fn error_response(status: StatusCode, name: &str, message: &str, request_id: &str) -> Response {
+    let body = serde_json::json!({ "__type": name, "message": message }).to_string();
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_11));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    r
+}
+
+impl App {
+    /// An endpoint over `kms`.
+    pub fn new(kms: Arc<Kms>, limits: Limits) -> Self {
+        Self {
+            kms,
+            limits,
+            metrics: Arc::default(),
+            signing_keys: Arc::default(),
+        }
+    }
+
+    /// The axum router: `POST /` for the KMS API, `GET /health`, `GET /metrics`.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/", post(kms_handler).fallback(not_found))
+            .route("/health", get(|| async { "ok\n" }))
+            .route("/metrics", get(metrics))
+            .fallback(not_found)
+            .with_state(self)
+    }
+
+    pub(crate) fn fail(
+        &self,
+        status: StatusCode,
+        name: &str,
+        message: &str,
+        request_id: &str,
+    ) -> Response {
+        let counter = if status.is_server_error() {
+            &self.metrics.server_errors
+        } else {
+            &self.metrics.client_errors
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        error_response(status, name, message, request_id)
+    }
+
+    pub(crate) fn kms_error(&self, e: &KmsError, request_id: &str) -> Response {
+        let status = if e.is_internal() {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        self.fail(status, e.aws_name(), &e.to_string(), request_id)
+    }
+
+    async fn handle(&self, peer: Option<SocketAddr>, req: Request, request_id: &str) -> Response {
+        self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, self.limits.max_body_bytes)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return self.fail(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "ValidationException",
+                    &format!(
+                        "The request body is larger than {} bytes.",
+                        self.limits.max_body_bytes
+                    ),
+                    request_id,
+                )
+            }
+            Err(_) => {
+                return self.fail(
+                    StatusCode::BAD_REQUEST,
+                    "SerializationException",
+                    "The request body could not be read.",
+                    request_id,
+                )
+            }
+        };
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let Some(operation) = target.strip_prefix(TARGET_PREFIX) else {
+            return self.fail(
+                StatusCode::BAD_REQUEST,
+                "UnknownOperationException",
+                "X-Amz-Target must name an operation of TrentService.",
+                request_id,
+            );
+        };
+        let mut caller = match self.authenticate(&parts, &body, request_id).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                self.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(request_id, error = e.aws_name(), "request refused");
+                return self.fail(
+                    StatusCode::BAD_REQUEST,
+                    e.aws_name(),
+                    &e.to_string(),
+                    request_id,
+                );
+            }
+            Err(e) => return self.kms_error(&e, request_id),
+        };
+        caller.source_ip = peer.map(|p| p.ip().to_string());
+        // The operation runs as a task of its own: a client that hangs up mid-call drops this
+        // future, not the operation, so a started call always completes and is recorded in the
+        // audit log (a ConnectCustomKeyStore is never left half done in CONNECTING).
+        let (kms, op) = (self.kms.clone(), operation.to_string());
+        let outcome = tokio::spawn(async move { kms.execute(&caller, &op, &body).await })
+            .await
+            .unwrap_or_else(|_| Err(KmsError::Internal("The operation failed.".into())));
+        match outcome {
+            Ok(json) => {
+                let mut r = (StatusCode::OK, json).into_response();
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_11));
+                if let Ok(v) = HeaderValue::from_str(request_id) {
+                    r.headers_mut().insert("x-amzn-requestid", v);
+                }
+                r
+            }
+            Err(e) => self.kms_error(&e, request_id),
+        }
+    }
+}
+
+async fn kms_handler(State(app): State<App>, req: Request) -> Response {
+    let request_id = new_request_id();
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    match tokio::time::timeout(
+        app.limits.request_timeout,
+        app.handle(peer, req, &request_id),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => app.fail(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeoutException",
+            "The request was not completed in time.",
+            &request_id,
+        ),
+    }
+}
+
+/// A UUID-shaped, unique `x-amzn-RequestId`: a random per-process prefix and a counter. Request ids
+/// need to be unique, not secret, so no random draw per request.
+fn new_request_id() -> String {
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 8];
+        let _ = kms_core::material::random_bytes(&mut b);
+        u64::from_le_bytes(b)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let hi = prefix;
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        hi >> 32,
+        (hi >> 16) & 0xffff,
+        hi & 0xfff,
+        (n >> 48) & 0xfff,
+        n & 0xffff_ffff_ffff
+    )
+}
+
+async fn not_found() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "UnknownOperationException",
+        "This endpoint serves the AWS KMS API at POST /.",
+        "",
+    )
+}
