@@ -112,6 +112,17 @@ pub enum PolicyError {
     /// A trust policy names a resource (IAM: "Has prohibited field Resource").
     #[error("{0}: a trust policy has prohibited field Resource.")]
     ResourceInTrustPolicy(String),
+    /// A character outside what IAM and KMS accept in a policy document.
+    #[error(
+        "The policy contains the character U+{code:04X} at byte {offset}; a policy may hold only \
+         tab, line feed, carriage return and U+0020 to U+00FF."
+    )]
+    InvalidCharacter {
+        /// The character's code point.
+        code: u32,
+        /// Its byte offset in the text.
+        offset: usize,
+    },
     /// The document is larger than where it goes allows.
     #[error("The policy is {size} {unit}; a {limit} may have at most {max}.")]
     TooLarge {
@@ -212,4 +223,20 @@ pub fn check_size(text: &str, limit: SizeLimit) -> Result<(), PolicyError> {
         });
     }
     Ok(())
+}
+
+/// Refuses characters other than tab, line feed, carriage return and U+0020 to U+00FF, the set the
+/// IAM User Guide ("IAM and AWS STS quotas", IAM name requirements) allows in policy documents and
+/// the pattern of KMS's `Policy` parameters (`[\u0009\u000A\u000D\u0020-\u00FF]+`).
+pub fn check_characters(text: &str) -> Result<(), PolicyError> {
+    match text
+        .char_indices()
+        .find(|(_, c)| !matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{ff}'))
+    {
+        Some((offset, c)) => Err(PolicyError::InvalidCharacter {
+            code: u32::from(c),
+            offset,
+        }),
+        None => Ok(()),
+    }
 }

@@ -130,6 +130,19 @@ fn operator_names_and_qualifiers_ignore_case() {
 }
 
 #[test]
+fn characters() {
+    assert_eq!(check_characters("{\"Sid\": \"Café\"}\t\r\n"), Ok(()));
+    assert_eq!(
+        check_characters("{\"Sid\": \"☃\"}").map_err(|e| e.to_string()),
+        Err("The policy contains the character U+2603 at byte 9; a policy may hold only tab, line feed, carriage return and U+0020 to U+00FF.".into())
+    );
+    assert_eq!(
+        check_characters("a\u{1}"),
+        Err(PolicyError::InvalidCharacter { code: 1, offset: 1 })
+    );
+}
+
+#[test]
 fn size_limits() {
     assert_eq!(
         check_size(&"x".repeat(KEY_POLICY_MAX_BYTES), SizeLimit::KeyPolicy),
