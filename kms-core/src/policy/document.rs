@@ -214,12 +214,7 @@ impl Statement {
         match &self.principal {
             PrincipalBlock::Implicit => Some(PrincipalMatch::Direct),
             PrincipalBlock::Is(list) => list.matches(p),
-            // NotPrincipal excludes only the principals it names exactly (AWS: name a role session by
-            // its assumed-role ARN; naming the account excludes only the root user).
-            PrincipalBlock::Not(list) => match list.matches(p) {
-                Some(PrincipalMatch::Direct) => None,
-                _ => Some(PrincipalMatch::Direct),
-            },
+            PrincipalBlock::Not(list) => (!list.excludes(p)).then_some(PrincipalMatch::Direct),
         }
     }
 }
@@ -335,6 +330,19 @@ fn parse_statement(
             return Err(PolicyError::PrincipalInIdentityPolicy(path.to_owned()));
         }
         (Some(p), None) => PrincipalBlock::Is(parse_principals(p, &format!("{path}.Principal"))?),
+        // AWS: NotPrincipal only with Deny, and not in a role trust policy.
+        (None, Some(_)) if kind == PolicyType::TrustPolicy => {
+            return Err(invalid(
+                &format!("{path}.NotPrincipal"),
+                "a role trust policy cannot use NotPrincipal".into(),
+            ));
+        }
+        (None, Some(_)) if effect == Effect::Allow => {
+            return Err(invalid(
+                &format!("{path}.NotPrincipal"),
+                "NotPrincipal can be used only with \"Effect\": \"Deny\"".into(),
+            ));
+        }
         (None, Some(p)) => {
             PrincipalBlock::Not(parse_principals(p, &format!("{path}.NotPrincipal"))?)
         }

@@ -70,6 +70,40 @@ impl Principals {
     }
 }
 
+impl Principals {
+    /// Whether a `NotPrincipal` naming these principals exempts the caller from its Deny. As the
+    /// IAM User Guide page on NotPrincipal (reference_policies_elements_notprincipal) requires, every
+    /// identity the request carries must be named: a user's ARN (or unique id) and its account; a role
+    /// session's ARN, its role's ARN and its account; the root user's account.
+    pub(crate) fn excludes(&self, p: &Principal) -> bool {
+        let named = |want: &dyn Fn(&AwsPrincipal) -> bool| self.aws.iter().any(want);
+        if named(&|a| *a == AwsPrincipal::Any) {
+            return true;
+        }
+        if p.kind == PrincipalType::Service {
+            return self.service.iter().any(|s| eq_ignore_case(s, &p.arn));
+        }
+        let account = named(&|a| matches!(a, AwsPrincipal::Account(acct) if *acct == p.account));
+        if p.is_root() {
+            return account;
+        }
+        let own_id = p
+            .user_id
+            .as_deref()
+            .map(|u| u.split(':').next().unwrap_or(u));
+        let itself = named(&|a| match a {
+            AwsPrincipal::Arn(arn) => *arn == p.arn,
+            AwsPrincipal::UniqueId(id) => own_id == Some(id.as_str()),
+            _ => false,
+        });
+        let role = p
+            .role_arn
+            .as_deref()
+            .is_none_or(|r| named(&|a| matches!(a, AwsPrincipal::Arn(arn) if arn == r)));
+        account && itself && role
+    }
+}
+
 pub(crate) fn parse_principals(j: &Json, path: &str) -> Result<Principals, PolicyError> {
     let members = match j {
         Json::String(s) if s == "*" => {

@@ -92,6 +92,8 @@ fn refuses_malformed_documents() {
         (KeyPolicy, key(&format!(r#"{{{ALLOW}, "Principal": {{"AWS": "alice"}}}}"#)), "Statement[0].Principal.AWS: invalid principal \"alice\": not \"*\", an account id, an ARN or a unique id."),
         (KeyPolicy, key(&format!(r#"{{{ALLOW}, "Principal": {{"AWS": [""]}}}}"#)), "Statement[0].Principal.AWS: must not hold an empty string."),
         (TrustPolicy, key(r#"{"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole", "Resource": "*"}"#), "Statement[0]: a trust policy has prohibited field Resource."),
+        (TrustPolicy, key(r#"{"Effect": "Deny", "NotPrincipal": "*", "Action": "sts:AssumeRole"}"#), "Statement[0].NotPrincipal: a role trust policy cannot use NotPrincipal."),
+        (KeyPolicy, key(&format!(r#"{{{ALLOW}, "NotPrincipal": {{"AWS": "111122223333"}}}}"#)), "Statement[0].NotPrincipal: NotPrincipal can be used only with \"Effect\": \"Deny\"."),
         (Identity, key(&format!(r#"{{{ALLOW}, "Condition": []}}"#)), "Statement[0].Condition: must be an object, not an array."),
         (Identity, key(&format!(r#"{{{ALLOW}, "Condition": {{"StringEquals": "x"}}}}"#)), "Statement[0].Condition.StringEquals: must be an object of condition keys, not a string."),
         (Identity, key(&format!(r#"{{{ALLOW}, "Condition": {{"StringEquals": {{}}}}}}"#)), "Statement[0].Condition.StringEquals: must name at least one condition key."),

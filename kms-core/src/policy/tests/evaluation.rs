@@ -280,6 +280,26 @@ fn not_principal_not_action_not_resource() {
         decide(&decrypt(bob()), Some(&kp), &[&ip]),
         Decision::Deny(Denied::ExplicitDeny(_))
     ));
+    // AWS (reference_policies_elements_notprincipal): the account must be named too, and a role
+    // session needs its session ARN, its role ARN and its account.
+    let not_principal = |names: &str| {
+        key_policy(&format!(
+            r#"{ROOT_STATEMENT}, {{"Effect": "Deny", "NotPrincipal": {{"AWS": [{names}]}}, "Action": "kms:*", "Resource": "*"}}"#
+        ))
+    };
+    let user_only = not_principal(r#""arn:aws:iam::111122223333:user/alice""#);
+    assert!(!decide(&decrypt(alice()), Some(&user_only), &[&ip]).is_allowed());
+    let session = Principal::assumed_role(ACCT, "Ops", "s1", "AROAEXAMPLEOPS0000");
+    let all_three = not_principal(
+        r#""arn:aws:sts::111122223333:assumed-role/Ops/s1", "arn:aws:iam::111122223333:role/Ops", "111122223333""#,
+    );
+    assert!(decide(&decrypt(session.clone()), Some(&all_three), &[&ip]).is_allowed());
+    let no_role =
+        not_principal(r#""arn:aws:sts::111122223333:assumed-role/Ops/s1", "111122223333""#);
+    assert!(!decide(&decrypt(session), Some(&no_role), &[&ip]).is_allowed());
+    let account_only = not_principal(r#""111122223333""#);
+    assert!(decide(&decrypt(Principal::root(ACCT)), Some(&account_only), &[]).is_allowed());
+    assert!(!decide(&decrypt(alice()), Some(&account_only), &[&ip]).is_allowed());
     // NotAction: everything but key deletion.
     let not_action = identity(
         r#"{"Effect": "Allow", "NotAction": ["kms:ScheduleKeyDeletion", "kms:Delete*"], "Resource": "*"}"#,
