@@ -9,7 +9,7 @@
 //! declined for SigV4 — and builds a regex per wildcard per evaluation. It has no `ForAnyValue:`/
 //! `ForAllValues:`, no `${key, 'default'}`, replaces a variable without a value by the empty string
 //! (AWS: that value matches nothing), knows nothing of key policies, account-root delegation or
-//! grants, and panics in library code on unexpected input. What KMS needs is a few files without a
+//! grants, and has `panic!` in library code. What KMS needs is a few files without a
 //! new dependency, so the grammar, the matchers and the evaluation are ours.
 //!
 //! ```

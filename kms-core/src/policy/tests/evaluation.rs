@@ -501,3 +501,55 @@ fn message_shapes() {
         None
     );
 }
+
+#[test]
+fn default_key_policy_with_administrators_and_users() {
+    // The console's default key policy (KMS Developer Guide, key-policy-default.html): the account
+    // statement, key administrators, key users.
+    let kp = key_policy(&format!(
+        r#"{ROOT_STATEMENT},
+        {{"Sid": "Allow access for Key Administrators", "Effect": "Allow",
+          "Principal": {{"AWS": "arn:aws:iam::111122223333:role/KeyAdmin"}},
+          "Action": ["kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*", "kms:Update*",
+                     "kms:Revoke*", "kms:Disable*", "kms:Get*", "kms:Delete*", "kms:TagResource",
+                     "kms:UntagResource", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion"],
+          "Resource": "*"}},
+        {{"Sid": "Allow use of the key", "Effect": "Allow",
+          "Principal": {{"AWS": "arn:aws:iam::111122223333:role/KeyUser"}},
+          "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
+          "Resource": "*"}},
+        {{"Sid": "Allow attachment of persistent resources", "Effect": "Allow",
+          "Principal": {{"AWS": "arn:aws:iam::111122223333:role/KeyUser"}},
+          "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"], "Resource": "*",
+          "Condition": {{"Bool": {{"kms:GrantIsForAWSResource": "true"}}}}}}"#
+    ));
+    let admin = Principal::assumed_role(ACCT, "KeyAdmin", "a", "AROAEXAMPLEADMIN00");
+    let user = Principal::assumed_role(ACCT, "KeyUser", "u", "AROAEXAMPLEUSER000");
+    let on_key =
+        |p: &Principal, action: &str| RequestContext::new(p.clone(), action).with_resource(KEY);
+    let allowed = |ctx: &RequestContext| decide(ctx, Some(&kp), &[]).is_allowed();
+    assert!(allowed(&on_key(&admin, "kms:ScheduleKeyDeletion")));
+    assert!(allowed(&on_key(&admin, "kms:PutKeyPolicy")));
+    assert!(!allowed(&on_key(&admin, "kms:Decrypt")));
+    assert!(allowed(&on_key(&user, "kms:Decrypt")));
+    assert!(allowed(&on_key(&user, "kms:ReEncryptFrom")));
+    assert!(!allowed(&on_key(&user, "kms:ScheduleKeyDeletion")));
+    // CreateGrant only for an AWS service acting for the user.
+    let grant = |for_aws: bool| {
+        on_key(&user, "kms:CreateGrant").with_bool(keys::GRANT_IS_FOR_AWS_RESOURCE, for_aws)
+    };
+    assert_eq!(
+        decide(&grant(true), Some(&kp), &[]),
+        Decision::Allow(Allowed::ResourcePolicy(sref(
+            "key policy",
+            PolicyKind::ResourceBased,
+            3,
+            Some("Allow attachment of persistent resources")
+        )))
+    );
+    let ctx = grant(false);
+    assert_eq!(
+        decide(&ctx, Some(&kp), &[]).denial_message(&ctx).as_deref(),
+        Some("User: arn:aws:sts::111122223333:assumed-role/KeyUser/u is not authorized to perform: kms:CreateGrant on resource: arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab because no identity-based policy allows the kms:CreateGrant action")
+    );
+}
