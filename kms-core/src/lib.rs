@@ -34,6 +34,7 @@ pub mod custom_key_store;
 pub mod error;
 pub mod ids;
 pub mod material;
+pub mod policy;
 mod service;
 pub mod store;
 
