@@ -19,9 +19,7 @@ use s3_crypto::s3::{
     CancellationToken, PutOptions, ServerSideEncryption, SseCustomerKey, SseKms,
     DEFAULT_CONCURRENCY, MAX_PART_SIZE, MIN_PART_SIZE,
 };
-use s3_crypto::s3ec::{
-    self, AesKeyring, ContentParameters, MetadataStorage, ObjectDecryptor, ObjectEncryptor,
-};
+use s3_crypto::s3ec::{self, AesKeyring, MetadataStorage, ObjectDecryptor, ObjectEncryptor};
 use s3_crypto::{CommitmentPolicy, EncryptionContext, Keyring, KmsKeyring, RawAesKeyring};
 use tokio::io::AsyncRead;
 
@@ -29,6 +27,8 @@ use crate::crypt::{
     async_stdio, finish_bar, is_dash, parse_pair, progress_bar, read_key_file, DiscoveryArgs, Sink,
 };
 use crate::{io_err, CliError};
+
+mod head;
 
 /// `envelope s3 …`.
 // Parsed once per run; boxing the arguments would only add noise.
@@ -235,7 +235,7 @@ fn parse_size(s: &str) -> Result<usize, String> {
 pub async fn s3(cmd: S3Command) -> Result<(), CliError> {
     match cmd {
         S3Command::Cp(args) => cp(args).await,
-        S3Command::Head(args) => head(args).await,
+        S3Command::Head(args) => head::head(args).await,
     }
 }
 
@@ -821,91 +821,6 @@ fn sse_c_hint(e: &s3_crypto::Error, sse_c_given: bool) -> &'static str {
         }
         (true, true) => " (check that --sse-c-key-file holds the key the object was stored with)",
     }
-}
-
-async fn head(args: HeadArgs) -> Result<(), CliError> {
-    let object = match S3Url::parse(&args.object) {
-        Some(url) => url?,
-        None => {
-            return Err(CliError::Usage(format!(
-                "{}: expected s3://BUCKET/KEY",
-                args.object
-            )))
-        }
-    };
-    let sse_c = sse_c_key(args.sse_c_key_file.as_deref())?;
-    let client = s3_client(&args.connection).await?;
-    let head = s3_crypto::s3::head_object(&client, &object.bucket, &object.key, sse_c.as_ref())
-        .await
-        .map_err(|e| {
-            let hint = sse_c_hint(&e, sse_c.is_some());
-            CliError::Usage(format!("{e}{hint}"))
-        })?
-        .ok_or_else(|| CliError::Usage(format!("{object} does not exist")))?;
-    let client_side = if framed::is_framed(&head.metadata) {
-        use framed::{FRAME_LENGTH_KEY, HEADER_LENGTH_KEY};
-        // The message header (suite, data keys, context) is inside the object; these are the
-        // metadata's hints, written by the upload and not authenticated.
-        serde_json::json!({
-            "format": "framed",
-            "message_format": "AWS Encryption SDK message, framed",
-            "frame_length": head.metadata.get(FRAME_LENGTH_KEY),
-            "header_length": head.metadata.get(HEADER_LENGTH_KEY),
-        })
-    } else {
-        match s3ec::read_metadata(
-            &client,
-            &object.bucket,
-            &object.key,
-            &head.metadata,
-            sse_c.as_ref(),
-        )
-        .await
-        {
-            Ok(m) => {
-                let (format, algorithm) = match &m.content {
-                    ContentParameters::AesGcm { .. } => ("s3ec-v2", "AES/GCM/NoPadding"),
-                    _ => ("s3ec-v3", "ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY"),
-                };
-                let instruction_file = !head.metadata.contains_key("x-amz-3")
-                    && !head.metadata.contains_key("x-amz-key-v2");
-                serde_json::json!({
-                    "format": format,
-                    "content_algorithm": algorithm,
-                    "wrapping_algorithm": m.wrapping.name(),
-                    // Only legacy objects name their KMS key; for kms+context it is inside the
-                    // encrypted data key, which only KMS reads.
-                    "kms_key_id": m.context.get("kms_cmk_id"),
-                    "encryption_context": m.context.iter().collect::<BTreeMap<_, _>>(),
-                    "instruction_file": instruction_file,
-                })
-            }
-            Err(s3_crypto::Error::InvalidS3ecMetadata(reason)) => serde_json::json!({
-                "format": "unknown",
-                "note": reason,
-            }),
-            Err(e) => return Err(s3_err(e)),
-        }
-    };
-    let json = serde_json::json!({
-        "object": object.to_string(),
-        "content_length": head.content_length,
-        "etag": head.e_tag,
-        "client_side": client_side,
-        "server_side": {
-            "sse": head.server_side_encryption,
-            "kms_key_id": head.sse_kms_key_id,
-            "bucket_key_enabled": head.bucket_key_enabled,
-            "sse_c_algorithm": head.sse_customer_algorithm,
-            "sse_c_key_md5": head.sse_customer_key_md5,
-        },
-        "user_metadata": head.metadata,
-    });
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json).unwrap_or_default()
-    );
-    Ok(())
 }
 
 /// Test hook, debug builds only: `ENVELOPE_TEST_CORRUPT_PUTS=N` flips a byte of the first N
