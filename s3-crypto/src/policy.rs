@@ -50,3 +50,30 @@ impl CommitmentPolicy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CommitmentPolicy::*;
+
+    #[test]
+    fn the_table_of_both_sdks() {
+        // (policy, encrypts committing, encrypts non-committing, decrypts non-committing)
+        for (policy, commit, plain, old) in [
+            (ForbidEncryptAllowDecrypt, false, true, true),
+            (RequireEncryptAllowDecrypt, true, false, true),
+            (RequireEncryptRequireDecrypt, true, false, false),
+        ] {
+            assert_eq!(policy.allows_encrypt(true), commit, "{policy:?}");
+            assert_eq!(policy.allows_encrypt(false), plain, "{policy:?}");
+            assert!(policy.allows_decrypt(true), "{policy:?}");
+            assert_eq!(policy.allows_decrypt(false), old, "{policy:?}");
+        }
+        assert_eq!(
+            super::CommitmentPolicy::default(),
+            RequireEncryptRequireDecrypt
+        );
+        assert!(ForbidEncryptAllowDecrypt
+            .check_encrypt(0x0073, true)
+            .is_err());
+    }
+}
