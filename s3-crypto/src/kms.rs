@@ -227,8 +227,9 @@ pub(crate) enum Mode {
 /// On S3 Encryption Client objects ([`s3ec`](crate::s3ec); one data key per object, wrapped with
 /// `kms+context`, and no key ARN stored beside it):
 ///
-/// - **Strict**: the first key id generates the data key (`GenerateDataKey`, key spec `AES_256`)
-///   and decrypts it (`Decrypt` with that `KeyId`; KMS refuses a blob of another key).
+/// - **Strict**: the key id (one: an object has one wrapped data key) generates the data key
+///   (`GenerateDataKey`, key spec `AES_256`); on decrypt each configured key is tried in turn
+///   (`Decrypt` with that `KeyId`; KMS refuses a blob of another key).
 /// - **Discovery**: `Decrypt` without a `KeyId` (the blob names its key, as in every KMS
 ///   ciphertext); the key KMS answers with must be a key ARN the filter, if any, allows.
 /// - The legacy `kms` wrapping is read only after

@@ -230,11 +230,19 @@ mod kms {
             algorithm: ContentAlgorithm,
             caller: &EncryptionContext,
         ) -> Result<WrappedDataKey> {
-            let Some(key_id) = self.key_ids().first() else {
-                return Err(Error::InvalidConfiguration(
-                    "a discovery KMS keyring cannot encrypt: configure key ids".into(),
-                ));
-            };
+            let key_id =
+                match self.key_ids() {
+                    [key_id] => key_id,
+                    [] => {
+                        return Err(Error::InvalidConfiguration(
+                            "a discovery KMS keyring cannot encrypt: configure key ids".into(),
+                        ))
+                    }
+                    _ => return Err(Error::InvalidConfiguration(
+                        "an S3 Encryption Client object has one wrapped data key: give one KMS key"
+                            .into(),
+                    )),
+                };
             let context = kms_encryption_context(algorithm, caller)?;
             let (data_key, _, blob) = self
                 .generate_data_key(key_id, DataKeySize::Aes256, &context)
@@ -247,8 +255,8 @@ mod kms {
             })
         }
 
-        /// `Decrypt` with the stored context: with the configured key (strict), or with the key
-        /// the blob names (discovery), which the filter must then allow.
+        /// `Decrypt` with the stored context: with the configured key (strict; several are tried
+        /// in turn), or with the key the blob names (discovery), which the filter must then allow.
         pub(crate) async fn decrypt_object_key(
             &self,
             metadata: &ContentMetadata,
@@ -278,18 +286,21 @@ mod kms {
                     )))
                 }
             }
-            let key_id = match self.mode() {
-                Mode::Strict(keys) => keys.first().map(String::as_str),
-                Mode::Discovery(_) => None,
+            let key_ids: Vec<Option<&str>> = match self.mode() {
+                Mode::Strict(keys) => keys.iter().map(|k| Some(k.as_str())).collect(),
+                Mode::Discovery(_) => vec![None],
             };
-            let (data_key, named) = self
-                .decrypt(
-                    key_id,
-                    &metadata.encrypted_data_key,
-                    DATA_KEY_LEN,
-                    &metadata.context,
-                )
-                .await?;
+            let mut result = Err(Error::NoDataKeyDecrypted { count: 1 });
+            for key_id in key_ids {
+                let blob = &metadata.encrypted_data_key;
+                result = self
+                    .decrypt(key_id, blob, DATA_KEY_LEN, &metadata.context)
+                    .await;
+                if result.is_ok() {
+                    break;
+                }
+            }
+            let (data_key, named) = result?;
             if !self.discovery_allows(&named) {
                 return Err(Error::Keyring(format!(
                     "the object's data key is under KMS key {named}, which the discovery filter \
