@@ -1,4 +1,4 @@
-//! `upload-bench`: the encrypt + Content-MD5 upload pipeline (`s3_crypto::s3::pipeline`) over a
+//! `upload-bench`: the encrypt + Content-MD5 upload pipeline (`s3_crypto::esdk::pipeline`) over a
 //! file, into a null sink or into an S3-compatible store (a framed object, parts uploaded
 //! concurrently). Prints one line of results; `benches/run-upload-bench.sh` runs it beside
 //! `md5sum` of the same file, under `/usr/bin/time -v` for the peak memory.
@@ -12,8 +12,8 @@ use std::error::Error;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use s3_crypto::s3::framed::{put_framed_object_from_reader, PutOptions};
-use s3_crypto::s3::pipeline::{encrypt_parts, PipelineConfig};
+use s3_crypto::esdk::pipeline::{encrypt_parts, PipelineConfig};
+use s3_crypto::esdk::s3::{put_framed_object_from_reader, PutOptions};
 use s3_crypto::{Encryptor, RawAesKeyring};
 
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;

@@ -29,15 +29,8 @@ pub struct KeyArgs {
     /// key, each wraps it). On decrypt: the key ARNs allowed to decrypt.
     #[arg(long = "key", value_name = "KEY")]
     kms_keys: Vec<String>,
-    /// Decrypt: use whichever KMS key the message names (limit it with --discovery-account).
-    #[arg(long)]
-    discovery: bool,
-    /// Decrypt with --discovery: only keys of this AWS account (repeatable).
-    #[arg(long, value_name = "ACCOUNT", requires = "discovery")]
-    discovery_account: Vec<String>,
-    /// Partition of --discovery-account.
-    #[arg(long, value_name = "PARTITION", default_value = "aws")]
-    discovery_partition: String,
+    #[command(flatten)]
+    discovery: DiscoveryArgs,
     /// KMS endpoint (else AWS_ENDPOINT_URL_KMS, then AWS_ENDPOINT_URL, then AWS's).
     #[arg(long, value_name = "URL", env = "ENVELOPE_KMS_ENDPOINT_URL")]
     endpoint_url: Option<String>,
@@ -56,6 +49,40 @@ pub struct KeyArgs {
     /// Namespace of the raw key (the ESDK's key provider id).
     #[arg(long, value_name = "NAMESPACE", default_value = "envelope")]
     key_namespace: String,
+}
+
+/// KMS discovery on decrypt (`envelope decrypt`, and downloads of `envelope s3 cp`): the key is
+/// the one the encrypted data key names, optionally limited to some accounts.
+#[derive(Args, Debug)]
+pub struct DiscoveryArgs {
+    /// Decrypt: use whichever KMS key the message names (limit it with --discovery-account).
+    #[arg(long)]
+    pub discovery: bool,
+    /// Decrypt with --discovery: only keys of this AWS account (repeatable).
+    #[arg(long, value_name = "ACCOUNT", requires = "discovery")]
+    discovery_account: Vec<String>,
+    /// Partition of --discovery-account.
+    #[arg(long, value_name = "PARTITION", default_value = "aws")]
+    discovery_partition: String,
+}
+
+impl DiscoveryArgs {
+    /// `None` without `--discovery`; with it, the filter of a discovery keyring (`None`: every
+    /// key; else the accounts' keys only).
+    pub(crate) fn filter(&self) -> Result<Option<Option<s3_crypto::DiscoveryFilter>>, CliError> {
+        if !self.discovery {
+            return Ok(None);
+        }
+        if self.discovery_account.is_empty() {
+            return Ok(Some(None));
+        }
+        let filter = s3_crypto::DiscoveryFilter::new(
+            &self.discovery_partition,
+            self.discovery_account.clone(),
+        )
+        .map_err(crypto_err)?;
+        Ok(Some(Some(filter)))
+    }
 }
 
 /// Algorithm suites envelope writes (both key-committing).
@@ -198,12 +225,12 @@ pub(crate) fn read_key_file(
 
 async fn keyring(args: &KeyArgs, decrypting: bool) -> Result<Box<dyn Keyring>, CliError> {
     let mut keyrings: Vec<Box<dyn Keyring>> = Vec::new();
-    if args.discovery && !decrypting {
+    if args.discovery.discovery && !decrypting {
         return Err(CliError::Usage(
             "--discovery is for decrypt; encrypt needs --key".into(),
         ));
     }
-    if !args.kms_keys.is_empty() || args.discovery {
+    if !args.kms_keys.is_empty() || args.discovery.discovery {
         let client = kms_builder(
             args.endpoint_url.as_deref(),
             args.profile.as_deref(),
@@ -218,18 +245,7 @@ async fn keyring(args: &KeyArgs, decrypting: bool) -> Result<Box<dyn Keyring>, C
                     .map_err(crypto_err)?,
             ));
         }
-        if args.discovery {
-            let filter = if args.discovery_account.is_empty() {
-                None
-            } else {
-                Some(
-                    s3_crypto::DiscoveryFilter::new(
-                        &args.discovery_partition,
-                        args.discovery_account.clone(),
-                    )
-                    .map_err(crypto_err)?,
-                )
-            };
+        if let Some(filter) = args.discovery.filter()? {
             keyrings.push(Box::new(s3_crypto::KmsKeyring::discovery(client, filter)));
         }
     }

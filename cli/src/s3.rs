@@ -1,7 +1,8 @@
 //! `envelope s3 cp` and `envelope s3 head`: objects in an S3-compatible store, encrypted on the
 //! client (the S3 Encryption Client's V3 or V2 format, or framed: the AWS Encryption SDK message
-//! format) and optionally by the store (SSE), through `s3_crypto::s3`, `s3_crypto::s3::framed` and
-//! `s3_crypto::s3ec`.
+//! format) and optionally by the store (SSE), through `s3_crypto::s3ec` and `s3_crypto::esdk::s3`
+//! (the formats' objects) over `s3_crypto::s3` (the transport). One upload and one download path
+//! serve every format; only the encrypting put and the decrypting get differ.
 //!
 //! Downloads to a file go to a temporary file renamed into place only after the whole object
 //! (GCM tag, ETag) has verified; to standard output they stream, holding back the last 64 KiB
@@ -13,20 +14,21 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
+use s3_crypto::esdk::s3 as framed;
 use s3_crypto::s3::{
     CancellationToken, PutOptions, ServerSideEncryption, SseCustomerKey, SseKms,
     DEFAULT_CONCURRENCY, MAX_PART_SIZE, MIN_PART_SIZE,
 };
-use s3_crypto::s3ec::{
-    AesKeyring, CommitmentPolicy, ContentParameters, MetadataStorage, ObjectDecryptor,
-    ObjectEncryptor, S3Keyring,
-};
+use s3_crypto::s3ec::{self, AesKeyring, MetadataStorage, ObjectDecryptor, ObjectEncryptor};
+use s3_crypto::{CommitmentPolicy, EncryptionContext, Keyring, KmsKeyring, RawAesKeyring};
 use tokio::io::AsyncRead;
 
 use crate::crypt::{
-    async_stdio, finish_bar, is_dash, parse_pair, progress_bar, read_key_file, Sink,
+    async_stdio, finish_bar, is_dash, parse_pair, progress_bar, read_key_file, DiscoveryArgs, Sink,
 };
 use crate::{io_err, CliError};
+
+mod head;
 
 /// `envelope s3 …`.
 // Parsed once per run; boxing the arguments would only add noise.
@@ -64,6 +66,8 @@ pub struct S3KeyArgs {
     /// KMS key (key id, ARN, alias) that wraps the data key (CSE-KMS).
     #[arg(long = "key", value_name = "KMS_KEY", conflicts_with = "raw_key_file")]
     kms_key: Option<String>,
+    #[command(flatten)]
+    discovery: DiscoveryArgs,
     /// File with an AES wrapping key, 16, 24 or 32 bytes raw or base64 (CSE-C).
     #[arg(long, value_name = "FILE")]
     raw_key_file: Option<PathBuf>,
@@ -231,7 +235,7 @@ fn parse_size(s: &str) -> Result<usize, String> {
 pub async fn s3(cmd: S3Command) -> Result<(), CliError> {
     match cmd {
         S3Command::Cp(args) => cp(args).await,
-        S3Command::Head(args) => head(args).await,
+        S3Command::Head(args) => head::head(args).await,
     }
 }
 
@@ -257,32 +261,12 @@ async fn s3_client(c: &ConnectionArgs) -> Result<aws_sdk_s3::Client, CliError> {
     Ok(fault_injection::wrap(client))
 }
 
-async fn keyring(
-    keys: &S3KeyArgs,
-    connection: &ConnectionArgs,
-) -> Result<Box<dyn S3Keyring>, CliError> {
-    if let Some(file) = &keys.raw_key_file {
-        if !keys.context.is_empty() {
-            return Err(CliError::Usage(
-                "--context is for KMS keys (--key); a raw AES key has no encryption context".into(),
-            ));
-        }
-        let key = crate::crypt::read_wrapping_key(file)?;
-        return Ok(Box::new(AesKeyring::new(&key).map_err(s3_err)?));
-    }
-    let Some(kms_key) = &keys.kms_key else {
-        return Err(CliError::Usage(
-            "no key given: use --key KMS_KEY (CSE-KMS) or --raw-key-file FILE (CSE-C)".into(),
-        ));
-    };
-    let client = kms_client(keys, connection).build().await.map_err(s3_err)?;
-    Ok(Box::new(
-        s3_crypto::s3ec::KmsKeyring::new(client, kms_key.clone()).map_err(s3_err)?,
-    ))
-}
-
 fn context_map(pairs: &[(String, String)]) -> BTreeMap<String, String> {
     pairs.iter().cloned().collect()
+}
+
+fn context_of(pairs: &[(String, String)]) -> EncryptionContext {
+    EncryptionContext::from_iter(pairs.iter().cloned())
 }
 
 fn sse_c_key(file: Option<&Path>) -> Result<Option<SseCustomerKey>, CliError> {
@@ -378,32 +362,71 @@ async fn cp(args: CpArgs) -> Result<(), CliError> {
 /// `envelope decrypt --raw-key-file FILE --key-name s3` needs it to decrypt a plain download).
 const FRAMED_RAW_KEY_NAME: &str = "s3";
 
-/// The AWS Encryption SDK keyring for framed objects: a raw AES key (namespace `envelope`, name
-/// [`FRAMED_RAW_KEY_NAME`]) or a KMS key. On download a KMS key that is not a key ARN cannot match
-/// the key ARNs in the object, so the keyring then asks KMS to decrypt with the key the object
-/// names, which KMS authorizes (as the S3 Encryption Client's KMS keyring does).
-async fn framed_keyring(
-    keys: &S3KeyArgs,
-    connection: &ConnectionArgs,
+/// The keyring of a transfer in `format`. `--discovery` (downloads): the KMS key the object's
+/// encrypted data key names, within `--discovery-account`. `--raw-key-file`: for framed objects a
+/// raw AES keyring (namespace `envelope`, name [`FRAMED_RAW_KEY_NAME`]), for S3 Encryption Client
+/// objects its AES keyring. `--key`: the KMS key; on a framed download a KMS key that is not a key
+/// ARN cannot match the key ARNs in the object, so the keyring then asks KMS to decrypt with the
+/// key the object names, which KMS authorizes (as the S3 Encryption Client's KMS keyring does).
+async fn keyring(
+    args: &CpArgs,
+    format: Format,
     downloading: bool,
-) -> Result<Box<dyn s3_crypto::Keyring>, CliError> {
+) -> Result<Box<dyn Keyring>, CliError> {
+    let keys = &args.keys;
+    let framed = format == Format::Framed;
+    if let Some(filter) = keys.discovery.filter()? {
+        if !downloading {
+            return Err(CliError::Usage(
+                "--discovery is for downloads (the object names its KMS key); an upload needs \
+                 --key"
+                    .into(),
+            ));
+        }
+        if keys.kms_key.is_some() || keys.raw_key_file.is_some() {
+            return Err(CliError::Usage(
+                "--discovery takes the KMS key the object names; give it instead of --key or \
+                 --raw-key-file"
+                    .into(),
+            ));
+        }
+        let client = kms_client(keys, &args.connection)
+            .build()
+            .await
+            .map_err(s3_err)?;
+        return Ok(Box::new(KmsKeyring::discovery(client, filter)));
+    }
     if let Some(file) = &keys.raw_key_file {
+        if framed {
+            let key = crate::crypt::read_wrapping_key(file)?;
+            return Ok(Box::new(
+                RawAesKeyring::new("envelope", FRAMED_RAW_KEY_NAME, &key).map_err(s3_err)?,
+            ));
+        }
+        if !keys.context.is_empty() {
+            return Err(CliError::Usage(
+                "--context is for KMS keys (--key); a raw AES key has no encryption context".into(),
+            ));
+        }
         let key = crate::crypt::read_wrapping_key(file)?;
-        return Ok(Box::new(
-            s3_crypto::RawAesKeyring::new("envelope", FRAMED_RAW_KEY_NAME, &key).map_err(s3_err)?,
-        ));
+        return Ok(Box::new(AesKeyring::new(&key).map_err(s3_err)?));
     }
     let Some(kms_key) = &keys.kms_key else {
-        return Err(CliError::Usage(
-            "no key given: use --key KMS_KEY or --raw-key-file FILE".into(),
-        ));
+        return Err(CliError::Usage(if framed {
+            "no key given: use --key KMS_KEY or --raw-key-file FILE".into()
+        } else {
+            "no key given: use --key KMS_KEY (CSE-KMS) or --raw-key-file FILE (CSE-C)".into()
+        }));
     };
-    let client = kms_client(keys, connection).build().await.map_err(s3_err)?;
-    if downloading && !(kms_key.starts_with("arn:") && kms_key.contains(":key/")) {
-        return Ok(Box::new(s3_crypto::KmsKeyring::discovery(client, None)));
+    let client = kms_client(keys, &args.connection)
+        .build()
+        .await
+        .map_err(s3_err)?;
+    if framed && downloading && !(kms_key.starts_with("arn:") && kms_key.contains(":key/")) {
+        return Ok(Box::new(KmsKeyring::discovery(client, None)));
     }
     Ok(Box::new(
-        s3_crypto::KmsKeyring::new(client, [kms_key.clone()]).map_err(s3_err)?,
+        KmsKeyring::new(client, [kms_key.clone()]).map_err(s3_err)?,
     ))
 }
 
@@ -426,76 +449,8 @@ fn framed_refusals(args: &CpArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `cp FILE|- s3://…` of a framed object: a regular file is read by the pipeline's threads.
-async fn upload_framed(args: &CpArgs, dst: &S3Url) -> Result<(), CliError> {
-    use s3_crypto::s3::framed;
-    framed_refusals(args)?;
-    let sse = server_side(args)?;
-    let keyring = framed_keyring(&args.keys, &args.connection, false).await?;
-    let client = s3_client(&args.connection).await?;
-    let mut options = framed::PutOptions::new()
-        .sse(sse)
-        .encryption_context(s3_crypto::EncryptionContext::from_iter(
-            args.keys.context.iter().cloned(),
-        ))
-        .part_size(args.part_size)
-        .concurrency(usize::from(args.concurrency))
-        // The bound --concurrency documents: the parts in flight and the one being sealed.
-        .memory_parts(usize::from(args.concurrency) + 1)
-        .cancel_on(cancel_on_signal());
-    let src = Path::new(&args.src);
-    let done = if is_dash(src) {
-        let stdin = async_stdio(std::io::stdin())?;
-        framed::put_framed_object(
-            &client,
-            &dst.bucket,
-            &dst.key,
-            keyring.as_ref(),
-            &options,
-            stdin,
-        )
-        .await
-    } else {
-        let file =
-            std::fs::File::open(src).map_err(io_err(format!("cannot open {}", src.display())))?;
-        let len = file
-            .metadata()
-            .ok()
-            .filter(|m| m.is_file())
-            .map(|m| m.len());
-        options = options.expected_size(len);
-        let bar = progress_bar(len, args.quiet);
-        let input: Box<dyn std::io::Read + Send> = match &bar {
-            Some(bar) => Box::new(bar.wrap_read(file)),
-            None => Box::new(file),
-        };
-        let done = framed::put_framed_object_from_reader(
-            &client,
-            &dst.bucket,
-            &dst.key,
-            keyring.as_ref(),
-            &options,
-            input,
-        )
-        .await;
-        finish_bar(bar);
-        done
-    };
-    let summary = done.map_err(|e| match e {
-        s3_crypto::Error::Cancelled => {
-            CliError::Interrupted("the upload was aborted; nothing was stored")
-        }
-        e => CliError::Usage(format!("upload to {dst} failed: {e}")),
-    })?;
-    if !args.quiet {
-        eprintln!(
-            "envelope: encrypted {} bytes into {dst} (framed)",
-            summary.plaintext_len
-        );
-    }
-    Ok(())
-}
-
+/// `cp FILE|- s3://…`: one path for every format, which decides only how the bytes are encrypted
+/// and put ([`put_framed`], [`put_object`]).
 async fn upload(args: &CpArgs, dst: S3Url) -> Result<(), CliError> {
     if args.range.is_some() {
         return Err(CliError::Usage(
@@ -507,85 +462,181 @@ async fn upload(args: &CpArgs, dst: S3Url) -> Result<(), CliError> {
             "--allow-non-committing is for downloads; to write V2 objects use --format v2".into(),
         ));
     }
-    if args.format == Some(Format::Framed) {
-        return upload_framed(args, &dst).await;
+    let format = args.format.unwrap_or(Format::V3);
+    if format == Format::Framed {
+        framed_refusals(args)?;
     }
     let sse = server_side(args)?;
-    let keyring = keyring(&args.keys, &args.connection).await?;
+    let keyring = keyring(args, format, false).await?;
     let client = s3_client(&args.connection).await?;
-    let src = Path::new(&args.src);
-    let (input, len): (Box<dyn AsyncRead + Unpin + Send>, Option<u64>) = if is_dash(src) {
-        (Box::new(async_stdio(std::io::stdin())?), None)
-    } else {
-        let f = tokio::fs::File::open(src)
-            .await
-            .map_err(io_err(format!("cannot open {}", src.display())))?;
-        let len = f
-            .metadata()
-            .await
-            .ok()
-            .filter(|m| m.is_file())
-            .map(|m| m.len());
-        (Box::new(f), len)
+    let put = Put {
+        args,
+        dst: &dst,
+        client: &client,
+        keyring: keyring.as_ref(),
+        sse,
+        src: Path::new(&args.src),
     };
-    let bar = progress_bar(len, args.quiet);
-    let mut input: Box<dyn AsyncRead + Unpin + Send> = match &bar {
-        Some(bar) => Box::new(bar.wrap_async_read(input)),
-        None => input,
+    let n = match format {
+        Format::Framed => put.framed().await?,
+        Format::V3 | Format::V2 => put.object(format).await?,
     };
-    let policy = match args.format {
-        Some(Format::V2) => CommitmentPolicy::ForbidEncryptAllowDecrypt,
-        _ => CommitmentPolicy::RequireEncryptRequireDecrypt,
-    };
-    let encryptor = ObjectEncryptor::new(keyring.as_ref())
-        .commitment_policy(policy)
-        .encryption_context(context_map(&args.keys.context));
-    let mut options = PutOptions::default()
-        .part_size(args.part_size)
-        .concurrency(usize::from(args.concurrency))
-        .cancel(cancel_on_signal());
-    if let Some(sse) = sse {
-        options = options.sse(sse);
-    }
-    if let Some(len) = len {
-        options = options.expected_size(len);
-    }
-    let storage = if args.instruction_file {
-        MetadataStorage::InstructionFile
-    } else {
-        MetadataStorage::ObjectMetadata
-    };
-    let done = s3_crypto::s3ec::put_encrypted_object_stream(
-        &client,
-        &dst.bucket,
-        &dst.key,
-        &encryptor,
-        &mut input,
-        storage,
-        &options,
-    )
-    .await;
-    finish_bar(bar);
-    let (n, _) = done.map_err(|e| match e {
-        s3_crypto::Error::Cancelled => {
-            CliError::Interrupted("the upload was aborted; nothing was stored")
-        }
-        e => CliError::Usage(format!("upload to {dst} failed: {e}")),
-    })?;
     if !args.quiet {
-        eprintln!("envelope: encrypted {n} bytes into {dst}");
+        let framed = if format == Format::Framed {
+            " (framed)"
+        } else {
+            ""
+        };
+        eprintln!("envelope: encrypted {n} bytes into {dst}{framed}");
     }
     Ok(())
 }
 
+/// One upload, whatever its format.
+struct Put<'a> {
+    args: &'a CpArgs,
+    dst: &'a S3Url,
+    client: &'a aws_sdk_s3::Client,
+    keyring: &'a dyn Keyring,
+    sse: Option<ServerSideEncryption>,
+    src: &'a Path,
+}
+
+impl Put<'_> {
+    /// What a failed upload says.
+    fn error(&self, e: s3_crypto::Error) -> CliError {
+        match e {
+            s3_crypto::Error::Cancelled => {
+                CliError::Interrupted("the upload was aborted; nothing was stored")
+            }
+            e => CliError::Usage(format!("upload to {} failed: {e}", self.dst)),
+        }
+    }
+
+    /// A framed object: a regular file is read by the pipeline's threads. Returns the plaintext
+    /// length.
+    async fn framed(self) -> Result<u64, CliError> {
+        let args = self.args;
+        let dst = self.dst;
+        let mut options = framed::PutOptions::new()
+            .sse(self.sse.clone())
+            .encryption_context(context_of(&args.keys.context))
+            .part_size(args.part_size)
+            .concurrency(usize::from(args.concurrency))
+            // The bound --concurrency documents: the parts in flight and the one being sealed.
+            .memory_parts(usize::from(args.concurrency) + 1)
+            .cancel_on(cancel_on_signal());
+        let done = if is_dash(self.src) {
+            let stdin = async_stdio(std::io::stdin())?;
+            framed::put_framed_object(
+                self.client,
+                &dst.bucket,
+                &dst.key,
+                self.keyring,
+                &options,
+                stdin,
+            )
+            .await
+        } else {
+            let file = std::fs::File::open(self.src)
+                .map_err(io_err(format!("cannot open {}", self.src.display())))?;
+            let len = file
+                .metadata()
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len());
+            options = options.expected_size(len);
+            let bar = progress_bar(len, args.quiet);
+            let input: Box<dyn std::io::Read + Send> = match &bar {
+                Some(bar) => Box::new(bar.wrap_read(file)),
+                None => Box::new(file),
+            };
+            let done = framed::put_framed_object_from_reader(
+                self.client,
+                &dst.bucket,
+                &dst.key,
+                self.keyring,
+                &options,
+                input,
+            )
+            .await;
+            finish_bar(bar);
+            done
+        };
+        done.map(|summary| summary.plaintext_len)
+            .map_err(|e| self.error(e))
+    }
+
+    /// An S3 Encryption Client object (V3, or V2 with `--format v2`). Returns the plaintext length.
+    async fn object(self, format: Format) -> Result<u64, CliError> {
+        let args = self.args;
+        let dst = self.dst;
+        let (input, len): (Box<dyn AsyncRead + Unpin + Send>, Option<u64>) = if is_dash(self.src) {
+            (Box::new(async_stdio(std::io::stdin())?), None)
+        } else {
+            let f = tokio::fs::File::open(self.src)
+                .await
+                .map_err(io_err(format!("cannot open {}", self.src.display())))?;
+            let len = f
+                .metadata()
+                .await
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len());
+            (Box::new(f), len)
+        };
+        let bar = progress_bar(len, args.quiet);
+        let mut input: Box<dyn AsyncRead + Unpin + Send> = match &bar {
+            Some(bar) => Box::new(bar.wrap_async_read(input)),
+            None => input,
+        };
+        let policy = match format {
+            Format::V2 => CommitmentPolicy::ForbidEncryptAllowDecrypt,
+            _ => CommitmentPolicy::RequireEncryptRequireDecrypt,
+        };
+        let encryptor = ObjectEncryptor::new(self.keyring)
+            .commitment_policy(policy)
+            .encryption_context(context_of(&args.keys.context));
+        let mut options = PutOptions::default()
+            .part_size(args.part_size)
+            .concurrency(usize::from(args.concurrency))
+            .cancel(cancel_on_signal());
+        if let Some(sse) = self.sse.clone() {
+            options = options.sse(sse);
+        }
+        if let Some(len) = len {
+            options = options.expected_size(len);
+        }
+        let storage = if args.instruction_file {
+            MetadataStorage::InstructionFile
+        } else {
+            MetadataStorage::ObjectMetadata
+        };
+        let done = s3ec::put_encrypted_object_stream(
+            self.client,
+            &dst.bucket,
+            &dst.key,
+            &encryptor,
+            &mut input,
+            storage,
+            &options,
+        )
+        .await;
+        finish_bar(bar);
+        done.map(|(n, _)| n).map_err(|e| self.error(e))
+    }
+}
+
+/// `cp s3://… FILE|-`: one path for every format (found from the object's metadata unless
+/// `--format` says), which decides only how the object is got and decrypted.
 async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
     // Before the output's temporary file exists: a signal from now on removes it.
     let cancel = cancel_on_signal();
     let sse_c = download_sse_c(args)?;
     // The client and HEAD of format detection, kept for the download (one client, one HEAD).
     let mut probed = None;
-    let framed = match args.format {
-        Some(format) => format == Format::Framed,
+    let format = match args.format {
+        Some(format) => format,
         None => {
             // A refused HEAD (an SSE-C object without its key) is reported as it is, rather than
             // taken for "not framed"; a missing object is left to the GET to report.
@@ -595,30 +646,35 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
                 .map_err(|e| download_error(e, &src, &args.dst, false, sse_c.is_some()))?;
             let framed = head
                 .as_ref()
-                .is_some_and(|h| s3_crypto::s3::framed::is_framed(&h.metadata));
+                .is_some_and(|h| framed::is_framed(&h.metadata));
             probed = Some((client, head));
-            framed
+            // V3 and V2 objects are read alike.
+            if framed {
+                Format::Framed
+            } else {
+                Format::V3
+            }
         }
     };
-    if framed {
-        let client = probed.map(|(client, _)| client);
-        return download_framed(args, &src, sse_c, cancel, client).await;
+    if format == Format::Framed {
+        framed_refusals(args)?;
+    } else {
+        if args.range.is_some() {
+            return Err(CliError::Usage(
+                "--range needs a framed object: an S3 Encryption Client (V3/V2) object has one GCM \
+                 tag over the whole object, so a byte range cannot be authenticated without \
+                 downloading all of it; download the whole object and cut the range locally"
+                    .into(),
+            ));
+        }
+        if args.instruction_file {
+            return Err(CliError::Usage(
+                "--instruction-file is for uploads; downloads find the instruction file themselves"
+                    .into(),
+            ));
+        }
     }
-    if args.range.is_some() {
-        return Err(CliError::Usage(
-            "--range needs a framed object: an S3 Encryption Client (V3/V2) object has one GCM tag \
-             over the whole object, so a byte range cannot be authenticated without downloading \
-             all of it; download the whole object and cut the range locally"
-                .into(),
-        ));
-    }
-    if args.instruction_file {
-        return Err(CliError::Usage(
-            "--instruction-file is for uploads; downloads find the instruction file themselves"
-                .into(),
-        ));
-    }
-    let keyring = keyring(&args.keys, &args.connection).await?;
+    let keyring = keyring(args, format, true).await?;
     let (client, head) = match probed {
         Some((client, head)) => (client, Some(head)),
         None => (s3_client(&args.connection).await?, None),
@@ -626,7 +682,12 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
     let dest = Path::new(&args.dst);
     let mut sink = Sink::open(dest, Path::new("-"), args.force)?;
     let streamed = !matches!(sink, Sink::File { .. });
-    let len = if args.quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+    // A progress bar for a whole S3 Encryption Client object (a framed download writes frames as
+    // they verify, in bursts; a range is small).
+    let len = if format == Format::Framed
+        || args.quiet
+        || !std::io::IsTerminal::is_terminal(&std::io::stderr())
+    {
         None
     } else {
         let head = match head {
@@ -640,25 +701,54 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
             .and_then(|l| u64::try_from(l).ok())
     };
     let bar = len.and_then(|l| progress_bar(Some(l), args.quiet));
-    let policy = if args.allow_non_committing {
-        CommitmentPolicy::RequireEncryptAllowDecrypt
-    } else {
-        CommitmentPolicy::RequireEncryptRequireDecrypt
-    };
-    let decryptor = ObjectDecryptor::new(keyring.as_ref())
-        .commitment_policy(policy)
-        .encryption_context(context_map(&args.keys.context));
     let writer = sink.async_writer()?;
     let mut writer: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match &bar {
         Some(bar) => Box::new(bar.wrap_async_write(writer)),
         None => writer,
     };
+    let get = async {
+        match format {
+            Format::Framed => {
+                let options = framed::GetOptions::new()
+                    .required_context(context_of(&args.keys.context))
+                    .range(args.range)
+                    .sse_customer_key(sse_c.clone());
+                framed::get_framed_object(
+                    &client,
+                    &src.bucket,
+                    &src.key,
+                    keyring.as_ref(),
+                    &options,
+                    &mut writer,
+                )
+                .await
+                .map(|summary| summary.plaintext_len)
+            }
+            Format::V3 | Format::V2 => {
+                let policy = if args.allow_non_committing {
+                    CommitmentPolicy::RequireEncryptAllowDecrypt
+                } else {
+                    CommitmentPolicy::RequireEncryptRequireDecrypt
+                };
+                let decryptor = ObjectDecryptor::new(keyring.as_ref())
+                    .commitment_policy(policy)
+                    .encryption_context(context_of(&args.keys.context));
+                s3ec::get_decrypted_object_with(
+                    &client,
+                    &src.bucket,
+                    &src.key,
+                    &decryptor,
+                    &mut writer,
+                    sse_c.as_ref(),
+                )
+                .await
+            }
+        }
+    };
     let done = tokio::select! {
         biased;
         () = cancel.cancelled() => Err(s3_crypto::Error::Cancelled),
-        r = s3_crypto::s3ec::get_decrypted_object_with(
-            &client, &src.bucket, &src.key, &decryptor, &mut writer, sse_c.as_ref(),
-        ) => r,
+        r = get => r,
     };
     drop(writer);
     finish_bar(bar);
@@ -731,137 +821,6 @@ fn sse_c_hint(e: &s3_crypto::Error, sse_c_given: bool) -> &'static str {
         }
         (true, true) => " (check that --sse-c-key-file holds the key the object was stored with)",
     }
-}
-
-/// `cp s3://… FILE|-` of a framed object (all of it, or `--range`).
-async fn download_framed(
-    args: &CpArgs,
-    src: &S3Url,
-    sse_c: Option<SseCustomerKey>,
-    cancel: CancellationToken,
-    client: Option<aws_sdk_s3::Client>,
-) -> Result<(), CliError> {
-    use s3_crypto::s3::framed;
-    framed_refusals(args)?;
-    let keyring = framed_keyring(&args.keys, &args.connection, true).await?;
-    let client = match client {
-        Some(client) => client,
-        None => s3_client(&args.connection).await?,
-    };
-    let dest = Path::new(&args.dst);
-    let mut sink = Sink::open(dest, Path::new("-"), args.force)?;
-    let streamed = !matches!(sink, Sink::File { .. });
-    let options = framed::GetOptions::new()
-        .required_context(s3_crypto::EncryptionContext::from_iter(
-            args.keys.context.iter().cloned(),
-        ))
-        .range(args.range);
-    let sse_c_given = sse_c.is_some();
-    let options = options.sse_customer_key(sse_c);
-    let mut writer = sink.async_writer()?;
-    let done = tokio::select! {
-        biased;
-        () = cancel.cancelled() => Err(s3_crypto::Error::Cancelled),
-        r = framed::get_framed_object(
-            &client, &src.bucket, &src.key, keyring.as_ref(), &options, &mut writer,
-        ) => r,
-    };
-    drop(writer);
-    let summary = done.map_err(|e| download_error(e, src, &args.dst, streamed, sse_c_given))?;
-    sink.commit()?;
-    if !args.quiet && !is_dash(dest) {
-        eprintln!(
-            "envelope: decrypted {} bytes from {src} into {}",
-            summary.plaintext_len,
-            dest.display()
-        );
-    }
-    Ok(())
-}
-
-async fn head(args: HeadArgs) -> Result<(), CliError> {
-    let object = match S3Url::parse(&args.object) {
-        Some(url) => url?,
-        None => {
-            return Err(CliError::Usage(format!(
-                "{}: expected s3://BUCKET/KEY",
-                args.object
-            )))
-        }
-    };
-    let sse_c = sse_c_key(args.sse_c_key_file.as_deref())?;
-    let client = s3_client(&args.connection).await?;
-    let head = s3_crypto::s3::head_object(&client, &object.bucket, &object.key, sse_c.as_ref())
-        .await
-        .map_err(|e| {
-            let hint = sse_c_hint(&e, sse_c.is_some());
-            CliError::Usage(format!("{e}{hint}"))
-        })?
-        .ok_or_else(|| CliError::Usage(format!("{object} does not exist")))?;
-    let client_side = if s3_crypto::s3::framed::is_framed(&head.metadata) {
-        use s3_crypto::s3::framed::{FRAME_LENGTH_KEY, HEADER_LENGTH_KEY};
-        // The message header (suite, data keys, context) is inside the object; these are the
-        // metadata's hints, written by the upload and not authenticated.
-        serde_json::json!({
-            "format": "framed",
-            "message_format": "AWS Encryption SDK message, framed",
-            "frame_length": head.metadata.get(FRAME_LENGTH_KEY),
-            "header_length": head.metadata.get(HEADER_LENGTH_KEY),
-        })
-    } else {
-        match s3_crypto::s3ec::read_metadata(
-            &client,
-            &object.bucket,
-            &object.key,
-            &head.metadata,
-            sse_c.as_ref(),
-        )
-        .await
-        {
-            Ok(m) => {
-                let (format, algorithm) = match &m.content {
-                    ContentParameters::AesGcm { .. } => ("s3ec-v2", "AES/GCM/NoPadding"),
-                    _ => ("s3ec-v3", "ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY"),
-                };
-                let instruction_file = !head.metadata.contains_key("x-amz-3")
-                    && !head.metadata.contains_key("x-amz-key-v2");
-                serde_json::json!({
-                    "format": format,
-                    "content_algorithm": algorithm,
-                    "wrapping_algorithm": m.wrapping.name(),
-                    // Only legacy objects name their KMS key; for kms+context it is inside the
-                    // encrypted data key, which only KMS reads.
-                    "kms_key_id": m.context.get("kms_cmk_id"),
-                    "encryption_context": m.context,
-                    "instruction_file": instruction_file,
-                })
-            }
-            Err(s3_crypto::Error::InvalidS3ecMetadata(reason)) => serde_json::json!({
-                "format": "unknown",
-                "note": reason,
-            }),
-            Err(e) => return Err(s3_err(e)),
-        }
-    };
-    let json = serde_json::json!({
-        "object": object.to_string(),
-        "content_length": head.content_length,
-        "etag": head.e_tag,
-        "client_side": client_side,
-        "server_side": {
-            "sse": head.server_side_encryption,
-            "kms_key_id": head.sse_kms_key_id,
-            "bucket_key_enabled": head.bucket_key_enabled,
-            "sse_c_algorithm": head.sse_customer_algorithm,
-            "sse_c_key_md5": head.sse_customer_key_md5,
-        },
-        "user_metadata": head.metadata,
-    });
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json).unwrap_or_default()
-    );
-    Ok(())
 }
 
 /// Test hook, debug builds only: `ENVELOPE_TEST_CORRUPT_PUTS=N` flips a byte of the first N

@@ -1,5 +1,5 @@
 //! Encrypt a stream into an S3-compatible store and read it back: the S3 Encryption Client V3
-//! format (client-side, a raw AES wrapping key here; `s3ec::KmsKeyring` for CSE-KMS), with
+//! format (client-side, a raw AES wrapping key here; `KmsKeyring` for CSE-KMS), with
 //! SSE-C on top (the store encrypts again with a key it does not keep).
 //!
 //! ```text

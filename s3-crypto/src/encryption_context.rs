@@ -1,9 +1,11 @@
-//! The encryption context: non-secret key-value pairs bound to a message as authenticated data.
+//! The encryption context: non-secret key-value pairs bound to a message or an object as
+//! authenticated data (the AWS Encryption SDK's header, the S3 Encryption Client's KMS context and
+//! materials description, every KMS call).
 
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::message::reader::Reader;
+use crate::esdk::message::reader::Reader;
 
 /// The key under which signed suites store the verification key (base64 of the compressed point).
 pub const PUBLIC_KEY_CONTEXT_KEY: &str = "aws-crypto-public-key";
@@ -137,6 +139,12 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for EncryptionContex
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
         )
+    }
+}
+
+impl From<BTreeMap<String, String>> for EncryptionContext {
+    fn from(pairs: BTreeMap<String, String>) -> Self {
+        Self(pairs)
     }
 }
 

@@ -1,27 +1,27 @@
-//! Encrypted-object formats for envelope.
+//! Encrypted-object formats for envelope, each in its own module, over one set of keyrings:
 //!
-//! This crate reads and writes the [AWS Encryption SDK message format][spec] so that files and objects
-//! round-trip with the AWS Encryption SDK and its CLI:
+//! - [`esdk`]: the [AWS Encryption SDK message format][spec] (files, streams, and framed S3
+//!   objects that upload in parallel parts and decrypt by byte range), so that they round-trip with
+//!   the AWS Encryption SDK and its CLI;
+//! - [`s3ec`]: objects in the Amazon S3 Encryption Client's format (V3 and V2 metadata, instruction
+//!   files), so that they round-trip with the official clients;
+//! - `s3` (feature `s3`): the S3 transport only (PutObject/UploadPart with `Content-MD5`,
+//!   multipart, server-side encryption, retries, ETag checks), which both formats' `s3` modules use.
 //!
-//! - **writes** format version 2 with the key-committing suites 0x0478 (AES-256-GCM, HKDF-SHA512,
-//!   key commitment) and 0x0578 (the same with an ECDSA P-384 signature), framed content, any frame
-//!   length;
-//! - **reads** those, and every version 1 suite the ESDK can write (0x0014 … 0x0378, with and without
-//!   signatures), framed and non-framed. Version 1 messages do not commit to their key and are refused
-//!   unless [`CommitmentPolicy::RequireEncryptAllowDecrypt`] is chosen.
+//! Shared by both formats: the data key and the one [`Keyring`] trait (`data_key.rs`);
+//! [`KmsKeyring`], [`KmsArn`], [`DiscoveryFilter`] and [`KmsClientBuilder`] (`kms.rs`, default
+//! feature `kms`); the [`EncryptionContext`]; the [`CommitmentPolicy`]; the [`Error`] type; the
+//! [`ByteRange`] of a ranged read; and `Content-MD5` (`md5`).
 //!
-//! Objects in the Amazon S3 Encryption Client's format (V3 and V2 metadata, instruction files) are
-//! in [`s3ec`]; the S3 transport (PutObject/UploadPart with `Content-MD5`) is `s3` (feature `s3`).
+//! Data keys of messages come from [`RawAesKeyring`] (a customer-supplied AES key, as the ESDK
+//! specifies it), `KmsKeyring` and [`MultiKeyring`]; data keys of S3 Encryption Client objects
+//! from [`s3ec::AesKeyring`] or `KmsKeyring`.
 //!
-//! Data keys come from a [`Keyring`]: [`RawAesKeyring`] (a customer-supplied AES key, as the ESDK
-//! specifies it), `KmsKeyring` (a KMS-compatible key service through the AWS SDK; the default
-//! `kms` feature) and [`MultiKeyring`].
-//!
-//! Encryption and decryption stream with memory bounded by the frame length. Frames are sealed and
-//! opened by a [`FrameKey`] given their sequence number, so they can be processed in parallel.
-//! Decryption never hands out the final frame before the whole message (final frame, signature,
-//! end of input) has verified; see [`stream`] for exactly what a caller may have received before an
-//! error.
+//! Encryption and decryption of messages stream with memory bounded by the frame length. Frames are
+//! sealed and opened by a [`FrameKey`] given their sequence number, so they can be processed in
+//! parallel. Decryption never hands out the final frame before the whole message (final frame,
+//! signature, end of input) has verified; see [`esdk::stream`] for exactly what a caller may have
+//! received before an error.
 //!
 //! ```
 //! use s3_crypto::{Decryptor, EncryptionContext, Encryptor, RawAesKeyring};
@@ -50,37 +50,39 @@
 #![deny(missing_docs)]
 
 mod block_on;
+mod data_key;
 mod encryption_context;
 mod error;
-pub mod keyring;
+pub mod esdk;
+#[cfg(feature = "kms")]
+mod kms;
 #[cfg(feature = "s3")]
 pub mod md5;
-mod message;
 mod policy;
 mod random;
 mod range;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod s3ec;
-pub mod stream;
 
+pub use data_key::{
+    DataKey, DecryptionMaterials, EncryptedDataKey, EncryptionMaterials, Keyring, KeyringFuture,
+    WrappedDataKey,
+};
 pub use encryption_context::{EncryptionContext, PUBLIC_KEY_CONTEXT_KEY, RESERVED_PREFIX};
 pub use error::{Error, Result};
-pub use keyring::{
-    DataKey, DecryptionMaterials, EncryptedDataKey, EncryptionMaterials, Keyring, KeyringFuture,
-    MultiKeyring, RawAesKeyring,
-};
-#[cfg(feature = "kms")]
-pub use keyring::{DiscoveryFilter, KmsArn, KmsClientBuilder, KmsKeyring, KMS_PROVIDER_ID};
-pub use message::frame::{
+pub use esdk::keyring::{MultiKeyring, RawAesKeyring};
+pub use esdk::message::frame::{
     body_len, final_frame_len, regular_frame_len, FrameBuffer, FrameKey, FrameKind,
 };
-pub use message::header::{ContentType, Header};
-pub use message::signature::SigningKey;
-pub use message::suite::AlgorithmSuite;
-pub use policy::{
-    CommitmentPolicy, DEFAULT_FRAME_LENGTH, DEFAULT_MAX_BUFFERED_CONTENT,
-    DEFAULT_MAX_ENCRYPTED_DATA_KEYS,
+pub use esdk::message::header::{ContentType, Header};
+pub use esdk::message::signature::SigningKey;
+pub use esdk::message::suite::AlgorithmSuite;
+pub use esdk::stream::{Decryptor, Encryptor, MessageDecryptor, MessageEncryptor, ReadAt};
+pub use esdk::{
+    DEFAULT_FRAME_LENGTH, DEFAULT_MAX_BUFFERED_CONTENT, DEFAULT_MAX_ENCRYPTED_DATA_KEYS,
 };
+#[cfg(feature = "kms")]
+pub use kms::{DiscoveryFilter, KmsArn, KmsClientBuilder, KmsKeyring, KMS_PROVIDER_ID};
+pub use policy::CommitmentPolicy;
 pub use range::ByteRange;
-pub use stream::{Decryptor, Encryptor, MessageDecryptor, MessageEncryptor, ReadAt};

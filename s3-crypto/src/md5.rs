@@ -62,6 +62,11 @@ pub fn md5_parts(parts: &[&[u8]]) -> Vec<Md5Digest> {
     out
 }
 
+/// `Content-MD5` of `bytes`: the base64 of their MD5.
+pub fn content_md5(bytes: &[u8]) -> String {
+    content_md5_header(&md5(bytes))
+}
+
 /// The `Content-MD5` header value of a digest: its base64.
 pub fn content_md5_header(digest: &Md5Digest) -> String {
     B64.encode(digest)
@@ -75,6 +80,13 @@ pub fn to_hex(digest: &Md5Digest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_md5_is_base64_of_md5() {
+        // RFC 1321 test suite: MD5("abc") = 900150983cd24fb0d6963f7d28e17f72.
+        assert_eq!(content_md5(b"abc"), "kAFQmDzST7DWlj99KOF/cg==");
+        assert_eq!(content_md5(b""), "1B2M2Y8AsgTpgAmY7PhCfg==");
+    }
 
     #[test]
     fn known_answers_through_both_paths() {

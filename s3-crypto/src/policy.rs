@@ -1,25 +1,79 @@
-//! Commitment policy and decryption limits.
+//! The commitment policy, one for both formats: which algorithm suites may encrypt and which may
+//! be decrypted, with the names the AWS Encryption SDK and the S3 Encryption Client both use.
 
-/// Which messages may be decrypted, as the AWS Encryption SDK's commitment policy.
+use crate::error::{Error, Result};
+
+/// Whether encryption must, and decryption may only, use a key-committing algorithm suite, as the
+/// AWS Encryption SDK and the S3 Encryption Client name their commitment policies.
 ///
-/// This crate always encrypts with a key-committing suite, so only the decrypt half varies.
+/// | policy | encrypts | decrypts |
+/// | --- | --- | --- |
+/// | [`ForbidEncryptAllowDecrypt`](Self::ForbidEncryptAllowDecrypt) | non-committing only | both |
+/// | [`RequireEncryptAllowDecrypt`](Self::RequireEncryptAllowDecrypt) | committing only | both |
+/// | [`RequireEncryptRequireDecrypt`](Self::RequireEncryptRequireDecrypt) (default) | committing only | committing only |
+///
+/// Messages (the AWS Encryption SDK format) are always written with a key-committing suite, so
+/// [`ForbidEncryptAllowDecrypt`](Self::ForbidEncryptAllowDecrypt) refuses to encrypt one; S3
+/// Encryption Client objects are written as V2 (non-committing) under it, V3 otherwise.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CommitmentPolicy {
-    /// Decrypt only key-committing (format version 2) messages. The default, as in the ESDK.
+    /// Encrypt only with a non-committing suite (S3 Encryption Client V2 objects); decrypt both.
+    ForbidEncryptAllowDecrypt,
+    /// Encrypt only with a key-committing suite; also decrypt non-committing ones (version 1
+    /// messages, V2 objects): an explicit opt-in for reading what older clients wrote.
+    RequireEncryptAllowDecrypt,
+    /// Encrypt and decrypt only key-committing suites. The default, as in both SDKs.
     #[default]
     RequireEncryptRequireDecrypt,
-    /// Also decrypt messages of the version 1 suites, which do not commit to their data key. An
-    /// explicit opt-in for reading messages written by older ESDKs.
-    RequireEncryptAllowDecrypt,
 }
 
-/// The default limit on encrypted data keys per message on decrypt.
-pub const DEFAULT_MAX_ENCRYPTED_DATA_KEYS: usize = 16;
+impl CommitmentPolicy {
+    /// Whether a suite that does (`true`) or does not commit to its key may encrypt.
+    pub fn allows_encrypt(self, committing: bool) -> bool {
+        committing != (self == Self::ForbidEncryptAllowDecrypt)
+    }
 
-/// The default limit on what decryption buffers at once: one frame, or a whole non-framed body.
-pub const DEFAULT_MAX_BUFFERED_CONTENT: u64 = 256 * 1024 * 1024;
+    /// Whether a suite that does (`true`) or does not commit to its key may be decrypted.
+    pub fn allows_decrypt(self, committing: bool) -> bool {
+        committing || self != Self::RequireEncryptRequireDecrypt
+    }
 
-/// The default frame length for encryption: 64 KiB, chosen by measurement (see the README: 4 KiB
-/// frames are ~20% slower, 4 MiB frames leave L2, 64–256 KiB are level).
-pub const DEFAULT_FRAME_LENGTH: u32 = 64 * 1024;
+    /// Checks that suite `suite_id` (committing or not) may encrypt under this policy.
+    pub(crate) fn check_encrypt(self, suite_id: u16, committing: bool) -> Result<()> {
+        if self.allows_encrypt(committing) {
+            Ok(())
+        } else {
+            Err(Error::InvalidConfiguration(format!(
+                "commitment policy {self:?} does not allow encrypting with suite {suite_id:#06x}"
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CommitmentPolicy::*;
+
+    #[test]
+    fn the_table_of_both_sdks() {
+        // (policy, encrypts committing, encrypts non-committing, decrypts non-committing)
+        for (policy, commit, plain, old) in [
+            (ForbidEncryptAllowDecrypt, false, true, true),
+            (RequireEncryptAllowDecrypt, true, false, true),
+            (RequireEncryptRequireDecrypt, true, false, false),
+        ] {
+            assert_eq!(policy.allows_encrypt(true), commit, "{policy:?}");
+            assert_eq!(policy.allows_encrypt(false), plain, "{policy:?}");
+            assert!(policy.allows_decrypt(true), "{policy:?}");
+            assert_eq!(policy.allows_decrypt(false), old, "{policy:?}");
+        }
+        assert_eq!(
+            super::CommitmentPolicy::default(),
+            RequireEncryptRequireDecrypt
+        );
+        assert!(ForbidEncryptAllowDecrypt
+            .check_encrypt(0x0073, true)
+            .is_err());
+    }
+}

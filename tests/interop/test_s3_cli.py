@@ -157,6 +157,39 @@ def test_cp_up_and_down_with_kms(store, s3, env, kms_key, tmp_path, fmt, size):
         assert not out2.exists()
 
 
+@pytest.mark.parametrize("fmt", ["v3", "v2", "framed"])
+def test_download_with_discovery(store, env, kms_key, tmp_path, fmt):
+    """--discovery on a download, as `envelope decrypt --discovery`: the KMS key is the one the object's
+    KMS ciphertext names (CSE-KMS V3 and V2, and framed), --range works the same way on a framed object,
+    and --discovery-account limits the keys to some accounts."""
+    plain = tmp_path / "plain"
+    plain.write_bytes(data_of(3 * 65536 + 100))
+    key = fresh_key(f"discovery-{fmt}")
+    envelope(["s3", "cp", str(plain), url(store, key), "--key", kms_key, "--format", fmt,
+              "--context", "app=cli", "-q", *conn(store)], env)
+    partition, account = kms_key.split(":")[1], kms_key.split(":")[4]
+    extra = ["--allow-non-committing"] if fmt == "v2" else []
+    down = ["s3", "cp", url(store, key), "--context", "app=cli", "-q", *extra, *conn(store)]
+    out = tmp_path / "out"
+    envelope([*down, str(out), "--discovery"], env)
+    assert out.read_bytes() == plain.read_bytes()
+    mine = tmp_path / "mine"
+    envelope([*down, str(mine), "--discovery", "--discovery-account", account,
+              "--discovery-partition", partition], env)
+    assert mine.read_bytes() == plain.read_bytes()
+    if fmt == "framed":
+        part = tmp_path / "range"
+        envelope([*down, str(part), "--discovery", "--range", "70000-70099"], env)
+        assert part.read_bytes() == plain.read_bytes()[70000:70100]
+    # Keys of another account only: refused, and no output file.
+    other = "999999999999" if account != "999999999999" else "888888888888"
+    refused = tmp_path / "refused"
+    p = envelope([*down, str(refused), "--discovery", "--discovery-account", other], env, ok=False)
+    assert p.returncode == 1, p.stderr
+    assert b"discovery filter" in p.stderr or b"no keyring could decrypt" in p.stderr, p.stderr
+    assert not refused.exists()
+
+
 def test_stdin_to_s3_and_s3_to_stdout(store, env, kms_key):
     data = os.urandom(11 * MIB + 5)  # three parts of 5 MiB, length unknown to the uploader
     key = fresh_key("stdin")

@@ -4,9 +4,9 @@
 use aws_lc_rs::hkdf;
 use zeroize::Zeroizing;
 
+use crate::data_key::DataKey;
 use crate::error::{Error, Result};
-use crate::keyring::DataKey;
-use crate::message::kdf::Len;
+use crate::esdk::message::kdf::Len;
 
 /// Length of the data key of every suite this module reads or writes (AES-256).
 pub const DATA_KEY_LEN: usize = 32;

@@ -1,70 +1,22 @@
-//! Keyrings of the S3 Encryption Client: each object has exactly one wrapped data key, bound to the
-//! content algorithm (so that a V3 object's key cannot be replayed under a V2 layout).
-
-use std::collections::BTreeMap;
+//! The S3 Encryption Client's side of the keyrings: each object has exactly one wrapped data key,
+//! bound to the content algorithm (so that a V3 object's key cannot be replayed under a V2
+//! layout). [`AesKeyring`] (CSE-C, `AES/GCM` wrapping) is the S3EC's own; CSE-KMS is the shared
+//! [`KmsKeyring`](crate::KmsKeyring), whose `kms+context` and legacy `kms` wrapping are here.
+//! Both implement the one [`Keyring`] trait's object methods.
 
 use aws_lc_rs::aead;
 use zeroize::Zeroizing;
 
 use super::algorithms::{ContentAlgorithm, WrappingAlgorithm, DATA_KEY_LEN};
 use super::metadata::ContentMetadata;
+use crate::data_key::{aes_wrapping_key, DataKey, Keyring, KeyringFuture, WrappedDataKey};
+use crate::encryption_context::EncryptionContext;
 use crate::error::{Error, Result};
-use crate::keyring::{DataKey, KeyringFuture};
 
 /// The encryption context key under which KMS-wrapped data keys name their content algorithm.
 pub const CEK_ALG_CONTEXT_KEY: &str = "aws:x-amz-cek-alg";
 /// The encryption context key of legacy (`kms` wrapping) objects.
 pub const KMS_CMK_ID_CONTEXT_KEY: &str = "kms_cmk_id";
-
-/// A fresh data key and its wrapped form, as a keyring returns it on encrypt.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct WrappedDataKey {
-    /// The plaintext data key.
-    pub data_key: DataKey,
-    /// The wrapped data key to store.
-    pub encrypted_data_key: Vec<u8>,
-    /// How it is wrapped.
-    pub wrapping: WrappingAlgorithm,
-    /// The context to store beside it (KMS encryption context, or materials description).
-    pub context: BTreeMap<String, String>,
-}
-
-impl WrappedDataKey {
-    /// What a keyring returns (for keyrings written outside this crate).
-    pub fn new(
-        data_key: DataKey,
-        encrypted_data_key: Vec<u8>,
-        wrapping: WrappingAlgorithm,
-        context: BTreeMap<String, String>,
-    ) -> Self {
-        Self {
-            data_key,
-            encrypted_data_key,
-            wrapping,
-            context,
-        }
-    }
-}
-
-/// Makes and unwraps the one data key of an S3 Encryption Client object.
-pub trait S3Keyring: Send + Sync {
-    /// Generates a data key for `algorithm` and wraps it. `encryption_context` is the caller's
-    /// (KMS keyrings bind and store it; raw keyrings refuse a non-empty one).
-    fn generate<'a>(
-        &'a self,
-        algorithm: ContentAlgorithm,
-        encryption_context: &'a BTreeMap<String, String>,
-    ) -> KeyringFuture<'a, WrappedDataKey>;
-
-    /// Unwraps the data key of an object. `encryption_context` is what the caller expects the
-    /// object to have been encrypted with.
-    fn unwrap_key<'a>(
-        &'a self,
-        metadata: &'a ContentMetadata,
-        encryption_context: &'a BTreeMap<String, String>,
-    ) -> KeyringFuture<'a, DataKey>;
-}
 
 // ------------------------------------------------------------------------------------------------
 // AES/GCM (CSE-C)
@@ -79,7 +31,7 @@ const WRAP_TAG_LEN: usize = 16;
 /// clients.
 pub struct AesKeyring {
     key: aead::LessSafeKey,
-    materials_description: BTreeMap<String, String>,
+    materials_description: EncryptionContext,
 }
 
 impl std::fmt::Debug for AesKeyring {
@@ -93,32 +45,22 @@ impl std::fmt::Debug for AesKeyring {
 impl AesKeyring {
     /// A keyring for `wrapping_key` (16, 24 or 32 bytes).
     pub fn new(wrapping_key: &[u8]) -> Result<Self> {
-        let alg = match wrapping_key.len() {
-            16 => &aead::AES_128_GCM,
-            24 => &aead::AES_192_GCM,
-            32 => &aead::AES_256_GCM,
-            n => {
-                return Err(Error::InvalidConfiguration(format!(
-                    "an AES wrapping key is 16, 24 or 32 bytes, not {n}"
-                )))
-            }
-        };
         Ok(Self {
-            key: aead::LessSafeKey::new(aead::UnboundKey::new(alg, wrapping_key)?),
-            materials_description: BTreeMap::new(),
+            key: aes_wrapping_key(wrapping_key)?,
+            materials_description: EncryptionContext::new(),
         })
     }
 
     /// Sets the materials description stored with every object this keyring encrypts.
-    pub fn with_materials_description(mut self, description: BTreeMap<String, String>) -> Self {
-        self.materials_description = description;
+    pub fn with_materials_description(mut self, description: impl Into<EncryptionContext>) -> Self {
+        self.materials_description = description.into();
         self
     }
 
     fn wrap(
         &self,
         algorithm: ContentAlgorithm,
-        context: &BTreeMap<String, String>,
+        context: &EncryptionContext,
     ) -> Result<WrappedDataKey> {
         refuse_context(context)?;
         let data_key = DataKey::generate(DATA_KEY_LEN)?;
@@ -140,11 +82,7 @@ impl AesKeyring {
         })
     }
 
-    fn unwrap(
-        &self,
-        metadata: &ContentMetadata,
-        context: &BTreeMap<String, String>,
-    ) -> Result<DataKey> {
+    fn unwrap(&self, metadata: &ContentMetadata, context: &EncryptionContext) -> Result<DataKey> {
         refuse_context(context)?;
         if metadata.wrapping != WrappingAlgorithm::AesGcm {
             return Err(Error::Keyring(format!(
@@ -177,7 +115,7 @@ impl AesKeyring {
 
 /// Raw keyrings have no encryption context (the official clients ignore one, with a warning;
 /// ignoring it silently would let a caller believe it is bound).
-fn refuse_context(context: &BTreeMap<String, String>) -> Result<()> {
+fn refuse_context(context: &EncryptionContext) -> Result<()> {
     if context.is_empty() {
         Ok(())
     } else {
@@ -189,19 +127,19 @@ fn refuse_context(context: &BTreeMap<String, String>) -> Result<()> {
     }
 }
 
-impl S3Keyring for AesKeyring {
-    fn generate<'a>(
+impl Keyring for AesKeyring {
+    fn on_encrypt_object<'a>(
         &'a self,
         algorithm: ContentAlgorithm,
-        encryption_context: &'a BTreeMap<String, String>,
+        encryption_context: &'a EncryptionContext,
     ) -> KeyringFuture<'a, WrappedDataKey> {
         Box::pin(async move { self.wrap(algorithm, encryption_context) })
     }
 
-    fn unwrap_key<'a>(
+    fn on_decrypt_object<'a>(
         &'a self,
         metadata: &'a ContentMetadata,
-        encryption_context: &'a BTreeMap<String, String>,
+        encryption_context: &'a EncryptionContext,
     ) -> KeyringFuture<'a, DataKey> {
         Box::pin(async move { self.unwrap(metadata, encryption_context) })
     }
@@ -214,15 +152,15 @@ impl S3Keyring for AesKeyring {
 /// content algorithm (which the caller may not set).
 pub fn kms_encryption_context(
     algorithm: ContentAlgorithm,
-    caller: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>> {
-    if caller.contains_key(CEK_ALG_CONTEXT_KEY) {
+    caller: &EncryptionContext,
+) -> Result<EncryptionContext> {
+    if caller.get(CEK_ALG_CONTEXT_KEY).is_some() {
         return Err(Error::InvalidEncryptionContext(format!(
             "{CEK_ALG_CONTEXT_KEY} is reserved for the S3 Encryption Client"
         )));
     }
     let mut context = caller.clone();
-    context.insert(CEK_ALG_CONTEXT_KEY.into(), algorithm.binding().into());
+    context.insert(CEK_ALG_CONTEXT_KEY, algorithm.binding());
     Ok(context)
 }
 
@@ -232,9 +170,9 @@ pub fn kms_encryption_context(
 /// (KMS then authenticates that value, so a key cannot move between V2 and V3 objects).
 pub fn check_kms_encryption_context(
     metadata: &ContentMetadata,
-    caller: &BTreeMap<String, String>,
+    caller: &EncryptionContext,
 ) -> Result<()> {
-    if caller.contains_key(CEK_ALG_CONTEXT_KEY) {
+    if caller.get(CEK_ALG_CONTEXT_KEY).is_some() {
         return Err(Error::InvalidEncryptionContext(format!(
             "{CEK_ALG_CONTEXT_KEY} is reserved for the S3 Encryption Client"
         )));
@@ -265,137 +203,64 @@ pub fn check_kms_encryption_context(
 }
 
 // ------------------------------------------------------------------------------------------------
-// KMS (CSE-KMS)
-
-#[cfg(feature = "kms")]
-pub use kms::KmsKeyring;
+// KMS (CSE-KMS): the shared keyring, wrapping with `kms+context` as the official clients do
 
 #[cfg(feature = "kms")]
 mod kms {
-    use std::collections::{BTreeMap, HashMap};
-    use std::future::Future;
-
-    use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-    use aws_sdk_kms::primitives::Blob;
-    use aws_sdk_kms::types::DataKeySpec;
-    use zeroize::Zeroizing;
-
-    use super::{check_kms_encryption_context, kms_encryption_context, S3Keyring, WrappedDataKey};
+    use super::{check_kms_encryption_context, kms_encryption_context};
+    use crate::data_key::{DataKey, WrappedDataKey};
+    use crate::encryption_context::EncryptionContext;
     use crate::error::{Error, Result};
-    use crate::keyring::{DataKey, KeyringFuture};
+    use crate::kms::{DataKeySize, KmsKeyring, Mode};
     use crate::s3ec::algorithms::{ContentAlgorithm, WrappingAlgorithm, DATA_KEY_LEN};
     use crate::s3ec::metadata::ContentMetadata;
 
-    /// Data keys from a KMS-compatible key service (envelope's endpoint or AWS KMS), wrapped with
-    /// `kms+context` as the official clients do: `GenerateDataKey` (AES_256) with the caller's
-    /// encryption context plus `aws:x-amz-cek-alg`; `Decrypt` with the stored context and the
-    /// configured key id.
-    ///
-    /// Legacy `kms` wrapping (no encryption context) is decrypted only after
-    /// [`with_legacy_wrapping`](Self::with_legacy_wrapping), and never with a caller context.
-    #[derive(Clone)]
-    pub struct KmsKeyring {
-        client: aws_sdk_kms::Client,
-        key_id: String,
-        legacy_wrapping: bool,
-        runtime: Option<tokio::runtime::Handle>,
-    }
-
-    impl std::fmt::Debug for KmsKeyring {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("KmsKeyring")
-                .field("key_id", &self.key_id)
-                .field("legacy_wrapping", &self.legacy_wrapping)
-                .finish_non_exhaustive()
-        }
-    }
-
     impl KmsKeyring {
-        /// A keyring for one KMS key (key id, key ARN, alias or alias ARN), called through
-        /// `client` (see [`KmsClientBuilder`](crate::KmsClientBuilder)).
-        pub fn new(client: aws_sdk_kms::Client, key_id: impl Into<String>) -> Result<Self> {
-            let key_id = key_id.into();
-            if key_id.is_empty() {
-                return Err(Error::InvalidConfiguration(
-                    "a KMS keyring needs a key id".into(),
-                ));
-            }
-            Ok(Self {
-                client,
-                key_id,
-                legacy_wrapping: false,
-                runtime: tokio::runtime::Handle::try_current().ok(),
-            })
-        }
-
-        /// Also decrypt objects whose data key uses the legacy `kms` wrapping.
+        /// S3 Encryption Client objects: also decrypt those whose data key uses the legacy `kms`
+        /// wrapping (never with a caller encryption context).
         pub fn with_legacy_wrapping(mut self, enabled: bool) -> Self {
             self.legacy_wrapping = enabled;
             self
         }
 
-        /// The tokio runtime to run calls on when used outside one (the blocking API).
-        pub fn with_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
-            self.runtime = Some(runtime);
-            self
-        }
-
-        async fn run<T, F>(&self, call: F) -> Result<T>
-        where
-            F: Future<Output = Result<T>> + Send + 'static,
-            T: Send + 'static,
-        {
-            crate::keyring::kms::run_on_runtime(self.runtime.as_ref(), call).await
-        }
-
-        async fn generate_key(
+        /// `GenerateDataKey` (AES_256) with the first key id, the caller's encryption context plus
+        /// `aws:x-amz-cek-alg`.
+        pub(crate) async fn generate_object_key(
             &self,
             algorithm: ContentAlgorithm,
-            caller: &BTreeMap<String, String>,
+            caller: &EncryptionContext,
         ) -> Result<WrappedDataKey> {
+            let key_id =
+                match self.key_ids() {
+                    [key_id] => key_id,
+                    [] => {
+                        return Err(Error::InvalidConfiguration(
+                            "a discovery KMS keyring cannot encrypt: configure key ids".into(),
+                        ))
+                    }
+                    _ => return Err(Error::InvalidConfiguration(
+                        "an S3 Encryption Client object has one wrapped data key: give one KMS key"
+                            .into(),
+                    )),
+                };
             let context = kms_encryption_context(algorithm, caller)?;
-            let request = self
-                .client
-                .generate_data_key()
-                .key_id(&self.key_id)
-                .key_spec(DataKeySpec::Aes256)
-                .set_encryption_context(Some(to_hash_map(&context)));
-            let key_id = self.key_id.clone();
-            let out = self
-                .run(async move {
-                    request
-                        .send()
-                        .await
-                        .map_err(|e| sdk_error("GenerateDataKey", &key_id, e))
-                })
+            let (data_key, _, blob) = self
+                .generate_data_key(key_id, DataKeySize::Aes256, &context)
                 .await?;
-            let plaintext = Zeroizing::new(
-                out.plaintext
-                    .ok_or_else(|| bad_response("GenerateDataKey", "no Plaintext"))?
-                    .into_inner(),
-            );
-            if plaintext.len() != DATA_KEY_LEN {
-                return Err(bad_response(
-                    "GenerateDataKey",
-                    "a data key of the wrong length",
-                ));
-            }
-            let blob = out
-                .ciphertext_blob
-                .ok_or_else(|| bad_response("GenerateDataKey", "no CiphertextBlob"))?
-                .into_inner();
             Ok(WrappedDataKey {
-                data_key: DataKey::new(plaintext.to_vec()),
+                data_key,
                 encrypted_data_key: blob,
                 wrapping: WrappingAlgorithm::KmsContext,
                 context,
             })
         }
 
-        async fn decrypt_key(
+        /// `Decrypt` with the stored context: with the configured key (strict; several are tried
+        /// in turn), or with the key the blob names (discovery), which the filter must then allow.
+        pub(crate) async fn decrypt_object_key(
             &self,
             metadata: &ContentMetadata,
-            caller: &BTreeMap<String, String>,
+            caller: &EncryptionContext,
         ) -> Result<DataKey> {
             match metadata.wrapping {
                 WrappingAlgorithm::KmsContext => check_kms_encryption_context(metadata, caller)?,
@@ -421,79 +286,28 @@ mod kms {
                     )))
                 }
             }
-            let request = self
-                .client
-                .decrypt()
-                .key_id(&self.key_id)
-                .ciphertext_blob(Blob::new(metadata.encrypted_data_key.clone()))
-                .set_encryption_context(
-                    (!metadata.context.is_empty()).then(|| to_hash_map(&metadata.context)),
-                );
-            let key_id = self.key_id.clone();
-            let out = self
-                .run(async move {
-                    request
-                        .send()
-                        .await
-                        .map_err(|e| sdk_error("Decrypt", &key_id, e))
-                })
-                .await?;
-            let plaintext = Zeroizing::new(
-                out.plaintext
-                    .ok_or_else(|| bad_response("Decrypt", "no Plaintext"))?
-                    .into_inner(),
-            );
-            if plaintext.len() != DATA_KEY_LEN {
-                return Err(bad_response("Decrypt", "a data key of the wrong length"));
+            let key_ids: Vec<Option<&str>> = match self.mode() {
+                Mode::Strict(keys) => keys.iter().map(|k| Some(k.as_str())).collect(),
+                Mode::Discovery(_) => vec![None],
+            };
+            let mut result = Err(Error::NoDataKeyDecrypted { count: 1 });
+            for key_id in key_ids {
+                let blob = &metadata.encrypted_data_key;
+                result = self
+                    .decrypt(key_id, blob, DATA_KEY_LEN, &metadata.context)
+                    .await;
+                if result.is_ok() {
+                    break;
+                }
             }
-            Ok(DataKey::new(plaintext.to_vec()))
-        }
-    }
-
-    fn to_hash_map(m: &BTreeMap<String, String>) -> HashMap<String, String> {
-        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-    }
-
-    fn sdk_error<E, R>(op: &str, key: &str, err: SdkError<E, R>) -> Error
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
-    {
-        match &err {
-            SdkError::ServiceError(service) => {
-                let e = service.err();
-                Error::Keyring(format!(
-                    "KMS refused: {}: {} ({op} with {key})",
-                    e.code().unwrap_or("UnknownError"),
-                    e.message().unwrap_or("(no message)")
-                ))
+            let (data_key, named) = result?;
+            if !self.discovery_allows(&named) {
+                return Err(Error::Keyring(format!(
+                    "the object's data key is under KMS key {named}, which the discovery filter \
+                     does not allow"
+                )));
             }
-            _ => Error::Keyring(format!(
-                "KMS {op} with {key} failed: {}",
-                DisplayErrorContext(&err)
-            )),
-        }
-    }
-
-    fn bad_response(op: &str, what: &str) -> Error {
-        Error::Keyring(format!("KMS {op} returned {what}"))
-    }
-
-    impl S3Keyring for KmsKeyring {
-        fn generate<'a>(
-            &'a self,
-            algorithm: ContentAlgorithm,
-            encryption_context: &'a BTreeMap<String, String>,
-        ) -> KeyringFuture<'a, WrappedDataKey> {
-            Box::pin(self.generate_key(algorithm, encryption_context))
-        }
-
-        fn unwrap_key<'a>(
-            &'a self,
-            metadata: &'a ContentMetadata,
-            encryption_context: &'a BTreeMap<String, String>,
-        ) -> KeyringFuture<'a, DataKey> {
-            Box::pin(self.decrypt_key(metadata, encryption_context))
+            Ok(data_key)
         }
     }
 }

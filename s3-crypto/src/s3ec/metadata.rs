@@ -12,6 +12,7 @@ use super::algorithms::{
     quote, ContentAlgorithm, WrappingAlgorithm, COMMITMENT_LEN, MESSAGE_ID_LEN,
 };
 use super::gcm::IV_LEN;
+use crate::encryption_context::EncryptionContext;
 use crate::error::{Error, Result};
 
 /// V1 (legacy, not supported): the encrypted data key.
@@ -111,7 +112,7 @@ pub struct ContentMetadata {
     pub encrypted_data_key: Vec<u8>,
     /// For `kms+context`, the KMS encryption context (including `aws:x-amz-cek-alg`); for `AES/GCM`,
     /// the keyring's materials description. Not secret.
-    pub context: BTreeMap<String, String>,
+    pub context: EncryptionContext,
 }
 
 /// The result of reading an object's metadata.
@@ -378,7 +379,7 @@ fn parse_v2(m: &BTreeMap<String, String>) -> Result<ContentMetadata> {
     let wrapping = WrappingAlgorithm::from_v2_name(required(m, WRAP_ALG)?)?;
     let context = match m.get(MATDESC) {
         Some(s) => parse_context(MATDESC, s)?,
-        None => BTreeMap::new(),
+        None => EncryptionContext::new(),
     };
     Ok(ContentMetadata {
         content: ContentParameters::AesGcm { iv },
@@ -411,7 +412,7 @@ fn parse_v3(m: &BTreeMap<String, String>) -> Result<ContentMetadata> {
     }
     let context = match m.get(own) {
         Some(s) => parse_context(own, s)?,
-        None => BTreeMap::new(),
+        None => EncryptionContext::new(),
     };
     Ok(ContentMetadata {
         content: ContentParameters::AesGcmCommitKey {
@@ -454,7 +455,7 @@ fn data_key(m: &BTreeMap<String, String>, key: &str) -> Result<Vec<u8>> {
 }
 
 /// Serializes a materials description or encryption context: compact JSON, keys sorted.
-fn context_json(context: &BTreeMap<String, String>) -> Result<String> {
+fn context_json(context: &EncryptionContext) -> Result<String> {
     if let Some((k, v)) = context.iter().find(|(k, v)| !k.is_ascii() || !v.is_ascii()) {
         let which = if k.is_ascii() { v } else { k };
         return Err(Error::InvalidEncryptionContext(format!(
@@ -462,12 +463,13 @@ fn context_json(context: &BTreeMap<String, String>) -> Result<String> {
             quote(which)
         )));
     }
-    serde_json::to_string(context)
+    let sorted: BTreeMap<&str, &str> = context.iter().collect();
+    serde_json::to_string(&sorted)
         .map_err(|e| Error::InvalidEncryptionContext(format!("cannot serialize: {e}")))
 }
 
 /// Parses a JSON object of strings, after undoing S3's RFC 2047 encoding of non-ASCII values.
-fn parse_context(key: &str, value: &str) -> Result<BTreeMap<String, String>> {
+fn parse_context(key: &str, value: &str) -> Result<EncryptionContext> {
     let decoded = rfc2047_decode(value)
         .ok_or_else(|| Error::InvalidS3ecMetadata(format!("{key} is badly RFC 2047-encoded")))?;
     let bad = || Error::InvalidS3ecMetadata(format!("{key} is not a JSON object of strings"));
@@ -539,7 +541,7 @@ mod tests {
             },
             wrapping: WrappingAlgorithm::KmsContext,
             encrypted_data_key: vec![3; 40],
-            context: [("aws:x-amz-cek-alg".to_owned(), "115".to_owned())].into(),
+            context: [("aws:x-amz-cek-alg", "115")].into_iter().collect(),
         }
     }
 
@@ -548,7 +550,7 @@ mod tests {
             content: ContentParameters::AesGcm { iv: [9; 12] },
             wrapping: WrappingAlgorithm::AesGcm,
             encrypted_data_key: vec![4; 60],
-            context: BTreeMap::new(),
+            context: EncryptionContext::new(),
         }
     }
 
@@ -674,7 +676,7 @@ mod tests {
     #[test]
     fn non_ascii_context_is_refused_on_write() {
         let mut m = v3();
-        m.context.insert("k".into(), "é".into());
+        m.context.insert("k", "é");
         assert!(matches!(
             m.to_object_metadata(),
             Err(Error::InvalidEncryptionContext(_))

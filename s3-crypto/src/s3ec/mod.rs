@@ -1,6 +1,7 @@
 //! Objects compatible with the [Amazon S3 Encryption Client][spec] (S3EC): the body is the whole
 //! object sealed with one AES-256-GCM invocation (ciphertext ‖ 16-byte tag); the data key, wrapped
-//! by KMS (CSE-KMS, [`KmsKeyring`]) or a customer-supplied AES key (CSE-C, [`AesKeyring`]), and the
+//! by KMS (CSE-KMS, [`KmsKeyring`](crate::KmsKeyring)) or a customer-supplied AES key (CSE-C,
+//! [`AesKeyring`]), and the
 //! other parameters are stored in the object's user metadata ([`ContentMetadata`]) or, on request,
 //! partly in an instruction file.
 //!
@@ -15,7 +16,8 @@
 //!   their key, are refused; reading them is an explicit opt-in. V1 objects, AES-CBC content and
 //!   the RSA and AESWrap wrappings are not supported.
 //!
-//! No S3 transport here: this module turns plaintext into a body and metadata and back.
+//! This module turns plaintext into a body and metadata and back; `s3.rs` (feature `s3`) puts and
+//! gets such objects over the S3 transport ([`crate::s3`]).
 //!
 //! # What a streaming caller may have received before a failure
 //!
@@ -54,26 +56,23 @@ mod gcm;
 mod keyring;
 mod metadata;
 #[cfg(feature = "s3")]
-mod object;
+mod s3;
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 pub use algorithms::{
     ContentAlgorithm, WrappingAlgorithm, COMMITMENT_LEN, DATA_KEY_LEN, MESSAGE_ID_LEN,
 };
-#[cfg(feature = "kms")]
-pub use keyring::KmsKeyring;
 pub use keyring::{
-    check_kms_encryption_context, kms_encryption_context, AesKeyring, S3Keyring, WrappedDataKey,
-    CEK_ALG_CONTEXT_KEY, KMS_CMK_ID_CONTEXT_KEY,
+    check_kms_encryption_context, kms_encryption_context, AesKeyring, CEK_ALG_CONTEXT_KEY,
+    KMS_CMK_ID_CONTEXT_KEY,
 };
 pub use metadata::{
     ContentMetadata, ContentParameters, MetadataLookup, INSTRUCTION_FILE_MARKER,
     INSTRUCTION_FILE_SUFFIX,
 };
 #[cfg(feature = "s3")]
-pub use object::{
+pub use s3::{
     get_decrypted_object, get_decrypted_object_with, put_encrypted_object,
     put_encrypted_object_multipart, put_encrypted_object_stream, read_metadata, MetadataStorage,
 };
@@ -88,8 +87,11 @@ pub mod keys {
 }
 
 use crate::block_on::block_on;
+use crate::data_key::{Keyring, WrappedDataKey};
+use crate::encryption_context::EncryptionContext;
 use crate::error::{Error, Result};
-use crate::stream::read_full;
+use crate::esdk::stream::read_full;
+use crate::policy::CommitmentPolicy;
 use gcm::{StreamingGcm, IV_LEN, TAG_LEN};
 
 /// The GCM tag length: a body is always exactly this much longer than its plaintext.
@@ -101,28 +103,15 @@ pub const HOLD_BACK: usize = 64 * 1024;
 
 const READ_CHUNK: usize = 64 * 1024;
 
-/// The S3 Encryption Client's commitment policy.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CommitmentPolicy {
-    /// Encrypt only with the non-committing suite (V2 objects); decrypt both.
-    ForbidEncryptAllowDecrypt,
-    /// Encrypt only with the key-committing suite (V3 objects); decrypt both.
-    RequireEncryptAllowDecrypt,
-    /// Encrypt and decrypt only the key-committing suite. The default.
-    #[default]
-    RequireEncryptRequireDecrypt,
-}
-
 // ------------------------------------------------------------------------------------------------
 // Encryption
 
 /// Encrypts objects: chooses the content algorithm and gets a data key from the keyring.
 pub struct ObjectEncryptor<'k> {
-    keyring: &'k dyn S3Keyring,
+    keyring: &'k dyn Keyring,
     algorithm: Option<ContentAlgorithm>,
     policy: CommitmentPolicy,
-    encryption_context: BTreeMap<String, String>,
+    encryption_context: EncryptionContext,
 }
 
 impl std::fmt::Debug for ObjectEncryptor<'_> {
@@ -137,12 +126,12 @@ impl std::fmt::Debug for ObjectEncryptor<'_> {
 
 impl<'k> ObjectEncryptor<'k> {
     /// An encryptor writing V3 objects under the default policy.
-    pub fn new(keyring: &'k dyn S3Keyring) -> Self {
+    pub fn new(keyring: &'k dyn Keyring) -> Self {
         Self {
             keyring,
             algorithm: None,
             policy: CommitmentPolicy::default(),
-            encryption_context: BTreeMap::new(),
+            encryption_context: EncryptionContext::new(),
         }
     }
 
@@ -161,22 +150,19 @@ impl<'k> ObjectEncryptor<'k> {
     }
 
     /// The encryption context (KMS keyrings only).
-    pub fn encryption_context(mut self, context: BTreeMap<String, String>) -> Self {
-        self.encryption_context = context;
+    pub fn encryption_context(mut self, context: impl Into<EncryptionContext>) -> Self {
+        self.encryption_context = context.into();
         self
     }
 
     fn algorithm(&self) -> Result<ContentAlgorithm> {
-        let forbid = self.policy == CommitmentPolicy::ForbidEncryptAllowDecrypt;
         match self.algorithm {
-            None if forbid => Ok(ContentAlgorithm::AesGcm),
-            None => Ok(ContentAlgorithm::AesGcmCommitKey),
-            Some(a) if a.is_committing() == forbid => Err(Error::InvalidConfiguration(format!(
-                "commitment policy {:?} does not allow encrypting with suite {:#06x}",
-                self.policy,
-                a.suite_id()
-            ))),
-            Some(a) => Ok(a),
+            None if self.policy.allows_encrypt(true) => Ok(ContentAlgorithm::AesGcmCommitKey),
+            None => Ok(ContentAlgorithm::AesGcm),
+            Some(a) => {
+                self.policy.check_encrypt(a.suite_id(), a.is_committing())?;
+                Ok(a)
+            }
         }
     }
 
@@ -185,7 +171,7 @@ impl<'k> ObjectEncryptor<'k> {
         let algorithm = self.algorithm()?;
         let wrapped = self
             .keyring
-            .generate(algorithm, &self.encryption_context)
+            .on_encrypt_object(algorithm, &self.encryption_context)
             .await?;
         ContentEncryptor::new(algorithm, wrapped)
     }
@@ -318,9 +304,9 @@ fn random_nonzero<const N: usize>() -> Result<[u8; N]> {
 /// Decrypts objects: checks the commitment policy, unwraps the data key, verifies the key
 /// commitment.
 pub struct ObjectDecryptor<'k> {
-    keyring: &'k dyn S3Keyring,
+    keyring: &'k dyn Keyring,
     policy: CommitmentPolicy,
-    encryption_context: BTreeMap<String, String>,
+    encryption_context: EncryptionContext,
 }
 
 impl std::fmt::Debug for ObjectDecryptor<'_> {
@@ -334,11 +320,11 @@ impl std::fmt::Debug for ObjectDecryptor<'_> {
 
 impl<'k> ObjectDecryptor<'k> {
     /// A decryptor under the default policy (key-committing V3 objects only).
-    pub fn new(keyring: &'k dyn S3Keyring) -> Self {
+    pub fn new(keyring: &'k dyn Keyring) -> Self {
         Self {
             keyring,
             policy: CommitmentPolicy::default(),
-            encryption_context: BTreeMap::new(),
+            encryption_context: EncryptionContext::new(),
         }
     }
 
@@ -350,8 +336,8 @@ impl<'k> ObjectDecryptor<'k> {
 
     /// The encryption context the object must have been encrypted with (KMS: exactly this, apart
     /// from the client's own `aws:x-amz-cek-alg`).
-    pub fn encryption_context(mut self, context: BTreeMap<String, String>) -> Self {
-        self.encryption_context = context;
+    pub fn encryption_context(mut self, context: impl Into<EncryptionContext>) -> Self {
+        self.encryption_context = context.into();
         self
     }
 
@@ -359,14 +345,12 @@ impl<'k> ObjectDecryptor<'k> {
     pub async fn begin(&self, metadata: &ContentMetadata) -> Result<ContentDecryptor> {
         let algorithm = metadata.content_algorithm();
         // Before anything else, as the specification requires.
-        if !algorithm.is_committing()
-            && self.policy == CommitmentPolicy::RequireEncryptRequireDecrypt
-        {
+        if !self.policy.allows_decrypt(algorithm.is_committing()) {
             return Err(Error::CommitmentPolicyViolation(algorithm.suite_id()));
         }
         let data_key = self
             .keyring
-            .unwrap_key(metadata, &self.encryption_context)
+            .on_decrypt_object(metadata, &self.encryption_context)
             .await?;
         if data_key.as_bytes().len() != DATA_KEY_LEN {
             return Err(Error::Keyring(format!(

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use md5::{Digest, Md5};
-use s3_crypto::s3::pipeline::{encrypt_parts, EncryptedPart, PipelineConfig, PipelineSummary};
+use s3_crypto::esdk::pipeline::{encrypt_parts, EncryptedPart, PipelineConfig, PipelineSummary};
 use s3_crypto::{AlgorithmSuite, Decryptor, Encryptor, Error};
 
 use crate::{keyring, plaintext};
@@ -16,7 +16,7 @@ type Parts = BTreeMap<u32, (Vec<u8>, bool, u64)>;
 /// Runs the pipeline over `data`; returns the parts and the summary.
 fn run(data: &[u8], frame_length: u32, config: &PipelineConfig) -> (Parts, PipelineSummary) {
     let keyring = keyring();
-    let encryptor = s3_crypto::stream::Encryptor::new(&keyring)
+    let encryptor = s3_crypto::esdk::stream::Encryptor::new(&keyring)
         .frame_length(frame_length)
         .encryption_context([("purpose", "pipeline")].into_iter().collect());
     let encryptor = crate::store::block_on(encryptor.begin()).unwrap();
@@ -165,7 +165,7 @@ fn part_buffers_stay_within_the_memory_budget() {
         let what = format!("{config:?}");
         let keyring = keyring();
         let encryptor = crate::store::block_on(
-            s3_crypto::stream::Encryptor::new(&keyring)
+            s3_crypto::esdk::stream::Encryptor::new(&keyring)
                 .frame_length(fl)
                 .begin(),
         )

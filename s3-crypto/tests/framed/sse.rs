@@ -2,7 +2,7 @@
 //! and ignores the SSE-S3/SSE-KMS headers: for those, what is sent is checked header by header, as
 //! `tests/s3ec/sse.rs` does for S3 Encryption Client objects).
 
-use s3_crypto::s3::framed::{get_framed_object, put_framed_object, GetOptions, PutOptions};
+use s3_crypto::esdk::s3::{get_framed_object, put_framed_object, GetOptions, PutOptions};
 use s3_crypto::s3::{head_object, ServerSideEncryption, SseCustomerKey, SseKms, MIN_PART_SIZE};
 use s3_crypto::{ByteRange, Error};
 

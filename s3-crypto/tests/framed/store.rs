@@ -1,7 +1,7 @@
 //! Framed objects through Garage: round trips, ranges (counting the requests and bytes), tampered
 //! and truncated objects, an aborted upload, and the Python AWS Encryption SDK on a plain download.
 
-use s3_crypto::s3::framed::{
+use s3_crypto::esdk::s3::{
     get_framed_object, is_framed, put_framed_object, put_framed_object_from_reader, GetOptions,
     PutOptions, FORMAT_KEY,
 };

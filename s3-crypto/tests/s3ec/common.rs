@@ -4,12 +4,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
-use s3_crypto::keyring::{DataKey, KeyringFuture};
 use s3_crypto::s3ec::{
     check_kms_encryption_context, kms_encryption_context, ContentAlgorithm, ContentMetadata,
-    S3Keyring, WrappedDataKey, WrappingAlgorithm,
+    WrappingAlgorithm,
 };
-use s3_crypto::Error;
+use s3_crypto::{DataKey, EncryptionContext, Error, Keyring, KeyringFuture, WrappedDataKey};
 
 /// The directory of the vectors and the Python helper.
 pub fn testdata() -> PathBuf {
@@ -44,16 +43,17 @@ impl FakeKms {
         }
     }
 
-    fn aad(context: &BTreeMap<String, String>) -> Vec<u8> {
-        serde_json::to_string(context).unwrap().into_bytes()
+    fn aad(context: &EncryptionContext) -> Vec<u8> {
+        let sorted: BTreeMap<&str, &str> = context.iter().collect();
+        serde_json::to_string(&sorted).unwrap().into_bytes()
     }
 }
 
-impl S3Keyring for FakeKms {
-    fn generate<'a>(
+impl Keyring for FakeKms {
+    fn on_encrypt_object<'a>(
         &'a self,
         algorithm: ContentAlgorithm,
-        encryption_context: &'a BTreeMap<String, String>,
+        encryption_context: &'a EncryptionContext,
     ) -> KeyringFuture<'a, WrappedDataKey> {
         Box::pin(async move {
             let context = kms_encryption_context(algorithm, encryption_context)?;
@@ -77,10 +77,10 @@ impl S3Keyring for FakeKms {
         })
     }
 
-    fn unwrap_key<'a>(
+    fn on_decrypt_object<'a>(
         &'a self,
         metadata: &'a ContentMetadata,
-        encryption_context: &'a BTreeMap<String, String>,
+        encryption_context: &'a EncryptionContext,
     ) -> KeyringFuture<'a, DataKey> {
         Box::pin(async move {
             assert_eq!(metadata.wrapping, WrappingAlgorithm::KmsContext);

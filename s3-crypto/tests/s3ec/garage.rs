@@ -7,12 +7,13 @@ use std::sync::Arc;
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_s3::config::{ConfigBag, Intercept, RequestChecksumCalculation, RuntimeComponents};
 use aws_sdk_s3::primitives::{ByteStream, SdkBody};
-use s3_crypto::s3::{content_md5, get_object, put_object, PUT_ATTEMPTS};
+use s3_crypto::md5::content_md5;
+use s3_crypto::s3::{get_object, put_object, PUT_ATTEMPTS};
 use s3_crypto::s3ec::{
     get_decrypted_object, put_encrypted_object, put_encrypted_object_multipart, AesKeyring,
-    CommitmentPolicy, MetadataStorage, ObjectDecryptor, ObjectEncryptor,
+    MetadataStorage, ObjectDecryptor, ObjectEncryptor,
 };
-use s3_crypto::Error;
+use s3_crypto::{CommitmentPolicy, Error};
 
 use crate::common::plaintext;
 

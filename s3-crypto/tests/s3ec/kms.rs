@@ -1,10 +1,8 @@
 //! The S3EC KMS keyring (`kms+context`) against envelope's own KMS endpoint, in this process.
 
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
-use s3_crypto::s3ec::{
-    CommitmentPolicy, KmsKeyring, ObjectDecryptor, ObjectEncryptor, CEK_ALG_CONTEXT_KEY,
-};
-use s3_crypto::Error;
+use s3_crypto::s3ec::{ObjectDecryptor, ObjectEncryptor, CEK_ALG_CONTEXT_KEY};
+use s3_crypto::{CommitmentPolicy, Error, KmsKeyring};
 
 use crate::common::{context, plaintext};
 
@@ -25,7 +23,7 @@ async fn keyring() -> (KmsKeyring, kms_server::LocalEndpoint) {
     let client = aws_sdk_kms::Client::from_conf(config);
     let key = client.create_key().send().await.unwrap();
     let arn = key.key_metadata().unwrap().arn().unwrap().to_owned();
-    (KmsKeyring::new(client, arn).unwrap(), local)
+    (KmsKeyring::new(client, [arn]).unwrap(), local)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,10 +42,7 @@ async fn kms_keyring_round_trips_v3_and_v2_with_context() {
         let mut sealer = enc.begin().await.unwrap();
         let metadata = sealer.metadata().clone();
         assert_eq!(
-            metadata
-                .context
-                .get(CEK_ALG_CONTEXT_KEY)
-                .map(String::as_str),
+            metadata.context.get(CEK_ALG_CONTEXT_KEY),
             Some(if v2 { "AES/GCM/NoPadding" } else { "115" })
         );
         let mut body = Vec::new();
@@ -75,7 +70,7 @@ async fn kms_keyring_round_trips_v3_and_v2_with_context() {
         // A pair added to the stored context (and claimed by the caller): KMS refuses, because
         // the context is bound to the wrapped key.
         let mut forged = metadata.clone();
-        forged.context.insert("extra".into(), "pair".into());
+        forged.context.insert("extra", "pair");
         let mut claimed = ctx.clone();
         claimed.insert("extra".into(), "pair".into());
         let e = ObjectDecryptor::new(&keyring)

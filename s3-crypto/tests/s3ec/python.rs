@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use s3_crypto::s3ec::{CommitmentPolicy, ContentAlgorithm, ObjectEncryptor};
+use s3_crypto::s3ec::{ContentAlgorithm, ObjectEncryptor};
+use s3_crypto::CommitmentPolicy;
 
 use crate::common::{context, plaintext, testdata, FakeKms};
 

@@ -4,17 +4,17 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use s3_crypto::keyring::{DataKey, KeyringFuture};
 use s3_crypto::s3ec::{
-    AesKeyring, CommitmentPolicy, ContentAlgorithm, ContentMetadata, ContentParameters,
-    MetadataLookup, ObjectDecryptor, ObjectEncryptor, S3Keyring, WrappedDataKey, HOLD_BACK,
-    TAG_LENGTH,
+    AesKeyring, ContentAlgorithm, ContentMetadata, ContentParameters, MetadataLookup,
+    ObjectDecryptor, ObjectEncryptor, HOLD_BACK, TAG_LENGTH,
 };
-use s3_crypto::Error;
+use s3_crypto::{
+    CommitmentPolicy, DataKey, EncryptionContext, Error, Keyring, KeyringFuture, WrappedDataKey,
+};
 
 use crate::common::{context, plaintext};
 
-fn v2_encryptor(keyring: &dyn S3Keyring) -> ObjectEncryptor<'_> {
+fn v2_encryptor(keyring: &dyn Keyring) -> ObjectEncryptor<'_> {
     ObjectEncryptor::new(keyring).commitment_policy(CommitmentPolicy::ForbidEncryptAllowDecrypt)
 }
 
@@ -156,22 +156,22 @@ fn encryption_follows_the_commitment_policy() {
 /// Counts unwrap calls, to show the policy is checked before any key is unwrapped.
 struct Counting(AesKeyring, AtomicUsize);
 
-impl S3Keyring for Counting {
-    fn generate<'a>(
+impl Keyring for Counting {
+    fn on_encrypt_object<'a>(
         &'a self,
         algorithm: ContentAlgorithm,
-        ctx: &'a BTreeMap<String, String>,
+        ctx: &'a EncryptionContext,
     ) -> KeyringFuture<'a, WrappedDataKey> {
-        self.0.generate(algorithm, ctx)
+        self.0.on_encrypt_object(algorithm, ctx)
     }
 
-    fn unwrap_key<'a>(
+    fn on_decrypt_object<'a>(
         &'a self,
         metadata: &'a ContentMetadata,
-        ctx: &'a BTreeMap<String, String>,
+        ctx: &'a EncryptionContext,
     ) -> KeyringFuture<'a, DataKey> {
         self.1.fetch_add(1, Ordering::SeqCst);
-        self.0.unwrap_key(metadata, ctx)
+        self.0.on_decrypt_object(metadata, ctx)
     }
 }
 

@@ -13,10 +13,10 @@ use s3_crypto::s3::{
     get_object, put_stream, CancellationToken, EtagCheck, PutOptions, RetryPolicy,
 };
 use s3_crypto::s3ec::{
-    get_decrypted_object, put_encrypted_object_stream, AesKeyring, CommitmentPolicy,
-    MetadataStorage, ObjectDecryptor, ObjectEncryptor,
+    get_decrypted_object, put_encrypted_object_stream, AesKeyring, MetadataStorage,
+    ObjectDecryptor, ObjectEncryptor,
 };
-use s3_crypto::Error;
+use s3_crypto::{CommitmentPolicy, Error};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::common::plaintext;

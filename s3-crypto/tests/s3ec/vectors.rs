@@ -4,10 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use s3_crypto::s3ec::{
-    CommitmentPolicy, ContentMetadata, MetadataLookup, ObjectDecryptor, TAG_LENGTH,
-};
-use s3_crypto::Error;
+use s3_crypto::s3ec::{ContentMetadata, MetadataLookup, ObjectDecryptor, TAG_LENGTH};
+use s3_crypto::{CommitmentPolicy, Error};
 
 use crate::common::{testdata, variant, FakeKms};
 

@@ -3,19 +3,19 @@
 use std::io::{IoSlice, Read, Write};
 
 use crate::block_on::block_on;
+use crate::data_key::{EncryptionMaterials, Keyring};
 use crate::encryption_context::{EncryptionContext, PUBLIC_KEY_CONTEXT_KEY, RESERVED_PREFIX};
 use crate::error::{Error, Result};
-use crate::keyring::{EncryptionMaterials, Keyring};
-use crate::message::frame::{FrameBuffer, FrameKey, FrameKind, FINAL_FRAME_MARKER};
-use crate::message::header::Header;
-use crate::message::kdf;
-use crate::message::signature::{Signer, SigningKey};
-use crate::message::suite::AlgorithmSuite;
-use crate::message::suite::IV_LEN;
-use crate::policy::DEFAULT_FRAME_LENGTH;
-use crate::stream::pipeline::{next_sequence, run, Job, ReadEnd};
-use crate::stream::read_at::{ReadAt, ReaderAt};
-use crate::stream::write_all_vectored;
+use crate::esdk::message::frame::{FrameBuffer, FrameKey, FrameKind, FINAL_FRAME_MARKER};
+use crate::esdk::message::header::Header;
+use crate::esdk::message::kdf;
+use crate::esdk::message::signature::{Signer, SigningKey};
+use crate::esdk::message::suite::AlgorithmSuite;
+use crate::esdk::message::suite::IV_LEN;
+use crate::esdk::stream::pipeline::{next_sequence, run, Job, ReadEnd};
+use crate::esdk::stream::read_at::{ReadAt, ReaderAt};
+use crate::esdk::stream::write_all_vectored;
+use crate::esdk::DEFAULT_FRAME_LENGTH;
 
 /// Encrypts messages under a keyring: format version 2, a key-committing suite, framed content.
 pub struct Encryptor<'k> {

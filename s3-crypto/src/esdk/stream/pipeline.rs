@@ -18,8 +18,8 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
-use crate::message::frame::{FrameBuffer, FrameKind, FINAL_FRAME_MARKER};
-use crate::message::suite::IV_LEN;
+use crate::esdk::message::frame::{FrameBuffer, FrameKind, FINAL_FRAME_MARKER};
+use crate::esdk::message::suite::IV_LEN;
 
 /// The plaintext bytes a batch of frames aims at.
 const BATCH_BYTES: usize = 1 << 20;

@@ -1,9 +1,9 @@
 //! The multi-keyring: one generator and any number of children.
 
-use crate::error::{Error, Result};
-use crate::keyring::{
+use crate::data_key::{
     DecryptionMaterials, EncryptedDataKey, EncryptionMaterials, Keyring, KeyringFuture,
 };
+use crate::error::{Error, Result};
 
 /// Combines keyrings. On encrypt, the generator (if any) produces and wraps the data key, then every
 /// child wraps it too (one encrypted data key each). On decrypt, the generator and then each child is

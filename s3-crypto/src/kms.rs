@@ -1,9 +1,13 @@
-//! The AWS KMS keyring: data keys generated and wrapped by a KMS-compatible key service (envelope's
-//! own endpoint, or AWS KMS), as the AWS Encryption SDK specifies it
-//! (`framework/aws-kms/aws-kms-keyring.md` and `aws-kms-discovery-keyring.md`).
+//! KMS, for both formats: the [`KmsKeyring`] (which keys, strict or discovery, and the three calls
+//! it makes: GenerateDataKey, Encrypt, Decrypt), the [`KmsArn`] and [`DiscoveryFilter`] of the
+//! ESDK's specification (`aws-kms-key-arn.md`), the one place an SDK error becomes an [`Error`],
+//! and [`KmsClientBuilder`], which resolves the standard AWS configuration chain for the KMS client
+//! and the S3 client alike.
 //!
-//! Each encrypted data key is exactly what the ESDK's KMS keyring writes: key provider id `aws-kms`,
-//! key provider info the key ARN that KMS returned (UTF-8), ciphertext the KMS `CiphertextBlob`.
+//! What the keyring does with a data key is the format's business: the ESDK side
+//! ([`Keyring`](crate::Keyring): one encrypted data key per KMS key, named by its key ARN) is in
+//! `esdk/keyring/kms.rs`, the S3 Encryption Client's (`kms+context` and legacy `kms` wrapping) in
+//! `s3ec/keyring.rs`.
 //!
 //! Calls go through the AWS SDK (`aws-sdk-kms`); the client is either handed in already configured
 //! ([`KmsKeyring::new`]) or built by [`KmsClientBuilder`] from the standard AWS configuration chain.
@@ -18,13 +22,16 @@ use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use aws_sdk_kms::config::{Credentials, Region};
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::DataKeySpec;
 use zeroize::Zeroizing;
 
+use crate::data_key::{
+    DataKey, DecryptionMaterials, EncryptedDataKey, EncryptionMaterials, Keyring, KeyringFuture,
+    WrappedDataKey,
+};
 use crate::encryption_context::EncryptionContext;
 use crate::error::{Error, Result};
-use crate::keyring::{
-    DataKey, DecryptionMaterials, EncryptedDataKey, EncryptionMaterials, Keyring, KeyringFuture,
-};
+use crate::s3ec::{ContentAlgorithm, ContentMetadata};
 
 /// The key provider id of every encrypted data key a KMS keyring writes.
 pub const KMS_PROVIDER_ID: &str = "aws-kms";
@@ -193,14 +200,16 @@ impl DiscoveryFilter {
 // The keyring
 
 #[derive(Clone, Debug)]
-enum Mode {
+pub(crate) enum Mode {
     /// Encrypt with these identifiers (the first generates); decrypt only EDKs naming one of them.
     Strict(Vec<String>),
     /// Decrypt any `aws-kms` EDK (passing the filter, if any); cannot encrypt.
     Discovery(Option<DiscoveryFilter>),
 }
 
-/// A keyring backed by a KMS-compatible key service.
+/// A keyring backed by a KMS-compatible key service, for both formats.
+///
+/// On AWS Encryption SDK messages (the [`Keyring`](crate::Keyring) side):
 ///
 /// - **Strict** ([`new`](Self::new)): one or more wrapping keys. On encrypt, the first (the
 ///   generator) calls `GenerateDataKey` if the materials have no data key yet, and every other key
@@ -215,6 +224,17 @@ enum Mode {
 /// length; on encrypt, the returned `KeyId` must be a key ARN. Failures keep the KMS error name
 /// (`KMS refused: InvalidCiphertextException: …`) and never include key material.
 ///
+/// On S3 Encryption Client objects ([`s3ec`](crate::s3ec); one data key per object, wrapped with
+/// `kms+context`, and no key ARN stored beside it):
+///
+/// - **Strict**: the key id (one: an object has one wrapped data key) generates the data key
+///   (`GenerateDataKey`, key spec `AES_256`); on decrypt each configured key is tried in turn
+///   (`Decrypt` with that `KeyId`; KMS refuses a blob of another key).
+/// - **Discovery**: `Decrypt` without a `KeyId` (the blob names its key, as in every KMS
+///   ciphertext); the key KMS answers with must be a key ARN the filter, if any, allows.
+/// - The legacy `kms` wrapping is read only after
+///   [`with_legacy_wrapping`](Self::with_legacy_wrapping).
+///
 /// The SDK runs on tokio. Inside a tokio runtime (the async API: [`Encryptor::begin`],
 /// [`Decryptor::begin`]) calls run on the current runtime. Outside one (the blocking API), they are
 /// spawned on the runtime that was current when the keyring was built, or the one given to
@@ -228,6 +248,8 @@ pub struct KmsKeyring {
     mode: Mode,
     grant_tokens: Vec<String>,
     runtime: Option<tokio::runtime::Handle>,
+    /// S3 Encryption Client objects: also decrypt the legacy `kms` wrapping.
+    pub(crate) legacy_wrapping: bool,
 }
 
 impl std::fmt::Debug for KmsKeyring {
@@ -235,6 +257,7 @@ impl std::fmt::Debug for KmsKeyring {
         f.debug_struct("KmsKeyring")
             .field("mode", &self.mode)
             .field("grant_tokens", &self.grant_tokens.len())
+            .field("legacy_wrapping", &self.legacy_wrapping)
             .finish_non_exhaustive()
     }
 }
@@ -273,6 +296,7 @@ impl KmsKeyring {
             mode,
             grant_tokens: Vec::new(),
             runtime: tokio::runtime::Handle::try_current().ok(),
+            legacy_wrapping: false,
         }
     }
 
@@ -322,196 +346,110 @@ impl KmsKeyring {
         run_on_runtime(self.runtime.as_ref(), call).await
     }
 
-    async fn generate(
+    /// GenerateDataKey with `key_id`: a data key of `size`, its `CiphertextBlob`, and the
+    /// `KeyId` KMS names (the key ARN). The one call both formats make on encrypt.
+    pub(crate) async fn generate_data_key(
         &self,
         key_id: &str,
-        len: usize,
-        context: Option<HashMap<String, String>>,
-    ) -> Result<(DataKey, EncryptedDataKey)> {
-        let number_of_bytes = i32::try_from(len)
-            .map_err(|_| Error::InvalidConfiguration("data key length out of range".into()))?;
+        size: DataKeySize,
+        context: &EncryptionContext,
+    ) -> Result<(DataKey, Option<String>, Vec<u8>)> {
         let request = self
             .client
             .generate_data_key()
             .key_id(key_id)
-            .number_of_bytes(number_of_bytes)
-            .set_encryption_context(context)
+            .set_encryption_context(kms_context(context))
             .set_grant_tokens(self.grant_tokens());
+        let (request, len) = match size {
+            DataKeySize::Bytes(len) => {
+                let number_of_bytes = i32::try_from(len).map_err(|_| {
+                    Error::InvalidConfiguration("data key length out of range".into())
+                })?;
+                (request.number_of_bytes(number_of_bytes), len)
+            }
+            DataKeySize::Aes256 => (request.key_spec(DataKeySpec::Aes256), 32),
+        };
         let op = Op::new("GenerateDataKey", key_id);
         let out = self
             .run(async move { request.send().await.map_err(|e| op.sdk_error(e)) })
             .await?;
         let op = Op::new("GenerateDataKey", key_id);
-        let plaintext = Zeroizing::new(
-            out.plaintext
-                .ok_or_else(|| op.bad_response("no Plaintext"))?
-                .into_inner(),
-        );
-        if plaintext.len() != len {
-            return Err(op.bad_response(&format!(
-                "a data key of {} bytes where the algorithm suite needs {len}",
-                plaintext.len()
-            )));
-        }
-        let edk = edk(&op, out.key_id, out.ciphertext_blob)?;
-        Ok((DataKey::new(plaintext.to_vec()), edk))
+        let data_key = op.data_key(out.plaintext, len)?;
+        let ciphertext = out
+            .ciphertext_blob
+            .ok_or_else(|| op.bad_response("no CiphertextBlob"))?
+            .into_inner();
+        Ok((data_key, out.key_id, ciphertext))
     }
 
-    async fn encrypt(
+    /// Encrypt of `data_key` with `key_id`: the `KeyId` KMS names and the `CiphertextBlob`.
+    pub(crate) async fn encrypt(
         &self,
         key_id: &str,
         data_key: &DataKey,
-        context: Option<HashMap<String, String>>,
-    ) -> Result<EncryptedDataKey> {
+        context: &EncryptionContext,
+    ) -> Result<(Option<String>, Option<Blob>)> {
         let request = self
             .client
             .encrypt()
             .key_id(key_id)
             .plaintext(Blob::new(data_key.as_bytes().to_vec()))
-            .set_encryption_context(context)
+            .set_encryption_context(kms_context(context))
             .set_grant_tokens(self.grant_tokens());
         let op = Op::new("Encrypt", key_id);
         let out = self
             .run(async move { request.send().await.map_err(|e| op.sdk_error(e)) })
             .await?;
-        edk(&Op::new("Encrypt", key_id), out.key_id, out.ciphertext_blob)
+        Ok((out.key_id, out.ciphertext_blob))
     }
 
-    async fn decrypt(
+    /// Decrypt of `ciphertext` (a data key of `len` bytes): with `key_id`, or, when it is `None`,
+    /// with whichever key the ciphertext names (KMS reads it from the blob). Returns the data key
+    /// and the `KeyId` KMS names.
+    pub(crate) async fn decrypt(
         &self,
-        arn: &str,
-        edk: &EncryptedDataKey,
+        key_id: Option<&str>,
+        ciphertext: &[u8],
         len: usize,
-        context: Option<HashMap<String, String>>,
-    ) -> Result<DataKey> {
+        context: &EncryptionContext,
+    ) -> Result<(DataKey, String)> {
         let request = self
             .client
             .decrypt()
-            .key_id(arn)
-            .ciphertext_blob(Blob::new(edk.ciphertext.clone()))
-            .set_encryption_context(context)
+            .set_key_id(key_id.map(str::to_owned))
+            .ciphertext_blob(Blob::new(ciphertext.to_vec()))
+            .set_encryption_context(kms_context(context))
             .set_grant_tokens(self.grant_tokens());
-        let op = Op::new("Decrypt", arn);
+        let named = key_id.unwrap_or("the key its ciphertext names");
+        let op = Op::new("Decrypt", named);
         let out = self
             .run(async move { request.send().await.map_err(|e| op.sdk_error(e)) })
             .await?;
-        let op = Op::new("Decrypt", arn);
-        let plaintext = Zeroizing::new(
-            out.plaintext
-                .ok_or_else(|| op.bad_response("no Plaintext"))?
-                .into_inner(),
-        );
-        match out.key_id.as_deref() {
-            Some(k) if k == arn => {}
-            Some(k) => {
-                return Err(op.bad_response(&format!(
-                    "KeyId {} instead of the requested key",
-                    quote(k.as_bytes())
-                )))
-            }
-            None => return Err(op.bad_response("no KeyId")),
-        }
-        if plaintext.len() != len {
-            return Err(op.bad_response(&format!(
-                "a data key of {} bytes where the algorithm suite needs {len}",
-                plaintext.len()
-            )));
-        }
-        Ok(DataKey::new(plaintext.to_vec()))
+        let op = Op::new("Decrypt", named);
+        let data_key = op.data_key(out.plaintext, len)?;
+        let key_id = out.key_id.ok_or_else(|| op.bad_response("no KeyId"))?;
+        Ok((data_key, key_id))
     }
 
-    async fn wrap(&self, mut materials: EncryptionMaterials) -> Result<EncryptionMaterials> {
-        let keys = match &self.mode {
-            Mode::Strict(keys) => keys,
-            Mode::Discovery(_) => {
-                return Err(Error::InvalidConfiguration(
-                    "a discovery KMS keyring cannot encrypt: configure key ids".into(),
-                ))
+    /// Whether this keyring may use the key KMS named (`KeyId`) in discovery: always in strict
+    /// mode (the caller chose the key), else when it is a key ARN the filter (if any) allows.
+    pub(crate) fn discovery_allows(&self, key_id: &str) -> bool {
+        match &self.mode {
+            Mode::Strict(_) => true,
+            Mode::Discovery(None) => KmsArn::parse_key_arn(key_id).is_some(),
+            Mode::Discovery(Some(filter)) => {
+                KmsArn::parse_key_arn(key_id).is_some_and(|arn| filter.allows(&arn))
             }
-        };
-        let context = kms_context(&materials.encryption_context);
-        let mut keys = keys.iter();
-        let data_key = match &materials.data_key {
-            Some(k) => k.clone(),
-            None => {
-                let Some(generator) = keys.next() else {
-                    return Err(Error::InvalidConfiguration(
-                        "a KMS keyring needs at least one key id".into(),
-                    ));
-                };
-                let (data_key, edk) = self
-                    .generate(generator, materials.suite.data_key_len(), context.clone())
-                    .await?;
-                materials.data_key = Some(data_key.clone());
-                materials.encrypted_data_keys.push(edk);
-                data_key
-            }
-        };
-        for key_id in keys {
-            let edk = self.encrypt(key_id, &data_key, context.clone()).await?;
-            materials.encrypted_data_keys.push(edk);
         }
-        Ok(materials)
     }
 
-    async fn unwrap_key(
-        &self,
-        mut materials: DecryptionMaterials,
-        edks: &[EncryptedDataKey],
-    ) -> Result<DecryptionMaterials> {
-        if materials.data_key.is_some() {
-            return Ok(materials);
-        }
-        let len = materials.suite.data_key_len();
-        let context = kms_context(&materials.encryption_context);
-        let mut errors = Vec::new();
-        for edk in edks {
-            if edk.provider_id != KMS_PROVIDER_ID {
-                continue;
-            }
-            // As the spec says: an `aws-kms` EDK that does not name a key ARN fails the keyring.
-            let arn_str = std::str::from_utf8(&edk.provider_info)
-                .ok()
-                .filter(|s| KmsArn::parse_key_arn(s).is_some())
-                .ok_or_else(|| {
-                    Error::Keyring(format!(
-                        "an aws-kms encrypted data key names {}, which is not a KMS key ARN",
-                        quote(&edk.provider_info)
-                    ))
-                })?;
-            let matches = match &self.mode {
-                Mode::Strict(keys) => keys.iter().any(|k| k == arn_str),
-                Mode::Discovery(None) => true,
-                Mode::Discovery(Some(filter)) => {
-                    KmsArn::parse(arn_str).is_some_and(|arn| filter.allows(&arn))
-                }
-            };
-            if !matches {
-                continue;
-            }
-            match self.decrypt(arn_str, edk, len, context.clone()).await {
-                Ok(data_key) => {
-                    materials.data_key = Some(data_key);
-                    return Ok(materials);
-                }
-                Err(e) => errors.push(e.to_string()),
-            }
-        }
-        match errors.len() {
-            0 => Ok(materials),
-            1 => Err(Error::Keyring(strip_prefix(&errors[0]))),
-            n => Err(Error::Keyring(format!(
-                "all {n} KMS-wrapped data keys failed: {}",
-                errors
-                    .iter()
-                    .map(|e| strip_prefix(e))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ))),
-        }
+    /// The configuration (strict key ids, or discovery with its filter).
+    pub(crate) fn mode(&self) -> &Mode {
+        &self.mode
     }
 }
 
+/// Each format's half is in its folder: `esdk/keyring/kms.rs` and `s3ec/keyring.rs`.
 impl Keyring for KmsKeyring {
     fn on_encrypt<'a>(
         &'a self,
@@ -527,10 +465,36 @@ impl Keyring for KmsKeyring {
     ) -> KeyringFuture<'a, DecryptionMaterials> {
         Box::pin(self.unwrap_key(materials, encrypted_data_keys))
     }
+
+    fn on_encrypt_object<'a>(
+        &'a self,
+        algorithm: ContentAlgorithm,
+        encryption_context: &'a EncryptionContext,
+    ) -> KeyringFuture<'a, WrappedDataKey> {
+        Box::pin(self.generate_object_key(algorithm, encryption_context))
+    }
+
+    fn on_decrypt_object<'a>(
+        &'a self,
+        metadata: &'a ContentMetadata,
+        encryption_context: &'a EncryptionContext,
+    ) -> KeyringFuture<'a, DataKey> {
+        Box::pin(self.decrypt_object_key(metadata, encryption_context))
+    }
+}
+
+/// The size of a data key to generate: a number of bytes (as the ESDK asks), or the `AES_256` key
+/// spec (as the S3 Encryption Client asks); both give 32 bytes for AES-256.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum DataKeySize {
+    /// `NumberOfBytes`.
+    Bytes(usize),
+    /// `KeySpec` `AES_256`.
+    Aes256,
 }
 
 /// The encryption context as KMS takes it; absent when empty.
-fn kms_context(context: &EncryptionContext) -> Option<HashMap<String, String>> {
+pub(crate) fn kms_context(context: &EncryptionContext) -> Option<HashMap<String, String>> {
     (!context.is_empty()).then(|| {
         context
             .iter()
@@ -539,37 +503,14 @@ fn kms_context(context: &EncryptionContext) -> Option<HashMap<String, String>> {
     })
 }
 
-/// Builds the encrypted data key from a GenerateDataKey or Encrypt response, checking that KMS named
-/// a key ARN.
-fn edk(op: &Op, key_id: Option<String>, blob: Option<Blob>) -> Result<EncryptedDataKey> {
-    let key_id = key_id.ok_or_else(|| op.bad_response("no KeyId"))?;
-    if KmsArn::parse_key_arn(&key_id).is_none() {
-        return Err(op.bad_response(&format!(
-            "KeyId {}, which is not a key ARN",
-            quote(key_id.as_bytes())
-        )));
-    }
-    let ciphertext = blob
-        .ok_or_else(|| op.bad_response("no CiphertextBlob"))?
-        .into_inner();
-    if ciphertext.is_empty() || ciphertext.len() > usize::from(u16::MAX) {
-        return Err(op.bad_response("a CiphertextBlob of unusable length"));
-    }
-    Ok(EncryptedDataKey {
-        provider_id: KMS_PROVIDER_ID.to_owned(),
-        provider_info: key_id.into_bytes(),
-        ciphertext,
-    })
-}
-
-/// Error messages of one KMS call.
-struct Op {
+/// Error messages of one KMS call: the one place an SDK error becomes [`Error::Keyring`].
+pub(crate) struct Op {
     name: &'static str,
     key: String,
 }
 
 impl Op {
-    fn new(name: &'static str, key: &str) -> Self {
+    pub(crate) fn new(name: &'static str, key: &str) -> Self {
         Self {
             name,
             key: key.to_owned(),
@@ -600,7 +541,23 @@ impl Op {
         }
     }
 
-    fn bad_response(&self, what: &str) -> Error {
+    /// The plaintext data key of a response, which must be `len` bytes.
+    fn data_key(&self, plaintext: Option<Blob>, len: usize) -> Result<DataKey> {
+        let plaintext = Zeroizing::new(
+            plaintext
+                .ok_or_else(|| self.bad_response("no Plaintext"))?
+                .into_inner(),
+        );
+        if plaintext.len() != len {
+            return Err(self.bad_response(&format!(
+                "a data key of {} bytes where the algorithm suite needs {len}",
+                plaintext.len()
+            )));
+        }
+        Ok(DataKey::new(plaintext.to_vec()))
+    }
+
+    pub(crate) fn bad_response(&self, what: &str) -> Error {
         Error::Keyring(format!(
             "KMS {} with {} returned {what}",
             self.name, self.key
@@ -608,13 +565,8 @@ impl Op {
     }
 }
 
-/// `keyring failure: …` nests badly when errors are collected; keep the inner text.
-fn strip_prefix(s: &str) -> String {
-    s.strip_prefix("keyring failure: ").unwrap_or(s).to_owned()
-}
-
 /// A string from the message or a response, quoted and cut to a sane length.
-fn quote(bytes: &[u8]) -> String {
+pub(crate) fn quote(bytes: &[u8]) -> String {
     let s = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_QUOTED)]);
     let ellipsis = if bytes.len() > MAX_QUOTED { "…" } else { "" };
     format!("{s:?}{ellipsis}")

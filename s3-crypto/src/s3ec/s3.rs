@@ -47,8 +47,9 @@ pub async fn put_encrypted_object(
 }
 
 /// Encrypts `input` (of any length, read to its end) and uploads it as a multipart upload of
-/// `part_size` parts (at least [`MIN_PART_SIZE`], at most [`MAX_PART_SIZE`]) even when it is
-/// short; see [`put_encrypted_object_stream`], which picks PutObject for short input.
+/// `part_size` parts (at least [`MIN_PART_SIZE`](crate::s3::MIN_PART_SIZE), at most
+/// [`MAX_PART_SIZE`](crate::s3::MAX_PART_SIZE)) even when it is short; see
+/// [`put_encrypted_object_stream`], which picks PutObject for short input.
 #[allow(clippy::too_many_arguments)]
 pub async fn put_encrypted_object_multipart<R: AsyncRead + Unpin>(
     client: &aws_sdk_s3::Client,

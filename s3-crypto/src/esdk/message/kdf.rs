@@ -4,7 +4,7 @@ use aws_lc_rs::{aead, hkdf};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::message::suite::{AlgorithmSuite, Kdf, COMMITMENT_LEN};
+use crate::esdk::message::suite::{AlgorithmSuite, Kdf, COMMITMENT_LEN};
 
 /// An HKDF output length (aws-lc-rs asks for it as a `KeyType`).
 pub(crate) struct Len(pub(crate) usize);

@@ -7,7 +7,7 @@ use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, UnparsedPublicKey};
 use base64::Engine as _;
 
 use crate::error::{Error, Result};
-use crate::message::suite::SignatureAlgorithm;
+use crate::esdk::message::suite::SignatureAlgorithm;
 
 /// An ephemeral ECDSA signing key (generated per message).
 pub struct SigningKey {

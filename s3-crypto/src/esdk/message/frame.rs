@@ -7,7 +7,7 @@
 use aws_lc_rs::aead;
 
 use crate::error::{Error, Result};
-use crate::message::suite::{IV_LEN, TAG_LEN};
+use crate::esdk::message::suite::{IV_LEN, TAG_LEN};
 
 /// The marker that starts a final frame in place of a sequence number.
 pub(crate) const FINAL_FRAME_MARKER: u32 = 0xFFFF_FFFF;
@@ -82,7 +82,8 @@ impl FrameBuffer {
     /// of bytes read (less than [`capacity`](Self::capacity) only at the end of the input).
     pub fn fill_from<R: std::io::Read>(&mut self, input: &mut R) -> std::io::Result<usize> {
         let cap = self.capacity();
-        let n = crate::stream::read_full(input, &mut self.buf[PREFIX_ROOM..PREFIX_ROOM + cap])?;
+        let n =
+            crate::esdk::stream::read_full(input, &mut self.buf[PREFIX_ROOM..PREFIX_ROOM + cap])?;
         self.plaintext_len = n;
         self.start = 0;
         self.end = 0;

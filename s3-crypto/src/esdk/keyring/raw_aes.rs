@@ -4,10 +4,11 @@
 use aws_lc_rs::aead;
 use zeroize::Zeroizing;
 
-use crate::error::{Error, Result};
-use crate::keyring::{
-    DataKey, DecryptionMaterials, EncryptedDataKey, EncryptionMaterials, Keyring, KeyringFuture,
+use crate::data_key::{
+    aes_wrapping_key, DataKey, DecryptionMaterials, EncryptedDataKey, EncryptionMaterials, Keyring,
+    KeyringFuture,
 };
+use crate::error::{Error, Result};
 
 const IV_LEN: usize = 12;
 const TAG_LEN: usize = 16;
@@ -52,17 +53,7 @@ impl RawAesKeyring {
                 "key namespace or name too long".into(),
             ));
         }
-        let alg = match wrapping_key.len() {
-            16 => &aead::AES_128_GCM,
-            24 => &aead::AES_192_GCM,
-            32 => &aead::AES_256_GCM,
-            n => {
-                return Err(Error::InvalidConfiguration(format!(
-                    "a raw AES wrapping key is 16, 24 or 32 bytes, not {n}"
-                )))
-            }
-        };
-        let key = aead::LessSafeKey::new(aead::UnboundKey::new(alg, wrapping_key)?);
+        let key = aes_wrapping_key(wrapping_key)?;
         Ok(Self {
             namespace,
             name,

@@ -5,11 +5,11 @@ use std::io::Read;
 
 use aws_lc_rs::aead;
 
+use crate::data_key::EncryptedDataKey;
 use crate::encryption_context::EncryptionContext;
 use crate::error::{Error, Result};
-use crate::keyring::EncryptedDataKey;
-use crate::message::reader::Input;
-use crate::message::suite::{AlgorithmSuite, COMMITMENT_LEN, IV_LEN, TAG_LEN};
+use crate::esdk::message::reader::Input;
+use crate::esdk::message::suite::{AlgorithmSuite, COMMITMENT_LEN, IV_LEN, TAG_LEN};
 
 /// How the message body is laid out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

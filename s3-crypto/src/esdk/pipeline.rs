@@ -34,10 +34,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{Error, Result};
-use crate::md5::{md5_parts, Md5Digest, MAX_LANES};
-use crate::message::frame::{
+use crate::esdk::message::frame::{
     final_frame_len, prefix_len, regular_frame_len, FrameKey, FrameKind, FINAL_FRAME_MARKER,
 };
+use crate::md5::{md5_parts, Md5Digest, MAX_LANES};
 use crate::MessageEncryptor;
 
 /// The default memory budget for part buffers: 256 MiB.

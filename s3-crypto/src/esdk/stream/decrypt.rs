@@ -4,24 +4,23 @@
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 
 use crate::block_on::block_on;
+use crate::data_key::{DecryptionMaterials, Keyring};
 use crate::encryption_context::{EncryptionContext, PUBLIC_KEY_CONTEXT_KEY};
 use crate::error::{Error, Result};
-use crate::keyring::{DecryptionMaterials, Keyring};
-use crate::message::frame::{
+use crate::esdk::message::frame::{
     regular_frame_len, BodyLayout, FrameBuffer, FrameKey, FrameKind, FINAL_FRAME_MARKER,
     MAX_NON_FRAMED_LEN,
 };
-use crate::message::header::{ContentType, Header, HeaderLimits};
-use crate::message::kdf;
-use crate::message::reader::Input;
-use crate::message::signature::Verifier;
-use crate::message::suite::{IV_LEN, TAG_LEN};
-use crate::policy::{
-    CommitmentPolicy, DEFAULT_MAX_BUFFERED_CONTENT, DEFAULT_MAX_ENCRYPTED_DATA_KEYS,
-};
+use crate::esdk::message::header::{ContentType, Header, HeaderLimits};
+use crate::esdk::message::kdf;
+use crate::esdk::message::reader::Input;
+use crate::esdk::message::signature::Verifier;
+use crate::esdk::message::suite::{IV_LEN, TAG_LEN};
+use crate::esdk::stream::pipeline::{next_sequence, run, Job, ReadEnd};
+use crate::esdk::stream::read_at::{ReadAt, ReaderAt};
+use crate::esdk::{DEFAULT_MAX_BUFFERED_CONTENT, DEFAULT_MAX_ENCRYPTED_DATA_KEYS};
+use crate::policy::CommitmentPolicy;
 use crate::range::ByteRange;
-use crate::stream::pipeline::{next_sequence, run, Job, ReadEnd};
-use crate::stream::read_at::{ReadAt, ReaderAt};
 
 /// Decrypts messages with a keyring.
 pub struct Decryptor<'k> {
@@ -89,8 +88,7 @@ impl<'k> Decryptor<'k> {
             &mut input,
             HeaderLimits {
                 max_encrypted_data_keys: self.max_encrypted_data_keys,
-                allow_non_committing: self.commitment_policy
-                    == CommitmentPolicy::RequireEncryptAllowDecrypt,
+                allow_non_committing: self.commitment_policy.allows_decrypt(false),
             },
         )?;
         let materials = DecryptionMaterials::new(header.suite, header.encryption_context.clone());
@@ -145,7 +143,7 @@ impl<'k> Decryptor<'k> {
     }
 
     /// Decrypts one message from `input` to `output`; returns its header. See the
-    /// [module documentation](crate::stream) for what `output` may have received if this fails.
+    /// [module documentation](crate::esdk::stream) for what `output` may have received if this fails.
     pub fn decrypt<R: Read, W: Write>(&self, input: R, output: W) -> Result<Header> {
         block_on(self.begin(BufReader::with_capacity(1 << 16, input)))?.decrypt_to(output)
     }
@@ -187,7 +185,7 @@ impl<R: Read> MessageDecryptor<R> {
     }
 
     /// Decrypts the body to `output`, verifies the signature and the end of the input; returns the
-    /// header. See the [`stream`](crate::stream) module docs for what `output` holds after an error.
+    /// header. See the [`stream`](crate::esdk::stream) module docs for what `output` holds after an error.
     pub fn decrypt_to<W: Write>(mut self, mut output: W) -> Result<Header> {
         let held_back = match self.header.content_type {
             ContentType::Framed => self.framed_body(&mut output)?,

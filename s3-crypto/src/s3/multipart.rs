@@ -1,0 +1,223 @@
+//! Multipart uploads: CreateMultipartUpload, UploadPart with `Content-MD5` through the one retry
+//! loop, Complete and Abort.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_sdk_s3::primitives::ByteStream;
+
+use super::sse::{apply_sse, apply_sse_c};
+use super::{
+    s3_error, send_with_retry, to_hash_map, PutOptions, RetryPolicy, SseCustomerKey, MAX_PARTS,
+};
+use crate::error::{Error, Result};
+use crate::md5::content_md5;
+
+/// A multipart upload in progress. Parts go up with their `Content-MD5` (and the SSE-C key, when
+/// the upload has one), one at a time ([`upload_part`](Self::upload_part)) or concurrently (each
+/// [`PartUpload`] from [`next_part`](Self::next_part) is `'static` and can be spawned); on any
+/// failure the caller calls [`abort`](Self::abort) so that no parts stay behind.
+#[derive(Debug)]
+pub struct MultipartUpload {
+    target: Arc<Target>,
+    next_number: i32,
+    parts: Vec<aws_sdk_s3::types::CompletedPart>,
+}
+
+#[derive(Debug)]
+struct Target {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    sse_c: Option<SseCustomerKey>,
+    retry: RetryPolicy,
+}
+
+/// One part to upload: [`send`](Self::send) it, then hand the result to
+/// [`MultipartUpload::part_done`].
+#[derive(Debug)]
+pub struct PartUpload {
+    target: Arc<Target>,
+    number: i32,
+}
+
+impl MultipartUpload {
+    /// CreateMultipartUpload with `metadata` (keys without `x-amz-meta-`).
+    pub async fn create(
+        client: &aws_sdk_s3::Client,
+        bucket: &str,
+        key: &str,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Self> {
+        Self::create_with(client, bucket, key, metadata, &PutOptions::default()).await
+    }
+
+    /// CreateMultipartUpload with the server-side encryption and retry policy of `options`
+    /// (which every part then uses).
+    pub async fn create_with(
+        client: &aws_sdk_s3::Client,
+        bucket: &str,
+        key: &str,
+        metadata: &BTreeMap<String, String>,
+        options: &PutOptions,
+    ) -> Result<Self> {
+        let request = client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .set_metadata(to_hash_map(metadata));
+        let out = apply_sse!(request, options.sse.as_ref())
+            .send()
+            .await
+            .map_err(|e| s3_error("CreateMultipartUpload", bucket, key, e))?;
+        let upload_id = out.upload_id().ok_or_else(|| Error::S3 {
+            operation: "CreateMultipartUpload",
+            message: format!("no UploadId in the answer (s3://{bucket}/{key})"),
+        })?;
+        Ok(Self {
+            target: Arc::new(Target {
+                client: client.clone(),
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                upload_id: upload_id.to_owned(),
+                sse_c: options.sse_c().cloned(),
+                retry: options.retry,
+            }),
+            next_number: 1,
+            parts: Vec::new(),
+        })
+    }
+
+    /// The upload id the store gave.
+    pub fn upload_id(&self) -> &str {
+        &self.target.upload_id
+    }
+
+    /// Numbers the next part (from 1; at most [`MAX_PARTS`]).
+    pub fn next_part(&mut self) -> Result<PartUpload> {
+        if self.next_number > MAX_PARTS {
+            return Err(Error::InvalidConfiguration(format!(
+                "more than {MAX_PARTS} parts: choose a larger part size"
+            )));
+        }
+        let number = self.next_number;
+        self.next_number += 1;
+        Ok(PartUpload {
+            target: self.target.clone(),
+            number,
+        })
+    }
+
+    /// Records an uploaded part.
+    pub fn part_done(&mut self, part: aws_sdk_s3::types::CompletedPart) {
+        self.parts.push(part);
+    }
+
+    /// Uploads the next part and records it.
+    pub async fn upload_part(&mut self, body: Vec<u8>) -> Result<()> {
+        let part = self.next_part()?.send(body).await?;
+        self.part_done(part);
+        Ok(())
+    }
+
+    /// CompleteMultipartUpload with the parts recorded, in part-number order. If that fails, the
+    /// upload is aborted (so no parts stay behind) and the completion error returned.
+    pub async fn complete(mut self) -> Result<()> {
+        match self.complete_parts().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = self.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) async fn complete_parts(&mut self) -> Result<()> {
+        let mut parts = self.parts.clone();
+        parts.sort_by_key(|p| p.part_number());
+        let t = &self.target;
+        if parts.len() != usize::try_from(self.next_number - 1).unwrap_or(usize::MAX) {
+            return Err(Error::InvalidConfiguration(
+                "completing a multipart upload with parts missing".into(),
+            ));
+        }
+        let parts = aws_sdk_s3::types::CompletedMultipartUpload::builder()
+            .set_parts(Some(parts))
+            .build();
+        let request = t
+            .client
+            .complete_multipart_upload()
+            .bucket(&t.bucket)
+            .key(&t.key)
+            .upload_id(&t.upload_id)
+            .multipart_upload(parts);
+        apply_sse_c!(request, t.sse_c.as_ref())
+            .send()
+            .await
+            .map_err(|e| s3_error("CompleteMultipartUpload", &t.bucket, &t.key, e))?;
+        Ok(())
+    }
+
+    /// AbortMultipartUpload: the store drops the parts uploaded so far.
+    pub async fn abort(self) -> Result<()> {
+        let t = &self.target;
+        send_with_retry("AbortMultipartUpload", &t.bucket, &t.key, &t.retry, || {
+            t.client
+                .abort_multipart_upload()
+                .bucket(&t.bucket)
+                .key(&t.key)
+                .upload_id(&t.upload_id)
+                .send()
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+impl PartUpload {
+    /// The part number (from 1).
+    pub fn number(&self) -> i32 {
+        self.number
+    }
+
+    /// UploadPart with its `Content-MD5` (and the upload's SSE-C key), retried as [`put_object`](super::put_object) is.
+    pub async fn send(self, body: Vec<u8>) -> Result<aws_sdk_s3::types::CompletedPart> {
+        let md5 = content_md5(&body);
+        self.send_hashed(body.into(), &md5).await
+    }
+
+    /// [`send`](Self::send) of a body whose `Content-MD5` header value is already known (the
+    /// upload pipeline hashes parts together).
+    pub(crate) async fn send_hashed(
+        self,
+        body: bytes::Bytes,
+        md5: &str,
+    ) -> Result<aws_sdk_s3::types::CompletedPart> {
+        let t = &self.target;
+        let out = send_with_retry("UploadPart", &t.bucket, &t.key, &t.retry, || {
+            let request = t
+                .client
+                .upload_part()
+                .bucket(&t.bucket)
+                .key(&t.key)
+                .upload_id(&t.upload_id)
+                .part_number(self.number)
+                .content_md5(md5)
+                .body(ByteStream::from(body.clone()));
+            apply_sse_c!(request, t.sse_c.as_ref()).send()
+        })
+        .await
+        .map_err(|e| match e {
+            Error::S3 { operation, message } => Error::S3 {
+                operation,
+                message: format!("part {}: {message}", self.number),
+            },
+            other => other,
+        })?;
+        Ok(aws_sdk_s3::types::CompletedPart::builder()
+            .part_number(self.number)
+            .set_e_tag(out.e_tag().map(str::to_owned))
+            .build())
+    }
+}
