@@ -12,6 +12,11 @@ use uuid::Uuid;
 use crate::custom_key_store::ConnectionState;
 use crate::error::{KmsError, Result};
 
+mod custom_key_stores;
+mod sqlite_file;
+
+use sqlite_file::restrict_sqlite_file;
+
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_custom_key_stores.sql")),
@@ -227,67 +232,8 @@ fn key_from_row(r: &AnyRow) -> Result<KeyRow> {
     })
 }
 
-fn custom_key_store_from_row(r: &AnyRow) -> Result<CustomKeyStoreRow> {
-    Ok(CustomKeyStoreRow {
-        id: r.try_get("store_id")?,
-        name: r.try_get("store_name")?,
-        cluster_id: r.try_get("cluster_id")?,
-        trust_anchor: r.try_get("trust_anchor")?,
-        wrapped_password: r.try_get("wrapped_password")?,
-        connection_state: ConnectionState::parse(&r.try_get::<String, _>("connection_state")?)?,
-        connection_error: r.try_get("connection_error")?,
-        created_at: r.try_get("created_at")?,
-        revision: r.try_get("revision")?,
-    })
-}
-
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
-}
-
-/// The database file of a SQLite URL (`sqlite://PATH?mode=rwc`) readable by its owner only, whatever
-/// the process umask: created 0600 when the URL lets SQLite create it, narrowed to 0600 when it is
-/// wider. SQLite gives the `-wal` and `-shm` files the database file's mode, so they follow.
-fn restrict_sqlite_file(url: &str) -> Result<()> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path.is_empty() || path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
-        return Ok(());
-    }
-    let path = std::path::Path::new(path);
-    let fail = |e: std::io::Error| {
-        KmsError::Internal(format!("Cannot open the key store {}: {e}", path.display()))
-    };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        match std::fs::metadata(path) {
-            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if query.split('&').any(|p| p == "mode=rwc") {
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(path)
-                        .map_err(fail)?;
-                    // Exactly 0600: the umask may have taken the owner's bits too.
-                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                        .map_err(fail)?;
-                }
-            }
-            Err(e) => return Err(fail(e)),
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = fail;
-    Ok(())
 }
 
 impl Store {
@@ -885,119 +831,6 @@ impl Store {
         Ok(all)
     }
 
-    // ----- custom key stores --------------------------------------------------------------------
-
-    /// Adds a custom key store; `CustomKeyStoreNameInUse` when the name is taken.
-    pub async fn insert_custom_key_store(&self, c: &CustomKeyStoreRow) -> Result<()> {
-        match sqlx::query(
-            "INSERT INTO custom_key_stores (store_id, store_name, cluster_id, trust_anchor, \
-             wrapped_password, connection_state, connection_error, created_at, revision) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&c.id)
-        .bind(&c.name)
-        .bind(&c.cluster_id)
-        .bind(&c.trust_anchor)
-        .bind(&c.wrapped_password)
-        .bind(c.connection_state.as_str())
-        .bind(c.connection_error.clone())
-        .bind(c.created_at)
-        .bind(c.revision)
-        .execute(&self.pool)
-        .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(KmsError::CustomKeyStoreNameInUse(format!(
-                "A custom key store named {} already exists.",
-                c.name
-            ))),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// A custom key store by id.
-    pub async fn get_custom_key_store(&self, id: &str) -> Result<Option<CustomKeyStoreRow>> {
-        sqlx::query("SELECT * FROM custom_key_stores WHERE store_id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(custom_key_store_from_row)
-            .transpose()
-    }
-
-    /// Custom key stores in id order after `after`, optionally only the one named `name`.
-    pub async fn list_custom_key_stores(
-        &self,
-        name: Option<&str>,
-        after: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<CustomKeyStoreRow>> {
-        let rows = sqlx::query(
-            "SELECT * FROM custom_key_stores WHERE store_id > $1 AND ($2 = '' OR store_name = $2) \
-             ORDER BY store_id LIMIT $3",
-        )
-        .bind(after.unwrap_or(""))
-        .bind(name.unwrap_or(""))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(custom_key_store_from_row).collect()
-    }
-
-    /// Writes a changed custom key store if nobody changed it since `c.revision` was read; false
-    /// on a conflict. A name clash is `CustomKeyStoreNameInUse`.
-    pub async fn update_custom_key_store(&self, c: &CustomKeyStoreRow) -> Result<bool> {
-        match sqlx::query(
-            "UPDATE custom_key_stores SET store_name = $1, cluster_id = $2, wrapped_password = $3, \
-             connection_state = $4, connection_error = $5, revision = revision + 1 \
-             WHERE store_id = $6 AND revision = $7",
-        )
-        .bind(&c.name)
-        .bind(&c.cluster_id)
-        .bind(&c.wrapped_password)
-        .bind(c.connection_state.as_str())
-        .bind(c.connection_error.clone())
-        .bind(&c.id)
-        .bind(c.revision)
-        .execute(&self.pool)
-        .await
-        {
-            Ok(r) => Ok(r.rows_affected() == 1),
-            Err(e) if is_unique_violation(&e) => Err(KmsError::CustomKeyStoreNameInUse(format!(
-                "A custom key store named {} already exists.",
-                c.name
-            ))),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Deletes a custom key store at `revision` if no key is in it. `Ok(false)` on a revision
-    /// conflict; `CustomKeyStoreHasCmks` when keys remain.
-    pub async fn delete_custom_key_store(&self, c: &CustomKeyStoreRow) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let keys: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM kms_keys WHERE custom_key_store_id = $1")
-                .bind(&c.id)
-                .fetch_one(&mut *tx)
-                .await?;
-        if keys > 0 {
-            return Err(KmsError::CustomKeyStoreHasCmks(format!(
-                "Custom key store {} still holds {keys} KMS key(s); delete them first \
-                 (ScheduleKeyDeletion, then wait for the waiting period to end).",
-                c.id
-            )));
-        }
-        let n = sqlx::query("DELETE FROM custom_key_stores WHERE store_id = $1 AND revision = $2")
-            .bind(&c.id)
-            .bind(c.revision)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(n == 1)
-    }
-
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -1066,4 +899,26 @@ async fn update_key_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, k: &KeyRow) ->
     .await?
     .rows_affected();
     Ok(n == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_enforces_foreign_keys_as_postgresql_does() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let on: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(on, 1);
+        let orphan = sqlx::query(
+            "INSERT INTO kms_tags (key_id, tag_key, tag_value) VALUES ('no-such-key', 'k', 'v')",
+        )
+        .execute(&store.pool)
+        .await;
+        assert!(orphan.is_err(), "a tag of no key was stored");
+    }
 }

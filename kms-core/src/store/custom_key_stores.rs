@@ -1,0 +1,136 @@
+//! The key store's custom key store rows: insert, read, list, change under optimistic concurrency,
+//! delete when no key is left in the store.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{is_unique_violation, CustomKeyStoreRow, Store};
+use crate::custom_key_store::ConnectionState;
+use crate::error::{KmsError, Result};
+
+impl Store {
+    /// Adds a custom key store; `CustomKeyStoreNameInUse` when the name is taken.
+    pub async fn insert_custom_key_store(&self, c: &CustomKeyStoreRow) -> Result<()> {
+        match sqlx::query(
+            "INSERT INTO custom_key_stores (store_id, store_name, cluster_id, trust_anchor, \
+             wrapped_password, connection_state, connection_error, created_at, revision) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(&c.cluster_id)
+        .bind(&c.trust_anchor)
+        .bind(&c.wrapped_password)
+        .bind(c.connection_state.as_str())
+        .bind(c.connection_error.clone())
+        .bind(c.created_at)
+        .bind(c.revision)
+        .execute(&self.pool)
+        .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(KmsError::CustomKeyStoreNameInUse(format!(
+                "A custom key store named {} already exists.",
+                c.name
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A custom key store by id.
+    pub async fn get_custom_key_store(&self, id: &str) -> Result<Option<CustomKeyStoreRow>> {
+        sqlx::query("SELECT * FROM custom_key_stores WHERE store_id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(custom_key_store_from_row)
+            .transpose()
+    }
+
+    /// Custom key stores in id order after `after`, optionally only the one named `name`.
+    pub async fn list_custom_key_stores(
+        &self,
+        name: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<CustomKeyStoreRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM custom_key_stores WHERE store_id > $1 AND ($2 = '' OR store_name = $2) \
+             ORDER BY store_id LIMIT $3",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(name.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(custom_key_store_from_row).collect()
+    }
+
+    /// Writes a changed custom key store if nobody changed it since `c.revision` was read; false
+    /// on a conflict. A name clash is `CustomKeyStoreNameInUse`.
+    pub async fn update_custom_key_store(&self, c: &CustomKeyStoreRow) -> Result<bool> {
+        match sqlx::query(
+            "UPDATE custom_key_stores SET store_name = $1, cluster_id = $2, wrapped_password = $3, \
+             connection_state = $4, connection_error = $5, revision = revision + 1 \
+             WHERE store_id = $6 AND revision = $7",
+        )
+        .bind(&c.name)
+        .bind(&c.cluster_id)
+        .bind(&c.wrapped_password)
+        .bind(c.connection_state.as_str())
+        .bind(c.connection_error.clone())
+        .bind(&c.id)
+        .bind(c.revision)
+        .execute(&self.pool)
+        .await
+        {
+            Ok(r) => Ok(r.rows_affected() == 1),
+            Err(e) if is_unique_violation(&e) => Err(KmsError::CustomKeyStoreNameInUse(format!(
+                "A custom key store named {} already exists.",
+                c.name
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes a custom key store at `revision` if no key is in it. `Ok(false)` on a revision
+    /// conflict; `CustomKeyStoreHasCmks` when keys remain.
+    pub async fn delete_custom_key_store(&self, c: &CustomKeyStoreRow) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let keys: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM kms_keys WHERE custom_key_store_id = $1")
+                .bind(&c.id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if keys > 0 {
+            return Err(KmsError::CustomKeyStoreHasCmks(format!(
+                "Custom key store {} still holds {keys} KMS key(s); delete them first \
+                 (ScheduleKeyDeletion, then wait for the waiting period to end).",
+                c.id
+            )));
+        }
+        let n = sqlx::query("DELETE FROM custom_key_stores WHERE store_id = $1 AND revision = $2")
+            .bind(&c.id)
+            .bind(c.revision)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+}
+
+fn custom_key_store_from_row(r: &AnyRow) -> Result<CustomKeyStoreRow> {
+    Ok(CustomKeyStoreRow {
+        id: r.try_get("store_id")?,
+        name: r.try_get("store_name")?,
+        cluster_id: r.try_get("cluster_id")?,
+        trust_anchor: r.try_get("trust_anchor")?,
+        wrapped_password: r.try_get("wrapped_password")?,
+        connection_state: ConnectionState::parse(&r.try_get::<String, _>("connection_state")?)?,
+        connection_error: r.try_get("connection_error")?,
+        created_at: r.try_get("created_at")?,
+        revision: r.try_get("revision")?,
+    })
+}
