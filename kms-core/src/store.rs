@@ -266,7 +266,8 @@ fn restrict_sqlite_file(url: &str) -> Result<()> {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         match std::fs::metadata(path) {
             Ok(m) if m.permissions().mode() & 0o077 != 0 => {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(fail)?;
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -637,9 +638,31 @@ impl Store {
         rows.iter().map(alias_from_row).collect()
     }
 
-    /// Adds or replaces tags.
-    pub async fn put_tags(&self, key: &Uuid, tags: &[(String, String)]) -> Result<()> {
+    /// Adds tags or replaces their values, in one transaction that first locks the key's row and
+    /// counts: when the key would have more than `max` tags, writes nothing and answers false.
+    pub async fn put_tags(
+        &self,
+        key: &Uuid,
+        tags: &[(String, String)],
+        max: usize,
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
+        // A write to the key's row serializes concurrent tag changes of one key (on PostgreSQL as on
+        // SQLite), so two requests cannot both pass the count.
+        sqlx::query("UPDATE kms_keys SET key_id = key_id WHERE key_id = $1")
+            .bind(key.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let existing: Vec<String> =
+            sqlx::query_scalar("SELECT tag_key FROM kms_tags WHERE key_id = $1")
+                .bind(key.to_string())
+                .fetch_all(&mut *tx)
+                .await?;
+        let added = tags.iter().filter(|(k, _)| !existing.contains(k)).count();
+        if existing.len() + added > max {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         for (k, v) in tags {
             sqlx::query(
                 "INSERT INTO kms_tags (key_id, tag_key, tag_value) VALUES ($1, $2, $3) \
@@ -652,7 +675,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Removes tags by key.
