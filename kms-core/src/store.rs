@@ -756,6 +756,13 @@ impl Store {
         row.as_ref().map(principal_from_row).transpose()
     }
 
+    /// Every principal's access key id.
+    pub async fn access_key_ids(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT access_key_id FROM principals")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// Every principal, by name.
     pub async fn list_principals(&self) -> Result<Vec<PrincipalRow>> {
         let rows = sqlx::query("SELECT * FROM principals ORDER BY user_name")

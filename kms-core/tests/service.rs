@@ -1037,9 +1037,18 @@ async fn principals(kms: &Kms) {
         .unwrap();
     assert_eq!(arn, "arn:aws:iam::111122223333:user/alice");
     assert_eq!(s.as_slice(), secret.as_bytes());
-    let adopted = (
+    // An adopted secret must be as strong as one AWS issues (issue 14): "s3cr3t" was accepted.
+    let weak = (
         "AKIAADOPTED0000001".to_string(),
         zeroize::Zeroizing::new("s3cr3t".to_string()),
+    );
+    assert!(matches!(
+        kms.create_principal("bob", Some(weak)).await,
+        Err(KmsError::Validation(_))
+    ));
+    let adopted = (
+        "AKIAADOPTED0000001".to_string(),
+        zeroize::Zeroizing::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_string()),
     );
     let (b, none) = kms.create_principal("bob", Some(adopted)).await.unwrap();
     assert!(none.is_none());
@@ -1050,7 +1059,7 @@ async fn principals(kms: &Kms) {
             .unwrap()
             .1
             .as_slice(),
-        b"s3cr3t"
+        b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
     );
     assert!(matches!(
         kms.create_principal("alice", None).await,

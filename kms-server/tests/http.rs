@@ -211,16 +211,17 @@ async fn signed_requests_work_and_bad_signatures_are_refused() {
     // What a signer set cannot be changed or added by whoever holds the request: the target is
     // signed (swapping it breaks the signature), SignedHeaders must name the target, the date, the
     // content type and every x-amz-* header present, and the signature is lower-case hex.
-    let edit = |f: &dyn Fn(&mut Vec<(String, String)>)| {
+    type Headers = Vec<(String, String)>;
+    let edit = |f: &dyn Fn(&mut Headers)| {
         let mut h = s.signed_headers("ListKeys", "{}", &akid, &secret, now);
         f(&mut h);
         h
     };
-    let set = |h: &mut Vec<(String, String)>, name: &str, value: String| {
+    let set = |h: &mut Headers, name: &str, value: String| {
         h.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         h.push((name.to_string(), value));
     };
-    let auth = |h: &Vec<(String, String)>| {
+    let auth = |h: &Headers| {
         h.iter()
             .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
             .map(|(_, v)| v.clone())
