@@ -30,18 +30,137 @@ pub mod b64 {
     }
 }
 
+/// AWS's `Integer` members: 32-bit. A value beyond `i32` is a `SerializationException`, as AWS
+/// answers; `-0` is 0. Held as `i64` so the range checks stay one type.
+pub mod int32 {
+    use serde::de::{Error, Visitor};
+    use serde::Deserializer;
+
+    struct Int32;
+
+    impl Visitor<'_> for Int32 {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a 32-bit integer")
+        }
+        fn visit_i64<E: Error>(self, v: i64) -> Result<Self::Value, E> {
+            i32::try_from(v)
+                .map(|v| Some(i64::from(v)))
+                .map_err(|_| E::custom("integer out of 32-bit range"))
+        }
+        fn visit_u64<E: Error>(self, v: u64) -> Result<Self::Value, E> {
+            i32::try_from(v)
+                .map(|v| Some(i64::from(v)))
+                .map_err(|_| E::custom("integer out of 32-bit range"))
+        }
+        fn visit_f64<E: Error>(self, v: f64) -> Result<Self::Value, E> {
+            // serde_json reads the literal `-0` as the float -0.0; every other float is refused.
+            if v == 0.0 && v.is_sign_negative() {
+                Ok(Some(0))
+            } else {
+                Err(E::custom("not an integer"))
+            }
+        }
+        fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    /// Deserializes an optional 32-bit integer.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        d.deserialize_any(Int32)
+    }
+}
+
+/// A map member (`EncryptionContext` and the like): a JSON object whose keys are unique. A repeated
+/// key is a `SerializationException`, as AWS answers, never last-wins.
+pub mod unique_map {
+    use std::collections::BTreeMap;
+
+    use serde::de::{Error, MapAccess, Visitor};
+    use serde::Deserializer;
+
+    struct UniqueMap;
+
+    impl<'de> Visitor<'de> for UniqueMap {
+        type Value = Option<BTreeMap<String, String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object of strings")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, v)) = map.next_entry::<String, String>()? {
+                if out.insert(k, v).is_some() {
+                    return Err(A::Error::custom("duplicate key in a map"));
+                }
+            }
+            Ok(Some(out))
+        }
+        fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    /// Deserializes an optional map with unique keys.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+        d.deserialize_any(UniqueMap)
+    }
+}
+
+/// Deserializes a structure from a JSON object only. serde's derived `Deserialize` also reads a
+/// struct from a JSON array (by position); AWS refuses that with a `SerializationException`.
+pub fn map_only<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct MapOnly<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for MapOnly<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(MapOnly(std::marker::PhantomData))
+}
+
 fn ser_secret<S: serde::Serializer>(b: &Zeroizing<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
     b64::serialize(b, s)
 }
 
 /// A tag on a key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Tag {
     /// Tag key.
     pub tag_key: Option<String>,
     /// Tag value.
     pub tag_value: Option<String>,
+}
+
+/// A tag as read from a request: the same members, read from a JSON object only.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagMembers {
+    #[serde(default)]
+    tag_key: Option<String>,
+    #[serde(default)]
+    tag_value: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Tag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let t: TagMembers = map_only(d)?;
+        Ok(Tag {
+            tag_key: t.tag_key,
+            tag_value: t.tag_value,
+        })
+    }
 }
 
 /// The state of a KMS key.
@@ -173,7 +292,7 @@ request!(
 );
 request!(
     /// ListKeys.
-    ListKeysRequest { limit: i64, marker: String }
+    ListKeysRequest { #[serde(with = "int32")] limit: i64, marker: String }
 );
 request!(
     /// UpdateKeyDescription.
@@ -181,7 +300,7 @@ request!(
 );
 request!(
     /// ScheduleKeyDeletion.
-    ScheduleKeyDeletionRequest { key_id: String, pending_window_in_days: i64 }
+    ScheduleKeyDeletionRequest { key_id: String, #[serde(with = "int32")] pending_window_in_days: i64 }
 );
 request!(
     /// CreateAlias and UpdateAlias.
@@ -193,7 +312,7 @@ request!(
 );
 request!(
     /// ListAliases.
-    ListAliasesRequest { key_id: String, limit: i64, marker: String }
+    ListAliasesRequest { key_id: String, #[serde(with = "int32")] limit: i64, marker: String }
 );
 request!(
     /// Encrypt.
@@ -201,6 +320,7 @@ request!(
         key_id: String,
         #[serde(with = "b64")]
         plaintext: Vec<u8>,
+        #[serde(with = "unique_map")]
         encryption_context: BTreeMap<String, String>,
         grant_tokens: Vec<String>,
         encryption_algorithm: String,
@@ -213,6 +333,7 @@ request!(
         #[serde(with = "b64")]
         ciphertext_blob: Vec<u8>,
         key_id: String,
+        #[serde(with = "unique_map")]
         encryption_context: BTreeMap<String, String>,
         grant_tokens: Vec<String>,
         encryption_algorithm: String,
@@ -225,9 +346,11 @@ request!(
     ReEncryptRequest {
         #[serde(with = "b64")]
         ciphertext_blob: Vec<u8>,
+        #[serde(with = "unique_map")]
         source_encryption_context: BTreeMap<String, String>,
         source_key_id: String,
         destination_key_id: String,
+        #[serde(with = "unique_map")]
         destination_encryption_context: BTreeMap<String, String>,
         source_encryption_algorithm: String,
         destination_encryption_algorithm: String,
@@ -240,7 +363,8 @@ request!(
     GenerateDataKeyRequest {
         key_id: String,
         key_spec: String,
-        number_of_bytes: i64,
+        #[serde(with = "int32")] number_of_bytes: i64,
+        #[serde(with = "unique_map")]
         encryption_context: BTreeMap<String, String>,
         grant_tokens: Vec<String>,
         dry_run: bool,
@@ -250,7 +374,7 @@ request!(
 request!(
     /// GenerateRandom.
     GenerateRandomRequest {
-        number_of_bytes: i64,
+        #[serde(with = "int32")] number_of_bytes: i64,
         custom_key_store_id: String,
         recipient: serde_json::Value,
     }
@@ -274,7 +398,7 @@ request!(
     DescribeCustomKeyStoresRequest {
         custom_key_store_id: String,
         custom_key_store_name: String,
-        limit: i64,
+        #[serde(with = "int32")] limit: i64,
         marker: String,
     }
 );
@@ -297,11 +421,11 @@ request!(
 );
 request!(
     /// EnableKeyRotation.
-    EnableKeyRotationRequest { key_id: String, rotation_period_in_days: i64 }
+    EnableKeyRotationRequest { key_id: String, #[serde(with = "int32")] rotation_period_in_days: i64 }
 );
 request!(
     /// ListKeyRotations.
-    ListKeyRotationsRequest { key_id: String, limit: i64, marker: String }
+    ListKeyRotationsRequest { key_id: String, #[serde(with = "int32")] limit: i64, marker: String }
 );
 request!(
     /// TagResource.
@@ -313,7 +437,7 @@ request!(
 );
 request!(
     /// ListResourceTags.
-    ListResourceTagsRequest { key_id: String, limit: i64, marker: String }
+    ListResourceTagsRequest { key_id: String, #[serde(with = "int32")] limit: i64, marker: String }
 );
 
 /// A response that only carries key metadata (CreateKey, DescribeKey).

@@ -40,6 +40,10 @@ pub enum KmsError {
     /// A tag key or value is not valid (`TagException`).
     #[error("{0}")]
     Tag(String),
+    /// The caller may not do this, whatever its permissions: an alias under the `alias/aws/` prefix
+    /// AWS keeps for its managed keys (`NotAuthorizedException`).
+    #[error("{0}")]
+    NotAuthorized(String),
     /// A per-key limit was reached (`LimitExceededException`).
     #[error("{0}")]
     LimitExceeded(String),
@@ -97,6 +101,7 @@ impl KmsError {
             KmsError::InvalidKeyUsage(_) => "InvalidKeyUsageException",
             KmsError::InvalidMarker(_) => "InvalidMarkerException",
             KmsError::Tag(_) => "TagException",
+            KmsError::NotAuthorized(_) => "NotAuthorizedException",
             KmsError::LimitExceeded(_) => "LimitExceededException",
             KmsError::Serialization(_) => "SerializationException",
             KmsError::UnknownOperation(_) => "UnknownOperationException",

@@ -62,7 +62,7 @@ impl Partition {
         }
         let resource = if let Some(rest) = raw.strip_prefix("arn:") {
             let parts: Vec<&str> = rest.splitn(5, ':').collect();
-            if parts.len() != 5 || parts[1] != "kms" {
+            if parts.len() != 5 || parts[0] != "aws" || parts[1] != "kms" {
                 return Err(not_found());
             }
             if parts[2] != self.region || parts[3] != self.account_id {
@@ -75,7 +75,11 @@ impl Partition {
         } else {
             raw
         };
-        let r = if let Some(id) = resource.strip_prefix("key/") {
+        // `key/<id>` names a key only inside an ARN; alone it is no identifier.
+        let r = if let Some(id) = resource
+            .strip_prefix("key/")
+            .filter(|_| raw.starts_with("arn:"))
+        {
             KeyRef::Key(Uuid::parse_str(id).map_err(|_| not_found())?)
         } else if resource.starts_with("alias/") {
             KeyRef::Alias(resource.to_string())
@@ -91,27 +95,51 @@ impl Partition {
     }
 }
 
-/// Checks an alias name against AWS's rules: `alias/` then 1-250 of `[a-zA-Z0-9/_-]`, not `alias/aws/`.
+/// Checks an alias name as AWS does, in AWS's order and with its answers: the length (1 to 256) and
+/// the pattern `^[a-zA-Z0-9:/_-]+$` of the API's model (`ValidationException`), then the `alias/`
+/// prefix and no `:` (`ValidationException`, AWS's messages), then, when `creating`, the prefix
+/// `alias/aws/` that AWS keeps for its managed keys (`NotAuthorizedException`).
 pub fn validate_alias_name(name: &str, creating: bool) -> Result<()> {
-    let bad =
-        |why: &str| KmsError::InvalidAliasName(format!("Alias name '{name}' is not valid: {why}"));
-    let Some(rest) = name.strip_prefix("alias/") else {
-        return Err(bad("it must begin with 'alias/'"));
-    };
-    if rest.is_empty() || name.len() > 256 {
-        return Err(bad("it must be 7 to 256 characters long"));
-    }
-    if !rest
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-'))
-    {
-        return Err(bad(
-            "only letters, digits, '/', '_' and '-' may follow 'alias/'",
+    let constraint = |c: &str| KmsError::constraint(name, "aliasName", c);
+    let len = name.chars().count();
+    if len < 1 {
+        return Err(constraint(
+            "Member must have length greater than or equal to 1",
         ));
     }
+    if len > 256 {
+        return Err(constraint(
+            "Member must have length less than or equal to 256",
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'_' | b'-'))
+    {
+        return Err(constraint(
+            "Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$",
+        ));
+    }
+    let Some(rest) = name.strip_prefix("alias/") else {
+        return Err(KmsError::Validation(
+            "Alias must start with the prefix \"alias/\". Please see \
+             https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html"
+                .into(),
+        ));
+    };
+    if rest.is_empty() {
+        return Err(KmsError::Validation(
+            "Alias must be more than the prefix \"alias/\".".into(),
+        ));
+    }
+    if name.contains(':') {
+        return Err(KmsError::Validation(format!(
+            "{name} contains invalid characters for an alias"
+        )));
+    }
     if creating && rest.starts_with("aws/") {
-        return Err(bad(
-            "the prefix 'alias/aws/' is reserved for AWS managed keys",
+        return Err(KmsError::NotAuthorized(
+            "Cannot create alias with prefix 'alias/aws/'".into(),
         ));
     }
     Ok(())

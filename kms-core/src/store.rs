@@ -583,9 +583,31 @@ impl Store {
         rows.iter().map(alias_from_row).collect()
     }
 
-    /// Adds or replaces tags.
-    pub async fn put_tags(&self, key: &Uuid, tags: &[(String, String)]) -> Result<()> {
+    /// Adds tags or replaces their values, in one transaction that first locks the key's row and
+    /// counts: when the key would have more than `max` tags, writes nothing and answers false.
+    pub async fn put_tags(
+        &self,
+        key: &Uuid,
+        tags: &[(String, String)],
+        max: usize,
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
+        // A write to the key's row serializes concurrent tag changes of one key (on PostgreSQL as on
+        // SQLite), so two requests cannot both pass the count.
+        sqlx::query("UPDATE kms_keys SET key_id = key_id WHERE key_id = $1")
+            .bind(key.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let existing: Vec<String> =
+            sqlx::query_scalar("SELECT tag_key FROM kms_tags WHERE key_id = $1")
+                .bind(key.to_string())
+                .fetch_all(&mut *tx)
+                .await?;
+        let added = tags.iter().filter(|(k, _)| !existing.contains(k)).count();
+        if existing.len() + added > max {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         for (k, v) in tags {
             sqlx::query(
                 "INSERT INTO kms_tags (key_id, tag_key, tag_value) VALUES ($1, $2, $3) \
@@ -598,7 +620,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Removes tags by key.
@@ -677,6 +699,13 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(principal_from_row).transpose()
+    }
+
+    /// Every principal's access key id.
+    pub async fn access_key_ids(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT access_key_id FROM principals")
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Every principal, by name.

@@ -17,10 +17,9 @@ impl App {
         body: &[u8],
         request_id: &str,
     ) -> Result<Result<Caller, SigV4Error>, KmsError> {
-        let Some(auth) = parts.headers.get(header::AUTHORIZATION) else {
-            return Ok(Err(SigV4Error::Incomplete(
-                "Request is missing Authentication Token: no Authorization header.".into(),
-            )));
+        let auth = parts.headers.get(header::AUTHORIZATION);
+        let Some(auth) = auth.filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace)) else {
+            return Ok(Err(SigV4Error::MissingToken));
         };
         let Ok(auth) = auth.to_str() else {
             return Ok(Err(SigV4Error::Incomplete(
@@ -45,10 +44,8 @@ impl App {
                 "X-Amz-Date '{amz_date}' is not YYYYMMDD'T'HHMMSS'Z'."
             ))));
         };
-        if !a.signed_headers.split(';').any(|h| h == "host") {
-            return Ok(Err(SigV4Error::Incomplete(
-                "The 'host' header must be signed.".into(),
-            )));
+        if let Err(e) = check_signed_headers(parts, a.signed_headers) {
+            return Ok(Err(e));
         }
         if !amz_date.starts_with(a.date) || a.date.len() != 8 {
             return Ok(Err(SigV4Error::Invalid(format!(
@@ -89,6 +86,9 @@ impl App {
                 skew.as_secs() / 60
             ))));
         }
+        if parts.headers.contains_key("x-amz-security-token") {
+            return Ok(Err(SigV4Error::UnknownSessionToken));
+        }
         let Some((arn, secret)) = self.kms.principal_secret(a.access_key_id).await? else {
             return Ok(Err(SigV4Error::UnknownAccessKey));
         };
@@ -127,4 +127,39 @@ impl App {
             source_ip: None,
         }))
     }
+}
+
+/// The headers a request must sign: the endpoint always, and whichever of these it carries (the
+/// body's type, and every `x-amz-*` header: the operation, the date, a session token), so that
+/// nothing a signer set can be changed or added by whoever holds the request.
+fn must_sign(name: &str) -> bool {
+    name == "host" || name == "content-type" || name.starts_with("x-amz-")
+}
+
+/// Checks `SignedHeaders` against the request: it names `host` and every header present that
+/// [`must_sign`] names, and only headers the request carries.
+fn check_signed_headers(
+    parts: &axum::http::request::Parts,
+    signed_headers: &str,
+) -> Result<(), SigV4Error> {
+    let signed: Vec<&str> = signed_headers.split(';').collect();
+    let has_host = parts.headers.contains_key(header::HOST) || parts.uri.authority().is_some();
+    for name in &signed {
+        let present = parts.headers.contains_key(*name) || (*name == "host" && has_host);
+        if !present {
+            return Err(SigV4Error::Incomplete(format!(
+                "SignedHeaders names the header '{name}', which the request does not carry."
+            )));
+        }
+    }
+    let unsigned = std::iter::once("host")
+        .chain(parts.headers.keys().map(|n| n.as_str()))
+        .filter(|n| must_sign(n))
+        .find(|n| !signed.contains(n));
+    if let Some(name) = unsigned {
+        return Err(SigV4Error::Incomplete(format!(
+            "The '{name}' header must be signed."
+        )));
+    }
+    Ok(())
 }

@@ -173,6 +173,16 @@ impl App {
             }
             Err(e) => return self.kms_error(&e, request_id),
         };
+        if !is_json_11(&parts.headers) {
+            // AWS routes an authenticated request by its content type: a body that is not AWS JSON 1.1
+            // reaches no JSON operation.
+            return self.fail(
+                StatusCode::BAD_REQUEST,
+                "UnknownOperationException",
+                "The Content-Type of a KMS request must be application/x-amz-json-1.1.",
+                request_id,
+            );
+        }
         caller.source_ip = peer.map(|p| p.ip().to_string());
         // The operation runs as a task of its own: a client that hangs up mid-call drops this
         // future, not the operation, so a started call always completes and is recorded in the
@@ -194,6 +204,15 @@ impl App {
             Err(e) => self.kms_error(&e, request_id),
         }
     }
+}
+
+/// Whether the request's `Content-Type` is AWS JSON 1.1 (parameters such as a charset allowed).
+fn is_json_11(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case(JSON_11))
 }
 
 async fn kms_handler(State(app): State<App>, req: Request) -> Response {

@@ -35,6 +35,14 @@ pub enum SigV4Error {
     /// The access key id is not known (`UnrecognizedClientException`).
     #[error("The security token included in the request is invalid.")]
     UnknownAccessKey,
+    /// The request carries no Authorization header, or an empty one
+    /// (`MissingAuthenticationTokenException`).
+    #[error("Missing Authentication Token")]
+    MissingToken,
+    /// The request carries an `X-Amz-Security-Token` this endpoint did not issue: it has no STS yet,
+    /// so every session token is unknown (`UnrecognizedClientException`).
+    #[error("The security token included in the request is invalid.")]
+    UnknownSessionToken,
 }
 
 impl SigV4Error {
@@ -43,7 +51,10 @@ impl SigV4Error {
         match self {
             SigV4Error::Incomplete(_) => "IncompleteSignatureException",
             SigV4Error::Invalid(_) | SigV4Error::Expired(_) => "InvalidSignatureException",
-            SigV4Error::UnknownAccessKey => "UnrecognizedClientException",
+            SigV4Error::UnknownAccessKey | SigV4Error::UnknownSessionToken => {
+                "UnrecognizedClientException"
+            }
+            SigV4Error::MissingToken => "MissingAuthenticationTokenException",
         }
     }
 }
@@ -292,6 +303,14 @@ pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> S
 
 /// Checks `signature_hex` in constant time.
 pub fn verify_signature(key: &hmac::Key, string_to_sign: &str, signature_hex: &str) -> bool {
+    // Lower-case hex only, as AWS sends and requires: the decoded bytes alone would accept a
+    // second spelling of the same signature.
+    if !signature_hex
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return false;
+    }
     match hex::decode(signature_hex) {
         Ok(sig) if sig.len() == 32 => hmac::verify(key, string_to_sign.as_bytes(), &sig).is_ok(),
         _ => false,

@@ -175,15 +175,21 @@ async fn signed_requests_work_and_bad_signatures_are_refused() {
         .status,
         200
     );
-    // No Authorization header at all, and a malformed one.
-    let unsigned = vec![(
-        "x-amz-target".to_string(),
-        "TrentService.ListKeys".to_string(),
-    )];
+    // No Authorization header at all (AWS: MissingAuthenticationTokenException), and a malformed one.
+    let unsigned = vec![
+        (
+            "x-amz-target".to_string(),
+            "TrentService.ListKeys".to_string(),
+        ),
+        (
+            "content-type".to_string(),
+            "application/x-amz-json-1.1".to_string(),
+        ),
+    ];
     assert_error(
         &s.raw(unsigned.clone(), b"{}".to_vec()).await,
         400,
-        "IncompleteSignatureException",
+        "MissingAuthenticationTokenException",
     );
     let mut garbled = unsigned;
     garbled.push((
@@ -202,6 +208,60 @@ async fn signed_requests_work_and_bad_signatures_are_refused() {
         400,
         "InvalidSignatureException",
     );
+    // What a signer set cannot be changed or added by whoever holds the request: the target is
+    // signed (swapping it breaks the signature), SignedHeaders must name the target, the date, the
+    // content type and every x-amz-* header present, and the signature is lower-case hex.
+    type Headers = Vec<(String, String)>;
+    let edit = |f: &dyn Fn(&mut Headers)| {
+        let mut h = s.signed_headers("ListKeys", "{}", &akid, &secret, now);
+        f(&mut h);
+        h
+    };
+    let set = |h: &mut Headers, name: &str, value: String| {
+        h.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        h.push((name.to_string(), value));
+    };
+    let auth = |h: &Headers| {
+        h.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    for (headers, want) in [
+        (
+            edit(&|h| set(h, "x-amz-target", "TrentService.CreateKey".into())),
+            "InvalidSignatureException",
+        ),
+        (
+            edit(&|h| set(h, "content-type", "application/x-amz-json-1.0".into())),
+            "InvalidSignatureException",
+        ),
+        (
+            edit(&|h| {
+                let a = auth(h).replace("content-type;host;x-amz-date;x-amz-target", "host");
+                set(h, "authorization", a)
+            }),
+            "IncompleteSignatureException",
+        ),
+        (
+            edit(&|h| h.push(("x-amz-security-token".into(), "forged".into()))),
+            "IncompleteSignatureException",
+        ),
+        (
+            edit(&|h| {
+                let a = auth(h);
+                let (head, sig) = a.split_once("Signature=").unwrap();
+                set(
+                    h,
+                    "authorization",
+                    format!("{head}Signature={}", sig.to_uppercase()),
+                )
+            }),
+            "InvalidSignatureException",
+        ),
+    ] {
+        assert_error(&s.raw(headers, b"{}".to_vec()).await, 400, want);
+    }
     drop(s.local.take());
 }
 

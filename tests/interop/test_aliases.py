@@ -121,11 +121,13 @@ def test_create_alias_invalid_name(skms, bad):
         skms.create_alias(AliasName=bad, TargetKeyId=md["KeyId"])
     code = error_code(e.value)
     if bad.startswith("alias/aws/"):
-        # The interface names InvalidAliasNameException; AWS itself (and moto) answer NotAuthorizedException.
-        assert code in ("InvalidAliasNameException", "NotAuthorizedException"), code
+        # AWS answers NotAuthorizedException for its reserved prefix (issue 14).
+        assert code == "NotAuthorizedException", code
     else:
-        # AWS answers pattern/length violations with ValidationException or InvalidAliasNameException.
-        assert code in ("InvalidAliasNameException", "ValidationException"), code
+        # AWS answers a missing prefix, a bad character and a bad length with ValidationException
+        # (issue 14: not InvalidAliasNameException).
+        assert code == "ValidationException", code
+    assert bad not in aliases_of(skms)
 
 
 def test_create_alias_unknown_target(skms):

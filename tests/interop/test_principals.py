@@ -1,5 +1,6 @@
 """`envelope principal create|list|delete` while the server runs."""
 
+import base64
 import json
 import os
 import secrets
@@ -54,7 +55,8 @@ def test_create_generated_credentials_work_at_once(server):
 
 
 def test_create_adopted_key_from_stdin(server):
-    sk = secrets.token_urlsafe(30)[:40]
+    # An AWS-shaped secret: 40 characters of AWS's secret-key alphabet (base64's).
+    sk = base64.b64encode(secrets.token_bytes(30)).decode()
     r = principal(server, "create", "bob", "--access-key-id", "AKIAEXAMPLEBOB00001", "--secret-key-file", "-",
                   stdin=sk + "\n")
     out = json.loads(r.stdout)
@@ -79,6 +81,15 @@ def test_create_adopted_key_from_file(server, tmp_path):
     r = principal(server, "create", "carol", "--access-key-id", "AKIAEXAMPLECAROL0001", "--secret-key-file", str(f))
     assert json.loads(r.stdout)["AccessKeyId"] == "AKIAEXAMPLECAROL0001"
     works(server, "AKIAEXAMPLECAROL0001", sk)
+
+
+@pytest.mark.parametrize("weak", ["x", "secret", "a" * 39, "a" * 39 + "-"])
+def test_create_adopted_weak_secret_is_refused(server, weak):
+    r = principal(server, "create", "weak", "--access-key-id", "AKIAEXAMPLEWEAK00001", "--secret-key-file", "-",
+                  stdin=weak + "\n", check=False)
+    assert r.returncode != 0
+    names = {p["UserName"] for p in json.loads(principal(server, "list").stdout)["Principals"]}
+    assert "weak" not in names
 
 
 def test_list(server):

@@ -8,14 +8,23 @@ use super::validate::{decode_marker, page, page_limit, required};
 use super::{secs, Kms};
 use crate::api::*;
 use crate::error::{KmsError, Result};
-use crate::ids::{validate_alias_name, Accepts};
+use crate::ids::{validate_alias_name, Accepts, KeyRef};
 use crate::now_millis;
 
 impl Kms {
+    /// An alias's target: a key, never another alias (AWS's ValidationException).
     async fn alias_target(&self, raw: Option<String>) -> Result<Uuid> {
-        let id = self
-            .resolve(&required(raw, "targetKeyId")?, Accepts::KeyOnly, false)
-            .await?;
+        let raw = required(raw, "targetKeyId")?;
+        if let Ok(KeyRef::Alias(_)) = self
+            .config
+            .partition
+            .parse_key_ref(&raw, Accepts::KeyOrAlias)
+        {
+            return Err(KmsError::Validation(
+                "Aliases must refer to keys. Not aliases".into(),
+            ));
+        }
+        let id = self.resolve(&raw, Accepts::KeyOnly, false).await?;
         self.checked_key(&id, check_not_pending_deletion).await?;
         Ok(id)
     }

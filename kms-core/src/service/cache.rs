@@ -26,8 +26,30 @@ pub(super) struct Caches {
     pub(super) aliases: Expiring<Uuid>,
     /// Principals' secrets, by access key id.
     pub(super) principals: RwLock<HashMap<String, Arc<CachedPrincipal>>>,
+    /// Every access key id the store holds, as last read: the negative cache that answers an
+    /// unknown access key without a store query.
+    pub(super) known_access_keys: tokio::sync::Mutex<KnownAccessKeys>,
     /// Custom key store rows, by store id.
     pub(super) store_rows: Expiring<CustomKeyStoreRow>,
+}
+
+/// The access key ids of the store's principals, read whole (one query) at most once per
+/// [`KnownAccessKeys::MIN_RELOAD`]. Bounded by the principals the store holds, never by what
+/// requests name.
+#[derive(Default)]
+pub(super) struct KnownAccessKeys {
+    pub(super) ids: std::collections::HashSet<String>,
+    /// When `ids` was read from the store.
+    pub(super) loaded: Option<Instant>,
+    /// How many times it was read (for tests).
+    pub(super) loads: u64,
+}
+
+impl KnownAccessKeys {
+    /// The shortest time between two reads: a flood of unknown access keys costs the store at most
+    /// one query per this interval, and a principal created by another process (the CLI, another
+    /// node) is known to this one at most this long after.
+    pub(super) const MIN_RELOAD: Duration = Duration::from_millis(100);
 }
 
 /// Values by name, each serving for a TTL after it was put.

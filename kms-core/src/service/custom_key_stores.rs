@@ -9,7 +9,9 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::root::{off_runtime, password_aad};
-use super::validate::{decode_marker, page, page_limit, required};
+use super::validate::{
+    check_custom_key_store_id, check_length, decode_marker, page, page_limit, required,
+};
 use super::{secs, Kms, LoadedKey};
 use crate::api::*;
 use crate::custom_key_store::{
@@ -116,6 +118,7 @@ impl Kms {
         id: &str,
         cached: bool,
     ) -> Result<CustomKeyStoreRow> {
+        check_custom_key_store_id(id)?;
         if cached {
             if let Some(row) = self.cache.store_rows.fresh(id, self.config.cache_ttl) {
                 return Ok(row);
@@ -399,6 +402,9 @@ impl Kms {
         req: DescribeCustomKeyStoresRequest,
     ) -> Result<DescribeCustomKeyStoresResponse> {
         let limit = page_limit(req.limit, 1000, 1000)?;
+        if let Some(name) = &req.custom_key_store_name {
+            check_length(name, 1, 256, "customKeyStoreName")?;
+        }
         if let Some(id) = &req.custom_key_store_id {
             let row = self.custom_key_store_row(id, false).await?;
             if req

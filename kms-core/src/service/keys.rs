@@ -270,8 +270,16 @@ impl Kms {
         }
         let description = req.description.unwrap_or_default();
         check_description(&description)?;
+        // A Policy, when given, is 1 to 32768 characters (not echoed: a policy can be long).
+        if req.policy.as_deref() == Some("") {
+            return Err(KmsError::constraint(
+                "",
+                "policy",
+                "Member must have length greater than or equal to 1",
+            ));
+        }
         let policy = req.policy.unwrap_or_default();
-        if policy.len() > 32768 {
+        if policy.chars().count() > 32768 {
             return Err(KmsError::constraint(
                 "...",
                 "policy",
@@ -279,9 +287,6 @@ impl Kms {
             ));
         }
         let tags = validate_tags(req.tags.as_deref().unwrap_or_default())?;
-        if tags.len() > 50 {
-            return Err(KmsError::Tag("A key can have at most 50 tags.".into()));
-        }
         let id = Uuid::new_v4();
         let now = now_millis();
         let mut rec = KeyRow {

@@ -270,26 +270,70 @@ impl Kms {
     }
 }
 
-/// Parses a request body; an empty body is `{}`. The error never echoes the body (it may hold
-/// plaintext).
+/// How deep a request's JSON may nest, skipped unknown members included. AWS's deepest request
+/// member (a tag inside `Tags`) is at depth 3.
+const MAX_JSON_DEPTH: usize = 32;
+
+/// Parses a request body; an empty body is `{}`. The body must be a JSON object (never an array
+/// read as a structure) nested at most [`MAX_JSON_DEPTH`] deep, with no repeated member or map key.
+/// The error never echoes the body (it may hold plaintext).
 fn parse<T: serde::de::DeserializeOwned>(operation: &str, body: &[u8]) -> Result<T> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
         body
     };
-    serde_json::from_slice(body).map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Data => "a member has the wrong type or an invalid value",
-            serde_json::error::Category::Eof => "the body ends early",
-            _ => "the body is not valid JSON",
-        };
-        KmsError::Serialization(format!(
-            "Cannot read the {operation} request: {what} (line {}, column {}).",
-            e.line(),
-            e.column()
-        ))
-    })
+    let fail = |what: &str| {
+        KmsError::Serialization(format!("Cannot read the {operation} request: {what}."))
+    };
+    if json_depth(body) > MAX_JSON_DEPTH {
+        return Err(fail(&format!(
+            "the body nests deeper than {MAX_JSON_DEPTH} levels"
+        )));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    crate::api::map_only(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| {
+            let what = match e.classify() {
+                serde_json::error::Category::Data => {
+                    "a member has the wrong type or an invalid value"
+                }
+                serde_json::error::Category::Eof => "the body ends early",
+                _ => "the body is not valid JSON",
+            };
+            fail(&format!(
+                "{what} (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })
+}
+
+/// The deepest nesting of arrays and objects in `json` (strings skipped), without recursion.
+fn json_depth(json: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {

@@ -1,42 +1,53 @@
 //! Tags: TagResource, UntagResource and ListResourceTags, and the rules a tag follows (CreateKey
 //! takes tags too): at most 50 on a key, keys of 1 to 128 characters, values of at most 256, no
-//! `aws:` prefix.
+//! key twice in one request, no `aws:` prefix.
 
 use super::keys::check_not_pending_deletion;
-use super::validate::{decode_marker, page, page_limit, required};
+use super::validate::{check_length, decode_marker, page, page_limit, required};
 use super::Kms;
 use crate::api::*;
 use crate::error::{KmsError, Result};
 
+/// At most this many tags on a key.
+const MAX_TAGS: usize = 50;
+
+/// Checks the tags of a CreateKey or TagResource: each has a key of 1 to 128 and a value of at most
+/// 256 characters (AWS's `ValidationException`), no key twice and none under `aws:`
+/// (`TagException`).
 pub(super) fn validate_tags(tags: &[Tag]) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::with_capacity(tags.len());
-    for t in tags {
+    let mut out: Vec<(String, String)> = Vec::with_capacity(tags.len());
+    for (i, t) in tags.iter().enumerate() {
+        let field = |m: &str| format!("tags.{}.member.{m}", i + 1);
         let k = t
             .tag_key
             .clone()
-            .ok_or_else(|| KmsError::missing("tags.member.tagKey"))?;
+            .ok_or_else(|| KmsError::missing(&field("tagKey")))?;
         let v = t
             .tag_value
             .clone()
-            .ok_or_else(|| KmsError::missing("tags.member.tagValue"))?;
-        if k.is_empty() || k.chars().count() > 128 {
-            return Err(KmsError::Tag(format!(
-                "Tag key '{k}' must be 1 to 128 characters long."
-            )));
-        }
-        if v.chars().count() > 256 {
-            return Err(KmsError::Tag(format!(
-                "The value of tag '{k}' must be at most 256 characters long."
-            )));
-        }
+            .ok_or_else(|| KmsError::missing(&field("tagValue")))?;
+        check_length(&k, 1, 128, &field("tagKey"))?;
+        check_length(&v, 0, 256, &field("tagValue"))?;
         if k.to_ascii_lowercase().starts_with("aws:") {
             return Err(KmsError::Tag(format!(
                 "Tag key '{k}' uses the reserved prefix 'aws:'."
             )));
         }
+        if out.iter().any(|(seen, _)| *seen == k) {
+            return Err(KmsError::Tag(format!(
+                "Duplicate tag keys: '{k}' is given more than once."
+            )));
+        }
         out.push((k, v));
     }
+    if out.len() > MAX_TAGS {
+        return Err(too_many_tags());
+    }
     Ok(out)
+}
+
+fn too_many_tags() -> KmsError {
+    KmsError::Tag(format!("A key can have at most {MAX_TAGS} tags."))
 }
 
 impl Kms {
@@ -45,11 +56,10 @@ impl Kms {
         let id = self.key_named(req.key_id).await?;
         let tags = validate_tags(&required(req.tags, "tags")?)?;
         self.checked_key(&id, check_not_pending_deletion).await?;
-        self.store.put_tags(&id, &tags).await?;
-        if self.store.count_tags(&id).await? > 50 {
-            let keys: Vec<String> = tags.into_iter().map(|(k, _)| k).collect();
-            self.store.delete_tags(&id, &keys).await?;
-            return Err(KmsError::Tag("A key can have at most 50 tags.".into()));
+        // One transaction that counts before it writes: a request that would leave more than 50
+        // tags changes nothing.
+        if !self.store.put_tags(&id, &tags, MAX_TAGS).await? {
+            return Err(too_many_tags());
         }
         Ok(Empty {})
     }
@@ -58,6 +68,9 @@ impl Kms {
     pub async fn untag_resource(&self, req: UntagResourceRequest) -> Result<Empty> {
         let id = self.key_named(req.key_id).await?;
         let keys = required(req.tag_keys, "tagKeys")?;
+        for (i, k) in keys.iter().enumerate() {
+            check_length(k, 1, 128, &format!("tagKeys.{}.member", i + 1))?;
+        }
         self.checked_key(&id, check_not_pending_deletion).await?;
         self.store.delete_tags(&id, &keys).await?;
         Ok(Empty {})

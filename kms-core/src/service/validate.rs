@@ -33,6 +33,48 @@ pub(super) fn check_range(v: i64, lo: i64, hi: i64, field: &str) -> Result<()> {
     Ok(())
 }
 
+/// A string member's length in characters, `lo..=hi`, with AWS's wording (the value echoed).
+pub(super) fn check_length(v: &str, lo: usize, hi: usize, field: &str) -> Result<()> {
+    let n = v.chars().count();
+    if n < lo {
+        return Err(KmsError::constraint(
+            v,
+            field,
+            &format!("Member must have length greater than or equal to {lo}"),
+        ));
+    }
+    if n > hi {
+        return Err(KmsError::constraint(
+            v,
+            field,
+            &format!("Member must have length less than or equal to {hi}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `GrantTokens`: at most 10, each of 1 to 8192 characters. This server issues no grants, so a
+/// well-formed token changes nothing.
+pub(super) fn check_grant_tokens(tokens: Option<&[String]>) -> Result<()> {
+    let tokens = tokens.unwrap_or_default();
+    if tokens.len() > 10 {
+        return Err(KmsError::constraint(
+            format!("[{} tokens]", tokens.len()),
+            "grantTokens",
+            "Member must have length less than or equal to 10",
+        ));
+    }
+    for (i, t) in tokens.iter().enumerate() {
+        check_length(t, 1, 8192, &format!("grantTokens.{}.member", i + 1))?;
+    }
+    Ok(())
+}
+
+/// A custom key store id as a request names it: 1 to 64 characters.
+pub(super) fn check_custom_key_store_id(id: &str) -> Result<()> {
+    check_length(id, 1, 64, "customKeyStoreId")
+}
+
 pub(super) fn page_limit(limit: Option<i64>, max: i64, default: i64) -> Result<i64> {
     let l = limit.unwrap_or(default);
     check_range(l, 1, max, "limit")?;
@@ -70,7 +112,11 @@ fn encode_marker(s: &str) -> String {
     URL_SAFE_NO_PAD.encode(s.as_bytes())
 }
 
+/// A paging marker: 1 to 1024 characters (AWS's model), then one this service returned.
 pub(super) fn decode_marker(m: Option<&str>) -> Result<Option<String>> {
+    if let Some(m) = m {
+        check_length(m, 1, 1024, "marker")?;
+    }
     m.map(|m| {
         URL_SAFE_NO_PAD
             .decode(m.as_bytes())
