@@ -16,7 +16,8 @@
 //! `metrics` (request counters at `GET /metrics`), `server` (accepting connections: HTTP/1 and 2,
 //! TLS, graceful shutdown), [`sigv4`] (the signature algorithm) and `tls`. With the `test-util`
 //! feature: `LocalEndpoint` (an endpoint in this process, for tests) and the client-side signer
-//! `sigv4::KmsSigner`; production builds carry neither.
+//! `sigv4::KmsSigner`; a build of the binary alone (`-p envelope`) carries neither (a whole-workspace build
+//! enables the feature for every crate, as `benches` needs it).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
