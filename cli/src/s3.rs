@@ -48,8 +48,8 @@ pub struct ConnectionArgs {
     /// S3 endpoint (else AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, then AWS S3 for the region).
     #[arg(long, value_name = "URL")]
     endpoint_url: Option<String>,
-    /// Path-style addressing (http://host/bucket/key) instead of virtual-hosted
-    /// (http://bucket.host/key); most self-hosted stores need it.
+    /// Path-style addressing (host/bucket/key) instead of virtual-hosted (bucket.host/key); most
+    /// self-hosted stores need it.
     #[arg(long)]
     path_style: bool,
     /// AWS region (S3 and KMS).

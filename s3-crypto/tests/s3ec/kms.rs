@@ -214,7 +214,7 @@ async fn strict_keyrings_open_only_their_keys_objects_trying_each_key() {
             let resolved = KmsKeyring::with_key_arns(client.clone(), [alias])
                 .await
                 .unwrap();
-            assert_eq!(resolved.key_ids(), [target.clone()]);
+            assert_eq!(resolved.key_ids(), std::slice::from_ref(target));
             assert_eq!(
                 decrypt(&resolved, &metadata, &body).await.is_ok(),
                 opens,
