@@ -26,7 +26,7 @@ use crate::{io_err, CliError};
 #[derive(Args, Debug)]
 pub struct KeyArgs {
     /// KMS key: key id, key ARN, alias name or alias ARN (repeatable; the first generates the data
-    /// key, each wraps it). On decrypt: the key ARNs allowed to decrypt.
+    /// key, each wraps it). On decrypt: the keys allowed to decrypt (each resolved to its key ARN).
     #[arg(long = "key", value_name = "KEY")]
     kms_keys: Vec<String>,
     #[command(flatten)]
@@ -62,7 +62,12 @@ pub struct DiscoveryArgs {
     #[arg(long, value_name = "ACCOUNT", requires = "discovery")]
     discovery_account: Vec<String>,
     /// Partition of --discovery-account.
-    #[arg(long, value_name = "PARTITION", default_value = "aws")]
+    #[arg(
+        long,
+        value_name = "PARTITION",
+        default_value = "aws",
+        requires = "discovery_account"
+    )]
     discovery_partition: String,
 }
 
@@ -240,10 +245,14 @@ async fn keyring(args: &KeyArgs, decrypting: bool) -> Result<Box<dyn Keyring>, C
         .await
         .map_err(crypto_err)?;
         if !args.kms_keys.is_empty() {
-            keyrings.push(Box::new(
+            // On decrypt only a key ARN names the key: the others are resolved first, as for
+            // `envelope s3 cp` downloads.
+            let keyring = if decrypting {
+                s3_crypto::KmsKeyring::with_key_arns(client.clone(), args.kms_keys.clone()).await
+            } else {
                 s3_crypto::KmsKeyring::new(client.clone(), args.kms_keys.clone())
-                    .map_err(crypto_err)?,
-            ));
+            };
+            keyrings.push(Box::new(keyring.map_err(crypto_err)?));
         }
         if let Some(filter) = args.discovery.filter()? {
             keyrings.push(Box::new(s3_crypto::KmsKeyring::discovery(client, filter)));

@@ -67,7 +67,7 @@ struct StoreArgs {
     #[arg(long, env = "ENVELOPE_DATABASE_URL")]
     database_url: Option<String>,
     /// File holding the root key (base64 of 32 bytes, or 32 raw bytes). Else ENVELOPE_ROOT_KEY, else
-    /// <data-dir>/root.key.
+    /// root.key in the data directory.
     #[arg(long)]
     root_key_file: Option<PathBuf>,
     /// Region in ARNs and SigV4 scopes.
@@ -345,7 +345,7 @@ pub(crate) fn store_url(args: &StoreArgs, data_dir: &Path) -> String {
     }
 }
 
-/// The software root key: `--root-key-file`, else ENVELOPE_ROOT_KEY, else <data-dir>/root.key,
+/// The software root key: `--root-key-file`, else ENVELOPE_ROOT_KEY, else `<data-dir>/root.key`,
 /// else (with `may_create`, for a store not yet `initialised`) a new one written there. The flag
 /// says whether it was created.
 pub(crate) fn software_root_material(

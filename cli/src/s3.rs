@@ -48,8 +48,8 @@ pub struct ConnectionArgs {
     /// S3 endpoint (else AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, then AWS S3 for the region).
     #[arg(long, value_name = "URL")]
     endpoint_url: Option<String>,
-    /// Path-style addressing (http://host/bucket/key) instead of virtual-hosted
-    /// (http://bucket.host/key); most self-hosted stores need it.
+    /// Path-style addressing (host/bucket/key) instead of virtual-hosted (bucket.host/key); most
+    /// self-hosted stores need it.
     #[arg(long)]
     path_style: bool,
     /// AWS region (S3 and KMS).
@@ -365,9 +365,9 @@ const FRAMED_RAW_KEY_NAME: &str = "s3";
 /// The keyring of a transfer in `format`. `--discovery` (downloads): the KMS key the object's
 /// encrypted data key names, within `--discovery-account`. `--raw-key-file`: for framed objects a
 /// raw AES keyring (namespace `envelope`, name [`FRAMED_RAW_KEY_NAME`]), for S3 Encryption Client
-/// objects its AES keyring. `--key`: the KMS key; on a framed download a KMS key that is not a key
-/// ARN cannot match the key ARNs in the object, so the keyring then asks KMS to decrypt with the
-/// key the object names, which KMS authorizes (as the S3 Encryption Client's KMS keyring does).
+/// objects its AES keyring. `--key`: the KMS key, strict; on a download a key id or alias is
+/// resolved to its key ARN first (`DescribeKey`), so that only that key's data keys are opened.
+/// [`key_refusals`] has checked the combinations of options.
 async fn keyring(
     args: &CpArgs,
     format: Format,
@@ -376,20 +376,6 @@ async fn keyring(
     let keys = &args.keys;
     let framed = format == Format::Framed;
     if let Some(filter) = keys.discovery.filter()? {
-        if !downloading {
-            return Err(CliError::Usage(
-                "--discovery is for downloads (the object names its KMS key); an upload needs \
-                 --key"
-                    .into(),
-            ));
-        }
-        if keys.kms_key.is_some() || keys.raw_key_file.is_some() {
-            return Err(CliError::Usage(
-                "--discovery takes the KMS key the object names; give it instead of --key or \
-                 --raw-key-file"
-                    .into(),
-            ));
-        }
         let client = kms_client(keys, &args.connection)
             .build()
             .await
@@ -422,12 +408,35 @@ async fn keyring(
         .build()
         .await
         .map_err(s3_err)?;
-    if framed && downloading && !(kms_key.starts_with("arn:") && kms_key.contains(":key/")) {
-        return Ok(Box::new(KmsKeyring::discovery(client, None)));
+    let keyring = if downloading {
+        KmsKeyring::with_key_arns(client, [kms_key.clone()]).await
+    } else {
+        KmsKeyring::new(client, [kms_key.clone()])
+    };
+    Ok(Box::new(keyring.map_err(s3_err)?))
+}
+
+/// The key options a transfer refuses, checked first (before any network call or key file read):
+/// `--discovery` is for downloads, and names no key of its own.
+fn key_refusals(args: &CpArgs, downloading: bool) -> Result<(), CliError> {
+    let keys = &args.keys;
+    if !keys.discovery.discovery {
+        return Ok(());
     }
-    Ok(Box::new(
-        KmsKeyring::new(client, [kms_key.clone()]).map_err(s3_err)?,
-    ))
+    if !downloading {
+        return Err(CliError::Usage(
+            "--discovery is for downloads (the object names its KMS key); an upload needs --key"
+                .into(),
+        ));
+    }
+    if keys.kms_key.is_some() || keys.raw_key_file.is_some() {
+        return Err(CliError::Usage(
+            "--discovery takes the KMS key the object names; give it instead of --key or \
+             --raw-key-file"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The KMS client's configuration: `--kms-endpoint-url`, `--profile`, `--region`.
@@ -450,8 +459,9 @@ fn framed_refusals(args: &CpArgs) -> Result<(), CliError> {
 }
 
 /// `cp FILE|- s3://…`: one path for every format, which decides only how the bytes are encrypted
-/// and put ([`put_framed`], [`put_object`]).
+/// and put ([`Put::framed`], [`Put::object`]).
 async fn upload(args: &CpArgs, dst: S3Url) -> Result<(), CliError> {
+    key_refusals(args, false)?;
     if args.range.is_some() {
         return Err(CliError::Usage(
             "--range selects part of an object to download; it does not apply to uploads".into(),
@@ -630,6 +640,7 @@ impl Put<'_> {
 /// `cp s3://… FILE|-`: one path for every format (found from the object's metadata unless
 /// `--format` says), which decides only how the object is got and decrypted.
 async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
+    key_refusals(args, true)?;
     // Before the output's temporary file exists: a signal from now on removes it.
     let cancel = cancel_on_signal();
     let sse_c = download_sse_c(args)?;

@@ -32,7 +32,9 @@ pub struct EncryptedDataKey {
 }
 
 /// An AES-GCM key that wraps data keys: 16, 24 or 32 bytes (the raw AES keyrings of both formats).
-pub(crate) fn aes_wrapping_key(bytes: &[u8]) -> Result<aws_lc_rs::aead::LessSafeKey> {
+/// `what` names it in the error (`a raw AES wrapping key`, `an AES wrapping key`), as each
+/// keyring always has.
+pub(crate) fn aes_wrapping_key(bytes: &[u8], what: &str) -> Result<aws_lc_rs::aead::LessSafeKey> {
     use aws_lc_rs::aead;
     let alg = match bytes.len() {
         16 => &aead::AES_128_GCM,
@@ -40,7 +42,7 @@ pub(crate) fn aes_wrapping_key(bytes: &[u8]) -> Result<aws_lc_rs::aead::LessSafe
         32 => &aead::AES_256_GCM,
         n => {
             return Err(Error::InvalidConfiguration(format!(
-                "an AES wrapping key is 16, 24 or 32 bytes, not {n}"
+                "{what} is 16, 24 or 32 bytes, not {n}"
             )))
         }
     };
@@ -176,7 +178,9 @@ pub type KeyringFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 
 /// data key and wraps it, `on_decrypt_object` unwraps it or fails.
 ///
 /// A keyring implements the format(s) it serves; each method's default refuses, saying which
-/// format the keyring does not serve.
+/// format the keyring does not serve — except `on_decrypt`, whose default finds no key of its own
+/// (a [`MultiKeyring`](crate::MultiKeyring) then goes on to its other keyrings, and a message no
+/// keyring opens fails as every undecryptable message does).
 pub trait Keyring: Send + Sync {
     /// Messages: generates and/or wraps the data key.
     fn on_encrypt<'a>(
@@ -187,14 +191,15 @@ pub trait Keyring: Send + Sync {
         Box::pin(async { Err(not_for(MESSAGES)) })
     }
 
-    /// Messages: tries to unwrap one of `encrypted_data_keys`.
+    /// Messages: tries to unwrap one of `encrypted_data_keys`. The default (a keyring for objects
+    /// only) owns none of them, so it returns the materials unchanged, as the contract says.
     fn on_decrypt<'a>(
         &'a self,
         materials: DecryptionMaterials,
         encrypted_data_keys: &'a [EncryptedDataKey],
     ) -> KeyringFuture<'a, DecryptionMaterials> {
-        let _ = (materials, encrypted_data_keys);
-        Box::pin(async { Err(not_for(MESSAGES)) })
+        let _ = encrypted_data_keys;
+        Box::pin(async { Ok(materials) })
     }
 
     /// Objects: generates a data key for `algorithm` and wraps it. `encryption_context` is the

@@ -72,7 +72,8 @@ pub enum Error {
     UnsupportedAlgorithmSuite(u16),
     /// The message uses a suite without key commitment, and the commitment policy requires it
     /// (the default). Decrypting such messages is an explicit opt-in:
-    /// [`CommitmentPolicy::RequireEncryptAllowDecrypt`](crate::CommitmentPolicy::RequireEncryptAllowDecrypt).
+    /// [`CommitmentPolicy::RequireEncryptAllowDecrypt`](crate::CommitmentPolicy::RequireEncryptAllowDecrypt)
+    /// or [`CommitmentPolicy::ForbidEncryptAllowDecrypt`](crate::CommitmentPolicy::ForbidEncryptAllowDecrypt).
     #[error(
         "algorithm suite {0:#06x} does not commit to its key; the commitment policy refuses it"
     )]

@@ -284,6 +284,45 @@ impl KmsKeyring {
         Ok(Self::with_mode(client, Mode::Strict(key_ids)))
     }
 
+    /// A strict keyring on the key ARNs of `key_ids`: a key ARN as given, any other identifier
+    /// (key id, `alias/<name>`, alias ARN) resolved to its key's ARN with `DescribeKey`. For
+    /// decryption, where only a key ARN pins the key: an alias would otherwise match nothing in
+    /// an AWS Encryption SDK message, and say nothing about which key opened an S3 Encryption
+    /// Client object.
+    pub async fn with_key_arns(
+        client: aws_sdk_kms::Client,
+        key_ids: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Self> {
+        // Validates the identifiers before any call.
+        let given = Self::new(client.clone(), key_ids)?;
+        let mut arns = Vec::with_capacity(given.key_ids().len());
+        for id in given.key_ids() {
+            if KmsArn::parse_key_arn(id).is_some() {
+                arns.push(id.clone());
+                continue;
+            }
+            let request = client.describe_key().key_id(id);
+            let op = Op::new("DescribeKey", id);
+            let out = run_on_runtime(given.runtime.as_ref(), async move {
+                request.send().await.map_err(|e| op.sdk_error(e))
+            })
+            .await?;
+            let op = Op::new("DescribeKey", id);
+            let arn = out
+                .key_metadata
+                .and_then(|m| m.arn)
+                .ok_or_else(|| op.bad_response("no key ARN"))?;
+            if KmsArn::parse_key_arn(&arn).is_none() {
+                return Err(op.bad_response(&format!("{} as the key ARN", quote(arn.as_bytes()))));
+            }
+            arns.push(arn);
+        }
+        Ok(Self {
+            mode: Mode::Strict(arns),
+            ..given
+        })
+    }
+
     /// A discovery keyring (decrypt only): tries every KMS key that the message's encrypted data keys
     /// name, limited to `filter`'s partition and accounts if given.
     pub fn discovery(client: aws_sdk_kms::Client, filter: Option<DiscoveryFilter>) -> Self {

@@ -12,9 +12,10 @@ use crate::error::{Error, Result};
 /// | [`RequireEncryptAllowDecrypt`](Self::RequireEncryptAllowDecrypt) | committing only | both |
 /// | [`RequireEncryptRequireDecrypt`](Self::RequireEncryptRequireDecrypt) (default) | committing only | committing only |
 ///
-/// Messages (the AWS Encryption SDK format) are always written with a key-committing suite, so
-/// [`ForbidEncryptAllowDecrypt`](Self::ForbidEncryptAllowDecrypt) refuses to encrypt one; S3
-/// Encryption Client objects are written as V2 (non-committing) under it, V3 otherwise.
+/// Only decryption of messages (the AWS Encryption SDK format) reads the policy: the encryptor
+/// takes none and always writes a key-committing suite. The S3 Encryption Client checks both
+/// ways: objects are written as V2 (non-committing) under
+/// [`ForbidEncryptAllowDecrypt`](Self::ForbidEncryptAllowDecrypt), V3 otherwise.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CommitmentPolicy {

@@ -30,6 +30,19 @@ def test_kms_keys_strict_and_discovery(server, kms, tmp_path):
     run(["decrypt", str(msg), "-o", str(out), "--key", arn, "--endpoint-url", server.endpoint,
          "--context", "app=cli", "-q"], env)
     assert out.read_bytes() == plain.read_bytes()
+    # An alias names the key too: resolved to its key ARN, it decrypts; another key's alias or ARN does not.
+    out_alias = tmp_path / "alias.out"
+    run(["decrypt", str(msg), "-o", str(out_alias), "--key", "alias/cli-files", "--endpoint-url", server.endpoint,
+         "--context", "app=cli", "-q"], env)
+    assert out_alias.read_bytes() == plain.read_bytes()
+    other = kms.create_key()["KeyMetadata"]["Arn"]
+    kms.create_alias(AliasName="alias/cli-other", TargetKeyId=other)
+    for bad in (other, "alias/cli-other"):
+        refused = tmp_path / "other.out"
+        p = run(["decrypt", str(msg), "-o", str(refused), "--key", bad, "--endpoint-url", server.endpoint,
+                 "--context", "app=cli"], env, ok=False)
+        assert p.returncode == 1 and "no keyring could decrypt" in p.stderr, (bad, p.stderr)
+        assert not refused.exists()
     # Discovery, with the endpoint from the AWS SDK's service-specific variable.
     out2 = tmp_path / "discovery.out"
     run(["decrypt", str(msg), "-o", str(out2), "--discovery", "-q"], dict(env, AWS_ENDPOINT_URL_KMS=server.endpoint))

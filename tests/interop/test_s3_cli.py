@@ -186,8 +186,48 @@ def test_download_with_discovery(store, env, kms_key, tmp_path, fmt):
     refused = tmp_path / "refused"
     p = envelope([*down, str(refused), "--discovery", "--discovery-account", other], env, ok=False)
     assert p.returncode == 1, p.stderr
-    assert b"discovery filter" in p.stderr or b"no keyring could decrypt" in p.stderr, p.stderr
+    # V3 and V2: KMS decrypts, and the key it answers with is outside the filter; framed: no encrypted
+    # data key passes the filter, so none is tried.
+    want = b"no keyring could decrypt" if fmt == "framed" else b"which the discovery filter does not allow"
+    assert want in p.stderr, p.stderr
     assert not refused.exists()
+
+
+@pytest.fixture(scope="module")
+def kms(store, kms_server, kms_key):
+    return boto3.client(
+        "kms", endpoint_url=kms_server.endpoint, region_name=store["REGION"],
+        aws_access_key_id=store["ACCESS_KEY_ID"], aws_secret_access_key=store["SECRET_ACCESS_KEY"],
+    )
+
+
+@pytest.mark.parametrize("fmt", ["v3", "v2", "framed"])
+def test_download_key_is_strict_for_arns_and_aliases(store, env, kms, kms_key, tmp_path, fmt):
+    """--key on a download names the one key allowed: an alias is resolved to its key ARN first, so an object
+    wrapped under another key the caller may also use (a substitution by whoever can write to the bucket) is
+    refused, named by ARN or by alias, with no output file."""
+    suffix = uuid.uuid4().hex[:10]
+    mine, other = f"alias/mine-{fmt}-{suffix}", f"alias/other-{fmt}-{suffix}"
+    other_arn = kms.create_key()["KeyMetadata"]["Arn"]
+    kms.create_alias(AliasName=mine, TargetKeyId=kms_key)
+    kms.create_alias(AliasName=other, TargetKeyId=other_arn)
+    plain = tmp_path / "plain"
+    plain.write_bytes(data_of(2 * 65536 + 7))
+    key = fresh_key(f"strict-{fmt}")
+    envelope(["s3", "cp", str(plain), url(store, key), "--key", kms_key, "--format", fmt, "-q", *conn(store)], env)
+    extra = ["--allow-non-committing"] if fmt == "v2" else []
+    down = ["s3", "cp", url(store, key), "-q", *extra, *conn(store)]
+    for ok in (kms_key, mine, mine.replace("alias/", f"arn:aws:kms:{store['REGION']}:{kms_key.split(':')[4]}:alias/")):
+        out = tmp_path / "out"
+        envelope([*down, str(out), "--key", ok, "--force"], env)
+        assert out.read_bytes() == plain.read_bytes(), ok
+    for bad in (other_arn, other):
+        refused = tmp_path / "refused"
+        p = envelope([*down, str(refused), "--key", bad], env, ok=False)
+        assert p.returncode == 1, p.stderr
+        want = b"no keyring could decrypt" if fmt == "framed" else b"KMS refused"
+        assert want in p.stderr, (bad, p.stderr)
+        assert not refused.exists(), bad
 
 
 def test_stdin_to_s3_and_s3_to_stdout(store, env, kms_key):

@@ -6,7 +6,9 @@
 //!   length;
 //! - **reads** those, and every version 1 suite the ESDK can write (0x0014 … 0x0378, with and without
 //!   signatures), framed and non-framed. Version 1 messages do not commit to their key and are refused
-//!   unless [`CommitmentPolicy::RequireEncryptAllowDecrypt`](crate::CommitmentPolicy) is chosen.
+//!   unless a policy that allows decrypting them is chosen
+//!   ([`CommitmentPolicy`](crate::CommitmentPolicy)`::RequireEncryptAllowDecrypt` or
+//!   `ForbidEncryptAllowDecrypt`).
 //!
 //! - `message/`: the byte layout (header, frames, footer, suites, key derivation, signatures);
 //! - [`stream`]: encryption and decryption that stream with memory bounded by the frame length,

@@ -46,7 +46,7 @@ impl AesKeyring {
     /// A keyring for `wrapping_key` (16, 24 or 32 bytes).
     pub fn new(wrapping_key: &[u8]) -> Result<Self> {
         Ok(Self {
-            key: aes_wrapping_key(wrapping_key)?,
+            key: aes_wrapping_key(wrapping_key, "an AES wrapping key")?,
             materials_description: EncryptionContext::new(),
         })
     }
@@ -211,7 +211,7 @@ mod kms {
     use crate::data_key::{DataKey, WrappedDataKey};
     use crate::encryption_context::EncryptionContext;
     use crate::error::{Error, Result};
-    use crate::kms::{DataKeySize, KmsKeyring, Mode};
+    use crate::kms::{quote, DataKeySize, KmsArn, KmsKeyring, Mode};
     use crate::s3ec::algorithms::{ContentAlgorithm, WrappingAlgorithm, DATA_KEY_LEN};
     use crate::s3ec::metadata::ContentMetadata;
 
@@ -290,17 +290,50 @@ mod kms {
                 Mode::Strict(keys) => keys.iter().map(|k| Some(k.as_str())).collect(),
                 Mode::Discovery(_) => vec![None],
             };
-            let mut result = Err(Error::NoDataKeyDecrypted { count: 1 });
+            // Every key's failure is kept: the one that matters may not be the last.
+            let mut errors = Vec::new();
             for key_id in key_ids {
-                let blob = &metadata.encrypted_data_key;
-                result = self
-                    .decrypt(key_id, blob, DATA_KEY_LEN, &metadata.context)
-                    .await;
-                if result.is_ok() {
-                    break;
+                match self.decrypt_with(key_id, metadata).await {
+                    Ok(data_key) => return Ok(data_key),
+                    Err(e) => errors.push(e),
                 }
             }
-            let (data_key, named) = result?;
+            match errors.len() {
+                1 => Err(errors.remove(0)),
+                n => Err(Error::Keyring(format!(
+                    "all {n} KMS keys failed: {}",
+                    errors
+                        .iter()
+                        .map(|e| {
+                            let e = e.to_string();
+                            e.strip_prefix("keyring failure: ").unwrap_or(&e).to_owned()
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ))),
+            }
+        }
+
+        /// One `Decrypt` of the object's data key: with `key_id` (strict; when it is a key ARN,
+        /// KMS must answer with that key), or with the key the blob names (discovery; the filter
+        /// must allow it).
+        async fn decrypt_with(
+            &self,
+            key_id: Option<&str>,
+            metadata: &ContentMetadata,
+        ) -> Result<DataKey> {
+            let blob = &metadata.encrypted_data_key;
+            let (data_key, named) = self
+                .decrypt(key_id, blob, DATA_KEY_LEN, &metadata.context)
+                .await?;
+            if let Some(key_id) = key_id.filter(|k| KmsArn::parse_key_arn(k).is_some()) {
+                if named != key_id {
+                    return Err(Error::Keyring(format!(
+                        "KMS Decrypt with {key_id} answered with key {}",
+                        quote(named.as_bytes())
+                    )));
+                }
+            }
             if !self.discovery_allows(&named) {
                 return Err(Error::Keyring(format!(
                     "the object's data key is under KMS key {named}, which the discovery filter \

@@ -181,6 +181,48 @@ fn wrong_key_and_multi_keyring() {
 }
 
 #[test]
+fn a_keyring_for_objects_only_passes_on_a_message_in_a_multi_keyring() {
+    // The S3 Encryption Client's AES keyring wraps no message keys: inside a multi keyring it
+    // finds none of its own (no error) and the next keyring opens the message.
+    let raw = RawAesKeyring::new("ns", "a", &[1u8; 32]).unwrap();
+    let message = Encryptor::new(&raw)
+        .encrypt_to_vec(b"objects only")
+        .unwrap();
+    let multi = MultiKeyring::new(
+        None,
+        vec![
+            Box::new(s3_crypto::s3ec::AesKeyring::new(&[1u8; 32]).unwrap()),
+            Box::new(RawAesKeyring::new("ns", "a", &[1u8; 32]).unwrap()),
+        ],
+    )
+    .unwrap();
+    let (out, _) = Decryptor::new(&multi).decrypt_to_vec(&message).unwrap();
+    assert_eq!(out, b"objects only");
+    // With no keyring that opens it, the failure is the usual one, not the object keyring's.
+    let objects_only = MultiKeyring::new(
+        None,
+        vec![
+            Box::new(s3_crypto::s3ec::AesKeyring::new(&[1u8; 32]).unwrap()),
+            Box::new(RawAesKeyring::new("ns", "a", &[2u8; 32]).unwrap()),
+        ],
+    )
+    .unwrap();
+    let e = Decryptor::new(&objects_only)
+        .decrypt_to_vec(&message)
+        .unwrap_err();
+    assert!(matches!(e, Error::NoDataKeyDecrypted { count: 1 }), "{e:?}");
+}
+
+#[test]
+fn a_raw_aes_key_of_a_wrong_length_is_named_as_such() {
+    let e = RawAesKeyring::new("ns", "a", &[1u8; 20]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid configuration: a raw AES wrapping key is 16, 24 or 32 bytes, not 20"
+    );
+}
+
+#[test]
 fn refuses_what_it_must_not_write() {
     let k = keyring();
     let r = Encryptor::new(&k)

@@ -53,7 +53,7 @@ impl RawAesKeyring {
                 "key namespace or name too long".into(),
             ));
         }
-        let key = aes_wrapping_key(wrapping_key)?;
+        let key = aes_wrapping_key(wrapping_key, "a raw AES wrapping key")?;
         Ok(Self {
             namespace,
             name,

@@ -56,7 +56,8 @@ impl<'k> Decryptor<'k> {
         }
     }
 
-    /// The commitment policy (the default refuses version 1 messages).
+    /// The commitment policy (the default refuses version 1 messages; `RequireEncryptAllowDecrypt`
+    /// and `ForbidEncryptAllowDecrypt` read them).
     pub fn commitment_policy(mut self, policy: CommitmentPolicy) -> Self {
         self.commitment_policy = policy;
         self
