@@ -9,16 +9,33 @@ use std::path::Path;
 use serde::Serialize;
 
 /// Who made a call, as the endpoint authenticated it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Caller {
-    /// The principal's ARN, `arn:aws:iam::<account>:user/<name>`.
-    pub principal_arn: String,
+    /// The authenticated principal: user, role session or account root, with its account, ids and
+    /// tags, as the policy engine sees it.
+    pub principal: crate::policy::Principal,
     /// The access key id the request was signed with.
     pub access_key_id: String,
     /// The request id returned to the caller (`x-amzn-RequestId`).
     pub request_id: String,
     /// The client's address.
     pub source_ip: Option<String>,
+    /// Whether the request came over TLS (`aws:SecureTransport`).
+    pub secure_transport: bool,
+}
+
+impl Default for Caller {
+    /// The root user of the default account (`111122223333`, [`crate::KmsConfig`]'s default), as
+    /// in-process callers and tests act.
+    fn default() -> Self {
+        Caller {
+            principal: crate::policy::Principal::root("111122223333"),
+            access_key_id: String::new(),
+            request_id: String::new(),
+            source_ip: None,
+            secure_transport: false,
+        }
+    }
 }
 
 /// One audit record.

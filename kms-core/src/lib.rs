@@ -32,6 +32,7 @@ pub mod blob;
 pub mod context;
 pub mod custom_key_store;
 pub mod error;
+pub mod identity;
 pub mod ids;
 pub mod material;
 pub mod policy;

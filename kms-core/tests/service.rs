@@ -1035,7 +1035,7 @@ async fn principals(kms: &Kms) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(arn, "arn:aws:iam::111122223333:user/alice");
+    assert_eq!(arn.arn, "arn:aws:iam::111122223333:user/alice");
     assert_eq!(s.as_slice(), secret.as_bytes());
     // An adopted secret must be as strong as one AWS issues (issue 14): "s3cr3t" was accepted.
     let weak = (

@@ -116,7 +116,7 @@ pub(crate) struct LoadedKey {
 const REFRESH_GRACE: Duration = Duration::from_secs(1);
 
 pub(super) struct CachedPrincipal {
-    pub(super) arn: String,
+    pub(super) principal: crate::policy::Principal,
     pub(super) secret: Zeroizing<Vec<u8>>,
     /// What `secret` was unwrapped from (a reload with the same bytes does not ask the root).
     pub(super) wrapped: Vec<u8>,

@@ -196,7 +196,7 @@ impl Kms {
             log.record(&AuditRecord {
                 event_time: crate::rfc3339(now_millis()),
                 event_name: operation,
-                principal_arn: &caller.principal_arn,
+                principal_arn: &caller.principal.arn,
                 access_key_id: &caller.access_key_id,
                 request_id: &caller.request_id,
                 source_ip_address: caller.source_ip.as_deref(),
