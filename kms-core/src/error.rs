@@ -44,6 +44,10 @@ pub enum KmsError {
     /// AWS keeps for its managed keys (`NotAuthorizedException`).
     #[error("{0}")]
     NotAuthorized(String),
+    /// The policy engine denied the request (`AccessDeniedException`); the message is AWS's ("User:
+    /// ARN is not authorized to perform: ACTION on resource: ARN because …").
+    #[error("{0}")]
+    AccessDenied(String),
     /// A per-key limit was reached (`LimitExceededException`).
     #[error("{0}")]
     LimitExceeded(String),
@@ -102,6 +106,7 @@ impl KmsError {
             KmsError::InvalidMarker(_) => "InvalidMarkerException",
             KmsError::Tag(_) => "TagException",
             KmsError::NotAuthorized(_) => "NotAuthorizedException",
+            KmsError::AccessDenied(_) => "AccessDeniedException",
             KmsError::LimitExceeded(_) => "LimitExceededException",
             KmsError::Serialization(_) => "SerializationException",
             KmsError::UnknownOperation(_) => "UnknownOperationException",

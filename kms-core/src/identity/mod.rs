@@ -24,7 +24,6 @@ pub struct IdentityPolicy {
 }
 
 /// `arn:aws:iam::aws:policy/AdministratorAccess`: every action on every resource.
-#[allow(dead_code)] // used by the authorization point, which is being wired (issue 13)
 pub(crate) fn administrator_access() -> Arc<[IdentityPolicy]> {
     static ADMIN: OnceLock<Arc<[IdentityPolicy]>> = OnceLock::new();
     ADMIN
@@ -43,7 +42,6 @@ pub(crate) fn administrator_access() -> Arc<[IdentityPolicy]> {
 impl Kms {
     /// The identity-based policies that apply to `principal`: for a user its inline and attached
     /// policies and its groups'; for a role session the role's. The root user needs none.
-    #[allow(dead_code)] // used by the authorization point, which is being wired (issue 13)
     pub(crate) async fn identity_policies(
         &self,
         principal: &Principal,
