@@ -39,7 +39,7 @@ pub mod policy;
 mod service;
 pub mod store;
 
-pub use audit::{AuditLog, Caller};
+pub use audit::{AuditDecision, AuditLog, Caller};
 pub use context::EncryptionContext;
 pub use custom_key_store::{
     ConnectFailure, ConnectionErrorCode, ConnectionState, HsmClusters, HsmKeyStore,

@@ -425,3 +425,84 @@ async fn the_default_key_policy_is_shown_and_put_key_policy_replaces_it() {
         .await,
     );
 }
+
+#[tokio::test]
+async fn every_decision_is_audited_with_what_decided_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let root = Arc::new(SoftwareRootKey::new(
+        KeyMaterial::from_slice(&[9; 32]).unwrap(),
+    ));
+    let log_path = dir.path().join("audit.log");
+    let kms = Kms::open(
+        Store::connect(&url).await.unwrap(),
+        root,
+        KmsConfig::default(),
+    )
+    .await
+    .unwrap()
+    .with_audit_log(kms_core::AuditLog::open(&log_path).unwrap());
+    let alice = user(HOME, "alice");
+    let arn = create_key(&kms, &alice, Some(policy_denying_bob_decrypt())).await;
+    let bob = user(HOME, "bob");
+    let ct = call(
+        &kms,
+        &bob,
+        "Encrypt",
+        json!({"KeyId": arn, "Plaintext": b64(b"a")}),
+    )
+    .await
+    .unwrap();
+    denied(
+        call(
+            &kms,
+            &bob,
+            "Decrypt",
+            json!({"CiphertextBlob": ct["CiphertextBlob"]}),
+        )
+        .await,
+    );
+    kms.flush_audit_log();
+    let lines: Vec<Value> = std::fs::read_to_string(&log_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by_name = |n: &str| lines.iter().find(|l| l["eventName"] == n).unwrap().clone();
+    let create = by_name("CreateKey");
+    assert_eq!(create["authorization"][0]["action"], "kms:CreateKey");
+    assert_eq!(create["authorization"][0]["decision"], "Allow");
+    assert_eq!(
+        create["authorization"][0]["reason"],
+        "managed policy arn:aws:iam::aws:policy/AdministratorAccess statement 0"
+    );
+    let enc = by_name("Encrypt");
+    assert_eq!(enc["authorization"][0]["resource"], arn);
+    assert_eq!(
+        enc["authorization"][0]["reason"],
+        format!(
+            "key policy of {arn} statement 0 (Sid \"Root\") and managed policy \
+             arn:aws:iam::aws:policy/AdministratorAccess statement 0"
+        )
+    );
+    let dec = by_name("Decrypt");
+    assert_eq!(dec["errorCode"], "AccessDeniedException");
+    assert_eq!(dec["authorization"][0]["decision"], "Deny");
+    assert_eq!(
+        dec["authorization"][0]["reason"],
+        format!("explicit deny in key policy of {arn} statement 1 (Sid \"NoBobDecrypt\")")
+    );
+    // A malformed request is refused before any decision: nothing to record but the error.
+    let _ = kms.execute(&bob, "Decrypt", b"{nope").await;
+    kms.flush_audit_log();
+    let last: Value = serde_json::from_str(
+        std::fs::read_to_string(&log_path)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(last["errorCode"], "SerializationException");
+    assert!(last.get("authorization").is_none());
+}

@@ -58,10 +58,50 @@ impl Kms {
         grants: &[Grant],
     ) -> Result<Decision> {
         let decision = self.decide(ctx, resource, grants).await?;
+        let _ = super::DECISIONS.try_with(|d| d.borrow_mut().push(audit_decision(ctx, &decision)));
         match decision.denial_message(ctx) {
             None => Ok(decision),
             Some(message) => Err(KmsError::AccessDenied(message)),
         }
+    }
+}
+
+/// How the audit log records a decision.
+fn audit_decision(ctx: &RequestContext, decision: &Decision) -> crate::audit::AuditDecision {
+    use crate::policy::{Allowed, StatementRef};
+    let statement = |s: &StatementRef| match &s.sid {
+        Some(sid) => format!("{} statement {} (Sid \"{sid}\")", s.policy, s.index),
+        None => format!("{} statement {}", s.policy, s.index),
+    };
+    let (verdict, reason) = match decision {
+        Decision::Allow(Allowed::ResourcePolicy(s)) => ("Allow", statement(s)),
+        Decision::Allow(Allowed::ResourceAndIdentity { resource, identity }) => (
+            "Allow",
+            match identity {
+                Some(i) => format!("{} and {}", statement(resource), statement(i)),
+                None => format!("{} (the account's root user)", statement(resource)),
+            },
+        ),
+        Decision::Allow(Allowed::IdentityPolicy(Some(s))) => ("Allow", statement(s)),
+        Decision::Allow(Allowed::IdentityPolicy(None)) => {
+            ("Allow", "the account's root user".into())
+        }
+        Decision::Allow(Allowed::Grant(id)) => ("Allow", format!("grant {id}")),
+        Decision::Deny(Denied::ExplicitDeny(s)) => {
+            ("Deny", format!("explicit deny in {}", statement(s)))
+        }
+        Decision::Deny(Denied::NoResourcePolicyAllows) => {
+            ("Deny", "no resource-based policy allows".into())
+        }
+        Decision::Deny(Denied::NoIdentityPolicyAllows) => {
+            ("Deny", "no identity-based policy allows".into())
+        }
+    };
+    crate::audit::AuditDecision {
+        action: ctx.action().to_string(),
+        resource: ctx.resource().map(str::to_string),
+        decision: verdict,
+        reason,
     }
 }
 

@@ -51,6 +51,8 @@ pub use principals::PrincipalInfo;
 tokio::task_local! {
     /// Who is calling, for the duration of one [`Kms::execute`].
     static CALLER: Caller;
+    /// The authorization decisions taken for the current call, for its audit record.
+    static DECISIONS: std::cell::RefCell<Vec<crate::audit::AuditDecision>>;
 }
 
 const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
@@ -244,8 +246,13 @@ impl Kms {
     /// in the audit log.
     pub async fn execute(&self, caller: &Caller, operation: &str, body: &[u8]) -> Result<Vec<u8>> {
         let mut key_ref: Option<String> = None;
-        let result = CALLER
-            .scope(caller.clone(), self.dispatch(operation, body, &mut key_ref))
+        let (result, decisions) = DECISIONS
+            .scope(std::cell::RefCell::default(), async {
+                let r = CALLER
+                    .scope(caller.clone(), self.dispatch(operation, body, &mut key_ref))
+                    .await;
+                (r, DECISIONS.with(|d| d.take()))
+            })
             .await;
         if let Some(log) = &self.audit {
             log.record(&AuditRecord {
@@ -257,6 +264,7 @@ impl Kms {
                 source_ip_address: caller.source_ip.as_deref(),
                 key_id: key_ref.as_deref(),
                 error_code: result.as_ref().err().map(KmsError::aws_name),
+                authorization: &decisions,
             });
         }
         result
