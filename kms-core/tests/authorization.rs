@@ -506,3 +506,81 @@ async fn every_decision_is_audited_with_what_decided_it() {
     assert_eq!(last["errorCode"], "SerializationException");
     assert!(last.get("authorization").is_none());
 }
+
+#[tokio::test]
+async fn explain_gives_the_endpoints_decision_and_what_decided_it() {
+    let (_d, kms) = kms().await;
+    let root = Caller::default();
+    let policy = json!({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{HOME}:root")},
+         "NotAction": "kms:Decrypt", "Resource": "*"},
+        {"Sid": "AppDecrypts", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{HOME}:user/app")},
+         "Action": "kms:Decrypt", "Resource": "*",
+         "Condition": {"StringEquals": {"kms:EncryptionContext:dept": "IT"}}}]});
+    let arn = create_key(&kms, &root, Some(policy)).await;
+    call(
+        &kms,
+        &root,
+        "CreateAlias",
+        json!({"AliasName": "alias/it", "TargetKeyId": arn}),
+    )
+    .await
+    .unwrap();
+    let app = || Principal::from_arn(&format!("arn:aws:iam::{HOME}:user/app"), None).unwrap();
+    let ctx = |v: &str| vec![("kms:EncryptionContext:dept".to_string(), v.to_string())];
+    let yes = kms
+        .explain(app(), "kms:Decrypt", Some("alias/it"), &ctx("IT"))
+        .await
+        .unwrap();
+    assert_eq!(yes.decision, "Allow");
+    assert_eq!(
+        yes.decided_by,
+        format!("key policy of {arn} statement 1 (Sid \"AppDecrypts\")")
+    );
+    assert_eq!(yes.resource.as_deref(), Some(arn.as_str()));
+    assert!(yes.message.is_none());
+    let no = kms
+        .explain(app(), "kms:Decrypt", Some(&arn), &ctx("HR"))
+        .await
+        .unwrap();
+    assert_eq!(no.decision, "Deny");
+    assert_eq!(no.decided_by, "no resource-based policy allows");
+    assert_eq!(
+        no.message.as_deref(),
+        Some(format!(
+            "User: arn:aws:iam::{HOME}:user/app is not authorized to perform: kms:Decrypt on resource: {arn} \
+             because no resource-based policy allows the kms:Decrypt action"
+        ).as_str())
+    );
+    assert!(no
+        .policies_evaluated
+        .contains(&format!("key policy of {arn}")));
+    // The endpoint decides the same: the decision is one code path.
+    let ct = call(
+        &kms,
+        &root,
+        "Encrypt",
+        json!({"KeyId": arn, "Plaintext": b64(b"d"), "EncryptionContext": {"dept": "HR"}}),
+    )
+    .await
+    .unwrap();
+    let app_caller = as_(app());
+    denied(
+        call(
+            &kms,
+            &app_caller,
+            "Decrypt",
+            json!({"CiphertextBlob": ct["CiphertextBlob"], "EncryptionContext": {"dept": "HR"}}),
+        )
+        .await,
+    );
+    // Account-level actions need an identity policy; the root user has every right in its account.
+    let create = kms
+        .explain(Principal::root(HOME), "kms:CreateKey", None, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (create.decision, create.decided_by.as_str()),
+        ("Allow", "the account's root user")
+    );
+}

@@ -67,7 +67,10 @@ impl Kms {
 }
 
 /// How the audit log records a decision.
-fn audit_decision(ctx: &RequestContext, decision: &Decision) -> crate::audit::AuditDecision {
+pub(super) fn audit_decision(
+    ctx: &RequestContext,
+    decision: &Decision,
+) -> crate::audit::AuditDecision {
     use crate::policy::{Allowed, StatementRef};
     let statement = |s: &StatementRef| match &s.sid {
         Some(sid) => format!("{} statement {} (Sid \"{sid}\")", s.policy, s.index),
@@ -361,14 +364,7 @@ impl Kms {
         request_alias: Option<&str>,
         req: &impl Conditions,
     ) -> Result<()> {
-        let mut ctx = self
-            .request_context(caller, action)
-            .with_resource(&auth.arn)
-            .with_resource_tags(&auth.tags)
-            .with(keys::KEY_SPEC, &auth.key_spec)
-            .with(keys::KEY_USAGE, &auth.key_usage)
-            .with(keys::KEY_ORIGIN, &auth.origin);
-        ctx.set_values(keys::RESOURCE_ALIASES, auth.aliases.iter().cloned());
+        let mut ctx = self.key_context(self.request_context(caller, action), auth);
         if let Some(alias) = request_alias {
             ctx.set(keys::REQUEST_ALIAS, alias);
         }
@@ -402,6 +398,18 @@ impl Kms {
         }
         let ctx = req.conditions(ctx);
         self.authorize(&ctx, None, &[]).await.map(drop)
+    }
+
+    /// The key's condition keys: its ARN as the resource, its tags, spec, usage, origin and aliases.
+    pub(super) fn key_context(&self, ctx: RequestContext, auth: &KeyAuth) -> RequestContext {
+        let mut ctx = ctx
+            .with_resource(&auth.arn)
+            .with_resource_tags(&auth.tags)
+            .with(keys::KEY_SPEC, &auth.key_spec)
+            .with(keys::KEY_USAGE, &auth.key_usage)
+            .with(keys::KEY_ORIGIN, &auth.origin);
+        ctx.set_values(keys::RESOURCE_ALIASES, auth.aliases.iter().cloned());
+        ctx
     }
 
     /// The context every request starts from: the caller, the action, the time, where it came from.

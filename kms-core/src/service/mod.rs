@@ -16,6 +16,7 @@ mod authorize;
 mod cache;
 mod crypto;
 mod custom_key_stores;
+mod explain;
 mod key_kinds;
 mod key_policies;
 mod keys;
@@ -46,6 +47,7 @@ use key_kinds::ASYMMETRIC_AND_HMAC_OPERATIONS;
 use root::{off_runtime, ROOT_CHECK, ROOT_CHECK_AAD, ROOT_CHECK_VALUE};
 
 pub use crypto::{MAX_CIPHERTEXT_BLOB, MAX_ENCRYPT_PLAINTEXT};
+pub use explain::Explanation;
 pub use principals::PrincipalInfo;
 
 tokio::task_local! {
