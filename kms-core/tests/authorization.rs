@@ -584,3 +584,49 @@ async fn explain_gives_the_endpoints_decision_and_what_decided_it() {
         ("Allow", "the account's root user")
     );
 }
+
+#[tokio::test]
+async fn dry_run_answers_what_the_call_would_do_after_authorization() {
+    let (_d, kms) = kms().await;
+    let alice = user(HOME, "alice");
+    let arn = create_key(&kms, &alice, Some(policy_denying_bob_decrypt())).await;
+    let ct = call(
+        &kms,
+        &alice,
+        "Encrypt",
+        json!({"KeyId": arn, "Plaintext": b64(b"q")}),
+    )
+    .await
+    .unwrap();
+    let blob = ct["CiphertextBlob"].clone();
+    for (op, body) in [
+        (
+            "Encrypt",
+            json!({"KeyId": arn, "Plaintext": b64(b"q"), "DryRun": true}),
+        ),
+        ("Decrypt", json!({"CiphertextBlob": blob, "DryRun": true})),
+        (
+            "GenerateDataKey",
+            json!({"KeyId": arn, "KeySpec": "AES_256", "DryRun": true}),
+        ),
+        (
+            "ReEncrypt",
+            json!({"CiphertextBlob": blob, "DestinationKeyId": arn, "DryRun": true}),
+        ),
+    ] {
+        let e = call(&kms, &alice, op, body.clone()).await.unwrap_err();
+        assert_eq!(e.aws_name(), "DryRunOperationException", "{op}");
+        let bob = call(&kms, &user(HOME, "bob"), op, body).await;
+        if op == "Decrypt" {
+            // bob may not decrypt: the dry run says so. (ReEncrypt needs kms:ReEncryptFrom, which
+            // the policy does not deny, as in AWS.)
+            denied(bob);
+        } else {
+            assert_eq!(
+                bob.unwrap_err().aws_name(),
+                "DryRunOperationException",
+                "{op}"
+            );
+        }
+    }
+}
