@@ -31,6 +31,10 @@ pub(super) struct Caches {
     pub(super) known_access_keys: tokio::sync::Mutex<KnownAccessKeys>,
     /// Custom key store rows, by store id.
     pub(super) store_rows: Expiring<CustomKeyStoreRow>,
+    /// Each key's grants as the policy engine weighs them, by key id.
+    pub(super) grants: Expiring<Arc<[crate::policy::Grant]>>,
+    /// The grant token MAC key, unwrapped.
+    pub(super) grant_token_key: tokio::sync::OnceCell<Arc<Zeroizing<Vec<u8>>>>,
 }
 
 /// The access key ids of the store's principals, read whole (one query) at most once per

@@ -5,7 +5,7 @@
 //! The operations live one family a file, each an `impl Kms` block: `keys` (create, describe, list,
 //! the state changes, and the checks of a key's state), `key_kinds` (operations of key kinds this
 //! server does not make, refused as AWS refuses them for a symmetric key), `crypto` (Encrypt,
-//! Decrypt, ReEncrypt, data keys, GenerateRandom), `aliases`, `tags`, `rotation`, `principals` (the
+//! Decrypt, ReEncrypt, data keys, GenerateRandom), `aliases`, `tags`, `rotation`, `grants`, `principals` (the
 //! identities SigV4 knows), `custom_key_stores` (the CloudHSM key store operations and this node's
 //! logins to their tokens) and `sweeper` (deletion and rotation when due). Beside them: `cache` (what
 //! is kept between calls), `root` (what each wrapped secret is bound to, the root check value,
@@ -17,6 +17,7 @@ mod authorize;
 mod cache;
 mod crypto;
 mod custom_key_stores;
+mod grants;
 mod key_kinds;
 mod keys;
 mod principals;
@@ -193,7 +194,7 @@ impl Kms {
     /// in the audit log.
     pub async fn execute(&self, caller: &Caller, operation: &str, body: &[u8]) -> Result<Vec<u8>> {
         let mut key_ref: Option<String> = None;
-        let result = self.dispatch(operation, body, &mut key_ref).await;
+        let result = self.dispatch(caller, operation, body, &mut key_ref).await;
         if let Some(log) = &self.audit {
             log.record(&AuditRecord {
                 event_time: crate::rfc3339(now_millis()),
@@ -211,6 +212,7 @@ impl Kms {
 
     async fn dispatch(
         &self,
+        caller: &Caller,
         operation: &str,
         body: &[u8],
         key_ref: &mut Option<String>,
@@ -221,12 +223,12 @@ impl Kms {
             return to_json(&self.refuse_on_symmetric_key(operation, req).await?);
         }
         macro_rules! ops {
-            ($($name:literal => $method:ident($req:ty) $(key $field:ident)?),* $(,)?) => {
+            ($($name:literal => $method:ident($req:ty $(, $caller:ident)?) $(key $field:ident)?),* $(,)?) => {
                 match operation {
                     $($name => {
                         let req: $req = parse(operation, body)?;
                         $(*key_ref = req.$field.clone();)?
-                        to_json(&self.$method(req).await?)
+                        to_json(&self.$method(req $(, $caller)?).await?)
                     })*
                     _ => Err(KmsError::UnknownOperation(format!("Operation {operation} is not known to this service."))),
                 }
@@ -268,6 +270,11 @@ impl Kms {
             "DisconnectCustomKeyStore" => disconnect_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id,
             "UpdateCustomKeyStore" => update_custom_key_store(UpdateCustomKeyStoreRequest) key custom_key_store_id,
             "DeleteCustomKeyStore" => delete_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id,
+            "CreateGrant" => create_grant(CreateGrantRequest, caller) key key_id,
+            "ListGrants" => list_grants(ListGrantsRequest) key key_id,
+            "ListRetirableGrants" => list_retirable_grants(ListRetirableGrantsRequest),
+            "RetireGrant" => retire_grant(RetireGrantRequest, caller) key key_id,
+            "RevokeGrant" => revoke_grant(RevokeGrantRequest) key key_id,
         }
     }
 }
