@@ -233,11 +233,11 @@ fn retirement_grants(g: &GrantRow) -> Vec<policy::Grant> {
     grants
 }
 
-/// Fills `ctx` with CreateGrant's condition keys: `kms:GrantOperations`, `kms:GranteePrincipal`,
-/// `kms:RetiringPrincipal` (when given), `kms:GrantIsForAWSResource` (always false: no AWS service
-/// calls through this server), `kms:GrantConstraintType` (when constrained), and the requested grant
-/// itself, so that a grant allowing CreateGrant allows only grants within it.
 impl CreateGrantRequest {
+    /// Fills `ctx` with CreateGrant's condition keys: `kms:GrantOperations`, `kms:GranteePrincipal`,
+    /// `kms:RetiringPrincipal` (when given), `kms:GrantIsForAWSResource` (always false: no AWS service
+    /// calls through this server), `kms:GrantConstraintType` (when constrained), and the requested grant
+    /// itself, so that a grant allowing CreateGrant allows only grants within it.
     pub fn fill_context(&self, ctx: &mut RequestContext) {
         let req = self;
         let operations = req.operations.clone().unwrap_or_default();

@@ -162,10 +162,12 @@ impl Kms {
         let grant_id = match self.store.insert_grant(&row, MAX_GRANTS_PER_KEY).await? {
             GrantInsert::Created => row.grant_id,
             GrantInsert::Existing(g) => g.grant_id,
-            GrantInsert::LimitReached => return Err(KmsError::LimitExceeded(format!(
+            GrantInsert::LimitReached => {
+                return Err(KmsError::LimitExceeded(format!(
                 "The request would exceed the limit of {MAX_GRANTS_PER_KEY} grants on key '{}'.",
                 self.arn(&key_id)
-            ))),
+            )))
+            }
         };
         self.forget_grants(&key_id);
         Ok(CreateGrantResponse {
