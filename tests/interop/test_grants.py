@@ -239,12 +239,12 @@ def test_awscli_grants(server, kms, new_key):
     # A token on a cryptographic operation.
     aws("kms", "encrypt", "--key-id", key, "--plaintext", base64.b64encode(b"hi").decode(),
         "--encryption-context", "team=red", "--grant-tokens", token)
-    # A refusal: the CLI exits 254 with AWS's error name, and nothing changed.
+    # A refusal: the CLI fails with AWS's error name, and nothing changed.
     r = aws("kms", "revoke-grant", "--key-id", key, "--grant-id", "0" * 64, check=False)
-    assert r.returncode == 254 and "NotFoundException" in r.stderr, r.stderr
+    assert r.returncode != 0 and "NotFoundException" in r.stderr, r.stderr
     r = aws("kms", "create-grant", "--key-id", key, "--grantee-principal", "nobody", "--operations", "Decrypt",
             check=False)
-    assert r.returncode == 254 and "InvalidArnException" in r.stderr, r.stderr
+    assert r.returncode != 0 and "InvalidArnException" in r.stderr, r.stderr
     assert grant_ids(kms, key) == [gid]
     aws("kms", "retire-grant", "--grant-token", token)
     second = json.loads(aws("kms", "create-grant", "--key-id", key, "--grantee-principal", ALICE,

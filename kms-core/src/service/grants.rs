@@ -95,7 +95,7 @@ fn check_principal(v: &str, field: &str) -> Result<()> {
     check_length(v, 1, 256, field)?;
     let ok = v
         .chars()
-        .all(|c| c.is_alphanumeric() || c == '_' || "+=,.@:/-".contains(c));
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || "+=,.@:/-".contains(c));
     if !ok {
         return Err(KmsError::constraint(
             v,
@@ -187,7 +187,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

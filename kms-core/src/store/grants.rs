@@ -46,8 +46,8 @@ pub struct GrantRow {
 pub enum GrantInsert {
     /// The grant was added.
     Created,
-    /// A grant with the same idempotency digest exists (a retried named CreateGrant): this one.
-    Existing(GrantRow),
+    /// A grant with the same idempotency digest exists (a retried named CreateGrant): its id.
+    Existing(String),
     /// The key already has the maximum number of grants; nothing was written.
     LimitReached,
 }
@@ -127,7 +127,7 @@ impl Store {
                 .await?;
             if let Some(r) = existing {
                 tx.rollback().await?;
-                return Ok(GrantInsert::Existing(grant_from_row(&r)?));
+                return Ok(GrantInsert::Existing(grant_from_row(&r)?.grant_id));
             }
         }
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kms_grants WHERE key_id = $1")
@@ -163,7 +163,7 @@ impl Store {
                 tx.rollback().await?;
                 return match &g.idempotency {
                     Some(d) => match self.grant_by_idempotency(d).await? {
-                        Some(existing) => Ok(GrantInsert::Existing(existing)),
+                        Some(existing) => Ok(GrantInsert::Existing(existing.grant_id)),
                         None => Err(e.into()),
                     },
                     None => Err(e.into()),

@@ -161,7 +161,7 @@ impl Kms {
         }
         let grant_id = match self.store.insert_grant(&row, MAX_GRANTS_PER_KEY).await? {
             GrantInsert::Created => row.grant_id,
-            GrantInsert::Existing(g) => g.grant_id,
+            GrantInsert::Existing(id) => id,
             GrantInsert::LimitReached => {
                 return Err(KmsError::LimitExceeded(format!(
                 "The request would exceed the limit of {MAX_GRANTS_PER_KEY} grants on key '{}'.",
