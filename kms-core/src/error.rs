@@ -91,6 +91,16 @@ pub enum KmsError {
     /// (`CloudHsmClusterNotRelatedException`).
     #[error("{0}")]
     CloudHsmClusterNotRelated(String),
+    /// A grant token is malformed, or was not issued by this service (`InvalidGrantTokenException`).
+    #[error("{0}")]
+    InvalidGrantToken(String),
+    /// A grant id is not one of this service's (`InvalidGrantIdException`).
+    #[error("{0}")]
+    InvalidGrantId(String),
+    /// An ARN in the request is not valid for its place, such as a grantee principal that is not an
+    /// IAM principal's ARN (`InvalidArnException`).
+    #[error("{0}")]
+    InvalidArn(String),
 }
 
 impl KmsError {
@@ -124,6 +134,9 @@ impl KmsError {
             KmsError::CloudHsmClusterNotFound(_) => "CloudHsmClusterNotFoundException",
             KmsError::CloudHsmClusterInUse(_) => "CloudHsmClusterInUseException",
             KmsError::CloudHsmClusterNotRelated(_) => "CloudHsmClusterNotRelatedException",
+            KmsError::InvalidGrantToken(_) => "InvalidGrantTokenException",
+            KmsError::InvalidGrantId(_) => "InvalidGrantIdException",
+            KmsError::InvalidArn(_) => "InvalidArnException",
         }
     }
 

@@ -14,7 +14,10 @@ use crate::error::{KmsError, Result};
 
 mod aliases;
 mod custom_key_stores;
+mod grants;
 mod sqlite_file;
+
+pub use grants::{GrantInsert, GrantRow};
 
 use sqlite_file::restrict_sqlite_file;
 
@@ -22,6 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_custom_key_stores.sql")),
     (3, include_str!("../migrations/0003_accounts.sql")),
+    (5, include_str!("../migrations/0005_grants.sql")),
 ];
 
 /// A key's state as the store keeps it. What DescribeKey shows is the service's to say (a key in a
@@ -683,18 +687,18 @@ impl Store {
     }
 
     /// Replaces every wrapped secret (all key material versions, all principals' secrets, all
-    /// custom key store passwords, and the metadata value `meta_name`) with what `rewrap` returns
+    /// custom key store passwords, and the metadata values `meta_names` that exist) with what `rewrap` returns
     /// for it, in order: all or nothing. The secrets are read, then `rewrap` runs (it may take long:
     /// one HSM call per secret) with no transaction open, then one short transaction writes every
     /// new value under a compare-and-swap on the old one and checks that no secret was added
     /// meanwhile. Fails, changing nothing, if `rewrap` fails or the store changed. Returns how many
     /// secrets were rewritten.
-    pub async fn rewrap_all<F, Fut>(&self, meta_name: &str, rewrap: F) -> Result<usize>
+    pub async fn rewrap_all<F, Fut>(&self, meta_names: &[&str], rewrap: F) -> Result<usize>
     where
         F: FnOnce(Vec<WrappedSecret>) -> Fut,
         Fut: std::future::Future<Output = Result<Vec<Vec<u8>>>>,
     {
-        let all = self.wrapped_secrets(meta_name).await?;
+        let all = self.wrapped_secrets(meta_names).await?;
         let count = all.len();
         let new = rewrap(all.clone()).await?;
         if new.len() != count {
@@ -770,7 +774,7 @@ impl Store {
     }
 
     /// Every secret the store keeps wrapped by the root of trust, in a fixed order.
-    async fn wrapped_secrets(&self, meta_name: &str) -> Result<Vec<WrappedSecret>> {
+    async fn wrapped_secrets(&self, meta_names: &[&str]) -> Result<Vec<WrappedSecret>> {
         let mut all = Vec::new();
         for r in sqlx::query(
             "SELECT key_id, version, wrapped FROM kms_key_material ORDER BY key_id, version",
@@ -807,11 +811,13 @@ impl Store {
                 wrapped: r.try_get("wrapped_password")?,
             });
         }
-        if let Some(wrapped) = self.meta_get(meta_name).await? {
-            all.push(WrappedSecret::Meta {
-                name: meta_name.to_string(),
-                wrapped,
-            });
+        for meta_name in meta_names {
+            if let Some(wrapped) = self.meta_get(meta_name).await? {
+                all.push(WrappedSecret::Meta {
+                    name: (*meta_name).to_string(),
+                    wrapped,
+                });
+            }
         }
         Ok(all)
     }

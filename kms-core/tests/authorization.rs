@@ -630,3 +630,102 @@ async fn dry_run_answers_what_the_call_would_do_after_authorization() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_grant_lets_in_whom_the_key_policy_does_not_and_no_further() {
+    let (_d, kms) = kms().await;
+    let alice = user(HOME, "alice");
+    let only_alice = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{HOME}:user/alice")},
+         "Action": "kms:*", "Resource": "*"}]});
+    let arn = create_key(&kms, &alice, Some(only_alice)).await;
+    let bob = user(HOME, "bob");
+    denied(
+        call(
+            &kms,
+            &bob,
+            "Encrypt",
+            json!({"KeyId": arn, "Plaintext": b64(b"g")}),
+        )
+        .await,
+    );
+    let g = call(
+        &kms,
+        &alice,
+        "CreateGrant",
+        json!({
+        "KeyId": arn, "GranteePrincipal": format!("arn:aws:iam::{HOME}:user/bob"),
+        "Operations": ["Encrypt", "Decrypt"],
+        "Constraints": {"EncryptionContextSubset": {"app": "billing"}}}),
+    )
+    .await
+    .unwrap();
+    let ec = json!({"app": "billing", "x": "y"});
+    let ct = call(
+        &kms,
+        &bob,
+        "Encrypt",
+        json!({"KeyId": arn, "Plaintext": b64(b"g"), "EncryptionContext": ec}),
+    )
+    .await
+    .unwrap();
+    let back = call(
+        &kms,
+        &bob,
+        "Decrypt",
+        json!({"CiphertextBlob": ct["CiphertextBlob"], "EncryptionContext": ec}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(back["Plaintext"], b64(b"g"));
+    // Outside the grant: another context, another operation.
+    denied(
+        call(
+            &kms,
+            &bob,
+            "Encrypt",
+            json!({"KeyId": arn, "Plaintext": b64(b"g"), "EncryptionContext": {"app": "hr"}}),
+        )
+        .await,
+    );
+    denied(call(&kms, &bob, "DescribeKey", json!({"KeyId": arn})).await);
+    // Revoked, the grant allows nothing, at once on this node.
+    call(
+        &kms,
+        &alice,
+        "RevokeGrant",
+        json!({"KeyId": arn, "GrantId": g["GrantId"]}),
+    )
+    .await
+    .unwrap();
+    denied(
+        call(
+            &kms,
+            &bob,
+            "Encrypt",
+            json!({"KeyId": arn, "Plaintext": b64(b"g"), "EncryptionContext": ec}),
+        )
+        .await,
+    );
+    // bob may not create grants for himself on a key he cannot reach.
+    let before = call(&kms, &alice, "ListGrants", json!({"KeyId": arn}))
+        .await
+        .unwrap();
+    denied(
+        call(
+            &kms,
+            &bob,
+            "CreateGrant",
+            json!({
+        "KeyId": arn, "GranteePrincipal": format!("arn:aws:iam::{HOME}:user/bob"),
+        "Operations": ["Decrypt"]}),
+        )
+        .await,
+    );
+    assert_eq!(
+        call(&kms, &alice, "ListGrants", json!({"KeyId": arn}))
+            .await
+            .unwrap(),
+        before
+    );
+}

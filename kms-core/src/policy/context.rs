@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::evaluate::RequestedGrant;
+
 /// Condition key names, as the AWS documentation spells them (comparison ignores case).
 pub mod keys {
     /// `aws:PrincipalArn`: the caller's ARN (for a role session, the role's ARN).
@@ -53,6 +55,9 @@ pub mod keys {
     pub const RETIRING_PRINCIPAL: &str = "kms:RetiringPrincipal";
     /// `kms:GrantIsForAWSResource`: whether an AWS service creates the grant for the caller.
     pub const GRANT_IS_FOR_AWS_RESOURCE: &str = "kms:GrantIsForAWSResource";
+    /// `kms:GrantConstraintType`: the constraint types of a grant being created
+    /// (`EncryptionContextEquals`, `EncryptionContextSubset`; multivalued).
+    pub const GRANT_CONSTRAINT_TYPE: &str = "kms:GrantConstraintType";
     /// `kms:KeySpec`: the key's spec (`SYMMETRIC_DEFAULT`, …).
     pub const KEY_SPEC: &str = "kms:KeySpec";
     /// `kms:KeyUsage`: the key's usage (`ENCRYPT_DECRYPT`, …).
@@ -228,6 +233,7 @@ pub struct RequestContext {
     /// Condition keys, lowercased, to their values (several for a multivalued key).
     values: HashMap<String, Vec<String>>,
     encryption_context: Option<BTreeMap<String, String>>,
+    requested_grant: Option<RequestedGrant>,
 }
 
 impl RequestContext {
@@ -241,6 +247,7 @@ impl RequestContext {
             resource: None,
             values: HashMap::new(),
             encryption_context: None,
+            requested_grant: None,
             principal,
         };
         let p = ctx.principal.clone();
@@ -308,6 +315,18 @@ impl RequestContext {
         self.set_values(keys::ENCRYPTION_CONTEXT_KEYS, pairs.keys().cloned());
         self.encryption_context = Some(pairs.clone());
         self
+    }
+
+    /// The grant a CreateGrant request would create: a grant that allows CreateGrant allows only
+    /// grants within it (its operations, constraints as strict). Set it for every CreateGrant; the
+    /// condition keys (`kms:GrantOperations`, …) are the caller's to set.
+    pub fn set_requested_grant(&mut self, grant: RequestedGrant) {
+        self.requested_grant = Some(grant);
+    }
+
+    /// The grant a CreateGrant request would create, if set.
+    pub fn requested_grant(&self) -> Option<&RequestedGrant> {
+        self.requested_grant.as_ref()
     }
 
     /// The request time: `aws:CurrentTime` (RFC 3339, UTC) and `aws:EpochTime`.

@@ -35,6 +35,10 @@ pub(super) struct Caches {
     pub(super) key_accounts: RwLock<HashMap<Uuid, Arc<str>>>,
     /// What authorizing a call on a key needs (its policy compiled, tags, aliases), by key id.
     pub(super) key_auth: Expiring<Arc<super::authorize::KeyAuth>>,
+    /// Each key's grants as the policy engine weighs them, by key id.
+    pub(super) grants: Expiring<Arc<[crate::policy::Grant]>>,
+    /// The grant token MAC key, unwrapped.
+    pub(super) grant_token_key: tokio::sync::OnceCell<Arc<Zeroizing<Vec<u8>>>>,
 }
 
 /// The access key ids of the store's principals, read whole (one query) at most once per

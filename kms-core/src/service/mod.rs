@@ -5,7 +5,7 @@
 //! The operations live one family a file, each an `impl Kms` block: `keys` (create, describe, list,
 //! the state changes, and the checks of a key's state), `key_kinds` (operations of key kinds this
 //! server does not make, refused as AWS refuses them for a symmetric key), `crypto` (Encrypt,
-//! Decrypt, ReEncrypt, data keys, GenerateRandom), `aliases`, `tags`, `rotation`, `principals` (the
+//! Decrypt, ReEncrypt, data keys, GenerateRandom), `aliases`, `tags`, `rotation`, `grants`, `principals` (the
 //! identities SigV4 knows), `custom_key_stores` (the CloudHSM key store operations and this node's
 //! logins to their tokens) and `sweeper` (deletion and rotation when due). Beside them: `cache` (what
 //! is kept between calls), `root` (what each wrapped secret is bound to, the root check value,
@@ -17,6 +17,7 @@ mod cache;
 mod crypto;
 mod custom_key_stores;
 mod explain;
+mod grants;
 mod key_kinds;
 mod key_policies;
 mod keys;
@@ -251,7 +252,10 @@ impl Kms {
         let (result, decisions) = DECISIONS
             .scope(std::cell::RefCell::default(), async {
                 let r = CALLER
-                    .scope(caller.clone(), self.dispatch(operation, body, &mut key_ref))
+                    .scope(
+                        caller.clone(),
+                        self.dispatch(caller, operation, body, &mut key_ref),
+                    )
                     .await;
                 (r, DECISIONS.with(|d| d.take()))
             })
@@ -274,6 +278,7 @@ impl Kms {
 
     async fn dispatch(
         &self,
+        caller: &Caller,
         operation: &str,
         body: &[u8],
         key_ref: &mut Option<String>,
@@ -293,13 +298,13 @@ impl Kms {
         // `blob(M)` the key the ciphertext M names, `account` the caller's account (identity
         // policies only), `custom` a method of its own in `authorize.rs`.
         macro_rules! ops {
-            ($($name:literal => $method:ident($req:ty) $(key $field:ident)? ; $scope:ident $(($member:ident))?),* $(,)?) => {
+            ($($name:literal => $method:ident($req:ty $(, $caller:ident)?) $(key $field:ident)? ; $scope:ident $(($member:ident))?),* $(,)?) => {
                 match operation {
                     $($name => {
                         let req: $req = parse(operation, body)?;
                         $(*key_ref = req.$field.clone();)?
                         ops!(@authorize self, req, action, $scope $(($member))?);
-                        to_json(&self.$method(req).await?)
+                        to_json(&self.$method(req $(, $caller)?).await?)
                     })*
                     _ => Err(KmsError::UnknownOperation(format!("Operation {operation} is not known to this service."))),
                 }
@@ -331,6 +336,7 @@ impl Kms {
             (@authorize $s:ident, $req:ident, $action:ident, re_encrypt) => {
                 $s.authorize_re_encrypt(&$req).await?;
             };
+            (@authorize $s:ident, $req:ident, $action:ident, decided_by_operation) => {};
         }
         ops! {
             "CreateKey" => create_key(CreateKeyRequest); account,
@@ -371,6 +377,13 @@ impl Kms {
             "DisconnectCustomKeyStore" => disconnect_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id; account,
             "UpdateCustomKeyStore" => update_custom_key_store(UpdateCustomKeyStoreRequest) key custom_key_store_id; account,
             "DeleteCustomKeyStore" => delete_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id; account,
+            "CreateGrant" => create_grant(CreateGrantRequest, caller) key key_id; key_only(key_id),
+            "ListGrants" => list_grants(ListGrantsRequest) key key_id; key_only(key_id),
+            "ListRetirableGrants" => list_retirable_grants(ListRetirableGrantsRequest); account,
+            // RetireGrant's decision weighs the grant itself (its grantee and retiring principal):
+            // the operation asks `Kms::authorize` once it has the grant.
+            "RetireGrant" => retire_grant(RetireGrantRequest, caller) key key_id; decided_by_operation,
+            "RevokeGrant" => revoke_grant(RevokeGrantRequest) key key_id; key_only(key_id),
         }
     }
 }
