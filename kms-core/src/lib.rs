@@ -47,7 +47,9 @@ pub use custom_key_store::{
 pub use error::{KmsError, Result};
 pub use ids::Partition;
 pub use material::{KeyMaterial, RootOfTrust, SoftwareRootKey};
-pub use service::{Kms, KmsConfig, PrincipalInfo, MAX_CIPHERTEXT_BLOB, MAX_ENCRYPT_PLAINTEXT};
+pub use service::{
+    InitialPolicy, Kms, KmsConfig, PrincipalInfo, MAX_CIPHERTEXT_BLOB, MAX_ENCRYPT_PLAINTEXT,
+};
 pub use store::Store;
 
 /// Now, in unix milliseconds.

@@ -46,7 +46,9 @@ use key_kinds::ASYMMETRIC_AND_HMAC_OPERATIONS;
 use root::{off_runtime, ROOT_CHECK, ROOT_CHECK_AAD, ROOT_CHECK_VALUE};
 
 pub use crypto::{MAX_CIPHERTEXT_BLOB, MAX_ENCRYPT_PLAINTEXT};
-pub use principals::PrincipalInfo;
+pub(crate) use principals::generate_access_key;
+pub use principals::{InitialPolicy, PrincipalInfo};
+pub(crate) use root::{SESSION_TOKEN_KEY, SESSION_TOKEN_KEY_AAD};
 
 const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
 const DAY_MS: i64 = 86_400_000;
@@ -87,6 +89,8 @@ pub struct Kms {
     connections: RwLock<HashMap<String, Arc<dyn HsmKeyStore>>>,
     /// One login at a time.
     connecting: tokio::sync::Mutex<()>,
+    /// Identity policies by principal, the session token key (`identity/`).
+    identities: crate::identity::IdentityState,
 }
 
 impl std::fmt::Debug for Kms {
@@ -137,6 +141,9 @@ impl Kms {
                 }
             }
         }
+        store
+            .adopt_home_account(&config.partition.account_id)
+            .await?;
         Ok(Self {
             store,
             root,
@@ -146,6 +153,7 @@ impl Kms {
             clusters: None,
             connections: RwLock::default(),
             connecting: tokio::sync::Mutex::new(()),
+            identities: Default::default(),
         })
     }
 
