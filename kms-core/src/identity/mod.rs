@@ -20,6 +20,8 @@ mod policies;
 mod query;
 mod roles;
 mod sts;
+#[cfg(test)]
+mod tests;
 pub mod token;
 mod users;
 

@@ -72,7 +72,7 @@ fn check_pattern(
 impl Kms {
     /// The session token key: read from the store and unwrapped by the root of trust, or made on
     /// first use (one node wins; the others read its key).
-    async fn token_key(&self) -> Result<&[u8; 32]> {
+    pub(super) async fn token_key(&self) -> Result<&[u8; 32]> {
         let key = self
             .identity_state()
             .token_key

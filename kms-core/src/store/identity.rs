@@ -378,6 +378,14 @@ impl Store {
         Ok(Some((key, user)))
     }
 
+    /// An access key by id, whatever its status.
+    pub async fn principal_by_access_key(
+        &self,
+        access_key_id: &str,
+    ) -> Result<Option<AccessKeyRow>> {
+        Ok(self.access_key(access_key_id).await?.map(|(k, _)| k))
+    }
+
     /// A user's access keys, oldest first.
     pub async fn list_access_keys(&self, user_id: &str) -> Result<Vec<AccessKeyRow>> {
         let rows = sqlx::query(
