@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from conftest import ACCOUNT, REGION, envelope_bin, error_code, kms_client, unique
+from conftest import STORES, start_server, ACCOUNT, REGION, envelope_bin, error_code, kms_client, unique
 
 ALLOW_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 ADMIN_ARN = "arn:aws:iam::aws:policy/AdministratorAccess"
@@ -24,6 +24,14 @@ def client(service, endpoint, ak, sk, token=None):
         aws_secret_access_key=sk, aws_session_token=token,
         # No client-side validation: out-of-range values must reach the server, which answers them.
         config=Config(retries={"max_attempts": 1, "mode": "standard"}, parameter_validation=False))
+
+
+@pytest.fixture(scope="module", params=STORES)
+def server(request, tmp_path_factory):
+    """This module's server, on SQLite and (with ENVELOPE_TEST_POSTGRES_URL) on PostgreSQL."""
+    s = start_server(tmp_path_factory, request.param)
+    yield s
+    s.stop()
 
 
 @pytest.fixture(scope="module")
@@ -331,6 +339,18 @@ def test_a_user_without_policies_is_denied_and_changes_nothing(server, iam):
     with pytest.raises(me.exceptions.ClientError) as e:
         me.get_user(UserName="no-such-user-here")
     assert error_code(e.value) == "AccessDenied"
+    # Every call is audited with its outcome, as KMS calls are.
+    deadline = time.monotonic() + 5
+    while True:
+        records = [json.loads(line) for line in (server.data_dir / "audit.log").read_text().splitlines()]
+        mine = [r for r in records if r["principalArn"] == f"arn:aws:iam::{ACCOUNT}:user/{name}"]
+        if len(mine) >= 8 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [r["eventName"] for r in mine[:2]] == ["CreateUser", "DeleteUser"]
+    assert all(r["errorCode"] == "AccessDenied" for r in mine)
+    assert all(r["accessKeyId"] == key["AccessKeyId"] for r in mine)
+    assert key["SecretAccessKey"] not in (server.data_dir / "audit.log").read_text()
 
 
 def test_identity_policy_scopes_and_explicit_deny(server, iam):
@@ -406,8 +426,11 @@ def test_principal_create_in_another_account_with_a_policy(server, tmp_path):
     policy.write_text(json.dumps({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "iam:GetUser", "Resource": "*"}]}))
     env = {k: v for k, v in os.environ.items() if k not in ("ENVELOPE_ROOT_KEY", "ENVELOPE_DATA_DIR")}
+    store = ["--data-dir", str(server.data_dir)]
+    if server.database_url:
+        store += ["--database-url", server.database_url]
     r = subprocess.run([envelope_bin(), "principal", "create", "ops", "--account-id", "444455556666",
-                        "--policy-file", str(policy), "--data-dir", str(server.data_dir)],
+                        "--policy-file", str(policy), *store],
                        capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -432,7 +455,7 @@ def test_principal_create_in_another_account_with_a_policy(server, tmp_path):
     with pytest.raises(iam.exceptions.NoSuchEntityException):
         iam.get_user(UserName="ops")
     # Without --admin or --policy-file: no policy, and a note says so.
-    r = subprocess.run([envelope_bin(), "principal", "create", "bare", "--data-dir", str(server.data_dir)],
+    r = subprocess.run([envelope_bin(), "principal", "create", "bare", *store],
                        capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0 and "has no policy" in r.stderr
     assert iam.list_attached_user_policies(UserName="bare")["AttachedPolicies"] == []

@@ -10,10 +10,18 @@ import time
 
 import pytest
 
-from conftest import ACCOUNT, REGION, error_code, unique
+from conftest import STORES, start_server, ACCOUNT, REGION, error_code, unique
 from test_iam import ALLOW_ALL, as_user, client, new_user
 
 ASSUME_ONLY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}
+
+
+@pytest.fixture(scope="module", params=STORES)
+def server(request, tmp_path_factory):
+    """This module's server, on SQLite and (with ENVELOPE_TEST_POSTGRES_URL) on PostgreSQL."""
+    s = start_server(tmp_path_factory, request.param)
+    yield s
+    s.stop()
 
 
 @pytest.fixture(scope="module")

@@ -65,12 +65,15 @@ fn administrator_access() -> &'static IdentityPolicy {
     })
 }
 
+/// Compiled identity policies and when they were read.
+type CachedPolicies = (Arc<[IdentityPolicy]>, Instant);
+
 /// What the service keeps for identities: the identity-based policies by principal, and the
 /// session token key once read.
 #[derive(Default)]
 pub(crate) struct IdentityState {
     /// By the user's or role's unique id: the compiled policies and when they were read.
-    policies: RwLock<HashMap<String, (Arc<[IdentityPolicy]>, Instant)>>,
+    policies: RwLock<HashMap<String, CachedPolicies>>,
     /// Bumped by every local change: a read that began before one must not fill the cache.
     generation: AtomicU64,
     /// The session token key, unwrapped.
