@@ -36,12 +36,12 @@ pub(crate) struct ExplainArgs {
 
 pub(crate) async fn authz(cmd: AuthzCommand) -> Result<(), CliError> {
     let AuthzCommand::Explain(args) = cmd;
-    let principal = Principal::from_arn(&args.principal, None).ok_or_else(|| {
-        CliError::Usage(format!(
+    if Principal::from_arn(&args.principal, None).is_none() {
+        return Err(CliError::Usage(format!(
             "--principal {}: not an IAM user, role session or account root ARN, nor an account id",
             args.principal
-        ))
-    })?;
+        )));
+    }
     if !args.action.contains(':') {
         return Err(CliError::Usage(format!(
             "--action {}: give the service prefix, e.g. kms:Decrypt",
@@ -58,6 +58,7 @@ pub(crate) async fn authz(cmd: AuthzCommand) -> Result<(), CliError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let opened = open(&args.store, false, PRINCIPAL_CACHE).await?;
+    let principal = opened.kms.principal_named(&args.principal).await?;
     let explanation = opened
         .kms
         .explain(principal, &args.action, args.resource.as_deref(), &context)

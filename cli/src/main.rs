@@ -17,7 +17,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use clap::{Args, Parser, Subcommand};
 use kms_core::{
-    AuditLog, KeyMaterial, Kms, KmsConfig, Partition, RootOfTrust, SoftwareRootKey, Store,
+    AuditLog, InitialPolicy, KeyMaterial, Kms, KmsConfig, Partition, RootOfTrust, SoftwareRootKey,
+    Store,
 };
 use zeroize::Zeroizing;
 
@@ -25,6 +26,9 @@ use zeroize::Zeroizing;
 /// across two worker threads; measured +5-8% GenerateDataKey/s at concurrency 32 (README).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The home account when none is configured.
+const DEFAULT_ACCOUNT_ID: &str = "111122223333";
 
 /// Commands other than `serve` run briefly; they cache nothing.
 pub(crate) const PRINCIPAL_CACHE: Duration = Duration::ZERO;
@@ -77,8 +81,8 @@ pub(crate) struct StoreArgs {
     /// Region in ARNs and SigV4 scopes.
     #[arg(long, env = "ENVELOPE_REGION", default_value = "us-east-1")]
     region: String,
-    /// Account id in ARNs.
-    #[arg(long, env = "ENVELOPE_ACCOUNT_ID", default_value = "111122223333")]
+    /// Account id in ARNs (`serve`: the home account; `principal`: the user's account).
+    #[arg(long, env = "ENVELOPE_ACCOUNT_ID", default_value = DEFAULT_ACCOUNT_ID)]
     account_id: String,
     #[command(flatten)]
     hsm: hsm_root::HsmArgs,
@@ -116,10 +120,19 @@ struct ServeArgs {
 
 #[derive(Subcommand)]
 enum PrincipalCommand {
-    /// Create a principal; prints its access key (and the secret, when generated) as JSON.
+    /// Create a principal: an IAM user of --account-id (the account is created on first use) with
+    /// one access key; prints the access key (and the secret, when generated) as JSON. Without
+    /// --admin or --policy-file the user has no policy: it authenticates, and every action is
+    /// denied until a policy allows it (`aws iam put-user-policy`, `attach-user-policy`).
     Create {
         /// User name (1-64 of letters, digits, +=,.@_-).
         name: String,
+        /// Attach the AWS managed policy AdministratorAccess (every action on every resource).
+        #[arg(long, conflicts_with = "policy_file")]
+        admin: bool,
+        /// An identity policy document (JSON) to give the user, as its inline policy `initial`.
+        #[arg(long)]
+        policy_file: Option<PathBuf>,
         /// Adopt this access key id instead of generating one (needs --secret-key-file).
         #[arg(long, requires = "secret_key_file")]
         access_key_id: Option<String>,
@@ -134,7 +147,7 @@ enum PrincipalCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Delete a principal.
+    /// Delete a principal of --account-id: the user with its access keys and policies.
     Delete {
         /// User name.
         name: String,
@@ -430,7 +443,8 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         tracing::info!(clusters = ?clusters.clusters().keys().collect::<Vec<_>>(), "CloudHSM clusters for custom key stores");
         kms = kms.with_hsm_clusters(Arc::new(clusters));
     }
-    if kms.list_principals().await?.is_empty() {
+    // First start: no user at all (users whose access keys were all deleted keep their names).
+    if kms.store().list_users(None).await?.is_empty() {
         let (info, secret) = kms.create_principal("admin", None).await?;
         let secret = secret.ok_or_else(|| CliError::Usage("no secret generated".into()))?;
         let creds = data_dir.join("credentials");
@@ -524,6 +538,16 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: draining in-flight requests");
 }
 
+/// The store arguments with the server's home account (ENVELOPE_ACCOUNT_ID, else the default):
+/// `principal`'s --account-id names the user's account, which must not become the home account
+/// the store's first opening gives to the identities it migrates.
+fn as_home(store: &StoreArgs) -> StoreArgs {
+    let mut home = store.clone();
+    home.account_id =
+        std::env::var("ENVELOPE_ACCOUNT_ID").unwrap_or_else(|_| DEFAULT_ACCOUNT_ID.into());
+    home
+}
+
 async fn principal(cmd: PrincipalCommand) -> Result<(), CliError> {
     let print = |v: serde_json::Value| {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -531,11 +555,21 @@ async fn principal(cmd: PrincipalCommand) -> Result<(), CliError> {
     match cmd {
         PrincipalCommand::Create {
             name,
+            admin,
+            policy_file,
             access_key_id,
             secret_key_file,
             store,
         } => {
-            let opened = open(&store, false, PRINCIPAL_CACHE).await?;
+            let policy = match (admin, policy_file) {
+                (true, _) => InitialPolicy::Admin,
+                (false, Some(f)) => InitialPolicy::Document(
+                    std::fs::read_to_string(&f)
+                        .map_err(io_err(format!("cannot read {}", f.display())))?,
+                ),
+                (false, None) => InitialPolicy::None,
+            };
+            let opened = open(&as_home(&store), false, PRINCIPAL_CACHE).await?;
             let adopt = match (access_key_id, secret_key_file) {
                 (Some(id), Some(file)) => {
                     let mut raw = Zeroizing::new(String::new());
@@ -552,10 +586,22 @@ async fn principal(cmd: PrincipalCommand) -> Result<(), CliError> {
                 }
                 _ => None,
             };
-            let (info, secret) = opened.kms.create_principal(&name, adopt).await?;
+            let none = policy == InitialPolicy::None;
+            let (info, secret) = opened
+                .kms
+                .create_principal_in(&store.account_id, &name, adopt, policy)
+                .await?;
+            if none {
+                eprintln!(
+                    "envelope: {} has no policy: every action is denied until one allows it \
+                     (--admin, --policy-file, or aws iam put-user-policy)",
+                    info.arn
+                );
+            }
             let mut v = serde_json::json!({
                 "UserName": info.user_name,
                 "Arn": info.arn,
+                "Account": info.account,
                 "AccessKeyId": info.access_key_id,
                 "CreateDate": info.create_date,
             });
@@ -565,13 +611,16 @@ async fn principal(cmd: PrincipalCommand) -> Result<(), CliError> {
             print(v);
         }
         PrincipalCommand::List { store } => {
-            let opened = open(&store, false, PRINCIPAL_CACHE).await?;
+            let opened = open(&as_home(&store), false, PRINCIPAL_CACHE).await?;
             let list = opened.kms.list_principals().await?;
             print(serde_json::json!({ "Principals": list }));
         }
         PrincipalCommand::Delete { name, store } => {
-            let opened = open(&store, false, PRINCIPAL_CACHE).await?;
-            opened.kms.delete_principal(&name).await?;
+            let opened = open(&as_home(&store), false, PRINCIPAL_CACHE).await?;
+            opened
+                .kms
+                .delete_principal_in(&store.account_id, &name)
+                .await?;
         }
     }
     Ok(())

@@ -48,7 +48,8 @@ pub use error::{KmsError, Result};
 pub use ids::Partition;
 pub use material::{KeyMaterial, RootOfTrust, SoftwareRootKey};
 pub use service::{
-    Explanation, Kms, KmsConfig, PrincipalInfo, MAX_CIPHERTEXT_BLOB, MAX_ENCRYPT_PLAINTEXT,
+    Explanation, InitialPolicy, Kms, KmsConfig, PrincipalInfo, MAX_CIPHERTEXT_BLOB,
+    MAX_ENCRYPT_PLAINTEXT,
 };
 pub use store::Store;
 

@@ -15,9 +15,11 @@ use crate::error::{KmsError, Result};
 mod aliases;
 mod custom_key_stores;
 mod grants;
+mod identity;
 mod sqlite_file;
 
 pub use grants::{GrantInsert, GrantRow};
+pub use identity::{AccessKeyRow, Blocker, GroupRow, ManagedPolicyRow, RoleRow, UserRow};
 
 use sqlite_file::restrict_sqlite_file;
 
@@ -25,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_custom_key_stores.sql")),
     (3, include_str!("../migrations/0003_accounts.sql")),
+    (4, include_str!("../migrations/0004_identities.sql")),
     (5, include_str!("../migrations/0005_grants.sql")),
 ];
 
@@ -158,19 +161,6 @@ pub struct AliasRow {
     pub updated_at: i64,
 }
 
-/// A principal row (the secret stays wrapped).
-#[derive(Debug, Clone)]
-pub struct PrincipalRow {
-    /// User name.
-    pub user_name: String,
-    /// Access key id.
-    pub access_key_id: String,
-    /// Secret access key wrapped by the root of trust.
-    pub wrapped_secret: Vec<u8>,
-    /// Unix millis.
-    pub created_at: i64,
-}
-
 /// One secret the store keeps wrapped by the root of trust.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -184,7 +174,7 @@ pub enum WrappedSecret {
         /// Wrapped material.
         wrapped: Vec<u8>,
     },
-    /// A principal's secret access key.
+    /// A user's secret access key.
     Principal {
         /// Its access key id.
         access_key_id: String,
@@ -359,12 +349,12 @@ impl Store {
         }
     }
 
-    /// True when the store holds no keys and no principals (a new data directory).
+    /// True when the store holds no keys and no access keys (a new data directory).
     pub async fn is_empty(&self) -> Result<bool> {
         let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kms_keys")
             .fetch_one(&self.pool)
             .await?;
-        let principals: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM principals")
+        let principals: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM iam_access_keys")
             .fetch_one(&self.pool)
             .await?;
         Ok(keys == 0 && principals == 0)
@@ -628,65 +618,7 @@ impl Store {
         )
     }
 
-    /// Adds a principal; `AlreadyExists` if the name or access key id is taken.
-    pub async fn insert_principal(&self, p: &PrincipalRow) -> Result<()> {
-        match sqlx::query(
-            "INSERT INTO principals (user_name, access_key_id, wrapped_secret, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&p.user_name)
-        .bind(&p.access_key_id)
-        .bind(&p.wrapped_secret)
-        .bind(p.created_at)
-        .execute(&self.pool)
-        .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(KmsError::AlreadyExists(format!(
-                "A principal named {} or with access key id {} already exists",
-                p.user_name, p.access_key_id
-            ))),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// A principal by access key id.
-    pub async fn principal_by_access_key(
-        &self,
-        access_key_id: &str,
-    ) -> Result<Option<PrincipalRow>> {
-        let row = sqlx::query("SELECT * FROM principals WHERE access_key_id = $1")
-            .bind(access_key_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(principal_from_row).transpose()
-    }
-
-    /// Every principal's access key id.
-    pub async fn access_key_ids(&self) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT access_key_id FROM principals")
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    /// Every principal, by name.
-    pub async fn list_principals(&self) -> Result<Vec<PrincipalRow>> {
-        let rows = sqlx::query("SELECT * FROM principals ORDER BY user_name")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(principal_from_row).collect()
-    }
-
-    /// Deletes a principal; false if there was none of that name.
-    pub async fn delete_principal(&self, user_name: &str) -> Result<bool> {
-        Ok(sqlx::query("DELETE FROM principals WHERE user_name = $1")
-            .bind(user_name)
-            .execute(&self.pool)
-            .await?
-            .rows_affected()
-            == 1)
-    }
-
-    /// Replaces every wrapped secret (all key material versions, all principals' secrets, all
+    /// Replaces every wrapped secret (all key material versions, all access keys' secrets, all
     /// custom key store passwords, and the metadata values `meta_names` that exist) with what `rewrap` returns
     /// for it, in order: all or nothing. The secrets are read, then `rewrap` runs (it may take long:
     /// one HSM call per secret) with no transaction open, then one short transaction writes every
@@ -730,7 +662,7 @@ impl Store {
                     access_key_id,
                     wrapped,
                 } => sqlx::query(
-                    "UPDATE principals SET wrapped_secret = $1 WHERE access_key_id = $2 \
+                    "UPDATE iam_access_keys SET wrapped_secret = $1 WHERE access_key_id = $2 \
                      AND wrapped_secret = $3",
                 )
                 .bind(new)
@@ -756,7 +688,7 @@ impl Store {
         }
         // Rows added meanwhile would stay under the old root: count again before committing.
         let mut now = 0i64;
-        for table in ["kms_key_material", "principals", "custom_key_stores"] {
+        for table in ["kms_key_material", "iam_access_keys", "custom_key_stores"] {
             let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
                 .fetch_one(&mut *tx)
                 .await?;
@@ -790,7 +722,7 @@ impl Store {
             });
         }
         for r in sqlx::query(
-            "SELECT access_key_id, wrapped_secret FROM principals ORDER BY access_key_id",
+            "SELECT access_key_id, wrapped_secret FROM iam_access_keys ORDER BY access_key_id",
         )
         .fetch_all(&self.pool)
         .await?
@@ -811,10 +743,10 @@ impl Store {
                 wrapped: r.try_get("wrapped_password")?,
             });
         }
-        for meta_name in meta_names {
-            if let Some(wrapped) = self.meta_get(meta_name).await? {
+        for name in meta_names {
+            if let Some(wrapped) = self.meta_get(name).await? {
                 all.push(WrappedSecret::Meta {
-                    name: (*meta_name).to_string(),
+                    name: name.to_string(),
                     wrapped,
                 });
             }
@@ -826,15 +758,6 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-fn principal_from_row(r: &AnyRow) -> Result<PrincipalRow> {
-    Ok(PrincipalRow {
-        user_name: r.try_get("user_name")?,
-        access_key_id: r.try_get("access_key_id")?,
-        wrapped_secret: r.try_get("wrapped_secret")?,
-        created_at: r.try_get("created_at")?,
-    })
 }
 
 async fn insert_material(

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use base64::Engine;
 use kms_core::policy::Principal;
-use kms_core::{Caller, KeyMaterial, Kms, KmsConfig, KmsError, SoftwareRootKey, Store};
+use kms_core::{
+    Caller, InitialPolicy, KeyMaterial, Kms, KmsConfig, KmsError, SoftwareRootKey, Store,
+};
 use serde_json::{json, Value};
 
 const HOME: &str = "111122223333";
@@ -37,12 +39,16 @@ fn as_(principal: Principal) -> Caller {
     }
 }
 
-fn user(account: &str, name: &str) -> Caller {
-    as_(Principal::user(
-        account,
-        name,
-        &format!("AIDA{}", name.to_uppercase()),
-    ))
+/// The IAM user `name` of `account` (created on first use with AdministratorAccess, as `envelope
+/// principal create` makes them), as the endpoint authenticates it.
+async fn user(kms: &Kms, account: &str, name: &str) -> Caller {
+    let arn = format!("arn:aws:iam::{account}:user/{name}");
+    if kms.principal_named(&arn).await.is_err() {
+        kms.create_principal_in(account, name, None, InitialPolicy::Admin)
+            .await
+            .unwrap();
+    }
+    as_(kms.principal_named(&arn).await.unwrap())
 }
 
 async fn call(kms: &Kms, caller: &Caller, op: &str, body: Value) -> Result<Value, KmsError> {
@@ -84,7 +90,10 @@ fn policy_denying_bob_decrypt() -> Value {
 #[tokio::test]
 async fn an_explicit_deny_in_the_key_policy_wins_and_names_itself() {
     let (_d, kms) = kms().await;
-    let (alice, bob) = (user(HOME, "alice"), user(HOME, "bob"));
+    let (alice, bob) = (
+        user(&kms, HOME, "alice").await,
+        user(&kms, HOME, "bob").await,
+    );
     let arn = create_key(&kms, &alice, Some(policy_denying_bob_decrypt())).await;
     let ct = call(
         &kms,
@@ -112,13 +121,13 @@ async fn an_explicit_deny_in_the_key_policy_wins_and_names_itself() {
 #[tokio::test]
 async fn a_key_policy_without_the_account_makes_iam_policies_irrelevant() {
     let (_d, kms) = kms().await;
-    let alice = user(HOME, "alice");
+    let alice = user(&kms, HOME, "alice").await;
     // Only alice, directly; bob's AdministratorAccess cannot reach the key.
     let policy = json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{HOME}:user/alice")},
          "Action": "kms:*", "Resource": "*"}]});
     let arn = create_key(&kms, &alice, Some(policy)).await;
-    let bob = user(HOME, "bob");
+    let bob = user(&kms, HOME, "bob").await;
     let m = denied(call(&kms, &bob, "DescribeKey", json!({"KeyId": arn})).await);
     assert!(
         m.ends_with("because no resource-based policy allows the kms:DescribeKey action"),
@@ -179,7 +188,7 @@ async fn key_policy_conditions_see_the_encryption_context() {
          "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*",
          "Condition": {"StringEquals": {"kms:EncryptionContext:tenant": "${aws:username}"}}}]});
     let arn = create_key(&kms, &root, Some(policy)).await;
-    let app = user(HOME, "app");
+    let app = user(&kms, HOME, "app").await;
     let ok = call(
         &kms,
         &app,
@@ -313,7 +322,7 @@ async fn accounts_are_separate_and_a_key_policy_lets_another_account_in() {
 #[tokio::test]
 async fn the_lockout_check_refuses_a_policy_that_shuts_the_caller_out() {
     let (_d, kms) = kms().await;
-    let alice = user(HOME, "alice");
+    let alice = user(&kms, HOME, "alice").await;
     let locked = json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{HOME}:user/bob")},
          "Action": "kms:*", "Resource": "*"}]});
@@ -406,7 +415,7 @@ async fn the_default_key_policy_is_shown_and_put_key_policy_replaces_it() {
     .unwrap();
     assert_eq!(p["Policy"], new);
     // The new policy decides at once on this node (the cached one is dropped).
-    let bob = user(HOME, "bob");
+    let bob = user(&kms, HOME, "bob").await;
     let ct = call(
         &kms,
         &bob,
@@ -442,9 +451,9 @@ async fn every_decision_is_audited_with_what_decided_it() {
     .await
     .unwrap()
     .with_audit_log(kms_core::AuditLog::open(&log_path).unwrap());
-    let alice = user(HOME, "alice");
+    let alice = user(&kms, HOME, "alice").await;
     let arn = create_key(&kms, &alice, Some(policy_denying_bob_decrypt())).await;
-    let bob = user(HOME, "bob");
+    let bob = user(&kms, HOME, "bob").await;
     let ct = call(
         &kms,
         &bob,
@@ -526,7 +535,8 @@ async fn explain_gives_the_endpoints_decision_and_what_decided_it() {
     )
     .await
     .unwrap();
-    let app = || Principal::from_arn(&format!("arn:aws:iam::{HOME}:user/app"), None).unwrap();
+    let app_caller = user(&kms, HOME, "app").await;
+    let app = || app_caller.principal.clone();
     let ctx = |v: &str| vec![("kms:EncryptionContext:dept".to_string(), v.to_string())];
     let yes = kms
         .explain(app(), "kms:Decrypt", Some("alias/it"), &ctx("IT"))
@@ -564,7 +574,6 @@ async fn explain_gives_the_endpoints_decision_and_what_decided_it() {
     )
     .await
     .unwrap();
-    let app_caller = as_(app());
     denied(
         call(
             &kms,
@@ -588,7 +597,7 @@ async fn explain_gives_the_endpoints_decision_and_what_decided_it() {
 #[tokio::test]
 async fn dry_run_answers_what_the_call_would_do_after_authorization() {
     let (_d, kms) = kms().await;
-    let alice = user(HOME, "alice");
+    let alice = user(&kms, HOME, "alice").await;
     let arn = create_key(&kms, &alice, Some(policy_denying_bob_decrypt())).await;
     let ct = call(
         &kms,
@@ -616,7 +625,7 @@ async fn dry_run_answers_what_the_call_would_do_after_authorization() {
     ] {
         let e = call(&kms, &alice, op, body.clone()).await.unwrap_err();
         assert_eq!(e.aws_name(), "DryRunOperationException", "{op}");
-        let bob = call(&kms, &user(HOME, "bob"), op, body).await;
+        let bob = call(&kms, &user(&kms, HOME, "bob").await, op, body).await;
         if op == "Decrypt" {
             // bob may not decrypt: the dry run says so. (ReEncrypt needs kms:ReEncryptFrom, which
             // the policy does not deny, as in AWS.)
@@ -634,12 +643,12 @@ async fn dry_run_answers_what_the_call_would_do_after_authorization() {
 #[tokio::test]
 async fn a_grant_lets_in_whom_the_key_policy_does_not_and_no_further() {
     let (_d, kms) = kms().await;
-    let alice = user(HOME, "alice");
+    let alice = user(&kms, HOME, "alice").await;
     let only_alice = json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{HOME}:user/alice")},
          "Action": "kms:*", "Resource": "*"}]});
     let arn = create_key(&kms, &alice, Some(only_alice)).await;
-    let bob = user(HOME, "bob");
+    let bob = user(&kms, HOME, "bob").await;
     denied(
         call(
             &kms,
@@ -726,6 +735,83 @@ async fn a_grant_lets_in_whom_the_key_policy_does_not_and_no_further() {
         call(&kms, &alice, "ListGrants", json!({"KeyId": arn}))
             .await
             .unwrap(),
+        before
+    );
+}
+
+#[tokio::test]
+async fn identity_policies_decide_under_the_default_key_policy() {
+    let (_d, kms) = kms().await;
+    let root = Caller::default();
+    let arn = create_key(&kms, &root, None).await;
+    let make = |name: &'static str, policy: InitialPolicy| {
+        let kms = &kms;
+        async move {
+            kms.create_principal_in(HOME, name, None, policy)
+                .await
+                .unwrap();
+            as_(kms
+                .principal_named(&format!("arn:aws:iam::{HOME}:user/{name}"))
+                .await
+                .unwrap())
+        }
+    };
+    let nobody = make("nobody", InitialPolicy::None).await;
+    let m = denied(
+        call(
+            &kms,
+            &nobody,
+            "Encrypt",
+            json!({"KeyId": arn, "Plaintext": b64(b"i")}),
+        )
+        .await,
+    );
+    assert_eq!(
+        m,
+        format!(
+            "User: arn:aws:iam::{HOME}:user/nobody is not authorized to perform: kms:Encrypt on resource: \
+             {arn} because no identity-based policy allows the kms:Encrypt action"
+        )
+    );
+    denied(call(&kms, &nobody, "CreateKey", json!({})).await);
+    let only_encrypt = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "kms:Encrypt", "Resource": arn}]});
+    let enc = make(
+        "encrypter",
+        InitialPolicy::Document(only_encrypt.to_string()),
+    )
+    .await;
+    let ct = call(
+        &kms,
+        &enc,
+        "Encrypt",
+        json!({"KeyId": arn, "Plaintext": b64(b"i")}),
+    )
+    .await
+    .unwrap();
+    denied(
+        call(
+            &kms,
+            &enc,
+            "Decrypt",
+            json!({"CiphertextBlob": ct["CiphertextBlob"]}),
+        )
+        .await,
+    );
+    let other = create_key(&kms, &root, None).await;
+    denied(
+        call(
+            &kms,
+            &enc,
+            "Encrypt",
+            json!({"KeyId": other, "Plaintext": b64(b"i")}),
+        )
+        .await,
+    );
+    let before = call(&kms, &root, "ListKeys", json!({})).await.unwrap();
+    denied(call(&kms, &enc, "CreateKey", json!({})).await);
+    assert_eq!(
+        call(&kms, &root, "ListKeys", json!({})).await.unwrap(),
         before
     );
 }

@@ -1,6 +1,7 @@
 //! Authentication: a request's SigV4 signature checked against the secret of its access key id, as
-//! the key service knows it, with AWS's refusals (scope, date window, signed headers). The
-//! algorithm itself is in [`crate::sigv4`].
+//! the key service knows it (an IAM user's access key, or a role session's behind its
+//! `X-Amz-Security-Token`), with AWS's refusals (scope, date window, signed headers, unknown,
+//! forged and expired session tokens). The algorithm itself is in [`crate::sigv4`].
 
 use axum::http::header;
 use kms_core::{Caller, KmsError};
@@ -9,13 +10,42 @@ use time::OffsetDateTime;
 use crate::router::App;
 use crate::sigv4::{self, SigV4Error};
 
+/// The AWS service a request is for: its SigV4 credential scope must name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    /// `kms`, scoped to the endpoint's region.
+    Kms,
+    /// `iam`, a global service scoped to `us-east-1` (the endpoint's region is accepted too).
+    Iam,
+    /// `sts`, scoped to `us-east-1` (its global endpoint) or the endpoint's region.
+    Sts,
+}
+
+impl Service {
+    /// The service's name in a credential scope.
+    pub(crate) fn scope_name(self) -> &'static str {
+        match self {
+            Service::Kms => "kms",
+            Service::Iam => "iam",
+            Service::Sts => "sts",
+        }
+    }
+}
+
+/// The service a request's `Authorization` header scopes its credential to, if it has one.
+pub(crate) fn scope_service(parts: &axum::http::request::Parts) -> Option<&str> {
+    let auth = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    sigv4::parse_authorization(auth).ok().map(|a| a.service)
+}
+
 impl App {
-    /// Verifies the request's SigV4 signature and returns who made it.
+    /// Verifies the request's SigV4 signature for `service` and returns who made it.
     pub(crate) async fn authenticate(
         &self,
         parts: &axum::http::request::Parts,
         body: &[u8],
         request_id: &str,
+        service: Service,
     ) -> Result<Result<Caller, SigV4Error>, KmsError> {
         let auth = parts.headers.get(header::AUTHORIZATION);
         let Some(auth) = auth.filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace)) else {
@@ -55,15 +85,17 @@ impl App {
             ))));
         }
         let region = &self.kms.partition().region;
-        if a.region != region {
+        let global = service != Service::Kms && a.region == "us-east-1";
+        if a.region != region && !global {
             return Ok(Err(SigV4Error::Invalid(format!(
                 "Credential should be scoped to a valid region, not '{}'; this endpoint is '{region}'.",
                 a.region
             ))));
         }
-        if a.service != "kms" {
+        if a.service != service.scope_name() {
             return Ok(Err(SigV4Error::Invalid(format!(
-                "Credential should be scoped to correct service: 'kms', not '{}'.",
+                "Credential should be scoped to correct service: '{}', not '{}'.",
+                service.scope_name(),
                 a.service
             ))));
         }
@@ -86,11 +118,20 @@ impl App {
                 skew.as_secs() / 60
             ))));
         }
-        if parts.headers.contains_key("x-amz-security-token") {
-            return Ok(Err(SigV4Error::UnknownSessionToken));
-        }
-        let Some((principal, secret)) = self.kms.principal_secret(a.access_key_id).await? else {
-            return Ok(Err(SigV4Error::UnknownAccessKey));
+        let (principal, secret, expired) = match parts.headers.get("x-amz-security-token") {
+            Some(token) => {
+                let Ok(token) = token.to_str() else {
+                    return Ok(Err(SigV4Error::UnknownSessionToken));
+                };
+                match self.kms.session(a.access_key_id, token).await? {
+                    Some(s) => (s.principal, s.secret, s.expired),
+                    None => return Ok(Err(SigV4Error::UnknownSessionToken)),
+                }
+            }
+            None => match self.kms.principal_secret(a.access_key_id).await? {
+                Some((principal, secret)) => (principal, secret, false),
+                None => return Ok(Err(SigV4Error::UnknownAccessKey)),
+            },
         };
         let authority = parts.uri.authority().map(|a| a.as_str().as_bytes());
         let has_host = parts.headers.contains_key(header::HOST);
@@ -119,6 +160,9 @@ impl App {
                  Secret Access Key and signing method. Consult the service documentation for details."
                     .into(),
             )));
+        }
+        if expired {
+            return Ok(Err(SigV4Error::ExpiredToken));
         }
         Ok(Ok(Caller {
             principal,

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! The modules: `router` (the axum app: the one `POST /` handler, AWS's error shapes, limits,
-//! health), `auth` (SigV4 verification of a request against the principals the key service knows),
+//! health), `query` and `xml` (IAM and STS on the same `POST /`: form bodies in, XML out), `auth`
+//! (SigV4 verification of a request against the principals and sessions the key service knows),
 //! `metrics` (request counters at `GET /metrics`), `server` (accepting connections: HTTP/1 and 2,
 //! TLS, graceful shutdown), [`sigv4`] (the signature algorithm) and `tls`. With the `test-util`
 //! feature: `LocalEndpoint` (an endpoint in this process, for tests) and the client-side signer
@@ -25,10 +26,12 @@ mod auth;
 #[cfg(feature = "test-util")]
 mod local;
 mod metrics;
+mod query;
 mod router;
 mod server;
 pub mod sigv4;
 mod tls;
+mod xml;
 
 #[cfg(feature = "test-util")]
 pub use local::LocalEndpoint;

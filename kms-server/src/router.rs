@@ -1,6 +1,7 @@
 //! The axum app: `POST /` takes every KMS operation (`X-Amz-Target: TrentService.<Operation>`),
 //! authenticates it, runs it as one call into [`kms_core::Kms::execute`] and answers with the JSON
-//! or AWS's error shape; `GET /health` and `GET /metrics` beside it. The limits on a request's size
+//! or AWS's error shape; IAM and STS requests (SigV4 scoped to `iam`/`sts`, form bodies) go to
+//! `query.rs`; `GET /health` and `GET /metrics` beside it. The limits on a request's size
 //! and time are here too.
 
 use std::net::SocketAddr;
@@ -146,6 +147,11 @@ impl App {
                 )
             }
         };
+        if let Some(service) = crate::query::query_service(&parts) {
+            return self
+                .handle_query(peer, &parts, body, request_id, service)
+                .await;
+        }
         let target = parts
             .headers
             .get("x-amz-target")
@@ -159,7 +165,10 @@ impl App {
                 request_id,
             );
         };
-        let mut caller = match self.authenticate(&parts, &body, request_id).await {
+        let mut caller = match self
+            .authenticate(&parts, &body, request_id, crate::auth::Service::Kms)
+            .await
+        {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 self.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);

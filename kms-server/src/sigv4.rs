@@ -39,10 +39,13 @@ pub enum SigV4Error {
     /// (`MissingAuthenticationTokenException`).
     #[error("Missing Authentication Token")]
     MissingToken,
-    /// The request carries an `X-Amz-Security-Token` this endpoint did not issue: it has no STS yet,
-    /// so every session token is unknown (`UnrecognizedClientException`).
+    /// The request carries an `X-Amz-Security-Token` this endpoint did not issue, or one issued for
+    /// another access key (`UnrecognizedClientException`; IAM and STS: `InvalidClientTokenId`).
     #[error("The security token included in the request is invalid.")]
     UnknownSessionToken,
+    /// The session token has expired (`ExpiredTokenException`; IAM and STS: `ExpiredToken`).
+    #[error("The security token included in the request is expired")]
+    ExpiredToken,
 }
 
 impl SigV4Error {
@@ -55,6 +58,20 @@ impl SigV4Error {
                 "UnrecognizedClientException"
             }
             SigV4Error::MissingToken => "MissingAuthenticationTokenException",
+            SigV4Error::ExpiredToken => "ExpiredTokenException",
+        }
+    }
+
+    /// The error code IAM and STS (the Query protocol) use for it.
+    pub fn query_code(&self) -> &'static str {
+        match self {
+            SigV4Error::Incomplete(_) => "IncompleteSignature",
+            SigV4Error::Invalid(_) | SigV4Error::Expired(_) => "SignatureDoesNotMatch",
+            SigV4Error::UnknownAccessKey | SigV4Error::UnknownSessionToken => {
+                "InvalidClientTokenId"
+            }
+            SigV4Error::MissingToken => "MissingAuthenticationToken",
+            SigV4Error::ExpiredToken => "ExpiredToken",
         }
     }
 }

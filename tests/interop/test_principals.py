@@ -44,7 +44,7 @@ def wait_until_refused(server, ak, sk, timeout=8.0):
 
 
 def test_create_generated_credentials_work_at_once(server):
-    r = principal(server, "create", "alice")
+    r = principal(server, "create", "alice", "--admin")
     out = json.loads(r.stdout)
     assert out["UserName"] == "alice"
     assert out["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/alice"
@@ -57,7 +57,7 @@ def test_create_generated_credentials_work_at_once(server):
 def test_create_adopted_key_from_stdin(server):
     # An AWS-shaped secret: 40 characters of AWS's secret-key alphabet (base64's).
     sk = base64.b64encode(secrets.token_bytes(30)).decode()
-    r = principal(server, "create", "bob", "--access-key-id", "AKIAEXAMPLEBOB00001", "--secret-key-file", "-",
+    r = principal(server, "create", "bob", "--admin", "--access-key-id", "AKIAEXAMPLEBOB00001", "--secret-key-file", "-",
                   stdin=sk + "\n")
     out = json.loads(r.stdout)
     assert out["UserName"] == "bob"
@@ -78,7 +78,7 @@ def test_create_adopted_key_from_file(server, tmp_path):
     f = tmp_path / "secret"
     f.write_text(sk)
     f.chmod(0o600)
-    r = principal(server, "create", "carol", "--access-key-id", "AKIAEXAMPLECAROL0001", "--secret-key-file", str(f))
+    r = principal(server, "create", "carol", "--admin", "--access-key-id", "AKIAEXAMPLECAROL0001", "--secret-key-file", str(f))
     assert json.loads(r.stdout)["AccessKeyId"] == "AKIAEXAMPLECAROL0001"
     works(server, "AKIAEXAMPLECAROL0001", sk)
 
@@ -105,7 +105,7 @@ def test_list(server):
 
 
 def test_delete_is_refused_within_cache_ttl(server):
-    out = json.loads(principal(server, "create", "erin").stdout)
+    out = json.loads(principal(server, "create", "erin", "--admin").stdout)
     ak, sk = out["AccessKeyId"], out["SecretAccessKey"]
     works(server, ak, sk)
     t0 = time.monotonic()

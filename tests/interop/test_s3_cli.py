@@ -63,7 +63,7 @@ def kms_server(store, tmp_path_factory):
     secret = server.data_dir.parent / "garage-secret"
     secret.write_text(store["SECRET_ACCESS_KEY"])
     p = subprocess.run(
-        [envelope_bin(), "principal", "create", "garage", "--access-key-id", store["ACCESS_KEY_ID"],
+        [envelope_bin(), "principal", "create", "garage", "--admin", "--access-key-id", store["ACCESS_KEY_ID"],
          "--secret-key-file", str(secret), "--data-dir", str(server.data_dir), "--region", store["REGION"]],
         capture_output=True, text=True, timeout=60, env=server.env,
     )

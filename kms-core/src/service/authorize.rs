@@ -329,13 +329,14 @@ impl Kms {
     /// Authorizes `action` on the key `raw` names (key id, key ARN, alias name or alias ARN, as
     /// `accepts` allows). A key of the caller's account that does not exist is NotFoundException; one
     /// of another account is AccessDeniedException, so nobody learns which keys another account has.
+    /// `None`: a key id of the caller's account that names no key, left to the operation.
     pub(super) async fn authorize_on_key(
         &self,
         action: &str,
         raw: &str,
         accepts: Accepts,
         req: &impl Conditions,
-    ) -> Result<Arc<KeyAuth>> {
+    ) -> Result<Option<Arc<KeyAuth>>> {
         let caller = self.caller();
         let named = self.config.partition.parse_key_name(raw, accepts)?;
         let own = caller.principal.account.clone();
@@ -360,6 +361,10 @@ impl Kms {
         };
         let auth = match self.key_auth(&id).await? {
             Some(a) if a.account == account => a,
+            // A key id that names no key names none later (the server draws key ids at random),
+            // so the operation may answer: its request checks first, then NotFoundException, as
+            // AWS orders them. An alias or another account's key is answered here.
+            None if alias.is_none() && account == own => return Ok(None),
             _ if account == own => {
                 return Err(KmsError::NotFound(format!(
                     "Key '{}' does not exist",
@@ -370,7 +375,7 @@ impl Kms {
         };
         self.authorize_with_key(&caller, action, &auth, alias, req)
             .await?;
-        Ok(auth)
+        Ok(Some(auth))
     }
 
     /// Authorizes `action` on the key a ciphertext blob names. A blob that does not parse, or names

@@ -5,9 +5,9 @@
 use serde::Serialize;
 
 use super::Kms;
-use crate::error::Result;
+use crate::error::{KmsError, Result};
 use crate::ids::{Accepts, KeyRef};
-use crate::policy::{NamedPolicy, Principal, RequestContext};
+use crate::policy::{NamedPolicy, Principal, PrincipalType, RequestContext};
 
 /// What `authz explain` answers.
 #[derive(Debug, Serialize)]
@@ -32,6 +32,38 @@ pub struct Explanation {
 }
 
 impl Kms {
+    /// The principal an ARN names, as the endpoint would authenticate it: an IAM user of the store
+    /// (with its unique id and tags), a session of a role of the store, or an account's root user.
+    pub async fn principal_named(&self, arn: &str) -> Result<Principal> {
+        let unknown = || KmsError::NotFound(format!("No principal {arn} is known to this server."));
+        let p = Principal::from_arn(arn, None).ok_or_else(unknown)?;
+        match p.kind {
+            PrincipalType::User => {
+                let name = p.username.clone().unwrap_or_default();
+                let u = self
+                    .store
+                    .user_by_name(&p.account, &name)
+                    .await?
+                    .ok_or_else(unknown)?;
+                Ok(crate::identity::user_principal(&u))
+            }
+            PrincipalType::AssumedRole => {
+                let role_arn = p.role_arn.clone().unwrap_or_default();
+                let role = role_arn.rsplit('/').next().unwrap_or_default();
+                let session = p.arn.rsplit('/').next().unwrap_or_default();
+                let r = self
+                    .store
+                    .role_by_name(&p.account, role)
+                    .await?
+                    .ok_or_else(unknown)?;
+                Ok(Principal::assumed_role(
+                    &p.account, role, session, &r.role_id,
+                ))
+            }
+            _ => Ok(p),
+        }
+    }
+
     /// Explains the decision on `action` by `principal` on `resource` (a key id, key ARN, alias name
     /// or alias ARN; `None` for an account-level action), with extra condition keys `context`
     /// (`kms:EncryptionContext:dept=IT`, `aws:SourceIp=10.0.0.1`, …).

@@ -49,7 +49,9 @@ use root::{off_runtime, ROOT_CHECK, ROOT_CHECK_AAD, ROOT_CHECK_VALUE};
 
 pub use crypto::{MAX_CIPHERTEXT_BLOB, MAX_ENCRYPT_PLAINTEXT};
 pub use explain::Explanation;
-pub use principals::PrincipalInfo;
+pub(crate) use principals::generate_access_key;
+pub use principals::{InitialPolicy, PrincipalInfo};
+pub(crate) use root::{SESSION_TOKEN_KEY, SESSION_TOKEN_KEY_AAD};
 
 tokio::task_local! {
     /// Who is calling, for the duration of one [`Kms::execute`].
@@ -97,6 +99,8 @@ pub struct Kms {
     connections: RwLock<HashMap<String, Arc<dyn HsmKeyStore>>>,
     /// One login at a time.
     connecting: tokio::sync::Mutex<()>,
+    /// Identity policies by principal, the session token key (`identity/`).
+    identities: crate::identity::IdentityState,
 }
 
 impl std::fmt::Debug for Kms {
@@ -150,6 +154,9 @@ impl Kms {
         store
             .adopt_unowned_rows(&config.partition.account_id)
             .await?;
+        store
+            .adopt_home_account(&config.partition.account_id)
+            .await?;
         Ok(Self {
             store,
             root,
@@ -159,6 +166,7 @@ impl Kms {
             clusters: None,
             connections: RwLock::default(),
             connecting: tokio::sync::Mutex::new(()),
+            identities: Default::default(),
         })
     }
 
@@ -207,6 +215,21 @@ impl Kms {
             principal: crate::policy::Principal::root(&self.config.partition.account_id),
             ..Caller::default()
         })
+    }
+
+    /// Runs one call as `caller` (for [`Kms::account`] and [`Kms::caller`]), returning its result
+    /// and the authorization decisions it took, for its audit record.
+    pub(crate) async fn in_call<T>(
+        &self,
+        caller: &Caller,
+        call: impl std::future::Future<Output = T>,
+    ) -> (T, Vec<crate::audit::AuditDecision>) {
+        DECISIONS
+            .scope(std::cell::RefCell::default(), async {
+                let r = CALLER.scope(caller.clone(), call).await;
+                (r, DECISIONS.with(|d| d.take()))
+            })
+            .await
     }
 
     /// A key's ARN, in the key's own account (a key never changes account: the account is learnt

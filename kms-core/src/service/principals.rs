@@ -1,8 +1,12 @@
-//! Principals: the identities SigV4 knows (a user name, an access key id, a secret access key kept
-//! wrapped by the root of trust), and the secret lookup the server's authentication asks for.
+//! Principals: the identities SigV4 knows. Each is an access key of an IAM user (`identity/`),
+//! its secret wrapped by the root of trust; this file answers the secret lookup the server's
+//! authentication asks for (with the negative cache of unknown access keys), and keeps the
+//! command line's `principal` operations: a user with one access key, made in one step.
+//!
+//! It also lends the identity module the service's parts it needs (store, root of trust, caches).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use zeroize::Zeroizing;
@@ -10,13 +14,15 @@ use zeroize::Zeroizing;
 use super::cache::{CachedPrincipal, KnownAccessKeys};
 use super::root::{off_runtime, secret_aad};
 use super::Kms;
+use crate::audit::AuditLog;
 use crate::error::{KmsError, Result};
+use crate::identity::{IdentityState, ADMINISTRATOR_ACCESS};
 use crate::material;
 use crate::now_millis;
-use crate::policy::Principal;
-use crate::store::PrincipalRow;
+use crate::policy::{Policy, PolicyType, Principal};
+use crate::store::{AccessKeyRow, UserRow};
 
-/// A principal as `principal list` shows it.
+/// A principal as `principal list` shows it: a user and one of its access keys.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PrincipalInfo {
@@ -24,20 +30,53 @@ pub struct PrincipalInfo {
     pub user_name: String,
     /// `arn:aws:iam::<account>:user/<name>`.
     pub arn: String,
+    /// The user's account.
+    pub account: String,
     /// Access key id.
     pub access_key_id: String,
     /// Creation time, RFC 3339.
     pub create_date: String,
 }
 
+/// The policy a principal made by the command line starts with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitialPolicy {
+    /// None: the user can authenticate, and every action is denied until a policy allows it.
+    None,
+    /// `arn:aws:iam::aws:policy/AdministratorAccess` attached.
+    Admin,
+    /// This identity policy document, as the user's inline policy `initial`.
+    Document(String),
+}
+
 impl Kms {
-    /// Creates a principal. With `adopt`, uses that access key id and secret; otherwise generates
+    /// Creates a principal of the home account with `AdministratorAccess`, as every principal had
+    /// before access control. With `adopt`, uses that access key id and secret; otherwise generates
     /// both. Returns the principal and, when generated, the secret.
     pub async fn create_principal(
         &self,
         user_name: &str,
         adopt: Option<(String, Zeroizing<String>)>,
     ) -> Result<(PrincipalInfo, Option<Zeroizing<String>>)> {
+        let home = self.config.partition.account_id.clone();
+        self.create_principal_in(&home, user_name, adopt, InitialPolicy::Admin)
+            .await
+    }
+
+    /// Creates an IAM user in `account` (recording the account on first use) with one access key
+    /// and `policy`. With `adopt`, uses that access key id and secret; otherwise generates both.
+    pub async fn create_principal_in(
+        &self,
+        account: &str,
+        user_name: &str,
+        adopt: Option<(String, Zeroizing<String>)>,
+        policy: InitialPolicy,
+    ) -> Result<(PrincipalInfo, Option<Zeroizing<String>>)> {
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(KmsError::Validation(format!(
+                "Account id '{account}' is not valid: 12 digits"
+            )));
+        }
         if user_name.is_empty()
             || user_name.len() > 64
             || !user_name
@@ -48,6 +87,46 @@ impl Kms {
                 "User name '{user_name}' is not valid: 1 to 64 of letters, digits and +=,.@_-"
             )));
         }
+        if let InitialPolicy::Document(doc) = &policy {
+            crate::policy::check_characters(doc)
+                .and_then(|()| Policy::parse(doc, PolicyType::Identity).map(|_| ()))
+                .map_err(|e| KmsError::Validation(format!("The policy is not valid: {e}")))?;
+        }
+        let user = UserRow {
+            user_id: crate::identity::new_id("AIDA")?,
+            account_id: account.to_string(),
+            user_name: user_name.to_string(),
+            path: "/".into(),
+            tags: Default::default(),
+            created_at: now_millis(),
+        };
+        let (key, secret) = self.new_access_key(&user.user_id, adopt).await?;
+        self.store.ensure_account(account).await?;
+        self.store.insert_user(&user, Some(&key)).await?;
+        match &policy {
+            InitialPolicy::None => {}
+            InitialPolicy::Admin => {
+                self.store
+                    .attach_policy(&user.user_id, ADMINISTRATOR_ACCESS)
+                    .await?
+            }
+            InitialPolicy::Document(doc) => {
+                self.store
+                    .put_inline_policy(&user.user_id, "initial", doc)
+                    .await?
+            }
+        }
+        self.access_key_created(&key.access_key_id).await;
+        Ok((principal_info(&user, &key), secret))
+    }
+
+    /// A new access key for `user_id` (generated, or `adopt`ed after checking it), its secret
+    /// wrapped; and the secret when generated.
+    pub(crate) async fn new_access_key(
+        &self,
+        user_id: &str,
+        adopt: Option<(String, Zeroizing<String>)>,
+    ) -> Result<(AccessKeyRow, Option<Zeroizing<String>>)> {
         let (access_key_id, secret, generated) = match adopt {
             Some((id, secret)) => {
                 if id.len() < 16 || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -60,58 +139,106 @@ impl Kms {
                 (id, secret, false)
             }
             None => {
-                let (id, secret) = generate_access_key()?;
+                let (id, secret) = generate_access_key("AKIA")?;
                 (id, secret, true)
             }
         };
-        let (aad, plain) = (secret_aad(&access_key_id), secret.clone());
-        let wrapped_secret =
-            off_runtime(&self.root, move |root| root.wrap(&aad, plain.as_bytes())).await?;
-        let row = PrincipalRow {
-            user_name: user_name.to_string(),
-            wrapped_secret,
+        let wrapped_secret = self
+            .wrap_secret(&secret_aad(&access_key_id), secret.as_bytes().to_vec())
+            .await?;
+        let row = AccessKeyRow {
             access_key_id,
+            user_id: user_id.to_string(),
+            wrapped_secret,
+            active: true,
             created_at: now_millis(),
         };
-        self.store.insert_principal(&row).await?;
+        Ok((row, generated.then_some(secret)))
+    }
+
+    /// Every principal: each user's access keys, by account and name.
+    pub async fn list_principals(&self) -> Result<Vec<PrincipalInfo>> {
+        let mut out = Vec::new();
+        for u in self.store.list_users(None).await? {
+            for k in self.store.list_access_keys(&u.user_id).await? {
+                out.push(principal_info(&u, &k));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes a principal of the home account by name: the user with its access keys, policies
+    /// and group memberships.
+    pub async fn delete_principal(&self, user_name: &str) -> Result<()> {
+        let home = self.config.partition.account_id.clone();
+        self.delete_principal_in(&home, user_name).await
+    }
+
+    /// Deletes the user `user_name` of `account` with its access keys, policies and memberships.
+    pub async fn delete_principal_in(&self, account: &str, user_name: &str) -> Result<()> {
+        let Some(user) = self.store.user_by_name(account, user_name).await? else {
+            return Err(KmsError::NotFound(format!(
+                "No principal named {user_name}."
+            )));
+        };
+        let keys = self.store.list_access_keys(&user.user_id).await?;
+        let _ = self.store.delete_user(&user.user_id, true).await?;
+        for k in keys {
+            self.forget_access_key(&k.access_key_id);
+        }
+        self.identities_changed();
+        Ok(())
+    }
+
+    // ----- what the identity module borrows ------------------------------------------------------
+
+    pub(crate) fn identity_state(&self) -> &IdentityState {
+        &self.identities
+    }
+
+    pub(crate) fn cache_ttl(&self) -> Duration {
+        self.config.cache_ttl
+    }
+
+    pub(crate) fn audit_log(&self) -> Option<&AuditLog> {
+        self.audit.as_ref()
+    }
+
+    /// Wraps `secret` under the root of trust, bound to `aad`, off the async runtime.
+    pub(crate) async fn wrap_secret(&self, aad: &[u8], secret: Vec<u8>) -> Result<Vec<u8>> {
+        let (aad, secret) = (aad.to_vec(), Zeroizing::new(secret));
+        off_runtime(&self.root, move |root| root.wrap(&aad, &secret)).await
+    }
+
+    /// Unwraps what [`wrap_secret`](Self::wrap_secret) returned.
+    pub(crate) async fn unwrap_secret(
+        &self,
+        aad: &[u8],
+        wrapped: Vec<u8>,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let aad = aad.to_vec();
+        off_runtime(&self.root, move |root| root.unwrap(&aad, &wrapped)).await
+    }
+
+    /// Makes a new access key known to this node at once.
+    pub(crate) async fn access_key_created(&self, access_key_id: &str) {
         self.cache
             .known_access_keys
             .lock()
             .await
             .ids
-            .insert(row.access_key_id.clone());
-        Ok((self.principal_info(&row), generated.then_some(secret)))
+            .insert(access_key_id.to_string());
     }
 
-    fn principal_info(&self, row: &PrincipalRow) -> PrincipalInfo {
-        PrincipalInfo {
-            user_name: row.user_name.clone(),
-            arn: self.config.partition.user_arn(&row.user_name),
-            access_key_id: row.access_key_id.clone(),
-            create_date: crate::rfc3339(row.created_at),
+    /// Forgets a cached access key after a local change (deleted, deactivated): the next request
+    /// signed with it asks the store.
+    pub(crate) fn forget_access_key(&self, access_key_id: &str) {
+        if let Ok(mut map) = self.cache.principals.write() {
+            map.remove(access_key_id);
         }
     }
 
-    /// Every principal.
-    pub async fn list_principals(&self) -> Result<Vec<PrincipalInfo>> {
-        Ok(self
-            .store
-            .list_principals()
-            .await?
-            .iter()
-            .map(|r| self.principal_info(r))
-            .collect())
-    }
-
-    /// Deletes a principal by name.
-    pub async fn delete_principal(&self, user_name: &str) -> Result<()> {
-        if !self.store.delete_principal(user_name).await? {
-            return Err(KmsError::NotFound(format!(
-                "No principal named {user_name}."
-            )));
-        }
-        Ok(())
-    }
+    // ----- authentication ------------------------------------------------------------------------
 
     /// Whether the store may hold `access_key_id`, answered from the set of known access key ids
     /// without a query when it can: an id the set lacks is unknown if the set was read after the
@@ -138,10 +265,11 @@ impl Kms {
         Ok(known.ids.contains(access_key_id))
     }
 
-    /// Who owns an access key id, and its secret access key, for SigV4 verification. An unknown
-    /// access key is answered from the known ids (see `may_hold_access_key`); a new principal
-    /// works at once on this node and within 100 ms elsewhere; a deleted one stops within the
-    /// cache TTL.
+    /// Who owns an access key id (the user as the policy engine sees it: ARN, unique id, account,
+    /// tags), and its secret access key, for SigV4 verification. An unknown access key is answered
+    /// from the known ids (see `may_hold_access_key`); a new access key works at once on this node
+    /// and within 100 ms elsewhere; a deleted or inactive one stops at once on this node and within
+    /// the cache TTL elsewhere.
     pub async fn principal_secret(
         &self,
         access_key_id: &str,
@@ -160,38 +288,42 @@ impl Kms {
         if cached.is_none() && !self.may_hold_access_key(access_key_id).await? {
             return Ok(None);
         }
-        let Some(row) = self.store.principal_by_access_key(access_key_id).await? else {
-            if let Ok(mut map) = self.cache.principals.write() {
-                map.remove(access_key_id);
-            }
+        let found = self.store.access_key(access_key_id).await?;
+        let Some((key, user)) = found.filter(|(k, _)| k.active) else {
+            self.forget_access_key(access_key_id);
             return Ok(None);
         };
         // The same wrapped bytes as cached: the secret is known, the root need not be asked.
-        let secret = match cached.filter(|p| p.wrapped == row.wrapped_secret) {
+        let secret = match cached.filter(|p| p.wrapped == key.wrapped_secret) {
             Some(p) => p.secret.clone(),
             None => {
-                let (aad, wrapped) = (secret_aad(access_key_id), row.wrapped_secret.clone());
-                off_runtime(&self.root, move |root| root.unwrap(&aad, &wrapped)).await?
+                self.unwrap_secret(&secret_aad(access_key_id), key.wrapped_secret.clone())
+                    .await?
             }
         };
-        // Until identities are stored (issue 13), a user's unique id is derived from its access key.
-        let principal = Principal::user(
-            &self.config.partition.account_id,
-            &row.user_name,
-            &format!("AIDA{}", access_key_id.get(4..).unwrap_or(access_key_id)),
-        );
+        let principal = crate::identity::user_principal(&user);
         if let Ok(mut map) = self.cache.principals.write() {
             map.insert(
                 access_key_id.to_string(),
                 Arc::new(CachedPrincipal {
                     principal: principal.clone(),
                     secret: secret.clone(),
-                    wrapped: row.wrapped_secret,
+                    wrapped: key.wrapped_secret,
                     loaded: Instant::now(),
                 }),
             );
         }
         Ok(Some((principal, secret)))
+    }
+}
+
+fn principal_info(user: &UserRow, key: &AccessKeyRow) -> PrincipalInfo {
+    PrincipalInfo {
+        user_name: user.user_name.clone(),
+        arn: crate::identity::user_principal(user).arn,
+        account: user.account_id.clone(),
+        access_key_id: key.access_key_id.clone(),
+        create_date: crate::rfc3339(key.created_at),
     }
 }
 
@@ -214,12 +346,13 @@ fn check_adopted_secret(secret: &str) -> Result<()> {
     Ok(())
 }
 
-/// A new access key id (`AKIA` + 16 base32 characters) and a 40-character secret.
-fn generate_access_key() -> Result<(String, Zeroizing<String>)> {
+/// A new access key id (`prefix`, `AKIA` or `ASIA`, and 16 base32 characters) and a 40-character
+/// secret.
+pub(crate) fn generate_access_key(prefix: &str) -> Result<(String, Zeroizing<String>)> {
     const B32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut r = Zeroizing::new([0u8; 46]);
     material::random_bytes(&mut r[..])?;
-    let id: String = std::iter::once("AKIA".to_string())
+    let id: String = std::iter::once(prefix.to_string())
         .chain(
             r[..16]
                 .iter()

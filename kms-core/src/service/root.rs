@@ -23,7 +23,11 @@ pub(super) fn material_aad(id: &Uuid, version: u32) -> Vec<u8> {
     aad
 }
 
-pub(super) fn secret_aad(access_key_id: &str) -> Vec<u8> {
+/// The session token key's name in the metadata table, and what its wrapping is bound to.
+pub(crate) const SESSION_TOKEN_KEY: &str = "session_token_key";
+pub(crate) const SESSION_TOKEN_KEY_AAD: &[u8] = b"envelope/session-token-key/v1";
+
+pub(crate) fn secret_aad(access_key_id: &str) -> Vec<u8> {
     let mut aad = b"envelope/principal-secret/v1".to_vec();
     aad.extend_from_slice(access_key_id.as_bytes());
     aad
@@ -36,7 +40,7 @@ pub(super) fn password_aad(store_id: &str) -> Vec<u8> {
 }
 
 /// Runs a root-of-trust call on the blocking pool: an HSM-backed root blocks on its token.
-pub(super) async fn off_runtime<T: Send + 'static>(
+pub(crate) async fn off_runtime<T: Send + 'static>(
     root: &Arc<dyn RootOfTrust>,
     f: impl FnOnce(&dyn RootOfTrust) -> Result<T> + Send + 'static,
 ) -> Result<T> {
@@ -47,8 +51,9 @@ pub(super) async fn off_runtime<T: Send + 'static>(
 }
 
 impl Kms {
-    /// Re-wraps everything `store` holds under the root of trust `from` (key material, principals'
-    /// secrets, custom key store passwords, the root check value, the grant token key) under `to`, in one transaction: all or nothing. Run it while
+    /// Re-wraps everything `store` holds under the root of trust `from` (key material, access keys'
+    /// secrets, custom key store passwords, the root check value, the grant token key, the session
+    /// token key) under `to`, in one transaction: all or nothing. Run it while
     /// no server uses the store. Returns how many secrets were re-wrapped.
     pub async fn migrate_root(
         store: &Store,
@@ -56,40 +61,50 @@ impl Kms {
         to: Arc<dyn RootOfTrust>,
     ) -> Result<usize> {
         store
-            .rewrap_all(&[ROOT_CHECK, GRANT_TOKEN_KEY], |all| async move {
-                tokio::task::spawn_blocking(move || {
-                    all.iter()
-                        .map(|w| {
-                            let (aad, wrapped) = match w {
-                                WrappedSecret::Material {
-                                    key_id,
-                                    version,
-                                    wrapped,
-                                } => (material_aad(key_id, *version), wrapped),
-                                WrappedSecret::Principal {
-                                    access_key_id,
-                                    wrapped,
-                                } => (secret_aad(access_key_id), wrapped),
-                                WrappedSecret::KeyStorePassword { store_id, wrapped } => {
-                                    (password_aad(store_id), wrapped)
-                                }
-                                WrappedSecret::Meta { name, wrapped }
-                                    if name == GRANT_TOKEN_KEY =>
-                                {
-                                    (GRANT_TOKEN_KEY_AAD.to_vec(), wrapped)
-                                }
-                                WrappedSecret::Meta { wrapped, .. } => {
-                                    (ROOT_CHECK_AAD.to_vec(), wrapped)
-                                }
-                            };
-                            let plain = from.unwrap(&aad, wrapped)?;
-                            to.wrap(&aad, &plain)
-                        })
-                        .collect::<Result<Vec<_>>>()
-                })
-                .await
-                .map_err(|_| KmsError::Internal("The re-wrapping task did not complete.".into()))?
-            })
+            .rewrap_all(
+                &[ROOT_CHECK, GRANT_TOKEN_KEY, SESSION_TOKEN_KEY],
+                |all| async move {
+                    tokio::task::spawn_blocking(move || {
+                        all.iter()
+                            .map(|w| {
+                                let (aad, wrapped) = match w {
+                                    WrappedSecret::Material {
+                                        key_id,
+                                        version,
+                                        wrapped,
+                                    } => (material_aad(key_id, *version), wrapped),
+                                    WrappedSecret::Principal {
+                                        access_key_id,
+                                        wrapped,
+                                    } => (secret_aad(access_key_id), wrapped),
+                                    WrappedSecret::KeyStorePassword { store_id, wrapped } => {
+                                        (password_aad(store_id), wrapped)
+                                    }
+                                    WrappedSecret::Meta { name, wrapped }
+                                        if name == GRANT_TOKEN_KEY =>
+                                    {
+                                        (GRANT_TOKEN_KEY_AAD.to_vec(), wrapped)
+                                    }
+                                    WrappedSecret::Meta { name, wrapped }
+                                        if name == SESSION_TOKEN_KEY =>
+                                    {
+                                        (SESSION_TOKEN_KEY_AAD.to_vec(), wrapped)
+                                    }
+                                    WrappedSecret::Meta { wrapped, .. } => {
+                                        (ROOT_CHECK_AAD.to_vec(), wrapped)
+                                    }
+                                };
+                                let plain = from.unwrap(&aad, wrapped)?;
+                                to.wrap(&aad, &plain)
+                            })
+                            .collect::<Result<Vec<_>>>()
+                    })
+                    .await
+                    .map_err(|_| {
+                        KmsError::Internal("The re-wrapping task did not complete.".into())
+                    })?
+                },
+            )
             .await
     }
 

@@ -1,0 +1,168 @@
+//! The Query protocol (IAM and STS) on the same `POST /` as KMS: a form-encoded body
+//! (`Action=CreateUser&Version=2010-05-08&UserName=…`), SigV4 scoped to `iam` or `sts`, XML answers
+//! in botocore's shapes, errors as `<ErrorResponse>` with AWS's codes. Every action is one call into
+//! [`kms_core::Kms::execute_query`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use kms_core::identity::{IamError, Params, QueryService};
+
+use crate::auth::{scope_service, Service};
+use crate::router::App;
+use crate::xml;
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// Whether the request's `Content-Type` is a form (parameters such as a charset allowed).
+fn is_form(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case(FORM))
+}
+
+/// The Query service a request is for: its credential scope names `iam` or `sts`, or it is an
+/// unsigned form (answered as IAM: MissingAuthenticationToken). `None`: a KMS request.
+pub(crate) fn query_service(parts: &axum::http::request::Parts) -> Option<QueryService> {
+    match scope_service(parts) {
+        Some("iam") => Some(QueryService::Iam),
+        Some("sts") => Some(QueryService::Sts),
+        None if is_form(&parts.headers) => Some(QueryService::Iam),
+        _ => None,
+    }
+}
+
+fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response {
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    r
+}
+
+impl App {
+    fn query_fail(
+        &self,
+        service: QueryService,
+        status: StatusCode,
+        code: &str,
+        message: &str,
+        request_id: &str,
+    ) -> Response {
+        let counter = if status.is_server_error() {
+            &self.metrics.server_errors
+        } else {
+            &self.metrics.client_errors
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let body = xml::error(
+            service.namespace(),
+            !status.is_server_error(),
+            code,
+            message,
+            request_id,
+        );
+        xml_response(status, body, request_id)
+    }
+
+    fn iam_error(&self, service: QueryService, e: &IamError, request_id: &str) -> Response {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        self.query_fail(service, status, e.code(), &e.to_string(), request_id)
+    }
+
+    /// Answers one IAM or STS request whose body has been read.
+    pub(crate) async fn handle_query(
+        &self,
+        peer: Option<SocketAddr>,
+        parts: &axum::http::request::Parts,
+        body: bytes::Bytes,
+        request_id: &str,
+        service: QueryService,
+    ) -> Response {
+        if !is_form(&parts.headers) {
+            return self.query_fail(
+                service,
+                StatusCode::BAD_REQUEST,
+                "InvalidAction",
+                "The Content-Type of an IAM or STS request must be application/x-www-form-urlencoded.",
+                request_id,
+            );
+        }
+        let mut params = BTreeMap::new();
+        for (k, v) in form_urlencoded::parse(&body) {
+            if params.insert(k.into_owned(), v.into_owned()).is_some() {
+                return self.query_fail(
+                    service,
+                    StatusCode::BAD_REQUEST,
+                    "InvalidInput",
+                    "A parameter is given more than once.",
+                    request_id,
+                );
+            }
+        }
+        let Some(action) = params.remove("Action") else {
+            return self.query_fail(
+                service,
+                StatusCode::BAD_REQUEST,
+                "MissingAction",
+                "The request must contain the parameter Action.",
+                request_id,
+            );
+        };
+        match params.remove("Version") {
+            Some(v) if v != service.version() => {
+                return self.query_fail(
+                    service,
+                    StatusCode::BAD_REQUEST,
+                    "InvalidAction",
+                    &format!("Could not find operation {action} for version {v}"),
+                    request_id,
+                )
+            }
+            _ => {}
+        }
+        let scope = match service {
+            QueryService::Iam => Service::Iam,
+            QueryService::Sts => Service::Sts,
+        };
+        let mut caller = match self.authenticate(parts, &body, request_id, scope).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                self.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(request_id, error = e.query_code(), "request refused");
+                return self.query_fail(
+                    service,
+                    StatusCode::FORBIDDEN,
+                    e.query_code(),
+                    &e.to_string(),
+                    request_id,
+                );
+            }
+            Err(e) => return self.iam_error(service, &IamError::from(e), request_id),
+        };
+        caller.source_ip = peer.map(|p| p.ip().to_string());
+        // As for KMS: the action runs as a task of its own, so a client hanging up cannot leave it
+        // half done or unaudited.
+        let (kms, params) = (self.kms.clone(), Params(params));
+        let act = action.clone();
+        let outcome =
+            tokio::spawn(async move { kms.execute_query(&caller, service, &act, &params).await })
+                .await
+                .unwrap_or_else(|_| Err(IamError::ServiceFailure("The operation failed.".into())));
+        match outcome {
+            Ok(result) => xml_response(
+                StatusCode::OK,
+                xml::response(&action, service.namespace(), result.as_ref(), request_id),
+                request_id,
+            ),
+            Err(e) => self.iam_error(service, &e, request_id),
+        }
+    }
+}

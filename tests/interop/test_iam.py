@@ -1,0 +1,462 @@
+"""IAM on the KMS endpoint: boto3's `iam` client and `aws iam` against `envelope serve`.
+
+Every action is decided by the policy engine on identity-based policies; a denied call changes nothing."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from conftest import STORES, start_server, ACCOUNT, REGION, envelope_bin, error_code, kms_client, unique
+
+ALLOW_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+ADMIN_ARN = "arn:aws:iam::aws:policy/AdministratorAccess"
+
+
+def client(service, endpoint, ak, sk, token=None):
+    return boto3.session.Session().client(
+        service, endpoint_url=endpoint, region_name=REGION, aws_access_key_id=ak,
+        aws_secret_access_key=sk, aws_session_token=token,
+        # No client-side validation: out-of-range values must reach the server, which answers them.
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}, parameter_validation=False))
+
+
+@pytest.fixture(scope="module", params=STORES)
+def server(request, tmp_path_factory):
+    """This module's server, on SQLite and (with ENVELOPE_TEST_POSTGRES_URL) on PostgreSQL."""
+    s = start_server(tmp_path_factory, request.param)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def iam(server):
+    return client("iam", server.endpoint, *server.credentials)
+
+
+def new_user(iam, policy=None, **kw):
+    """A user with an access key, and (optionally) an inline policy. Returns (name, iam client as it)."""
+    name = unique("u")
+    iam.create_user(UserName=name, **kw)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    if policy is not None:
+        iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
+    return name, key
+
+
+def as_user(server, key, service="iam"):
+    return client(service, server.endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+
+
+def user_names(iam):
+    return {u["UserName"] for u in iam.list_users()["Users"]}
+
+
+def test_user_lifecycle(iam):
+    name = unique("alice")
+    u = iam.create_user(UserName=name, Path="/eng/", Tags=[{"Key": "team", "Value": "red"}])["User"]
+    assert u["UserName"] == name
+    assert u["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/eng/{name}"
+    assert u["UserId"].startswith("AIDA") and len(u["UserId"]) == 21
+    assert u["Path"] == "/eng/"
+    got = iam.get_user(UserName=name)["User"]
+    assert got["UserId"] == u["UserId"] and got["Tags"] == [{"Key": "team", "Value": "red"}]
+    # Names are unique whatever their case, and found whatever their case.
+    assert iam.get_user(UserName=name.upper())["User"]["UserId"] == u["UserId"]
+    with pytest.raises(iam.exceptions.EntityAlreadyExistsException):
+        iam.create_user(UserName=name.upper())
+    assert name in user_names(iam)
+    assert name in {u["UserName"] for u in iam.list_users(PathPrefix="/eng/")["Users"]}
+    assert name not in {u["UserName"] for u in iam.list_users(PathPrefix="/ops/")["Users"]}
+    iam.delete_user(UserName=name)
+    with pytest.raises(iam.exceptions.NoSuchEntityException) as e:
+        iam.get_user(UserName=name)
+    assert e.value.response["Error"]["Message"] == f"The user with name {name} cannot be found."
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert e.value.response["ResponseMetadata"]["RequestId"]
+
+
+def test_get_user_without_name_is_the_caller(server, iam):
+    me = iam.get_user()["User"]
+    assert me["UserName"] == "admin"
+    assert me["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/admin"
+
+
+@pytest.mark.parametrize("bad", ["has space", "x" * 65, "slash/name"])
+def test_invalid_user_names(iam, bad):
+    with pytest.raises(iam.exceptions.ClientError) as e:
+        iam.create_user(UserName=bad)
+    assert error_code(e.value) == "ValidationError"
+
+
+def test_list_users_pages(iam):
+    prefix = f"/page{unique('p')}/"
+    names = sorted(unique("pg") for _ in range(5))
+    for n in names:
+        iam.create_user(UserName=n, Path=prefix)
+    first = iam.list_users(PathPrefix=prefix, MaxItems=2)
+    assert first["IsTruncated"] and len(first["Users"]) == 2
+    seen = [u["UserName"] for u in first["Users"]]
+    marker = first["Marker"]
+    while marker:
+        page = iam.list_users(PathPrefix=prefix, MaxItems=2, Marker=marker)
+        seen += [u["UserName"] for u in page["Users"]]
+        marker = page.get("Marker")
+    assert seen == names
+    paginated = [u["UserName"] for p in iam.get_paginator("list_users").paginate(PathPrefix=prefix,
+                                                                              PaginationConfig={"PageSize": 2})
+                 for u in p["Users"]]
+    assert paginated == names
+
+
+def test_access_keys(server, iam):
+    name, key = new_user(iam, ALLOW_ALL)
+    me = as_user(server, key)
+    assert me.get_user()["User"]["UserName"] == name
+    keys = iam.list_access_keys(UserName=name)["AccessKeyMetadata"]
+    assert [(k["AccessKeyId"], k["Status"], k["UserName"]) for k in keys] == [(key["AccessKeyId"], "Active", name)]
+    assert key["AccessKeyId"].startswith("AKIA") and len(key["SecretAccessKey"]) == 40
+    second = iam.create_access_key(UserName=name)["AccessKey"]
+    with pytest.raises(iam.exceptions.LimitExceededException) as e:
+        iam.create_access_key(UserName=name)
+    assert "AccessKeysPerUser: 2" in e.value.response["Error"]["Message"]
+    assert len(iam.list_access_keys(UserName=name)["AccessKeyMetadata"]) == 2
+    # Inactive: refused at once (this node), by IAM and by KMS, each with its own error name.
+    iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Inactive")
+    with pytest.raises(me.exceptions.ClientError) as e:
+        me.get_user()
+    assert error_code(e.value) == "InvalidClientTokenId"
+    kms = kms_client(server.endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+    with pytest.raises(kms.exceptions.ClientError) as e:
+        kms.list_keys()
+    assert error_code(e.value) == "UnrecognizedClientException"
+    iam.update_access_key(UserName=name, AccessKeyId=key["AccessKeyId"], Status="Active")
+    me.get_user()
+    # The user's own key manages its keys (no UserName: the caller).
+    as_user(server, second).delete_access_key(AccessKeyId=key["AccessKeyId"])
+    with pytest.raises(me.exceptions.ClientError) as e:
+        me.get_user()
+    assert error_code(e.value) == "InvalidClientTokenId"
+    with pytest.raises(iam.exceptions.NoSuchEntityException):
+        iam.delete_access_key(UserName=name, AccessKeyId=key["AccessKeyId"])
+
+
+def test_delete_user_conflicts(iam):
+    name, key = new_user(iam, ALLOW_ALL)
+    with pytest.raises(iam.exceptions.DeleteConflictException) as e:
+        iam.delete_user(UserName=name)
+    assert "access keys" in e.value.response["Error"]["Message"]
+    iam.delete_access_key(UserName=name, AccessKeyId=key["AccessKeyId"])
+    with pytest.raises(iam.exceptions.DeleteConflictException):
+        iam.delete_user(UserName=name)
+    iam.delete_user_policy(UserName=name, PolicyName="p")
+    iam.delete_user(UserName=name)
+    assert name not in user_names(iam)
+
+
+@pytest.mark.parametrize("kind", ["user", "group", "role"])
+def test_inline_policies(iam, kind):
+    name = unique(kind[0])
+    trust = {"Version": "2012-10-17",
+             "Statement": [{"Effect": "Allow", "Principal": {"AWS": ACCOUNT}, "Action": "sts:AssumeRole"}]}
+    create = {"user": lambda: iam.create_user(UserName=name),
+              "group": lambda: iam.create_group(GroupName=name),
+              "role": lambda: iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))}
+    create[kind]()
+    K = kind.capitalize()
+    owner = {f"{K}Name": name}
+    doc = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "Enc", "Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*",
+         "Condition": {"StringEquals": {"kms:EncryptionContext:app": "a b&c%d"}}}]}
+    put = getattr(iam, f"put_{kind}_policy")
+    put(**owner, PolicyName="enc", PolicyDocument=json.dumps(doc))
+    got = getattr(iam, f"get_{kind}_policy")(**owner, PolicyName="enc")
+    assert got["PolicyName"] == "enc" and got[f"{K}Name"] == name
+    assert got["PolicyDocument"] == doc  # botocore URL-decodes and parses it
+    assert getattr(iam, f"list_{kind}_policies")(**owner)["PolicyNames"] == ["enc"]
+    with pytest.raises(iam.exceptions.MalformedPolicyDocumentException):
+        put(**owner, PolicyName="bad", PolicyDocument="{not json")
+    with pytest.raises(iam.exceptions.MalformedPolicyDocumentException):
+        put(**owner, PolicyName="bad", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Maybe", "Action": "*", "Resource": "*"}]}))
+    assert getattr(iam, f"list_{kind}_policies")(**owner)["PolicyNames"] == ["enc"]
+    getattr(iam, f"delete_{kind}_policy")(**owner, PolicyName="enc")
+    with pytest.raises(iam.exceptions.NoSuchEntityException):
+        getattr(iam, f"get_{kind}_policy")(**owner, PolicyName="enc")
+    with pytest.raises(iam.exceptions.NoSuchEntityException):
+        put(**{f"{K}Name": name + "-missing"}, PolicyName="enc", PolicyDocument=json.dumps(doc))
+
+
+def test_inline_policy_size_limit(iam):
+    name = unique("big")
+    iam.create_user(UserName=name)
+    big = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "kms:Encrypt", "Resource": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{i:036d}"}
+        for i in range(30)]}
+    with pytest.raises(iam.exceptions.LimitExceededException):
+        iam.put_user_policy(UserName=name, PolicyName="big", PolicyDocument=json.dumps(big))
+    assert iam.list_user_policies(UserName=name)["PolicyNames"] == []
+
+
+def test_groups(server, iam):
+    group = unique("g")
+    g = iam.create_group(GroupName=group)["Group"]
+    assert g["GroupId"].startswith("AGPA") and g["Arn"] == f"arn:aws:iam::{ACCOUNT}:group/{group}"
+    with pytest.raises(iam.exceptions.EntityAlreadyExistsException):
+        iam.create_group(GroupName=group)
+    name, key = new_user(iam)
+    me = as_user(server, key)
+    with pytest.raises(me.exceptions.ClientError) as e:
+        me.list_users()
+    assert error_code(e.value) == "AccessDenied"
+    iam.put_group_policy(GroupName=group, PolicyName="list", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iam:ListUsers", "Resource": "*"}]}))
+    iam.add_user_to_group(GroupName=group, UserName=name)
+    assert [u["UserName"] for u in iam.get_group(GroupName=group)["Users"]] == [name]
+    assert group in {x["GroupName"] for x in iam.list_groups()["Groups"]}
+    assert [x["GroupName"] for x in iam.list_groups_for_user(UserName=name)["Groups"]] == [group]
+    # The group's policy applies to its member at once (this node drops its cache on a change).
+    assert name in {u["UserName"] for u in me.list_users()["Users"]}
+    with pytest.raises(iam.exceptions.DeleteConflictException):
+        iam.delete_group(GroupName=group)
+    iam.remove_user_from_group(GroupName=group, UserName=name)
+    with pytest.raises(me.exceptions.ClientError) as e:
+        me.list_users()
+    assert error_code(e.value) == "AccessDenied"
+    iam.delete_group_policy(GroupName=group, PolicyName="list")
+    iam.delete_group(GroupName=group)
+    with pytest.raises(iam.exceptions.NoSuchEntityException):
+        iam.get_group(GroupName=group)
+
+
+def test_managed_policies(server, iam):
+    pname = unique("pol")
+    doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iam:GetUser", "Resource": "*"}]}
+    p = iam.create_policy(PolicyName=pname, PolicyDocument=json.dumps(doc), Description="read users")["Policy"]
+    assert p["Arn"] == f"arn:aws:iam::{ACCOUNT}:policy/{pname}"
+    assert p["DefaultVersionId"] == "v1" and p["AttachmentCount"] == 0 and p["IsAttachable"]
+    with pytest.raises(iam.exceptions.EntityAlreadyExistsException):
+        iam.create_policy(PolicyName=pname, PolicyDocument=json.dumps(doc))
+    assert iam.get_policy_version(PolicyArn=p["Arn"], VersionId="v1")["PolicyVersion"]["Document"] == doc
+    name, key = new_user(iam)
+    me = as_user(server, key)
+    with pytest.raises(me.exceptions.ClientError):
+        me.get_user()
+    iam.attach_user_policy(UserName=name, PolicyArn=p["Arn"])
+    assert iam.list_attached_user_policies(UserName=name)["AttachedPolicies"] == [
+        {"PolicyName": pname, "PolicyArn": p["Arn"]}]
+    assert iam.get_policy(PolicyArn=p["Arn"])["Policy"]["AttachmentCount"] == 1
+    assert me.get_user()["User"]["UserName"] == name
+    with pytest.raises(iam.exceptions.DeleteConflictException):
+        iam.delete_policy(PolicyArn=p["Arn"])
+    with pytest.raises(iam.exceptions.NoSuchEntityException):
+        iam.attach_user_policy(UserName=name, PolicyArn=f"arn:aws:iam::{ACCOUNT}:policy/none-such")
+    iam.detach_user_policy(UserName=name, PolicyArn=p["Arn"])
+    with pytest.raises(me.exceptions.ClientError):
+        me.get_user()
+    with pytest.raises(iam.exceptions.NoSuchEntityException):
+        iam.detach_user_policy(UserName=name, PolicyArn=p["Arn"])
+    # AdministratorAccess is built in, and attaches to groups and roles as to users.
+    group = unique("g")
+    iam.create_group(GroupName=group)
+    iam.attach_group_policy(GroupName=group, PolicyArn=ADMIN_ARN)
+    assert iam.list_attached_group_policies(GroupName=group)["AttachedPolicies"] == [
+        {"PolicyName": "AdministratorAccess", "PolicyArn": ADMIN_ARN}]
+    iam.add_user_to_group(GroupName=group, UserName=name)
+    me.create_user(UserName=unique("by-admin-group"))
+    iam.remove_user_from_group(GroupName=group, UserName=name)
+    iam.detach_group_policy(GroupName=group, PolicyArn=ADMIN_ARN)
+    arns = {x["Arn"] for x in iam.list_policies(Scope="Local")["Policies"]}
+    assert p["Arn"] in arns and ADMIN_ARN not in arns
+    iam.delete_policy(PolicyArn=p["Arn"])
+    with pytest.raises(iam.exceptions.NoSuchEntityException):
+        iam.get_policy(PolicyArn=p["Arn"])
+
+
+def test_roles(iam):
+    name = unique("r")
+    trust = {"Version": "2012-10-17",
+             "Statement": [{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                            "Action": "sts:AssumeRole"}]}
+    r = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust), Description="app",
+                        MaxSessionDuration=7200)["Role"]
+    assert r["RoleId"].startswith("AROA") and r["Arn"] == f"arn:aws:iam::{ACCOUNT}:role/{name}"
+    got = iam.get_role(RoleName=name)["Role"]
+    assert got["AssumeRolePolicyDocument"] == trust
+    assert got["MaxSessionDuration"] == 7200 and got["Description"] == "app"
+    assert name in {x["RoleName"] for x in iam.list_roles()["Roles"]}
+    with pytest.raises(iam.exceptions.EntityAlreadyExistsException):
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+    for bad in (3599, 43201):
+        with pytest.raises(iam.exceptions.ClientError) as e:
+            iam.create_role(RoleName=unique("r"), AssumeRolePolicyDocument=json.dumps(trust),
+                            MaxSessionDuration=bad)
+        assert error_code(e.value) == "ValidationError"
+    with pytest.raises(iam.exceptions.MalformedPolicyDocumentException):
+        # A trust policy names a principal and no resource.
+        iam.create_role(RoleName=unique("r"), AssumeRolePolicyDocument=json.dumps(ALLOW_ALL))
+    iam.attach_role_policy(RoleName=name, PolicyArn=ADMIN_ARN)
+    with pytest.raises(iam.exceptions.DeleteConflictException):
+        iam.delete_role(RoleName=name)
+    assert iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"][0]["PolicyArn"] == ADMIN_ARN
+    iam.detach_role_policy(RoleName=name, PolicyArn=ADMIN_ARN)
+    iam.delete_role(RoleName=name)
+    with pytest.raises(iam.exceptions.NoSuchEntityException):
+        iam.get_role(RoleName=name)
+
+
+def test_a_user_without_policies_is_denied_and_changes_nothing(server, iam):
+    name, key = new_user(iam)
+    me = as_user(server, key)
+    before = user_names(iam)
+    victim = unique("victim")
+    for call in (lambda: me.create_user(UserName=victim),
+                 lambda: me.delete_user(UserName=name),
+                 lambda: me.create_access_key(UserName="admin"),
+                 lambda: me.put_user_policy(UserName=name, PolicyName="mine", PolicyDocument=json.dumps(ALLOW_ALL)),
+                 lambda: me.attach_user_policy(UserName=name, PolicyArn=ADMIN_ARN),
+                 lambda: me.list_users()):
+        with pytest.raises(me.exceptions.ClientError) as e:
+            call()
+        assert error_code(e.value) == "AccessDenied", e.value.response
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert user_names(iam) == before
+    assert len(iam.list_access_keys(UserName="admin")["AccessKeyMetadata"]) == 1
+    assert iam.list_user_policies(UserName=name)["PolicyNames"] == []
+    assert iam.list_attached_user_policies(UserName=name)["AttachedPolicies"] == []
+    # AWS's message: who, what, on which resource, and why.
+    with pytest.raises(me.exceptions.ClientError) as e:
+        me.create_user(UserName=victim)
+    assert e.value.response["Error"]["Message"] == (
+        f"User: arn:aws:iam::{ACCOUNT}:user/{name} is not authorized to perform: iam:CreateUser on resource: "
+        f"arn:aws:iam::{ACCOUNT}:user/{victim} because no identity-based policy allows the iam:CreateUser action")
+    # Denied whether the user exists or not: no hint either way.
+    with pytest.raises(me.exceptions.ClientError) as e:
+        me.get_user(UserName="no-such-user-here")
+    assert error_code(e.value) == "AccessDenied"
+    # Every call is audited with its outcome, as KMS calls are.
+    deadline = time.monotonic() + 5
+    while True:
+        records = [json.loads(line) for line in (server.data_dir / "audit.log").read_text().splitlines()]
+        mine = [r for r in records if r["principalArn"] == f"arn:aws:iam::{ACCOUNT}:user/{name}"]
+        if len(mine) >= 8 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [r["eventName"] for r in mine[:2]] == ["CreateUser", "DeleteUser"]
+    assert all(r["errorCode"] == "AccessDenied" for r in mine)
+    assert all(r["accessKeyId"] == key["AccessKeyId"] for r in mine)
+    assert key["SecretAccessKey"] not in (server.data_dir / "audit.log").read_text()
+
+
+def test_identity_policy_scopes_and_explicit_deny(server, iam):
+    name, key = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["iam:CreateUser", "iam:GetUser", "iam:DeleteUser"],
+         "Resource": f"arn:aws:iam::{ACCOUNT}:user/team-${{aws:username}}-*"},
+        {"Effect": "Allow", "Action": "iam:*", "Resource": f"arn:aws:iam::{ACCOUNT}:user/open-*"},
+        {"Effect": "Deny", "Action": "iam:DeleteUser", "Resource": "*"}]})
+    me = as_user(server, key)
+    mine = f"team-{name}-1"
+    me.create_user(UserName=mine)
+    assert me.get_user(UserName=mine)["User"]["UserName"] == mine
+    with pytest.raises(me.exceptions.ClientError) as e:
+        me.create_user(UserName="team-someone-else-1")
+    assert error_code(e.value) == "AccessDenied"
+    with pytest.raises(me.exceptions.ClientError) as e:
+        me.delete_user(UserName=mine)
+    assert e.value.response["Error"]["Message"].endswith("with an explicit deny in an identity-based policy")
+    assert mine in user_names(iam)
+    opened = unique("open")
+    me.create_user(UserName=opened)
+    with pytest.raises(me.exceptions.ClientError):
+        me.delete_user(UserName=opened)
+    assert opened in user_names(iam)
+
+
+def test_unknown_action_and_bad_credentials(server, iam):
+    with pytest.raises(iam.exceptions.ClientError):
+        iam.list_open_id_connect_providers()
+    bad = client("iam", server.endpoint, "AKIANOSUCHKEY0000000", "x" * 40)
+    with pytest.raises(bad.exceptions.ClientError) as e:
+        bad.list_users()
+    assert error_code(e.value) == "InvalidClientTokenId"
+    wrong = client("iam", server.endpoint, server.credentials[0], "y" * 40)
+    with pytest.raises(wrong.exceptions.ClientError) as e:
+        wrong.list_users()
+    assert error_code(e.value) == "SignatureDoesNotMatch"
+
+
+def aws_iam(server, *args, creds=None):
+    ak, sk = creds or server.credentials
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=ak, AWS_SECRET_ACCESS_KEY=sk, AWS_DEFAULT_REGION=REGION,
+               AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+    aws = os.path.join(os.path.dirname(sys.executable), "aws")
+    r = subprocess.run([aws, "iam", *args, "--endpoint-url", server.endpoint, "--output", "json"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    return r
+
+
+def test_awscli_iam(server, tmp_path):
+    name = unique("cli")
+    r = aws_iam(server, "create-user", "--user-name", name)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["User"]["UserName"] == name
+    doc = tmp_path / "p.json"
+    doc.write_text(json.dumps(ALLOW_ALL))
+    r = aws_iam(server, "put-user-policy", "--user-name", name, "--policy-name", "all",
+                "--policy-document", f"file://{doc}")
+    assert r.returncode == 0, r.stderr
+    r = aws_iam(server, "get-user-policy", "--user-name", name, "--policy-name", "all")
+    assert json.loads(r.stdout)["PolicyDocument"] == ALLOW_ALL
+    r = aws_iam(server, "create-access-key", "--user-name", name)
+    key = json.loads(r.stdout)["AccessKey"]
+    r = aws_iam(server, "list-users", creds=(key["AccessKeyId"], key["SecretAccessKey"]))
+    assert r.returncode == 0, r.stderr
+    assert name in {u["UserName"] for u in json.loads(r.stdout)["Users"]}
+    r = aws_iam(server, "get-user", "--user-name", "nobody-x")
+    assert r.returncode != 0 and "NoSuchEntity" in r.stderr
+
+
+def test_principal_create_in_another_account_with_a_policy(server, tmp_path):
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:GetUser", "Resource": "*"}]}))
+    env = {k: v for k, v in os.environ.items() if k not in ("ENVELOPE_ROOT_KEY", "ENVELOPE_DATA_DIR")}
+    store = ["--data-dir", str(server.data_dir)]
+    if server.database_url:
+        store += ["--database-url", server.database_url]
+    r = subprocess.run([envelope_bin(), "principal", "create", "ops", "--account-id", "444455556666",
+                        "--policy-file", str(policy), *store],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["Arn"] == "arn:aws:iam::444455556666:user/ops" and out["Account"] == "444455556666"
+    deadline = time.monotonic() + 5
+    other = client("iam", server.endpoint, out["AccessKeyId"], out["SecretAccessKey"])
+    while True:
+        try:
+            me = other.get_user()["User"]
+            break
+        except other.exceptions.ClientError:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    assert me["Arn"] == "arn:aws:iam::444455556666:user/ops"
+    # Its account is its own: the home account's users are not listed, and it may not list anyway.
+    with pytest.raises(other.exceptions.ClientError) as e:
+        other.list_users()
+    assert error_code(e.value) == "AccessDenied"
+    assert "arn:aws:iam::444455556666:user/" in e.value.response["Error"]["Message"]
+    # A user of the same name in the home account is another user.
+    iam = client("iam", server.endpoint, *server.credentials)
+    with pytest.raises(iam.exceptions.NoSuchEntityException):
+        iam.get_user(UserName="ops")
+    # Without --admin or --policy-file: no policy, and a note says so.
+    r = subprocess.run([envelope_bin(), "principal", "create", "bare", *store],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0 and "has no policy" in r.stderr
+    assert iam.list_attached_user_policies(UserName="bare")["AttachedPolicies"] == []
+    assert iam.list_user_policies(UserName="bare")["PolicyNames"] == []
