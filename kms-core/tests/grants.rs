@@ -75,13 +75,20 @@ async fn kms_on(url: &str, root_byte: u8) -> Kms {
         .unwrap()
 }
 
-fn user(arn: &str) -> Caller {
-    let (account, name) = arn
-        .strip_prefix("arn:aws:iam::")
-        .and_then(|r| r.split_once(":user/"))
-        .unwrap();
+/// The IAM user an ARN names (created on first use with AdministratorAccess in its account, as
+/// `envelope principal create --admin` makes them), as the endpoint authenticates it.
+async fn user(kms: &Kms, arn: &str) -> Caller {
+    if kms.principal_named(arn).await.is_err() {
+        let (account, name) = arn
+            .strip_prefix("arn:aws:iam::")
+            .and_then(|r| r.split_once(":user/"))
+            .unwrap();
+        kms.create_principal_in(account, name, None, kms_core::InitialPolicy::Admin)
+            .await
+            .unwrap();
+    }
     Caller {
-        principal: Principal::user(account, name, &format!("AIDA{}", name.to_uppercase())),
+        principal: kms.principal_named(arn).await.unwrap(),
         ..Caller::default()
     }
 }
@@ -530,7 +537,7 @@ async fn who_may_retire(kms: &Kms) {
     )
     .await;
     let retire = |id: &str| json!({"KeyId": key, "GrantId": id});
-    let (bob, carol) = (user(BOB), user(CAROL));
+    let (bob, carol) = (user(kms, BOB).await, user(kms, CAROL).await);
     let denied = refused(
         call_as(kms, &carol, "RetireGrant", retire(&by_retiring)).await,
         "AccessDeniedException",
@@ -573,9 +580,14 @@ async fn who_may_retire(kms: &Kms) {
         .await
         .unwrap();
     // The key's account (here a user with identity policies, through the default key policy).
-    call_as(kms, &user(ALICE), "RetireGrant", retire(&grantee_may_not))
-        .await
-        .unwrap();
+    call_as(
+        kms,
+        &user(kms, ALICE).await,
+        "RetireGrant",
+        retire(&grantee_may_not),
+    )
+    .await
+    .unwrap();
     assert!(listed(kms, &key).await.is_empty());
 }
 
