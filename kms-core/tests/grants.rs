@@ -572,10 +572,15 @@ async fn who_may_retire(kms: &Kms) {
     call_as(kms, &carol, "RetireGrant", retire(&grantee_may))
         .await
         .unwrap();
-    // The key's account (here a user with identity policies, through the default key policy).
-    call_as(kms, &user(ALICE), "RetireGrant", retire(&grantee_may_not))
-        .await
-        .unwrap();
+    // The key's account: its root user, through the default key policy.
+    call_as(
+        kms,
+        &Caller::default(),
+        "RetireGrant",
+        retire(&grantee_may_not),
+    )
+    .await
+    .unwrap();
     assert!(listed(kms, &key).await.is_empty());
 }
 
