@@ -287,6 +287,23 @@ request!(
     }
 );
 request!(
+    /// GetKeyPolicy.
+    GetKeyPolicyRequest { key_id: String, policy_name: String }
+);
+request!(
+    /// PutKeyPolicy.
+    PutKeyPolicyRequest {
+        key_id: String,
+        policy_name: String,
+        policy: String,
+        bypass_policy_lockout_safety_check: bool,
+    }
+);
+request!(
+    /// ListKeyPolicies.
+    ListKeyPoliciesRequest { key_id: String, #[serde(with = "int32")] limit: i64, marker: String }
+);
+request!(
     /// Operations that take only a key identifier.
     KeyIdRequest { key_id: String }
 );
@@ -485,6 +502,24 @@ pub struct ScheduleKeyDeletionResponse {
 #[allow(missing_docs)]
 pub struct KeyIdResponse {
     pub key_id: String,
+}
+
+/// GetKeyPolicy.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct GetKeyPolicyResponse {
+    pub policy: String,
+    pub policy_name: String,
+}
+
+/// ListKeyPolicies.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ListKeyPoliciesResponse {
+    pub policy_names: Vec<String>,
+    pub truncated: bool,
 }
 
 /// ListAliases entry.

@@ -61,6 +61,26 @@ pub struct AuditRecord<'a> {
     /// The AWS error name when the call failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<&'a str>,
+    /// Every authorization decision the call took, in order (none for a call refused before
+    /// authorization, such as a malformed request).
+    #[serde(skip_serializing_if = "<[AuditDecision]>::is_empty")]
+    pub authorization: &'a [AuditDecision],
+}
+
+/// One authorization decision, as the audit log records it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditDecision {
+    /// The action decided (`kms:Decrypt`).
+    pub action: String,
+    /// The resource (a key ARN, an alias ARN); absent for account-level actions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// `Allow` or `Deny`.
+    pub decision: &'static str,
+    /// What decided: the policy and statement that allowed or explicitly denied (`key policy of
+    /// arn:… statement 1 (Sid "Root")`), the grant that allowed, or that no policy allowed.
+    pub reason: String,
 }
 
 /// Where audit records go.
@@ -156,6 +176,7 @@ mod tests {
                 source_ip_address: None,
                 key_id: Some("alias/x"),
                 error_code: None,
+                authorization: &[],
             });
         }
         log.flush();

@@ -48,6 +48,10 @@ pub enum KmsError {
     /// ARN is not authorized to perform: ACTION on resource: ARN because …").
     #[error("{0}")]
     AccessDenied(String),
+    /// A key policy is not valid JSON or grammar, names an unknown principal, or would lock the caller
+    /// out (`MalformedPolicyDocumentException`).
+    #[error("{0}")]
+    MalformedPolicyDocument(String),
     /// A per-key limit was reached (`LimitExceededException`).
     #[error("{0}")]
     LimitExceeded(String),
@@ -117,6 +121,7 @@ impl KmsError {
             KmsError::Tag(_) => "TagException",
             KmsError::NotAuthorized(_) => "NotAuthorizedException",
             KmsError::AccessDenied(_) => "AccessDeniedException",
+            KmsError::MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
             KmsError::LimitExceeded(_) => "LimitExceededException",
             KmsError::Serialization(_) => "SerializationException",
             KmsError::UnknownOperation(_) => "UnknownOperationException",

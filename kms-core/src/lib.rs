@@ -39,7 +39,7 @@ pub mod policy;
 mod service;
 pub mod store;
 
-pub use audit::{AuditLog, Caller};
+pub use audit::{AuditDecision, AuditLog, Caller};
 pub use context::EncryptionContext;
 pub use custom_key_store::{
     ConnectFailure, ConnectionErrorCode, ConnectionState, HsmClusters, HsmKeyStore,
@@ -47,7 +47,9 @@ pub use custom_key_store::{
 pub use error::{KmsError, Result};
 pub use ids::Partition;
 pub use material::{KeyMaterial, RootOfTrust, SoftwareRootKey};
-pub use service::{Kms, KmsConfig, PrincipalInfo, MAX_CIPHERTEXT_BLOB, MAX_ENCRYPT_PLAINTEXT};
+pub use service::{
+    Explanation, Kms, KmsConfig, PrincipalInfo, MAX_CIPHERTEXT_BLOB, MAX_ENCRYPT_PLAINTEXT,
+};
 pub use store::Store;
 
 /// Now, in unix milliseconds.

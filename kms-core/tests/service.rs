@@ -542,7 +542,7 @@ async fn deletion_destroys_material(kms: &Kms) {
     ));
     assert!(kms
         .store()
-        .get_alias("alias/doomed")
+        .get_alias("111122223333", "alias/doomed")
         .await
         .unwrap()
         .is_none());

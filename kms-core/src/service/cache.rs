@@ -31,6 +31,10 @@ pub(super) struct Caches {
     pub(super) known_access_keys: tokio::sync::Mutex<KnownAccessKeys>,
     /// Custom key store rows, by store id.
     pub(super) store_rows: Expiring<CustomKeyStoreRow>,
+    /// The account of every key seen (a key never changes account), for its ARN.
+    pub(super) key_accounts: RwLock<HashMap<Uuid, Arc<str>>>,
+    /// What authorizing a call on a key needs (its policy compiled, tags, aliases), by key id.
+    pub(super) key_auth: Expiring<Arc<super::authorize::KeyAuth>>,
     /// Each key's grants as the policy engine weighs them, by key id.
     pub(super) grants: Expiring<Arc<[crate::policy::Grant]>>,
     /// The grant token MAC key, unwrapped.
