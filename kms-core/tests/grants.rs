@@ -632,6 +632,42 @@ async fn engine_view_and_cache(kms: &Kms) {
     assert!(kms.grants_for_key(&key_id).await.unwrap().is_empty());
 }
 
+async fn grants_carry_the_keys_account(kms: &Kms) {
+    // BOB's key is in BOB's account: its grants are too, and show its ARN there.
+    let bob = user(kms, BOB).await;
+    let v = call_as(kms, &bob, "CreateKey", json!({})).await.unwrap();
+    let arn = v["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
+    assert!(arn.contains(":444455556666:key/"), "{arn}");
+    let out = call_as(
+        kms,
+        &bob,
+        "CreateGrant",
+        json!({"KeyId": arn, "GranteePrincipal": CAROL, "RetiringPrincipal": ALICE,
+               "Operations": ["Decrypt"]}),
+    )
+    .await
+    .unwrap();
+    let id = out["GrantId"].as_str().unwrap();
+    let row = kms.store().get_grant(id).await.unwrap().unwrap();
+    assert_eq!(row.account_id, "444455556666");
+    let listed = call_as(kms, &bob, "ListGrants", json!({"KeyId": arn}))
+        .await
+        .unwrap();
+    let g = &listed["Grants"][0];
+    assert_eq!(g["KeyId"], arn.as_str());
+    assert_eq!(g["IssuingAccount"], "arn:aws:iam::444455556666:root");
+    // ALICE, of the home account, retires it as its retiring principal, across accounts.
+    call_as(
+        kms,
+        &user(kms, ALICE).await,
+        "RetireGrant",
+        json!({"GrantToken": out["GrantToken"]}),
+    )
+    .await
+    .unwrap();
+    assert!(kms.store().get_grant(id).await.unwrap().is_none());
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -655,6 +691,7 @@ on_both_stores!(
     key_states,
     who_may_retire,
     engine_view_and_cache,
+    grants_carry_the_keys_account,
 );
 
 // ----- one store --------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ use crate::error::{KmsError, Result};
 use crate::ids::Accepts;
 use crate::material::random_bytes;
 use crate::now_millis;
-use crate::policy::{self, keys, Policy, PolicyType, RequestContext, RequestedGrant};
+use crate::policy::{self, keys, RequestContext, RequestedGrant};
 use crate::store::{GrantInsert, GrantRow, KeyRow, StoredKeyState};
 
 /// Grants one key may have (AWS's quota "Grants per KMS key").
@@ -411,9 +411,8 @@ impl Kms {
     // ----- helpers ------------------------------------------------------------------------------
 
     /// The account a key belongs to.
-    // Every key is in the home account until keys carry their own (issue 13, migration 0003).
-    fn key_account(&self, _k: &KeyRow) -> String {
-        self.config.partition.account_id.clone()
+    fn key_account(&self, k: &KeyRow) -> String {
+        k.account_id.clone()
     }
 
     fn grant_key_arn(&self, g: &GrantRow) -> String {
@@ -421,23 +420,6 @@ impl Kms {
             "arn:aws:kms:{}:{}:key/{}",
             self.config.partition.region, g.account_id, g.key_id
         )
-    }
-
-    /// The key's policy as the engine reads it. A key without one (or with one stored before
-    /// policies were checked that does not parse) has AWS's default key policy: its account's root
-    /// may do everything, which delegates to the account's identity policies.
-    fn key_policy(&self, k: &KeyRow) -> Result<Policy> {
-        if !k.policy.is_empty() {
-            if let Ok(p) = Policy::parse(&k.policy, PolicyType::KeyPolicy) {
-                return Ok(p);
-            }
-        }
-        let doc = format!(
-            r#"{{"Version":"2012-10-17","Id":"key-default-1","Statement":[{{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{{"AWS":"{}"}},"Action":"kms:*","Resource":"*"}}]}}"#,
-            account_root(&self.key_account(k))
-        );
-        Policy::parse(&doc, PolicyType::KeyPolicy)
-            .map_err(|_| KmsError::Internal("The default key policy does not parse.".into()))
     }
 
     fn grant_entry(&self, g: GrantRow) -> GrantListEntry {

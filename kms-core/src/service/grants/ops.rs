@@ -278,22 +278,27 @@ impl Kms {
                 )
             }
         };
-        let key = self.record(&key_id).await?;
+        // The key's policy (compiled, cached; the default key policy when none was set), its ARN in
+        // its own account, its tags and aliases, as every key action sees them.
+        let Some(auth) = self.key_auth(&key_id).await? else {
+            return Err(self.not_found(&key_id));
+        };
         let grant = self.grant_on_key(&key_id, &grant_id).await?;
-        let key_policy = self.key_policy(&key)?;
         let mut ctx = RequestContext::new(caller.principal.clone(), "kms:RetireGrant")
-            .with_resource(&self.grant_key_arn(&grant))
             .with_time(time::OffsetDateTime::now_utc());
         if let Some(ip) = &caller.source_ip {
             ctx.set(keys::SOURCE_IP, ip);
         }
-        let ctx = ctx.with_bool(keys::SECURE_TRANSPORT, caller.secure_transport);
-        let name = format!("key policy of {}", self.arn(&key_id));
+        let ctx = self.key_context(
+            ctx.with_bool(keys::SECURE_TRANSPORT, caller.secure_transport),
+            &auth,
+        );
+        let name = format!("key policy of {}", auth.arn);
         self.authorize(
             &ctx,
             Some(policy::NamedPolicy {
                 name: &name,
-                policy: &key_policy,
+                policy: &auth.policy,
             }),
             &retirement_grants(&grant),
         )
