@@ -815,3 +815,52 @@ async fn identity_policies_decide_under_the_default_key_policy() {
         before
     );
 }
+
+#[tokio::test]
+async fn a_policy_change_on_one_node_reaches_another_within_the_cache_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let ttl = std::time::Duration::from_millis(500);
+    let open = || async {
+        let root = Arc::new(SoftwareRootKey::new(
+            KeyMaterial::from_slice(&[9; 32]).unwrap(),
+        ));
+        let config = KmsConfig {
+            cache_ttl: ttl,
+            ..KmsConfig::default()
+        };
+        Kms::open(Store::connect(&url).await.unwrap(), root, config)
+            .await
+            .unwrap()
+    };
+    let (a, b) = (open().await, open().await);
+    let root = Caller::default();
+    let arn = create_key(&a, &root, None).await;
+    let bob_on_b = user(&b, HOME, "bob").await;
+    let encrypt = json!({"KeyId": arn, "Plaintext": b64(b"n")});
+    call(&b, &bob_on_b, "Encrypt", encrypt.clone())
+        .await
+        .unwrap();
+    call(
+        &a,
+        &root,
+        "PutKeyPolicy",
+        json!({"KeyId": arn, "PolicyName": "default",
+        "Policy": policy_denying_bob_decrypt().to_string().replace("kms:Decrypt", "kms:Encrypt")}),
+    )
+    .await
+    .unwrap();
+    let changed = std::time::Instant::now();
+    loop {
+        match call(&b, &bob_on_b, "Encrypt", encrypt.clone()).await {
+            Err(KmsError::AccessDenied(_)) => break,
+            Ok(_) => assert!(
+                changed.elapsed() < ttl + std::time::Duration::from_millis(300),
+                "node b still allows after {:?}",
+                changed.elapsed()
+            ),
+            Err(e) => panic!("{e:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
