@@ -92,6 +92,9 @@ def read_credentials(data_dir: Path, profile: str = "envelope") -> tuple[str, st
     return cp[profile]["aws_access_key_id"].strip(), cp[profile]["aws_secret_access_key"].strip()
 
 
+_sessions = threading.local()
+
+
 def kms_client(endpoint: str, access_key: str, secret_key: str, verify=None, **config):
     """A boto3 KMS client for the server: no retries, and no client-side parameter validation so that
     out-of-range values reach the server (which must answer ValidationException itself).
@@ -102,7 +105,11 @@ def kms_client(endpoint: str, access_key: str, secret_key: str, verify=None, **c
             "connect_timeout": 5, "read_timeout": 30}
     opts.update(config)
     cfg = Config(**opts)
-    return boto3.session.Session().client(
+    # One session per thread: a new session loads the service model again (~0.1-0.5 s a client).
+    session = getattr(_sessions, "session", None)
+    if session is None:
+        session = _sessions.session = boto3.session.Session()
+    return session.client(
         "kms",
         endpoint_url=endpoint,
         region_name=REGION,
