@@ -536,7 +536,11 @@ async fn rotation(kms: &Kms) {
         kms.rotate_key_on_demand(kid(&k)).await,
         Err(KmsError::Disabled(_) | KmsError::InvalidState(_))
     ));
-    assert_eq!(snapshot(kms).await, before, "rotation refused on a disabled key");
+    assert_eq!(
+        snapshot(kms).await,
+        before,
+        "rotation refused on a disabled key"
+    );
 }
 
 async fn deletion_destroys_material(kms: &Kms) {
