@@ -281,8 +281,16 @@ impl Store {
             })
             // A connection handed back inside a transaction (its ROLLBACK failed, as after SQLite
             // answered "disk full" and rolled back on its own) would keep the transaction, or
-            // sqlx's count of it, open for the next caller: close it rather than reuse it.
-            .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }));
+            // sqlx's count of it, open for the next caller: close it rather than reuse it. The
+            // ping first lets a rollback that a dropped transaction queued finish.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    if conn.is_in_transaction() {
+                        conn.ping().await?;
+                    }
+                    Ok(!conn.is_in_transaction())
+                })
+            });
         // A database still starting refuses connections: wait for it at start-up as before the
         // per-call wait was shortened, retrying what timed out.
         let started = std::time::Instant::now();
