@@ -264,7 +264,10 @@ def privileged(argv: list[str]) -> list[str]:
         return argv
     if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
         return ["sudo", "-n", *argv]
-    pytest.fail("mounting a small filesystem needs root or password-less sudo")
+    why = "mounting a small filesystem needs root or password-less sudo"
+    if os.environ.get("CI"):
+        pytest.fail(why)  # under CI the full-disk test always runs
+    pytest.skip(why)
 
 
 def fill(directory: Path) -> Path:
