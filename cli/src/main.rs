@@ -1,6 +1,7 @@
 //! `envelope`: the command-line front end. Argument parsing and printing only; the work is done by
 //! `kms-core`, `kms-server` and `s3-crypto`.
 
+mod authz;
 mod crypt;
 mod hsm_root;
 mod s3;
@@ -26,7 +27,7 @@ use zeroize::Zeroizing;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Commands other than `serve` run briefly; they cache nothing.
-const PRINCIPAL_CACHE: Duration = Duration::ZERO;
+pub(crate) const PRINCIPAL_CACHE: Duration = Duration::ZERO;
 
 #[derive(Parser)]
 #[command(
@@ -56,10 +57,13 @@ enum Command {
     /// Copy encrypted objects to and from S3-compatible stores; show their encryption metadata.
     #[command(subcommand)]
     S3(s3::S3Command),
+    /// Access control, offline: explain what the endpoint would decide for a request.
+    #[command(subcommand)]
+    Authz(authz::AuthzCommand),
 }
 
 #[derive(Args, Clone)]
-struct StoreArgs {
+pub(crate) struct StoreArgs {
     /// Data directory: SQLite store, root key, credentials, audit log.
     #[arg(long, env = "ENVELOPE_DATA_DIR", default_value = "envelope-data")]
     data_dir: PathBuf,
@@ -220,6 +224,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Decrypt(args) => crypt::decrypt(args).await,
         Command::Root(cmd) => hsm_root::root(cmd).await,
         Command::S3(cmd) => s3::s3(cmd).await,
+        Command::Authz(cmd) => authz::authz(cmd).await,
     }
 }
 
@@ -264,15 +269,19 @@ fn parse_root_key(bytes: &[u8], source: &str) -> Result<KeyMaterial, CliError> {
     Ok(KeyMaterial::from_slice(&key)?)
 }
 
-struct Opened {
-    kms: Kms,
+pub(crate) struct Opened {
+    pub(crate) kms: Kms,
     data_dir: PathBuf,
     created_root: bool,
 }
 
 /// Opens the store and the root key. With `may_create`, a brand-new store gets a new root key
 /// (unless the root of trust is an HSM token: `--hsm-module`).
-async fn open(args: &StoreArgs, may_create: bool, cache_ttl: Duration) -> Result<Opened, CliError> {
+pub(crate) async fn open(
+    args: &StoreArgs,
+    may_create: bool,
+    cache_ttl: Duration,
+) -> Result<Opened, CliError> {
     // The token first: a wrong PIN stops here, before any data is touched.
     let hsm = match args.hsm.config()? {
         Some(config) => Some(hsm_root::open_root(config).await?),

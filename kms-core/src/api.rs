@@ -287,6 +287,23 @@ request!(
     }
 );
 request!(
+    /// GetKeyPolicy.
+    GetKeyPolicyRequest { key_id: String, policy_name: String }
+);
+request!(
+    /// PutKeyPolicy.
+    PutKeyPolicyRequest {
+        key_id: String,
+        policy_name: String,
+        policy: String,
+        bypass_policy_lockout_safety_check: bool,
+    }
+);
+request!(
+    /// ListKeyPolicies.
+    ListKeyPoliciesRequest { key_id: String, #[serde(with = "int32")] limit: i64, marker: String }
+);
+request!(
     /// Operations that take only a key identifier.
     KeyIdRequest { key_id: String }
 );
@@ -487,6 +504,24 @@ pub struct KeyIdResponse {
     pub key_id: String,
 }
 
+/// GetKeyPolicy.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct GetKeyPolicyResponse {
+    pub policy: String,
+    pub policy_name: String,
+}
+
+/// ListKeyPolicies.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+#[allow(missing_docs)]
+pub struct ListKeyPoliciesResponse {
+    pub policy_names: Vec<String>,
+    pub truncated: bool,
+}
+
 /// ListAliases entry.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -664,3 +699,138 @@ pub struct DescribeCustomKeyStoresResponse {
 /// An empty JSON object, the answer of operations that return nothing.
 #[derive(Debug, Serialize)]
 pub struct Empty {}
+
+// ----- grants -----------------------------------------------------------------------------------
+
+/// A grant's constraints (`GrantConstraints`): encryption context pairs a request must include
+/// (`EncryptionContextSubset`) or equal (`EncryptionContextEquals`). `SourceArn` is read so that it
+/// can be refused (this server has no AWS service principals).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GrantConstraints {
+    /// Pairs the request's encryption context must include.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_context_subset: Option<BTreeMap<String, String>>,
+    /// Pairs the request's encryption context must equal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_context_equals: Option<BTreeMap<String, String>>,
+    /// An AWS resource on whose behalf a service calls; refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_arn: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GrantConstraintsMembers {
+    #[serde(default, with = "unique_map")]
+    encryption_context_subset: Option<BTreeMap<String, String>>,
+    #[serde(default, with = "unique_map")]
+    encryption_context_equals: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    source_arn: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for GrantConstraints {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let c: GrantConstraintsMembers = map_only(d)?;
+        Ok(GrantConstraints {
+            encryption_context_subset: c.encryption_context_subset,
+            encryption_context_equals: c.encryption_context_equals,
+            source_arn: c.source_arn,
+        })
+    }
+}
+
+request!(
+    /// CreateGrant.
+    CreateGrantRequest {
+        key_id: String,
+        grantee_principal: String,
+        retiring_principal: String,
+        operations: Vec<String>,
+        constraints: GrantConstraints,
+        grant_tokens: Vec<String>,
+        name: String,
+        dry_run: bool,
+        grantee_service_principal: String,
+        retiring_service_principal: String,
+    }
+);
+request!(
+    /// ListGrants.
+    ListGrantsRequest {
+        key_id: String,
+        grant_id: String,
+        grantee_principal: String,
+        grantee_service_principal: String,
+        #[serde(with = "int32")] limit: i64,
+        marker: String,
+    }
+);
+request!(
+    /// ListRetirableGrants.
+    ListRetirableGrantsRequest {
+        retiring_principal: String,
+        retiring_service_principal: String,
+        #[serde(with = "int32")] limit: i64,
+        marker: String,
+    }
+);
+request!(
+    /// RetireGrant: a grant token, or a key and a grant id.
+    RetireGrantRequest { grant_token: String, key_id: String, grant_id: String, dry_run: bool }
+);
+request!(
+    /// RevokeGrant.
+    RevokeGrantRequest { key_id: String, grant_id: String, dry_run: bool }
+);
+
+/// CreateGrant.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateGrantResponse {
+    /// A token naming the grant, usable at once in `GrantTokens` and RetireGrant.
+    pub grant_token: String,
+    /// 64 hex digits.
+    pub grant_id: String,
+}
+
+/// One grant as ListGrants and ListRetirableGrants show it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GrantListEntry {
+    /// The key's ARN.
+    pub key_id: String,
+    /// The grant id.
+    pub grant_id: String,
+    /// The grant's name, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Creation time, epoch seconds.
+    pub creation_date: f64,
+    /// Who the grant gives permissions to.
+    pub grantee_principal: String,
+    /// Who may retire the grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retiring_principal: Option<String>,
+    /// The account that created the grant, as `arn:aws:iam::ACCOUNT:root`.
+    pub issuing_account: String,
+    /// The grant operations.
+    pub operations: Vec<String>,
+    /// The encryption context constraints, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraints: Option<GrantConstraints>,
+}
+
+/// ListGrants and ListRetirableGrants.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListGrantsResponse {
+    /// The page's grants.
+    pub grants: Vec<GrantListEntry>,
+    /// Whether more follow.
+    pub truncated: bool,
+    /// Where the next page starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}

@@ -9,16 +9,33 @@ use std::path::Path;
 use serde::Serialize;
 
 /// Who made a call, as the endpoint authenticated it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Caller {
-    /// The principal's ARN, `arn:aws:iam::<account>:user/<name>`.
-    pub principal_arn: String,
+    /// The authenticated principal: user, role session or account root, with its account, ids and
+    /// tags, as the policy engine sees it.
+    pub principal: crate::policy::Principal,
     /// The access key id the request was signed with.
     pub access_key_id: String,
     /// The request id returned to the caller (`x-amzn-RequestId`).
     pub request_id: String,
     /// The client's address.
     pub source_ip: Option<String>,
+    /// Whether the request came over TLS (`aws:SecureTransport`).
+    pub secure_transport: bool,
+}
+
+impl Default for Caller {
+    /// The root user of the default account (`111122223333`, [`crate::KmsConfig`]'s default), as
+    /// in-process callers and tests act.
+    fn default() -> Self {
+        Caller {
+            principal: crate::policy::Principal::root("111122223333"),
+            access_key_id: String::new(),
+            request_id: String::new(),
+            source_ip: None,
+            secure_transport: false,
+        }
+    }
 }
 
 /// One audit record.
@@ -44,6 +61,26 @@ pub struct AuditRecord<'a> {
     /// The AWS error name when the call failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<&'a str>,
+    /// Every authorization decision the call took, in order (none for a call refused before
+    /// authorization, such as a malformed request).
+    #[serde(skip_serializing_if = "<[AuditDecision]>::is_empty")]
+    pub authorization: &'a [AuditDecision],
+}
+
+/// One authorization decision, as the audit log records it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditDecision {
+    /// The action decided (`kms:Decrypt`).
+    pub action: String,
+    /// The resource (a key ARN, an alias ARN); absent for account-level actions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// `Allow` or `Deny`.
+    pub decision: &'static str,
+    /// What decided: the policy and statement that allowed or explicitly denied (`key policy of
+    /// arn:… statement 1 (Sid "Root")`), the grant that allowed, or that no policy allowed.
+    pub reason: String,
 }
 
 /// Where audit records go.
@@ -153,6 +190,7 @@ mod tests {
                 source_ip_address: None,
                 key_id: Some("alias/x"),
                 error_code: None,
+                authorization: &[],
             });
         }
         log.flush();

@@ -44,6 +44,14 @@ pub enum KmsError {
     /// AWS keeps for its managed keys (`NotAuthorizedException`).
     #[error("{0}")]
     NotAuthorized(String),
+    /// The policy engine denied the request (`AccessDeniedException`); the message is AWS's ("User:
+    /// ARN is not authorized to perform: ACTION on resource: ARN because …").
+    #[error("{0}")]
+    AccessDenied(String),
+    /// A key policy is not valid JSON or grammar, names an unknown principal, or would lock the caller
+    /// out (`MalformedPolicyDocumentException`).
+    #[error("{0}")]
+    MalformedPolicyDocument(String),
     /// A per-key limit was reached (`LimitExceededException`).
     #[error("{0}")]
     LimitExceeded(String),
@@ -83,6 +91,16 @@ pub enum KmsError {
     /// (`CloudHsmClusterNotRelatedException`).
     #[error("{0}")]
     CloudHsmClusterNotRelated(String),
+    /// A grant token is malformed, or was not issued by this service (`InvalidGrantTokenException`).
+    #[error("{0}")]
+    InvalidGrantToken(String),
+    /// A grant id is not one of this service's (`InvalidGrantIdException`).
+    #[error("{0}")]
+    InvalidGrantId(String),
+    /// An ARN in the request is not valid for its place, such as a grantee principal that is not an
+    /// IAM principal's ARN (`InvalidArnException`).
+    #[error("{0}")]
+    InvalidArn(String),
 }
 
 impl KmsError {
@@ -102,6 +120,8 @@ impl KmsError {
             KmsError::InvalidMarker(_) => "InvalidMarkerException",
             KmsError::Tag(_) => "TagException",
             KmsError::NotAuthorized(_) => "NotAuthorizedException",
+            KmsError::AccessDenied(_) => "AccessDeniedException",
+            KmsError::MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
             KmsError::LimitExceeded(_) => "LimitExceededException",
             KmsError::Serialization(_) => "SerializationException",
             KmsError::UnknownOperation(_) => "UnknownOperationException",
@@ -114,6 +134,9 @@ impl KmsError {
             KmsError::CloudHsmClusterNotFound(_) => "CloudHsmClusterNotFoundException",
             KmsError::CloudHsmClusterInUse(_) => "CloudHsmClusterInUseException",
             KmsError::CloudHsmClusterNotRelated(_) => "CloudHsmClusterNotRelatedException",
+            KmsError::InvalidGrantToken(_) => "InvalidGrantTokenException",
+            KmsError::InvalidGrantId(_) => "InvalidGrantIdException",
+            KmsError::InvalidArn(_) => "InvalidArnException",
         }
     }
 

@@ -52,6 +52,12 @@ impl Partition {
 
     /// Parses a key identifier in any of AWS's four forms.
     pub fn parse_key_ref(&self, raw: &str, accepts: Accepts) -> Result<KeyRef> {
+        self.parse_key_name(raw, accepts).map(|n| n.key)
+    }
+
+    /// Parses a key identifier in any of AWS's four forms, with the account an ARN names (a key id
+    /// or alias name is in the caller's account). An ARN must name this server's region.
+    pub fn parse_key_name(&self, raw: &str, accepts: Accepts) -> Result<KeyName> {
         let not_found = || KmsError::NotFound(format!("Invalid keyId '{raw}'"));
         if raw.is_empty() || raw.len() > 2048 {
             return Err(KmsError::constraint(
@@ -60,20 +66,20 @@ impl Partition {
                 "Member must have length between 1 and 2048",
             ));
         }
-        let resource = if let Some(rest) = raw.strip_prefix("arn:") {
+        let (account, resource) = if let Some(rest) = raw.strip_prefix("arn:") {
             let parts: Vec<&str> = rest.splitn(5, ':').collect();
             if parts.len() != 5 || parts[0] != "aws" || parts[1] != "kms" {
                 return Err(not_found());
             }
-            if parts[2] != self.region || parts[3] != self.account_id {
+            if parts[2] != self.region || !is_account_id(parts[3]) {
                 return Err(KmsError::NotFound(format!(
-                    "Key '{raw}' does not exist in region {} of account {}",
-                    self.region, self.account_id
+                    "Key '{raw}' does not exist in region {}",
+                    self.region
                 )));
             }
-            parts[4]
+            (Some(parts[3].to_string()), parts[4])
         } else {
-            raw
+            (None, raw)
         };
         // `key/<id>` names a key only inside an ARN; alone it is no identifier.
         let r = if let Some(id) = resource
@@ -91,8 +97,32 @@ impl Partition {
         if accepts == Accepts::KeyOnly && matches!(r, KeyRef::Alias(_)) {
             return Err(not_found());
         }
-        Ok(r)
+        Ok(KeyName { account, key: r })
     }
+
+    /// `arn:aws:kms:<region>:<account>:key/<id>` of a key of `account`.
+    pub fn key_arn_in(&self, account: &str, id: &Uuid) -> String {
+        format!("arn:aws:kms:{}:{account}:key/{id}", self.region)
+    }
+
+    /// `arn:aws:kms:<region>:<account>:alias/<name>` of an alias of `account`.
+    pub fn alias_arn_in(&self, account: &str, alias_name: &str) -> String {
+        format!("arn:aws:kms:{}:{account}:{alias_name}", self.region)
+    }
+}
+
+/// A key identifier as a request gives it: what it names, and the account when it is an ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyName {
+    /// The account an ARN names; `None` for a key id or alias name (the caller's account).
+    pub account: Option<String>,
+    /// The key or alias.
+    pub key: KeyRef,
+}
+
+/// Twelve decimal digits.
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Checks an alias name as AWS does, in AWS's order and with its answers: the length (1 to 256) and

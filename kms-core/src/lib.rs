@@ -32,13 +32,14 @@ pub mod blob;
 pub mod context;
 pub mod custom_key_store;
 pub mod error;
+pub mod identity;
 pub mod ids;
 pub mod material;
 pub mod policy;
 mod service;
 pub mod store;
 
-pub use audit::{AuditLog, Caller};
+pub use audit::{AuditDecision, AuditLog, Caller};
 pub use context::EncryptionContext;
 pub use custom_key_store::{
     ConnectFailure, ConnectionErrorCode, ConnectionState, HsmClusters, HsmKeyStore,
@@ -46,7 +47,9 @@ pub use custom_key_store::{
 pub use error::{KmsError, Result};
 pub use ids::Partition;
 pub use material::{KeyMaterial, RootOfTrust, SoftwareRootKey};
-pub use service::{Kms, KmsConfig, PrincipalInfo, MAX_CIPHERTEXT_BLOB, MAX_ENCRYPT_PLAINTEXT};
+pub use service::{
+    Explanation, Kms, KmsConfig, PrincipalInfo, MAX_CIPHERTEXT_BLOB, MAX_ENCRYPT_PLAINTEXT,
+};
 pub use store::Store;
 
 /// Now, in unix milliseconds.

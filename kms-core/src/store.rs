@@ -12,14 +12,20 @@ use uuid::Uuid;
 use crate::custom_key_store::ConnectionState;
 use crate::error::{KmsError, Result};
 
+mod aliases;
 mod custom_key_stores;
+mod grants;
 mod sqlite_file;
+
+pub use grants::{GrantInsert, GrantRow};
 
 use sqlite_file::restrict_sqlite_file;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_custom_key_stores.sql")),
+    (3, include_str!("../migrations/0003_accounts.sql")),
+    (5, include_str!("../migrations/0005_grants.sql")),
 ];
 
 /// A key's state as the store keeps it. What DescribeKey shows is the service's to say (a key in a
@@ -60,6 +66,8 @@ impl StoredKeyState {
 pub struct KeyRow {
     /// Key id.
     pub id: Uuid,
+    /// The account the key belongs to.
+    pub account_id: String,
     /// Unix millis.
     pub created_at: i64,
     /// Description.
@@ -214,6 +222,7 @@ fn key_from_row(r: &AnyRow) -> Result<KeyRow> {
     let state: String = r.try_get("key_state")?;
     Ok(KeyRow {
         id: uuid_of(&r.try_get::<String, _>("key_id")?)?,
+        account_id: r.try_get("account_id")?,
         created_at: r.try_get("created_at")?,
         description: r.try_get("description")?,
         state: StoredKeyState::parse(&state).ok_or_else(|| {
@@ -342,6 +351,22 @@ impl Store {
         Ok(())
     }
 
+    /// Gives every row the migration to accounts left without one (`''`) to `home`, the server's
+    /// home account. Idempotent; a no-op once done.
+    pub async fn adopt_unowned_rows(&self, home: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in ["kms_keys", "kms_aliases", "custom_key_stores"] {
+            sqlx::query(&format!(
+                "UPDATE {table} SET account_id = $1 WHERE account_id = ''"
+            ))
+            .bind(home)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// A value from the metadata table.
     pub async fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
         Ok(
@@ -389,8 +414,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO kms_keys (key_id, created_at, description, key_state, key_usage, key_spec, origin, \
              policy, deletion_date, pending_window_days, rotation_period_days, next_rotation, revision, \
-             custom_key_store_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             custom_key_store_id, account_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(k.id.to_string())
         .bind(k.created_at)
@@ -406,6 +431,7 @@ impl Store {
         .bind(k.next_rotation)
         .bind(k.revision)
         .bind(k.custom_key_store_id.clone())
+        .bind(&k.account_id)
         .execute(&mut *tx)
         .await?;
         if let Some(material) = material {
@@ -478,11 +504,18 @@ impl Store {
         Ok(true)
     }
 
-    /// Keys in id order after `after`, at most `limit` (+1 to tell whether more follow).
-    pub async fn list_keys(&self, after: Option<&str>, limit: i64) -> Result<Vec<Uuid>> {
+    /// An account's keys in id order after `after`, at most `limit` (+1 to tell whether more
+    /// follow).
+    pub async fn list_keys(
+        &self,
+        account: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Uuid>> {
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT key_id FROM kms_keys WHERE key_id > $1 ORDER BY key_id LIMIT $2",
+            "SELECT key_id FROM kms_keys WHERE account_id = $1 AND key_id > $2 ORDER BY key_id LIMIT $3",
         )
+        .bind(account)
         .bind(after.unwrap_or(""))
         .bind(limit)
         .fetch_all(&self.pool)
@@ -540,79 +573,6 @@ impl Store {
             tx.rollback().await?;
             Ok(false)
         }
-    }
-
-    /// Creates an alias; `AlreadyExists` when the name is taken.
-    pub async fn create_alias(&self, name: &str, key: &Uuid, now: i64) -> Result<()> {
-        match sqlx::query(
-            "INSERT INTO kms_aliases (alias_name, key_id, created_at, updated_at) VALUES ($1, $2, $3, $3)",
-        )
-        .bind(name)
-        .bind(key.to_string())
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(KmsError::AlreadyExists(format!(
-                "An alias with the name {name} already exists"
-            ))),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Points an alias at another key; false if the alias does not exist.
-    pub async fn update_alias(&self, name: &str, key: &Uuid, now: i64) -> Result<bool> {
-        Ok(
-            sqlx::query(
-                "UPDATE kms_aliases SET key_id = $1, updated_at = $2 WHERE alias_name = $3",
-            )
-            .bind(key.to_string())
-            .bind(now)
-            .bind(name)
-            .execute(&self.pool)
-            .await?
-            .rows_affected()
-                == 1,
-        )
-    }
-
-    /// Deletes an alias; false if it did not exist.
-    pub async fn delete_alias(&self, name: &str) -> Result<bool> {
-        Ok(sqlx::query("DELETE FROM kms_aliases WHERE alias_name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await?
-            .rows_affected()
-            == 1)
-    }
-
-    /// An alias by name.
-    pub async fn get_alias(&self, name: &str) -> Result<Option<AliasRow>> {
-        let row = sqlx::query("SELECT * FROM kms_aliases WHERE alias_name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(alias_from_row).transpose()
-    }
-
-    /// Aliases in name order after `after`, optionally of one key.
-    pub async fn list_aliases(
-        &self,
-        key: Option<&Uuid>,
-        after: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<AliasRow>> {
-        let rows = sqlx::query(
-            "SELECT * FROM kms_aliases WHERE alias_name > $1 AND ($2 = '' OR key_id = $2) \
-             ORDER BY alias_name LIMIT $3",
-        )
-        .bind(after.unwrap_or(""))
-        .bind(key.map(|k| k.to_string()).unwrap_or_default())
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(alias_from_row).collect()
     }
 
     /// Adds tags or replaces their values, in one transaction that first locks the key's row and
@@ -759,18 +719,18 @@ impl Store {
     }
 
     /// Replaces every wrapped secret (all key material versions, all principals' secrets, all
-    /// custom key store passwords, and the metadata value `meta_name`) with what `rewrap` returns
+    /// custom key store passwords, and the metadata values `meta_names` that exist) with what `rewrap` returns
     /// for it, in order: all or nothing. The secrets are read, then `rewrap` runs (it may take long:
     /// one HSM call per secret) with no transaction open, then one short transaction writes every
     /// new value under a compare-and-swap on the old one and checks that no secret was added
     /// meanwhile. Fails, changing nothing, if `rewrap` fails or the store changed. Returns how many
     /// secrets were rewritten.
-    pub async fn rewrap_all<F, Fut>(&self, meta_name: &str, rewrap: F) -> Result<usize>
+    pub async fn rewrap_all<F, Fut>(&self, meta_names: &[&str], rewrap: F) -> Result<usize>
     where
         F: FnOnce(Vec<WrappedSecret>) -> Fut,
         Fut: std::future::Future<Output = Result<Vec<Vec<u8>>>>,
     {
-        let all = self.wrapped_secrets(meta_name).await?;
+        let all = self.wrapped_secrets(meta_names).await?;
         let count = all.len();
         let new = rewrap(all.clone()).await?;
         if new.len() != count {
@@ -846,7 +806,7 @@ impl Store {
     }
 
     /// Every secret the store keeps wrapped by the root of trust, in a fixed order.
-    async fn wrapped_secrets(&self, meta_name: &str) -> Result<Vec<WrappedSecret>> {
+    async fn wrapped_secrets(&self, meta_names: &[&str]) -> Result<Vec<WrappedSecret>> {
         let mut all = Vec::new();
         for r in sqlx::query(
             "SELECT key_id, version, wrapped FROM kms_key_material ORDER BY key_id, version",
@@ -883,11 +843,13 @@ impl Store {
                 wrapped: r.try_get("wrapped_password")?,
             });
         }
-        if let Some(wrapped) = self.meta_get(meta_name).await? {
-            all.push(WrappedSecret::Meta {
-                name: meta_name.to_string(),
-                wrapped,
-            });
+        for meta_name in meta_names {
+            if let Some(wrapped) = self.meta_get(meta_name).await? {
+                all.push(WrappedSecret::Meta {
+                    name: (*meta_name).to_string(),
+                    wrapped,
+                });
+            }
         }
         Ok(all)
     }
@@ -896,15 +858,6 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-fn alias_from_row(r: &AnyRow) -> Result<AliasRow> {
-    Ok(AliasRow {
-        name: r.try_get("alias_name")?,
-        key_id: uuid_of(&r.try_get::<String, _>("key_id")?)?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
 }
 
 fn principal_from_row(r: &AnyRow) -> Result<PrincipalRow> {

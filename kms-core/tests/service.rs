@@ -587,7 +587,7 @@ async fn deletion_destroys_material(kms: &Kms) {
     ));
     assert!(kms
         .store()
-        .get_alias("alias/doomed")
+        .get_alias("111122223333", "alias/doomed")
         .await
         .unwrap()
         .is_none());
@@ -652,7 +652,7 @@ async fn principals(kms: &Kms) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(arn, "arn:aws:iam::111122223333:user/alice");
+    assert_eq!(arn.arn, "arn:aws:iam::111122223333:user/alice");
     assert_eq!(s.as_slice(), secret.as_bytes());
     // An adopted secret must be as strong as one AWS issues (issue 14): "s3cr3t" was accepted.
     let weak = (

@@ -89,7 +89,7 @@ impl App {
         if parts.headers.contains_key("x-amz-security-token") {
             return Ok(Err(SigV4Error::UnknownSessionToken));
         }
-        let Some((arn, secret)) = self.kms.principal_secret(a.access_key_id).await? else {
+        let Some((principal, secret)) = self.kms.principal_secret(a.access_key_id).await? else {
             return Ok(Err(SigV4Error::UnknownAccessKey));
         };
         let authority = parts.uri.authority().map(|a| a.as_str().as_bytes());
@@ -121,10 +121,11 @@ impl App {
             )));
         }
         Ok(Ok(Caller {
-            principal_arn: arn,
+            principal,
             access_key_id: a.access_key_id.to_string(),
             request_id: request_id.to_string(),
             source_ip: None,
+            secure_transport: false,
         }))
     }
 }

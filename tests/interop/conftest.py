@@ -483,3 +483,27 @@ def new_key(kms):
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def aws_cli(server):
+    """A runner of the `aws` CLI (the test venv's) against `server`, with the credentials and config files
+    the server wrote and nothing from the environment: run(*args, check=True) -> CompletedProcess."""
+    exe = venv_tool("aws")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_SHARED_CREDENTIALS_FILE=str(server.data_dir / "credentials"),
+        AWS_CONFIG_FILE=str(server.data_dir / "config"),
+        AWS_PROFILE="envelope",
+        AWS_DEFAULT_REGION=REGION,
+        AWS_MAX_ATTEMPTS="1",
+        AWS_PAGER="",
+    )
+
+    def run(*args, check=True):
+        r = subprocess.run([exe, "--endpoint-url", server.endpoint, *args], env=env, capture_output=True,
+                           text=True, timeout=120)
+        if check:
+            assert r.returncode == 0, f"aws {args} exited {r.returncode}\nstdout:{r.stdout}\nstderr:{r.stderr}"
+        return r
+
+    return run

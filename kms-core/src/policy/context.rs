@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::evaluate::RequestedGrant;
+
 /// Condition key names, as the AWS documentation spells them (comparison ignores case).
 pub mod keys {
     /// `aws:PrincipalArn`: the caller's ARN (for a role session, the role's ARN).
@@ -53,6 +55,9 @@ pub mod keys {
     pub const RETIRING_PRINCIPAL: &str = "kms:RetiringPrincipal";
     /// `kms:GrantIsForAWSResource`: whether an AWS service creates the grant for the caller.
     pub const GRANT_IS_FOR_AWS_RESOURCE: &str = "kms:GrantIsForAWSResource";
+    /// `kms:GrantConstraintType`: the constraint types of a grant being created
+    /// (`EncryptionContextEquals`, `EncryptionContextSubset`; multivalued).
+    pub const GRANT_CONSTRAINT_TYPE: &str = "kms:GrantConstraintType";
     /// `kms:KeySpec`: the key's spec (`SYMMETRIC_DEFAULT`, …).
     pub const KEY_SPEC: &str = "kms:KeySpec";
     /// `kms:KeyUsage`: the key's usage (`ENCRYPT_DECRYPT`, …).
@@ -168,6 +173,39 @@ impl Principal {
         Principal::new(name.to_owned(), "", PrincipalType::Service)
     }
 
+    /// The principal an ARN names: an account root (`arn:aws:iam::ACCT:root`, or a bare account id),
+    /// an IAM user (`arn:aws:iam::ACCT:user/NAME`, unique id `user_id` when known) or a role session
+    /// (`arn:aws:sts::ACCT:assumed-role/ROLE/SESSION`, `role_id` when known). `None` for anything else.
+    pub fn from_arn(arn: &str, unique_id: Option<&str>) -> Option<Principal> {
+        if arn.len() == 12 && arn.bytes().all(|b| b.is_ascii_digit()) {
+            return Some(Principal::root(arn));
+        }
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let [_, partition, service, "", account, resource] = parts[..] else {
+            return None;
+        };
+        if partition != "aws" || account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let id = unique_id.unwrap_or("");
+        match (service, resource.split_once('/')) {
+            ("iam", None) if resource == "root" => Some(Principal::root(account)),
+            ("iam", Some(("user", path_name))) => {
+                let name = path_name.rsplit('/').next().filter(|n| !n.is_empty())?;
+                let mut p = Principal::user(account, name, id);
+                p.arn = arn.to_owned();
+                Some(p)
+            }
+            ("sts", Some(("assumed-role", rest))) => {
+                let (role, session) = rest.split_once('/')?;
+                (!role.is_empty() && !session.is_empty() && !session.contains('/'))
+                    .then(|| Principal::assumed_role(account, role, session, id))
+            }
+            _ => None,
+        }
+    }
+
     /// Adds a tag.
     pub fn with_tag(mut self, key: &str, value: &str) -> Principal {
         self.tags.insert(key.to_owned(), value.to_owned());
@@ -195,6 +233,7 @@ pub struct RequestContext {
     /// Condition keys, lowercased, to their values (several for a multivalued key).
     values: HashMap<String, Vec<String>>,
     encryption_context: Option<BTreeMap<String, String>>,
+    requested_grant: Option<RequestedGrant>,
 }
 
 impl RequestContext {
@@ -208,6 +247,7 @@ impl RequestContext {
             resource: None,
             values: HashMap::new(),
             encryption_context: None,
+            requested_grant: None,
             principal,
         };
         let p = ctx.principal.clone();
@@ -275,6 +315,18 @@ impl RequestContext {
         self.set_values(keys::ENCRYPTION_CONTEXT_KEYS, pairs.keys().cloned());
         self.encryption_context = Some(pairs.clone());
         self
+    }
+
+    /// The grant a CreateGrant request would create: a grant that allows CreateGrant allows only
+    /// grants within it (its operations, constraints as strict). Set it for every CreateGrant; the
+    /// condition keys (`kms:GrantOperations`, …) are the caller's to set.
+    pub fn set_requested_grant(&mut self, grant: RequestedGrant) {
+        self.requested_grant = Some(grant);
+    }
+
+    /// The grant a CreateGrant request would create, if set.
+    pub fn requested_grant(&self) -> Option<&RequestedGrant> {
+        self.requested_grant.as_ref()
     }
 
     /// The request time: `aws:CurrentTime` (RFC 3339, UTC) and `aws:EpochTime`.
@@ -365,6 +417,36 @@ mod tests {
         assert_eq!(one(keys::EPOCH_TIME), v("1767323045"));
         assert_eq!(ctx.resource(), None);
         assert_eq!(ctx.action(), "kms:Decrypt");
+    }
+
+    #[test]
+    fn principals_from_arns() {
+        let u =
+            Principal::from_arn("arn:aws:iam::111122223333:user/ops/alice", Some("AIDA1")).unwrap();
+        assert_eq!(
+            (u.kind, u.username.as_deref()),
+            (PrincipalType::User, Some("alice"))
+        );
+        assert_eq!(u.arn, "arn:aws:iam::111122223333:user/ops/alice");
+        assert!(Principal::from_arn("111122223333", None).unwrap().is_root());
+        assert!(Principal::from_arn("arn:aws:iam::111122223333:root", None)
+            .unwrap()
+            .is_root());
+        let r = Principal::from_arn("arn:aws:sts::111122223333:assumed-role/Ops/s1", None).unwrap();
+        assert_eq!(
+            r.role_arn.as_deref(),
+            Some("arn:aws:iam::111122223333:role/Ops")
+        );
+        for bad in [
+            "arn:aws:iam::1111:user/a",
+            "arn:aws:iam::111122223333:user/",
+            "arn:aws:s3:::bucket",
+            "arn:aws:iam::111122223333:role/Ops",
+            "arn:aws:sts::111122223333:assumed-role/Ops",
+            "*",
+        ] {
+            assert!(Principal::from_arn(bad, None).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -63,33 +63,85 @@ pub struct GrantConstraints {
     pub encryption_context_equals: Option<BTreeMap<String, String>>,
 }
 
-impl Grant {
-    /// Whether the grant allows the request. Constraints apply to operations with an encryption
-    /// context; for a request without one (DescribeKey, RetireGrant), the service leaves
-    /// [`RequestContext::with_encryption_context`] unset and the constraints are not checked.
-    pub fn allows(&self, ctx: &RequestContext) -> bool {
-        let p = ctx.principal();
-        let grantee = self.grantee_principal == p.arn
-            || p.role_arn.as_deref() == Some(self.grantee_principal.as_str());
-        let operation = ctx
-            .action_lower
-            .strip_prefix("kms:")
-            .is_some_and(|op| self.operations.iter().any(|o| o.eq_ignore_ascii_case(op)));
-        if !grantee || !operation {
-            return false;
-        }
-        let (Some(c), Some(ec)) = (&self.constraints, ctx.encryption_context()) else {
-            return true;
-        };
-        let subset = c
+/// The grant a CreateGrant request would create, as a grant that allows CreateGrant weighs it:
+/// its operations and constraints must lie within the allowing grant's ("child grants only
+/// narrower", KMS Developer Guide "Grant constraints").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestedGrant {
+    /// The operations the new grant would allow.
+    pub operations: Vec<String>,
+    /// Its encryption context constraints.
+    pub constraints: Option<GrantConstraints>,
+}
+
+impl GrantConstraints {
+    /// Whether the encryption context `ec` satisfies these constraints.
+    pub fn admit(&self, ec: &BTreeMap<String, String>) -> bool {
+        let subset = self
             .encryption_context_subset
             .as_ref()
             .is_none_or(|want| want.iter().all(|(k, v)| ec.get(k) == Some(v)));
-        let equals = c
+        let equals = self
             .encryption_context_equals
             .as_ref()
             .is_none_or(|want| want == ec);
         subset && equals
+    }
+
+    /// Whether every encryption context `child` admits, `parent` admits too (`None`: no
+    /// constraint, every context). A child with `EncryptionContextEquals` admits one context (or
+    /// none); one with only `EncryptionContextSubset` admits every superset of its pairs, which a
+    /// parent's `EncryptionContextEquals` never covers.
+    pub fn within(child: Option<&GrantConstraints>, parent: Option<&GrantConstraints>) -> bool {
+        let Some(parent) = parent else {
+            return true;
+        };
+        let empty = BTreeMap::new();
+        let child_subset = child
+            .and_then(|c| c.encryption_context_subset.as_ref())
+            .unwrap_or(&empty);
+        match child.and_then(|c| c.encryption_context_equals.as_ref()) {
+            Some(only) => {
+                let admits_any = child_subset.iter().all(|(k, v)| only.get(k) == Some(v));
+                !admits_any || parent.admit(only)
+            }
+            None => {
+                parent.encryption_context_equals.is_none()
+                    && parent
+                        .encryption_context_subset
+                        .as_ref()
+                        .is_none_or(|want| want.iter().all(|(k, v)| child_subset.get(k) == Some(v)))
+            }
+        }
+    }
+}
+
+impl Grant {
+    /// Whether the grant allows the request. Constraints apply to operations with an encryption
+    /// context; for a request without one (DescribeKey, RetireGrant), the service leaves
+    /// [`RequestContext::with_encryption_context`] unset and the constraints are not checked. For
+    /// `kms:CreateGrant` the grant allows only a [`RequestedGrant`] within it (and nothing when the
+    /// request's grant is not known: fail closed).
+    pub fn allows(&self, ctx: &RequestContext) -> bool {
+        let p = ctx.principal();
+        let grantee = self.grantee_principal == p.arn
+            || p.role_arn.as_deref() == Some(self.grantee_principal.as_str());
+        let has = |op: &str| self.operations.iter().any(|o| o.eq_ignore_ascii_case(op));
+        let operation = ctx.action_lower.strip_prefix("kms:").is_some_and(has);
+        if !grantee || !operation {
+            return false;
+        }
+        if ctx.action_lower == "kms:creategrant" {
+            let Some(child) = ctx.requested_grant() else {
+                return false;
+            };
+            return child.operations.iter().all(|o| has(o))
+                && GrantConstraints::within(child.constraints.as_ref(), self.constraints.as_ref());
+        }
+        match (&self.constraints, ctx.encryption_context()) {
+            (Some(c), Some(ec)) => c.admit(ec),
+            _ => true,
+        }
     }
 }
 

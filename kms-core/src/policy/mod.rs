@@ -50,7 +50,7 @@ pub use context::{keys, Principal, PrincipalType, RequestContext};
 pub use document::{Effect, Policy, PolicyType, Statement, Version};
 pub use evaluate::{
     authorize, Allowed, Decision, Denied, Grant, GrantConstraints, NamedPolicy, Policies,
-    PolicyKind, StatementRef,
+    PolicyKind, RequestedGrant, StatementRef,
 };
 pub use matcher::split_arn;
 pub use message::access_denied_message;

@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use super::keys::check_not_pending_deletion;
+use super::keys::{alias_slot, check_not_pending_deletion};
 use super::validate::{decode_marker, page, page_limit, required};
 use super::{secs, Kms};
 use crate::api::*;
@@ -29,10 +29,10 @@ impl Kms {
         Ok(id)
     }
 
-    pub(super) fn alias_not_found(&self, name: &str) -> KmsError {
+    pub(super) fn alias_not_found(&self, account: &str, name: &str) -> KmsError {
         KmsError::NotFound(format!(
             "Alias {} is not found.",
-            self.config.partition.alias_arn(name)
+            self.config.partition.alias_arn_in(account, name)
         ))
     }
 
@@ -41,7 +41,11 @@ impl Kms {
         let name = required(req.alias_name, "aliasName")?;
         validate_alias_name(&name, true)?;
         let id = self.alias_target(req.target_key_id).await?;
-        self.store.create_alias(&name, &id, now_millis()).await?;
+        let account = self.account();
+        self.store
+            .create_alias(&account, &name, &id, now_millis())
+            .await?;
+        self.cache.key_auth.forget(&id.to_string());
         Ok(Empty {})
     }
 
@@ -50,10 +54,18 @@ impl Kms {
         let name = required(req.alias_name, "aliasName")?;
         validate_alias_name(&name, true)?;
         let id = self.alias_target(req.target_key_id).await?;
-        if !self.store.update_alias(&name, &id, now_millis()).await? {
-            return Err(self.alias_not_found(&name));
+        let account = self.account();
+        let before = self.alias_key(&account, &name, false).await?;
+        if !self
+            .store
+            .update_alias(&account, &name, &id, now_millis())
+            .await?
+        {
+            return Err(self.alias_not_found(&account, &name));
         }
-        self.cache.aliases.forget(&name);
+        self.cache.aliases.forget(&alias_slot(&account, &name));
+        self.cache.key_auth.forget(&before.to_string());
+        self.cache.key_auth.forget(&id.to_string());
         Ok(Empty {})
     }
 
@@ -61,10 +73,13 @@ impl Kms {
     pub async fn delete_alias(&self, req: DeleteAliasRequest) -> Result<Empty> {
         let name = required(req.alias_name, "aliasName")?;
         validate_alias_name(&name, false)?;
-        if !self.store.delete_alias(&name).await? {
-            return Err(self.alias_not_found(&name));
+        let account = self.account();
+        let before = self.alias_key(&account, &name, false).await?;
+        if !self.store.delete_alias(&account, &name).await? {
+            return Err(self.alias_not_found(&account, &name));
         }
-        self.cache.aliases.forget(&name);
+        self.cache.aliases.forget(&alias_slot(&account, &name));
+        self.cache.key_auth.forget(&before.to_string());
         Ok(Empty {})
     }
 
@@ -80,16 +95,17 @@ impl Kms {
             None => None,
         };
         let after = decode_marker(req.marker.as_deref())?;
+        let account = self.account();
         let mut rows = self
             .store
-            .list_aliases(key.as_ref(), after.as_deref(), limit + 1)
+            .list_aliases(&account, key.as_ref(), after.as_deref(), limit + 1)
             .await?;
         let (truncated, next_marker) = page(&mut rows, limit, |a| a.name.clone());
         Ok(ListAliasesResponse {
             aliases: rows
                 .into_iter()
                 .map(|a| AliasListEntry {
-                    alias_arn: self.config.partition.alias_arn(&a.name),
+                    alias_arn: self.config.partition.alias_arn_in(&account, &a.name),
                     alias_name: a.name,
                     target_key_id: a.key_id.to_string(),
                     creation_date: secs(a.created_at),

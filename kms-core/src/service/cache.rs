@@ -31,6 +31,14 @@ pub(super) struct Caches {
     pub(super) known_access_keys: tokio::sync::Mutex<KnownAccessKeys>,
     /// Custom key store rows, by store id.
     pub(super) store_rows: Expiring<CustomKeyStoreRow>,
+    /// The account of every key seen (a key never changes account), for its ARN.
+    pub(super) key_accounts: RwLock<HashMap<Uuid, Arc<str>>>,
+    /// What authorizing a call on a key needs (its policy compiled, tags, aliases), by key id.
+    pub(super) key_auth: Expiring<Arc<super::authorize::KeyAuth>>,
+    /// Each key's grants as the policy engine weighs them, by key id.
+    pub(super) grants: Expiring<Arc<[crate::policy::Grant]>>,
+    /// The grant token MAC key, unwrapped.
+    pub(super) grant_token_key: tokio::sync::OnceCell<Arc<Zeroizing<Vec<u8>>>>,
 }
 
 /// The access key ids of the store's principals, read whole (one query) at most once per
@@ -116,7 +124,7 @@ pub(crate) struct LoadedKey {
 const REFRESH_GRACE: Duration = Duration::from_secs(1);
 
 pub(super) struct CachedPrincipal {
-    pub(super) arn: String,
+    pub(super) principal: crate::policy::Principal,
     pub(super) secret: Zeroizing<Vec<u8>>,
     /// What `secret` was unwrapped from (a reload with the same bytes does not ask the root).
     pub(super) wrapped: Vec<u8>,

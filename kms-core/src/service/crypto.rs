@@ -7,8 +7,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::custom_key_stores::in_token;
 use super::keys::check_usable;
 use super::validate::{
-    check_algorithm, check_dry_run, check_grant_tokens, check_range, context, refuse_recipient,
-    required,
+    check_algorithm, check_dry_run, check_range, context, refuse_recipient, required,
 };
 use super::{Kms, SYMMETRIC_DEFAULT};
 use crate::api::*;
@@ -145,7 +144,7 @@ impl Kms {
                 ));
             }
             check_algorithm(req.encryption_algorithm.as_deref())?;
-            check_grant_tokens(req.grant_tokens.as_deref())?;
+            self.check_grant_tokens(req.grant_tokens.as_deref()).await?;
             let ctx = context(req.encryption_context)?;
             let (ciphertext_blob, key_id) = self.seal(&key_id, &ctx, &plaintext).await?;
             check_dry_run(req.dry_run)?;
@@ -165,7 +164,7 @@ impl Kms {
         refuse_recipient(req.recipient.as_ref())?;
         let blob_bytes = required(req.ciphertext_blob, "ciphertextBlob")?;
         check_algorithm(req.encryption_algorithm.as_deref())?;
-        check_grant_tokens(req.grant_tokens.as_deref())?;
+        self.check_grant_tokens(req.grant_tokens.as_deref()).await?;
         let ctx = context(req.encryption_context)?;
         let (plaintext, key_id) = self
             .open_blob(&blob_bytes, req.key_id.as_deref(), &ctx)
@@ -184,7 +183,7 @@ impl Kms {
         let dest = required(req.destination_key_id, "destinationKeyId")?;
         check_algorithm(req.source_encryption_algorithm.as_deref())?;
         check_algorithm(req.destination_encryption_algorithm.as_deref())?;
-        check_grant_tokens(req.grant_tokens.as_deref())?;
+        self.check_grant_tokens(req.grant_tokens.as_deref()).await?;
         let src_ctx = context(req.source_encryption_context)?;
         let dst_ctx = context(req.destination_encryption_context)?;
         let (plaintext, source_key_id) = self
@@ -208,7 +207,7 @@ impl Kms {
     ) -> Result<GenerateDataKeyResponse> {
         refuse_recipient(req.recipient.as_ref())?;
         let key_id = required(req.key_id, "keyId")?;
-        check_grant_tokens(req.grant_tokens.as_deref())?;
+        self.check_grant_tokens(req.grant_tokens.as_deref()).await?;
         let len = match (req.key_spec.as_deref(), req.number_of_bytes) {
             (Some(_), Some(_)) => {
                 return Err(KmsError::Validation(

@@ -14,6 +14,11 @@ use crate::material::KeyMaterial;
 use crate::now_millis;
 use crate::store::{KeyRow, MaterialRow, StoredKeyState};
 
+/// Where the alias cache keeps an alias of an account.
+pub(super) fn alias_slot(account: &str, name: &str) -> String {
+    format!("{account}/{name}")
+}
+
 /// The stored state as AWS names it (the service decides when a key shows `Unavailable`).
 impl From<StoredKeyState> for KeyState {
     fn from(s: StoredKeyState) -> Self {
@@ -77,24 +82,33 @@ impl Kms {
     // ----- resolution ---------------------------------------------------------------------------
 
     /// Resolves a key identifier to a key id. `cached` allows a cached alias mapping.
+    /// An alias resolves in the account its ARN names, else in the caller's.
     pub(super) async fn resolve(&self, raw: &str, accepts: Accepts, cached: bool) -> Result<Uuid> {
-        match self.config.partition.parse_key_ref(raw, accepts)? {
+        let named = self.config.partition.parse_key_name(raw, accepts)?;
+        match named.key {
             KeyRef::Key(id) => Ok(id),
             KeyRef::Alias(name) => {
-                if cached {
-                    if let Some(id) = self.cache.aliases.fresh(&name, self.config.cache_ttl) {
-                        return Ok(id);
-                    }
-                }
-                let alias = self
-                    .store
-                    .get_alias(&name)
-                    .await?
-                    .ok_or_else(|| self.alias_not_found(&name))?;
-                self.cache.aliases.put(name, alias.key_id);
-                Ok(alias.key_id)
+                let account = named.account.unwrap_or_else(|| self.account());
+                self.alias_key(&account, &name, cached).await
             }
         }
+    }
+
+    /// The key an alias of `account` names. `cached` allows a cached mapping.
+    pub(super) async fn alias_key(&self, account: &str, name: &str, cached: bool) -> Result<Uuid> {
+        let slot = alias_slot(account, name);
+        if cached {
+            if let Some(id) = self.cache.aliases.fresh(&slot, self.config.cache_ttl) {
+                return Ok(id);
+            }
+        }
+        let alias = self
+            .store
+            .get_alias(account, name)
+            .await?
+            .ok_or_else(|| self.alias_not_found(account, name))?;
+        self.cache.aliases.put(slot, alias.key_id);
+        Ok(alias.key_id)
     }
 
     /// The key a request's `KeyId` names: a key id or key ARN, not an alias.
@@ -104,10 +118,13 @@ impl Kms {
     }
 
     pub(super) async fn record(&self, id: &Uuid) -> Result<KeyRow> {
-        self.store
+        let rec = self
+            .store
             .get_key(id)
             .await?
-            .ok_or_else(|| self.not_found(id))
+            .ok_or_else(|| self.not_found(id))?;
+        self.learn_account(&rec);
+        Ok(rec)
     }
 
     /// A key's row, if `check` accepts its state (`check` gets the row and the key ARN).
@@ -166,9 +183,9 @@ impl Kms {
         let key_state = self.shown_state(k).await?;
         let cloud_hsm_cluster_id = self.cluster_of(k).await?;
         Ok(KeyMetadata {
-            aws_account_id: self.config.partition.account_id.clone(),
+            aws_account_id: k.account_id.clone(),
             key_id: k.id.to_string(),
-            arn: self.arn(&k.id),
+            arn: self.config.partition.key_arn_in(&k.account_id, &k.id),
             creation_date: secs(k.created_at),
             enabled: key_state == KeyState::Enabled,
             description: k.description.clone(),
@@ -270,27 +287,21 @@ impl Kms {
         }
         let description = req.description.unwrap_or_default();
         check_description(&description)?;
-        // A Policy, when given, is 1 to 32768 characters (not echoed: a policy can be long).
-        if req.policy.as_deref() == Some("") {
-            return Err(KmsError::constraint(
-                "",
-                "policy",
-                "Member must have length greater than or equal to 1",
-            ));
-        }
-        let policy = req.policy.unwrap_or_default();
-        if policy.chars().count() > 32768 {
-            return Err(KmsError::constraint(
-                "...",
-                "policy",
-                "Member must have length less than or equal to 32768",
-            ));
-        }
-        let tags = validate_tags(req.tags.as_deref().unwrap_or_default())?;
         let id = Uuid::new_v4();
+        let account = self.account();
+        let policy = match req.policy {
+            Some(text) => {
+                let arn = self.config.partition.key_arn_in(&account, &id);
+                let bypass = req.bypass_policy_lockout_safety_check == Some(true);
+                self.checked_key_policy(text, &arn, bypass).await?
+            }
+            None => String::new(),
+        };
+        let tags = validate_tags(req.tags.as_deref().unwrap_or_default())?;
         let now = now_millis();
         let mut rec = KeyRow {
             id,
+            account_id: account,
             created_at: now,
             description,
             state: StoredKeyState::Enabled,
@@ -352,14 +363,18 @@ impl Kms {
     pub async fn list_keys(&self, req: ListKeysRequest) -> Result<ListKeysResponse> {
         let limit = page_limit(req.limit, 1000, 100)?;
         let after = decode_marker(req.marker.as_deref())?;
-        let mut ids = self.store.list_keys(after.as_deref(), limit + 1).await?;
+        let account = self.account();
+        let mut ids = self
+            .store
+            .list_keys(&account, after.as_deref(), limit + 1)
+            .await?;
         let (truncated, next_marker) = page(&mut ids, limit, Uuid::to_string);
         Ok(ListKeysResponse {
             keys: ids
                 .iter()
                 .map(|id| KeyListEntry {
                     key_id: id.to_string(),
-                    key_arn: self.arn(id),
+                    key_arn: self.config.partition.key_arn_in(&account, id),
                 })
                 .collect(),
             truncated,

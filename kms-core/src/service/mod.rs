@@ -5,17 +5,21 @@
 //! The operations live one family a file, each an `impl Kms` block: `keys` (create, describe, list,
 //! the state changes, and the checks of a key's state), `key_kinds` (operations of key kinds this
 //! server does not make, refused as AWS refuses them for a symmetric key), `crypto` (Encrypt,
-//! Decrypt, ReEncrypt, data keys, GenerateRandom), `aliases`, `tags`, `rotation`, `principals` (the
+//! Decrypt, ReEncrypt, data keys, GenerateRandom), `aliases`, `tags`, `rotation`, `grants`, `principals` (the
 //! identities SigV4 knows), `custom_key_stores` (the CloudHSM key store operations and this node's
 //! logins to their tokens) and `sweeper` (deletion and rotation when due). Beside them: `cache` (what
 //! is kept between calls), `root` (what each wrapped secret is bound to, the root check value,
 //! re-wrapping) and `validate` (request checks the families share).
 
 mod aliases;
+mod authorize;
 mod cache;
 mod crypto;
 mod custom_key_stores;
+mod explain;
+mod grants;
 mod key_kinds;
+mod key_policies;
 mod keys;
 mod principals;
 mod root;
@@ -34,7 +38,7 @@ use crate::api::*;
 use crate::audit::{AuditLog, AuditRecord, Caller};
 use crate::custom_key_store::{HsmClusters, HsmKeyStore};
 use crate::error::{KmsError, Result};
-use crate::ids::Partition;
+use crate::ids::{Accepts, Partition};
 use crate::material::RootOfTrust;
 use crate::now_millis;
 use crate::store::Store;
@@ -44,7 +48,15 @@ use key_kinds::ASYMMETRIC_AND_HMAC_OPERATIONS;
 use root::{off_runtime, ROOT_CHECK, ROOT_CHECK_AAD, ROOT_CHECK_VALUE};
 
 pub use crypto::{MAX_CIPHERTEXT_BLOB, MAX_ENCRYPT_PLAINTEXT};
+pub use explain::Explanation;
 pub use principals::PrincipalInfo;
+
+tokio::task_local! {
+    /// Who is calling, for the duration of one [`Kms::execute`].
+    static CALLER: Caller;
+    /// The authorization decisions taken for the current call, for its audit record.
+    static DECISIONS: std::cell::RefCell<Vec<crate::audit::AuditDecision>>;
+}
 
 const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
 const DAY_MS: i64 = 86_400_000;
@@ -135,6 +147,9 @@ impl Kms {
                 }
             }
         }
+        store
+            .adopt_unowned_rows(&config.partition.account_id)
+            .await?;
         Ok(Self {
             store,
             root,
@@ -176,8 +191,51 @@ impl Kms {
         &self.config.partition
     }
 
+    /// The account the current call acts in: the caller's inside [`Kms::execute`], the home account
+    /// for in-process calls of the Rust API (which act as the home account's root).
+    pub(crate) fn account(&self) -> String {
+        CALLER
+            .try_with(|c| c.principal.account.clone())
+            .ok()
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| self.config.partition.account_id.clone())
+    }
+
+    /// The caller of the current call (the home account's root for in-process calls).
+    pub(crate) fn caller(&self) -> Caller {
+        CALLER.try_with(Caller::clone).unwrap_or_else(|_| Caller {
+            principal: crate::policy::Principal::root(&self.config.partition.account_id),
+            ..Caller::default()
+        })
+    }
+
+    /// A key's ARN, in the key's own account (a key never changes account: the account is learnt
+    /// when the key's row is first read or written, and the caller's account stands in until then).
     fn arn(&self, id: &Uuid) -> String {
-        self.config.partition.key_arn(id)
+        let account = self
+            .cache
+            .key_accounts
+            .read()
+            .ok()
+            .and_then(|m| m.get(id).cloned());
+        match account {
+            Some(a) => self.config.partition.key_arn_in(&a, id),
+            None => self.config.partition.key_arn_in(&self.account(), id),
+        }
+    }
+
+    /// Remembers the account of a key whose row was read or written.
+    pub(super) fn learn_account(&self, k: &crate::store::KeyRow) {
+        let known = self
+            .cache
+            .key_accounts
+            .read()
+            .is_ok_and(|m| m.get(&k.id).is_some_and(|a| **a == *k.account_id));
+        if !known {
+            if let Ok(mut m) = self.cache.key_accounts.write() {
+                m.insert(k.id, Arc::from(k.account_id.as_str()));
+            }
+        }
     }
 
     fn not_found(&self, id: &Uuid) -> KmsError {
@@ -191,17 +249,28 @@ impl Kms {
     /// in the audit log.
     pub async fn execute(&self, caller: &Caller, operation: &str, body: &[u8]) -> Result<Vec<u8>> {
         let mut key_ref: Option<String> = None;
-        let result = self.dispatch(operation, body, &mut key_ref).await;
+        let (result, decisions) = DECISIONS
+            .scope(std::cell::RefCell::default(), async {
+                let r = CALLER
+                    .scope(
+                        caller.clone(),
+                        self.dispatch(caller, operation, body, &mut key_ref),
+                    )
+                    .await;
+                (r, DECISIONS.with(|d| d.take()))
+            })
+            .await;
         if let Some(log) = &self.audit {
             log.record(&AuditRecord {
                 event_time: crate::rfc3339(now_millis()),
                 event_name: operation,
-                principal_arn: &caller.principal_arn,
+                principal_arn: &caller.principal.arn,
                 access_key_id: &caller.access_key_id,
                 request_id: &caller.request_id,
                 source_ip_address: caller.source_ip.as_deref(),
                 key_id: key_ref.as_deref(),
                 error_code: result.as_ref().err().map(KmsError::aws_name),
+                authorization: &decisions,
             });
         }
         result
@@ -209,63 +278,112 @@ impl Kms {
 
     async fn dispatch(
         &self,
+        caller: &Caller,
         operation: &str,
         body: &[u8],
         key_ref: &mut Option<String>,
     ) -> Result<Vec<u8>> {
+        let action = format!("kms:{operation}");
         if ASYMMETRIC_AND_HMAC_OPERATIONS.contains(&operation) {
             let req: KeyIdRequest = parse(operation, body)?;
             key_ref.clone_from(&req.key_id);
+            if let Some(raw) = &req.key_id {
+                self.authorize_on_key(&action, raw, Accepts::KeyOrAlias, &req)
+                    .await?;
+            }
             return to_json(&self.refuse_on_symmetric_key(operation, req).await?);
         }
+        // Each operation: its request shape, the member naming its key (for the audit log), and
+        // what it is authorized on: `key(M)` the key member M names (`key_only`: not by alias),
+        // `blob(M)` the key the ciphertext M names, `account` the caller's account (identity
+        // policies only), `custom` a method of its own in `authorize.rs`.
         macro_rules! ops {
-            ($($name:literal => $method:ident($req:ty) $(key $field:ident)?),* $(,)?) => {
+            ($($name:literal => $method:ident($req:ty $(, $caller:ident)?) $(key $field:ident)? ; $scope:ident $(($member:ident))?),* $(,)?) => {
                 match operation {
                     $($name => {
                         let req: $req = parse(operation, body)?;
                         $(*key_ref = req.$field.clone();)?
-                        to_json(&self.$method(req).await?)
+                        ops!(@authorize self, req, action, $scope $(($member))?);
+                        to_json(&self.$method(req $(, $caller)?).await?)
                     })*
                     _ => Err(KmsError::UnknownOperation(format!("Operation {operation} is not known to this service."))),
                 }
             };
+            (@authorize $s:ident, $req:ident, $action:ident, key($m:ident)) => {
+                if let Some(raw) = &$req.$m {
+                    $s.authorize_on_key(&$action, raw, Accepts::KeyOrAlias, &$req).await?;
+                }
+            };
+            (@authorize $s:ident, $req:ident, $action:ident, key_only($m:ident)) => {
+                if let Some(raw) = &$req.$m {
+                    $s.authorize_on_key(&$action, raw, Accepts::KeyOnly, &$req).await?;
+                }
+            };
+            (@authorize $s:ident, $req:ident, $action:ident, blob($m:ident)) => {
+                if let Some(blob) = &$req.$m {
+                    $s.authorize_on_blob(&$action, blob, &$req).await?;
+                }
+            };
+            (@authorize $s:ident, $req:ident, $action:ident, account) => {
+                $s.authorize_identity(&$action, None, &$req).await?;
+            };
+            (@authorize $s:ident, $req:ident, $action:ident, alias) => {
+                $s.authorize_alias(&$action, $req.alias_name.as_deref(), $req.target_key_id.as_deref()).await?;
+            };
+            (@authorize $s:ident, $req:ident, $action:ident, delete_alias) => {
+                $s.authorize_alias(&$action, $req.alias_name.as_deref(), None).await?;
+            };
+            (@authorize $s:ident, $req:ident, $action:ident, re_encrypt) => {
+                $s.authorize_re_encrypt(&$req).await?;
+            };
+            (@authorize $s:ident, $req:ident, $action:ident, decided_by_operation) => {};
         }
         ops! {
-            "CreateKey" => create_key(CreateKeyRequest),
-            "DescribeKey" => describe_key(KeyIdRequest) key key_id,
-            "ListKeys" => list_keys(ListKeysRequest),
-            "UpdateKeyDescription" => update_key_description(UpdateKeyDescriptionRequest) key key_id,
-            "EnableKey" => enable_key(KeyIdRequest) key key_id,
-            "DisableKey" => disable_key(KeyIdRequest) key key_id,
-            "ScheduleKeyDeletion" => schedule_key_deletion(ScheduleKeyDeletionRequest) key key_id,
-            "CancelKeyDeletion" => cancel_key_deletion(KeyIdRequest) key key_id,
-            "CreateAlias" => create_alias(AliasRequest) key target_key_id,
-            "UpdateAlias" => update_alias(AliasRequest) key target_key_id,
-            "DeleteAlias" => delete_alias(DeleteAliasRequest) key alias_name,
-            "ListAliases" => list_aliases(ListAliasesRequest) key key_id,
-            "Encrypt" => encrypt(EncryptRequest) key key_id,
-            "Decrypt" => decrypt(DecryptRequest) key key_id,
-            "ReEncrypt" => re_encrypt(ReEncryptRequest) key destination_key_id,
-            "GenerateDataKey" => generate_data_key(GenerateDataKeyRequest) key key_id,
-            "GenerateDataKeyWithoutPlaintext" => generate_data_key_without_plaintext(GenerateDataKeyRequest) key key_id,
-            "GenerateRandom" => generate_random(GenerateRandomRequest),
-            "EnableKeyRotation" => enable_key_rotation(EnableKeyRotationRequest) key key_id,
-            "DisableKeyRotation" => disable_key_rotation(KeyIdRequest) key key_id,
-            "GetKeyRotationStatus" => get_key_rotation_status(KeyIdRequest) key key_id,
-            "RotateKeyOnDemand" => rotate_key_on_demand(KeyIdRequest) key key_id,
-            "ListKeyRotations" => list_key_rotations(ListKeyRotationsRequest) key key_id,
-            "TagResource" => tag_resource(TagResourceRequest) key key_id,
-            "UntagResource" => untag_resource(UntagResourceRequest) key key_id,
-            "ListResourceTags" => list_resource_tags(ListResourceTagsRequest) key key_id,
-            "GetParametersForImport" => import_key_material(KeyIdRequest) key key_id,
-            "ImportKeyMaterial" => import_key_material(KeyIdRequest) key key_id,
-            "DeleteImportedKeyMaterial" => import_key_material(KeyIdRequest) key key_id,
-            "CreateCustomKeyStore" => create_custom_key_store(CreateCustomKeyStoreRequest),
-            "DescribeCustomKeyStores" => describe_custom_key_stores(DescribeCustomKeyStoresRequest) key custom_key_store_id,
-            "ConnectCustomKeyStore" => connect_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id,
-            "DisconnectCustomKeyStore" => disconnect_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id,
-            "UpdateCustomKeyStore" => update_custom_key_store(UpdateCustomKeyStoreRequest) key custom_key_store_id,
-            "DeleteCustomKeyStore" => delete_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id,
+            "CreateKey" => create_key(CreateKeyRequest); account,
+            "DescribeKey" => describe_key(KeyIdRequest) key key_id; key(key_id),
+            "ListKeys" => list_keys(ListKeysRequest); account,
+            "UpdateKeyDescription" => update_key_description(UpdateKeyDescriptionRequest) key key_id; key_only(key_id),
+            "EnableKey" => enable_key(KeyIdRequest) key key_id; key_only(key_id),
+            "DisableKey" => disable_key(KeyIdRequest) key key_id; key_only(key_id),
+            "ScheduleKeyDeletion" => schedule_key_deletion(ScheduleKeyDeletionRequest) key key_id; key_only(key_id),
+            "CancelKeyDeletion" => cancel_key_deletion(KeyIdRequest) key key_id; key_only(key_id),
+            "GetKeyPolicy" => get_key_policy(GetKeyPolicyRequest) key key_id; key_only(key_id),
+            "PutKeyPolicy" => put_key_policy(PutKeyPolicyRequest) key key_id; key_only(key_id),
+            "ListKeyPolicies" => list_key_policies(ListKeyPoliciesRequest) key key_id; key_only(key_id),
+            "CreateAlias" => create_alias(AliasRequest) key target_key_id; alias,
+            "UpdateAlias" => update_alias(AliasRequest) key target_key_id; alias,
+            "DeleteAlias" => delete_alias(DeleteAliasRequest) key alias_name; delete_alias,
+            "ListAliases" => list_aliases(ListAliasesRequest) key key_id; account,
+            "Encrypt" => encrypt(EncryptRequest) key key_id; key(key_id),
+            "Decrypt" => decrypt(DecryptRequest) key key_id; blob(ciphertext_blob),
+            "ReEncrypt" => re_encrypt(ReEncryptRequest) key destination_key_id; re_encrypt,
+            "GenerateDataKey" => generate_data_key(GenerateDataKeyRequest) key key_id; key(key_id),
+            "GenerateDataKeyWithoutPlaintext" => generate_data_key_without_plaintext(GenerateDataKeyRequest) key key_id; key(key_id),
+            "GenerateRandom" => generate_random(GenerateRandomRequest); account,
+            "EnableKeyRotation" => enable_key_rotation(EnableKeyRotationRequest) key key_id; key_only(key_id),
+            "DisableKeyRotation" => disable_key_rotation(KeyIdRequest) key key_id; key_only(key_id),
+            "GetKeyRotationStatus" => get_key_rotation_status(KeyIdRequest) key key_id; key_only(key_id),
+            "RotateKeyOnDemand" => rotate_key_on_demand(KeyIdRequest) key key_id; key_only(key_id),
+            "ListKeyRotations" => list_key_rotations(ListKeyRotationsRequest) key key_id; key_only(key_id),
+            "TagResource" => tag_resource(TagResourceRequest) key key_id; key_only(key_id),
+            "UntagResource" => untag_resource(UntagResourceRequest) key key_id; key_only(key_id),
+            "ListResourceTags" => list_resource_tags(ListResourceTagsRequest) key key_id; key_only(key_id),
+            "GetParametersForImport" => import_key_material(KeyIdRequest) key key_id; key_only(key_id),
+            "ImportKeyMaterial" => import_key_material(KeyIdRequest) key key_id; key_only(key_id),
+            "DeleteImportedKeyMaterial" => import_key_material(KeyIdRequest) key key_id; key_only(key_id),
+            "CreateCustomKeyStore" => create_custom_key_store(CreateCustomKeyStoreRequest); account,
+            "DescribeCustomKeyStores" => describe_custom_key_stores(DescribeCustomKeyStoresRequest) key custom_key_store_id; account,
+            "ConnectCustomKeyStore" => connect_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id; account,
+            "DisconnectCustomKeyStore" => disconnect_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id; account,
+            "UpdateCustomKeyStore" => update_custom_key_store(UpdateCustomKeyStoreRequest) key custom_key_store_id; account,
+            "DeleteCustomKeyStore" => delete_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id; account,
+            "CreateGrant" => create_grant(CreateGrantRequest, caller) key key_id; key_only(key_id),
+            "ListGrants" => list_grants(ListGrantsRequest) key key_id; key_only(key_id),
+            "ListRetirableGrants" => list_retirable_grants(ListRetirableGrantsRequest); account,
+            // RetireGrant's decision weighs the grant itself (its grantee and retiring principal):
+            // the operation asks `Kms::authorize` once it has the grant.
+            "RetireGrant" => retire_grant(RetireGrantRequest, caller) key key_id; decided_by_operation,
+            "RevokeGrant" => revoke_grant(RevokeGrantRequest) key key_id; key_only(key_id),
         }
     }
 }

@@ -13,6 +13,7 @@ use super::Kms;
 use crate::error::{KmsError, Result};
 use crate::material;
 use crate::now_millis;
+use crate::policy::Principal;
 use crate::store::PrincipalRow;
 
 /// A principal as `principal list` shows it.
@@ -137,14 +138,14 @@ impl Kms {
         Ok(known.ids.contains(access_key_id))
     }
 
-    /// The ARN and secret access key of an access key id, for SigV4 verification. An unknown
+    /// Who owns an access key id, and its secret access key, for SigV4 verification. An unknown
     /// access key is answered from the known ids (see `may_hold_access_key`); a new principal
     /// works at once on this node and within 100 ms elsewhere; a deleted one stops within the
     /// cache TTL.
     pub async fn principal_secret(
         &self,
         access_key_id: &str,
-    ) -> Result<Option<(String, Zeroizing<Vec<u8>>)>> {
+    ) -> Result<Option<(Principal, Zeroizing<Vec<u8>>)>> {
         let cached = self
             .cache
             .principals
@@ -153,7 +154,7 @@ impl Kms {
             .and_then(|map| map.get(access_key_id).cloned());
         if let Some(p) = &cached {
             if p.loaded.elapsed() < self.config.cache_ttl {
-                return Ok(Some((p.arn.clone(), p.secret.clone())));
+                return Ok(Some((p.principal.clone(), p.secret.clone())));
             }
         }
         if cached.is_none() && !self.may_hold_access_key(access_key_id).await? {
@@ -173,19 +174,24 @@ impl Kms {
                 off_runtime(&self.root, move |root| root.unwrap(&aad, &wrapped)).await?
             }
         };
-        let arn = self.config.partition.user_arn(&row.user_name);
+        // Until identities are stored (issue 13), a user's unique id is derived from its access key.
+        let principal = Principal::user(
+            &self.config.partition.account_id,
+            &row.user_name,
+            &format!("AIDA{}", access_key_id.get(4..).unwrap_or(access_key_id)),
+        );
         if let Ok(mut map) = self.cache.principals.write() {
             map.insert(
                 access_key_id.to_string(),
                 Arc::new(CachedPrincipal {
-                    arn: arn.clone(),
+                    principal: principal.clone(),
                     secret: secret.clone(),
                     wrapped: row.wrapped_secret,
                     loaded: Instant::now(),
                 }),
             );
         }
-        Ok(Some((arn, secret)))
+        Ok(Some((principal, secret)))
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::grants::{GRANT_TOKEN_KEY, GRANT_TOKEN_KEY_AAD};
 use super::Kms;
 use crate::error::{KmsError, Result};
 use crate::material::{KeyMaterial, RootOfTrust};
@@ -47,7 +48,7 @@ pub(super) async fn off_runtime<T: Send + 'static>(
 
 impl Kms {
     /// Re-wraps everything `store` holds under the root of trust `from` (key material, principals'
-    /// secrets, the root check value) under `to`, in one transaction: all or nothing. Run it while
+    /// secrets, custom key store passwords, the root check value, the grant token key) under `to`, in one transaction: all or nothing. Run it while
     /// no server uses the store. Returns how many secrets were re-wrapped.
     pub async fn migrate_root(
         store: &Store,
@@ -55,7 +56,7 @@ impl Kms {
         to: Arc<dyn RootOfTrust>,
     ) -> Result<usize> {
         store
-            .rewrap_all(ROOT_CHECK, |all| async move {
+            .rewrap_all(&[ROOT_CHECK, GRANT_TOKEN_KEY], |all| async move {
                 tokio::task::spawn_blocking(move || {
                     all.iter()
                         .map(|w| {
@@ -71,6 +72,11 @@ impl Kms {
                                 } => (secret_aad(access_key_id), wrapped),
                                 WrappedSecret::KeyStorePassword { store_id, wrapped } => {
                                     (password_aad(store_id), wrapped)
+                                }
+                                WrappedSecret::Meta { name, wrapped }
+                                    if name == GRANT_TOKEN_KEY =>
+                                {
+                                    (GRANT_TOKEN_KEY_AAD.to_vec(), wrapped)
                                 }
                                 WrappedSecret::Meta { wrapped, .. } => {
                                     (ROOT_CHECK_AAD.to_vec(), wrapped)

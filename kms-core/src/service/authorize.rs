@@ -1,0 +1,535 @@
+//! The one authorization point: every request the service answers (KMS, and IAM and STS once they
+//! are served) is decided here, by the policy engine, over the caller's identity policies, the
+//! resource's policy and its grants. No handler decides access on its own.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{Kms, SYMMETRIC_DEFAULT};
+use crate::api::*;
+use crate::audit::Caller;
+use crate::error::{KmsError, Result};
+use crate::ids::{Accepts, KeyRef};
+use crate::policy::{
+    self, access_denied_message, keys, Decision, Denied, Grant, NamedPolicy, Policies, Policy,
+    PolicyType, RequestContext,
+};
+
+impl Kms {
+    /// The decision for `ctx`: the caller's identity-based policies (none for the root user) are
+    /// looked up here; `resource` is the resource's own policy (a key policy, a role's trust
+    /// policy) and `grants` the grants on it.
+    pub(crate) async fn decide(
+        &self,
+        ctx: &RequestContext,
+        resource: Option<NamedPolicy<'_>>,
+        grants: &[Grant],
+    ) -> Result<Decision> {
+        let identity = if ctx.principal().is_root() {
+            None
+        } else {
+            Some(self.identity_policies(ctx.principal()).await?)
+        };
+        let named: Vec<NamedPolicy<'_>> = identity
+            .iter()
+            .flat_map(|ps| ps.iter())
+            .map(|p| NamedPolicy {
+                name: &p.name,
+                policy: &p.policy,
+            })
+            .collect();
+        Ok(policy::authorize(
+            ctx,
+            &Policies {
+                resource,
+                identity: &named,
+                grants,
+            },
+        ))
+    }
+
+    /// [`decide`](Self::decide), as an error when denied: AccessDeniedException with AWS's message.
+    pub(crate) async fn authorize(
+        &self,
+        ctx: &RequestContext,
+        resource: Option<NamedPolicy<'_>>,
+        grants: &[Grant],
+    ) -> Result<Decision> {
+        let decision = self.decide(ctx, resource, grants).await?;
+        let _ = super::DECISIONS.try_with(|d| d.borrow_mut().push(audit_decision(ctx, &decision)));
+        match decision.denial_message(ctx) {
+            None => Ok(decision),
+            Some(message) => Err(KmsError::AccessDenied(message)),
+        }
+    }
+}
+
+/// How the audit log records a decision.
+pub(super) fn audit_decision(
+    ctx: &RequestContext,
+    decision: &Decision,
+) -> crate::audit::AuditDecision {
+    use crate::policy::{Allowed, StatementRef};
+    let statement = |s: &StatementRef| match &s.sid {
+        Some(sid) => format!("{} statement {} (Sid \"{sid}\")", s.policy, s.index),
+        None => format!("{} statement {}", s.policy, s.index),
+    };
+    let (verdict, reason) = match decision {
+        Decision::Allow(Allowed::ResourcePolicy(s)) => ("Allow", statement(s)),
+        Decision::Allow(Allowed::ResourceAndIdentity { resource, identity }) => (
+            "Allow",
+            match identity {
+                Some(i) => format!("{} and {}", statement(resource), statement(i)),
+                None => format!("{} (the account's root user)", statement(resource)),
+            },
+        ),
+        Decision::Allow(Allowed::IdentityPolicy(Some(s))) => ("Allow", statement(s)),
+        Decision::Allow(Allowed::IdentityPolicy(None)) => {
+            ("Allow", "the account's root user".into())
+        }
+        Decision::Allow(Allowed::Grant(id)) => ("Allow", format!("grant {id}")),
+        Decision::Deny(Denied::ExplicitDeny(s)) => {
+            ("Deny", format!("explicit deny in {}", statement(s)))
+        }
+        Decision::Deny(Denied::NoResourcePolicyAllows) => {
+            ("Deny", "no resource-based policy allows".into())
+        }
+        Decision::Deny(Denied::NoIdentityPolicyAllows) => {
+            ("Deny", "no identity-based policy allows".into())
+        }
+    };
+    crate::audit::AuditDecision {
+        action: ctx.action().to_string(),
+        resource: ctx.resource().map(str::to_string),
+        decision: verdict,
+        reason,
+    }
+}
+
+/// What authorizing a call on one key needs, cached per key for the cache TTL and dropped when this
+/// node changes the key's policy, tags or aliases.
+pub(crate) struct KeyAuth {
+    pub(super) id: Uuid,
+    pub(super) account: String,
+    pub(super) arn: String,
+    /// The key policy, compiled (the default key policy when none was set).
+    pub(super) policy: Policy,
+    key_spec: String,
+    key_usage: String,
+    origin: String,
+    tags: BTreeMap<String, String>,
+    aliases: Vec<String>,
+}
+
+/// The condition keys a request sets beyond the caller's and the key's: its encryption context,
+/// the tags it sets, the lockout check's bypass. Most requests set none.
+pub(super) trait Conditions {
+    /// Adds this request's keys to `ctx`.
+    fn conditions(&self, ctx: RequestContext) -> RequestContext {
+        ctx
+    }
+
+    /// The request's `GrantTokens`: the grants they name count at once, even before this node's
+    /// cache of the key's grants shows them.
+    fn grant_tokens(&self) -> Option<&[String]> {
+        None
+    }
+}
+
+macro_rules! no_conditions {
+    ($($t:ty),* $(,)?) => { $(impl Conditions for $t {})* };
+}
+no_conditions!(
+    KeyIdRequest,
+    ListKeysRequest,
+    UpdateKeyDescriptionRequest,
+    ScheduleKeyDeletionRequest,
+    AliasRequest,
+    DeleteAliasRequest,
+    ListAliasesRequest,
+    GenerateRandomRequest,
+    CreateCustomKeyStoreRequest,
+    DescribeCustomKeyStoresRequest,
+    CustomKeyStoreIdRequest,
+    UpdateCustomKeyStoreRequest,
+    EnableKeyRotationRequest,
+    ListKeyRotationsRequest,
+    UntagResourceRequest,
+    ListResourceTagsRequest,
+    GetKeyPolicyRequest,
+    ListKeyPoliciesRequest,
+    ListGrantsRequest,
+    ListRetirableGrantsRequest,
+    RevokeGrantRequest,
+);
+
+impl Conditions for CreateGrantRequest {
+    fn conditions(&self, mut ctx: RequestContext) -> RequestContext {
+        self.fill_context(&mut ctx);
+        ctx
+    }
+
+    fn grant_tokens(&self) -> Option<&[String]> {
+        self.grant_tokens.as_deref()
+    }
+}
+
+fn with_context(ctx: RequestContext, ec: Option<&BTreeMap<String, String>>) -> RequestContext {
+    ctx.with_encryption_context(ec.unwrap_or(&BTreeMap::new()))
+}
+
+impl Conditions for EncryptRequest {
+    fn conditions(&self, ctx: RequestContext) -> RequestContext {
+        with_context(ctx, self.encryption_context.as_ref())
+    }
+
+    fn grant_tokens(&self) -> Option<&[String]> {
+        self.grant_tokens.as_deref()
+    }
+}
+
+impl Conditions for DecryptRequest {
+    fn conditions(&self, ctx: RequestContext) -> RequestContext {
+        with_context(ctx, self.encryption_context.as_ref())
+    }
+
+    fn grant_tokens(&self) -> Option<&[String]> {
+        self.grant_tokens.as_deref()
+    }
+}
+
+impl Conditions for GenerateDataKeyRequest {
+    fn conditions(&self, ctx: RequestContext) -> RequestContext {
+        with_context(ctx, self.encryption_context.as_ref())
+    }
+
+    fn grant_tokens(&self) -> Option<&[String]> {
+        self.grant_tokens.as_deref()
+    }
+}
+
+fn request_tags(tags: Option<&Vec<Tag>>) -> BTreeMap<String, String> {
+    tags.into_iter()
+        .flatten()
+        .filter_map(|t| Some((t.tag_key.clone()?, t.tag_value.clone().unwrap_or_default())))
+        .collect()
+}
+
+impl Conditions for TagResourceRequest {
+    fn conditions(&self, ctx: RequestContext) -> RequestContext {
+        ctx.with_request_tags(&request_tags(self.tags.as_ref()))
+    }
+}
+
+impl Conditions for CreateKeyRequest {
+    fn conditions(&self, ctx: RequestContext) -> RequestContext {
+        let mut ctx = ctx
+            .with_request_tags(&request_tags(self.tags.as_ref()))
+            .with_bool(
+                keys::BYPASS_POLICY_LOCKOUT_SAFETY_CHECK,
+                self.bypass_policy_lockout_safety_check == Some(true),
+            )
+            .with(
+                keys::KEY_SPEC,
+                self.key_spec
+                    .as_deref()
+                    .or(self.customer_master_key_spec.as_deref())
+                    .unwrap_or(SYMMETRIC_DEFAULT),
+            )
+            .with(
+                keys::KEY_USAGE,
+                self.key_usage.as_deref().unwrap_or("ENCRYPT_DECRYPT"),
+            );
+        let origin = match (&self.origin, &self.custom_key_store_id) {
+            (Some(o), _) => o.as_str(),
+            (None, Some(_)) => "AWS_CLOUDHSM",
+            (None, None) => "AWS_KMS",
+        };
+        ctx.set(keys::KEY_ORIGIN, origin);
+        ctx
+    }
+}
+
+impl Conditions for PutKeyPolicyRequest {
+    fn conditions(&self, ctx: RequestContext) -> RequestContext {
+        ctx.with_bool(
+            keys::BYPASS_POLICY_LOCKOUT_SAFETY_CHECK,
+            self.bypass_policy_lockout_safety_check == Some(true),
+        )
+    }
+}
+
+/// ReEncrypt's two halves: the source side sees the source context, the destination side the
+/// destination context.
+struct ReEncryptSide<'a>(Option<&'a BTreeMap<String, String>>, Option<&'a [String]>);
+
+impl Conditions for ReEncryptSide<'_> {
+    fn conditions(&self, ctx: RequestContext) -> RequestContext {
+        with_context(ctx, self.0)
+    }
+
+    fn grant_tokens(&self) -> Option<&[String]> {
+        self.1
+    }
+}
+
+/// AWS's default key policy: the key's account may do everything, through IAM policies.
+pub(super) fn default_key_policy(account: &str) -> String {
+    format!(
+        "{{\n  \"Version\" : \"2012-10-17\",\n  \"Id\" : \"key-default-1\",\n  \"Statement\" : [ {{\n    \
+         \"Sid\" : \"Enable IAM User Permissions\",\n    \"Effect\" : \"Allow\",\n    \"Principal\" : {{\n      \
+         \"AWS\" : \"arn:aws:iam::{account}:root\"\n    }},\n    \"Action\" : \"kms:*\",\n    \
+         \"Resource\" : \"*\"\n  }} ]\n}}"
+    )
+}
+
+impl Kms {
+    /// What authorizing a call on key `id` needs; `None` when there is no such key.
+    pub(super) async fn key_auth(&self, id: &Uuid) -> Result<Option<Arc<KeyAuth>>> {
+        let slot = id.to_string();
+        if let Some(a) = self.cache.key_auth.fresh(&slot, self.config.cache_ttl) {
+            return Ok(Some(a));
+        }
+        let Some(row) = self.store.get_key(id).await? else {
+            return Ok(None);
+        };
+        self.learn_account(&row);
+        let text = if row.policy.is_empty() {
+            default_key_policy(&row.account_id)
+        } else {
+            row.policy.clone()
+        };
+        let policy = Policy::parse(&text, PolicyType::KeyPolicy).map_err(|e| {
+            tracing::error!(key = %id, error = %e, "a stored key policy does not parse");
+            KmsError::Internal("The key's stored policy cannot be read.".into())
+        })?;
+        let tags = self
+            .store
+            .list_tags(id, None, i64::MAX)
+            .await?
+            .into_iter()
+            .collect();
+        let auth = Arc::new(KeyAuth {
+            id: *id,
+            arn: self.config.partition.key_arn_in(&row.account_id, id),
+            account: row.account_id,
+            policy,
+            key_spec: row.key_spec,
+            key_usage: row.key_usage,
+            origin: row.origin,
+            tags,
+            aliases: self.store.aliases_of_key(id).await?,
+        });
+        self.cache.key_auth.put(slot, auth.clone());
+        Ok(Some(auth))
+    }
+
+    /// Authorizes `action` on the key `raw` names (key id, key ARN, alias name or alias ARN, as
+    /// `accepts` allows). A key of the caller's account that does not exist is NotFoundException; one
+    /// of another account is AccessDeniedException, so nobody learns which keys another account has.
+    pub(super) async fn authorize_on_key(
+        &self,
+        action: &str,
+        raw: &str,
+        accepts: Accepts,
+        req: &impl Conditions,
+    ) -> Result<Arc<KeyAuth>> {
+        let caller = self.caller();
+        let named = self.config.partition.parse_key_name(raw, accepts)?;
+        let own = caller.principal.account.clone();
+        let account = named.account.clone().unwrap_or_else(|| own.clone());
+        let denied = |arn: String| {
+            KmsError::AccessDenied(access_denied_message(
+                &caller.principal.arn,
+                action,
+                Some(&arn),
+                &Denied::NoResourcePolicyAllows,
+            ))
+        };
+        let (id, alias) = match &named.key {
+            KeyRef::Key(id) => (*id, None),
+            KeyRef::Alias(name) => match self.alias_key(&account, name, true).await {
+                Ok(id) => (id, Some(name.as_str())),
+                Err(KmsError::NotFound(_)) if account != own => {
+                    return Err(denied(self.config.partition.alias_arn_in(&account, name)))
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let auth = match self.key_auth(&id).await? {
+            Some(a) if a.account == account => a,
+            _ if account == own => {
+                return Err(KmsError::NotFound(format!(
+                    "Key '{}' does not exist",
+                    self.config.partition.key_arn_in(&account, &id)
+                )))
+            }
+            _ => return Err(denied(self.config.partition.key_arn_in(&account, &id))),
+        };
+        self.authorize_with_key(&caller, action, &auth, alias, req)
+            .await?;
+        Ok(auth)
+    }
+
+    /// Authorizes `action` on the key a ciphertext blob names. A blob that does not parse, or names
+    /// no key, is left to the operation (InvalidCiphertextException).
+    pub(super) async fn authorize_on_blob(
+        &self,
+        action: &str,
+        blob_bytes: &[u8],
+        req: &impl Conditions,
+    ) -> Result<()> {
+        let Ok(header) = crate::blob::parse_header(blob_bytes) else {
+            return Ok(());
+        };
+        let Some(auth) = self.key_auth(&header.key_id).await? else {
+            return Ok(());
+        };
+        self.authorize_with_key(&self.caller(), action, &auth, None, req)
+            .await
+    }
+
+    /// The decision on one key: its policy, the caller's identity policies and the key's grants.
+    async fn authorize_with_key(
+        &self,
+        caller: &Caller,
+        action: &str,
+        auth: &KeyAuth,
+        request_alias: Option<&str>,
+        req: &impl Conditions,
+    ) -> Result<()> {
+        let mut ctx = self.key_context(self.request_context(caller, action), auth);
+        if let Some(alias) = request_alias {
+            ctx.set(keys::REQUEST_ALIAS, alias);
+        }
+        let ctx = req.conditions(ctx);
+        let name = format!("key policy of {}", auth.arn);
+        // A malformed or forged token is the operation's to refuse (InvalidGrantTokenException);
+        // here it only adds no grant.
+        let tokens = match req.grant_tokens() {
+            Some(t) => self.check_grant_tokens(Some(t)).await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let grants = self.grants_for_request(&auth.id, &tokens).await?;
+        self.authorize(
+            &ctx,
+            Some(NamedPolicy {
+                name: &name,
+                policy: &auth.policy,
+            }),
+            &grants,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Authorizes an action that needs an identity policy only: account-level actions (`resource`
+    /// `None`: CreateKey, ListKeys, …) and actions on an alias.
+    pub(super) async fn authorize_identity(
+        &self,
+        action: &str,
+        resource: Option<&str>,
+        req: &impl Conditions,
+    ) -> Result<()> {
+        let caller = self.caller();
+        let mut ctx = self.request_context(&caller, action);
+        if let Some(r) = resource {
+            ctx = ctx.with_resource(r);
+        }
+        let ctx = req.conditions(ctx);
+        self.authorize(&ctx, None, &[]).await.map(drop)
+    }
+
+    /// The key's condition keys: its ARN as the resource, its tags, spec, usage, origin and aliases.
+    pub(super) fn key_context(&self, ctx: RequestContext, auth: &KeyAuth) -> RequestContext {
+        let mut ctx = ctx
+            .with_resource(&auth.arn)
+            .with_resource_tags(&auth.tags)
+            .with(keys::KEY_SPEC, &auth.key_spec)
+            .with(keys::KEY_USAGE, &auth.key_usage)
+            .with(keys::KEY_ORIGIN, &auth.origin);
+        ctx.set_values(keys::RESOURCE_ALIASES, auth.aliases.iter().cloned());
+        ctx
+    }
+
+    /// The context every request starts from: the caller, the action, the time, where it came from.
+    fn request_context(&self, caller: &Caller, action: &str) -> RequestContext {
+        let mut ctx = RequestContext::new(caller.principal.clone(), action)
+            .with_time(time::OffsetDateTime::now_utc())
+            .with_bool(keys::SECURE_TRANSPORT, caller.secure_transport);
+        if let Some(ip) = &caller.source_ip {
+            ctx.set(keys::SOURCE_IP, ip);
+        }
+        ctx
+    }
+
+    /// Authorizes one request before it runs: its action on its resource, as the `ops!` table
+    /// declares. ReEncrypt is two decisions (`kms:ReEncryptFrom` on the source key, `kms:ReEncryptTo`
+    /// on the destination); an alias operation needs the action on the alias and on each key.
+    pub(super) async fn authorize_re_encrypt(&self, req: &ReEncryptRequest) -> Result<()> {
+        if let Some(blob) = &req.ciphertext_blob {
+            let src = ReEncryptSide(
+                req.source_encryption_context.as_ref(),
+                req.grant_tokens.as_deref(),
+            );
+            self.authorize_on_blob("kms:ReEncryptFrom", blob, &src)
+                .await?;
+        }
+        if let Some(dest) = &req.destination_key_id {
+            let dst = ReEncryptSide(
+                req.destination_encryption_context.as_ref(),
+                req.grant_tokens.as_deref(),
+            );
+            self.authorize_on_key("kms:ReEncryptTo", dest, Accepts::KeyOrAlias, &dst)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// CreateAlias, UpdateAlias, DeleteAlias: the action on the alias (identity policies) and on the
+    /// key it names now and the key it will name (key policies).
+    pub(super) async fn authorize_alias(
+        &self,
+        action: &str,
+        alias_name: Option<&str>,
+        target: Option<&str>,
+    ) -> Result<()> {
+        let account = self.account();
+        if let Some(name) = alias_name.filter(|n| n.starts_with("alias/")) {
+            let arn = self.config.partition.alias_arn_in(&account, name);
+            self.authorize_identity(action, Some(&arn), &NoConditions)
+                .await?;
+            if action != "kms:CreateAlias" {
+                if let Ok(current) = self.alias_key(&account, name, false).await {
+                    self.authorize_on_key(
+                        action,
+                        &current.to_string(),
+                        Accepts::KeyOnly,
+                        &NoConditions,
+                    )
+                    .await?;
+                }
+            }
+        }
+        if let Some(target) = target {
+            match self
+                .authorize_on_key(action, target, Accepts::KeyOnly, &NoConditions)
+                .await
+            {
+                // A target that is no key is the operation's to refuse, with its own message.
+                Err(KmsError::NotFound(_)) => {}
+                r => {
+                    r?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A request that sets no condition keys of its own.
+pub(super) struct NoConditions;
+
+impl Conditions for NoConditions {}

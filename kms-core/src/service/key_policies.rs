@@ -1,0 +1,143 @@
+//! Key policies: GetKeyPolicy, PutKeyPolicy, ListKeyPolicies, and the checks CreateKey shares: the
+//! grammar (MalformedPolicyDocumentException), the key policy size quota (32 KiB,
+//! LimitExceededException) and the lockout safety check. A key without a policy of its own has AWS's
+//! default key policy.
+
+use super::authorize::{default_key_policy, Conditions, NoConditions};
+use super::keys::check_not_pending_deletion;
+use super::validate::{page_limit, required};
+use super::Kms;
+use crate::api::*;
+use crate::error::{KmsError, Result};
+use crate::policy::{NamedPolicy, Policy, PolicyType};
+
+/// The one policy name a KMS key has.
+const DEFAULT: &str = "default";
+/// The API's length constraint on `Policy`.
+const MAX_POLICY_MEMBER: usize = 131_072;
+/// AWS's quota on a key policy document.
+const MAX_KEY_POLICY_BYTES: usize = 32_768;
+
+fn check_policy_name(name: Option<&str>, required_member: bool) -> Result<()> {
+    match name {
+        None if required_member => Err(KmsError::missing("policyName")),
+        None => Ok(()),
+        Some(DEFAULT) => Ok(()),
+        Some(n) if n.is_empty() || n.len() > 128 => Err(KmsError::constraint(
+            n,
+            "policyName",
+            "Member must have length between 1 and 128",
+        )),
+        Some(n) if !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+            Err(KmsError::constraint(
+                n,
+                "policyName",
+                "Member must satisfy regular expression pattern: [\\w]+",
+            ))
+        }
+        Some(_) => Err(KmsError::NotFound(
+            "Invalid policy name. Only \"default\" is allowed.".into(),
+        )),
+    }
+}
+
+impl Kms {
+    /// Checks a key policy for key `key_arn`: length, quota, grammar, then (unless bypassed) that
+    /// it lets the caller change it again. Returns it as given.
+    pub(super) async fn checked_key_policy(
+        &self,
+        text: String,
+        key_arn: &str,
+        bypass: bool,
+    ) -> Result<String> {
+        let chars = text.chars().count();
+        if chars == 0 {
+            return Err(KmsError::constraint(
+                "",
+                "policy",
+                "Member must have length greater than or equal to 1",
+            ));
+        }
+        if chars > MAX_POLICY_MEMBER {
+            return Err(KmsError::constraint(
+                "...",
+                "policy",
+                &format!("Member must have length between 1 and {MAX_POLICY_MEMBER}"),
+            ));
+        }
+        if text.len() > MAX_KEY_POLICY_BYTES {
+            return Err(KmsError::LimitExceeded(format!(
+                "The key policy is {} bytes; a key policy may be at most {MAX_KEY_POLICY_BYTES} bytes.",
+                text.len()
+            )));
+        }
+        let policy = Policy::parse(&text, PolicyType::KeyPolicy)
+            .map_err(|e| KmsError::MalformedPolicyDocument(e.to_string()))?;
+        if !bypass {
+            let caller = self.caller();
+            let ctx =
+                crate::policy::RequestContext::new(caller.principal.clone(), "kms:PutKeyPolicy")
+                    .with_resource(key_arn)
+                    .with_time(time::OffsetDateTime::now_utc());
+            let ctx = NoConditions.conditions(ctx);
+            let named = NamedPolicy {
+                name: "the new key policy",
+                policy: &policy,
+            };
+            if !self.decide(&ctx, Some(named), &[]).await?.is_allowed() {
+                return Err(KmsError::MalformedPolicyDocument(
+                    "The new key policy will not allow you to update the key policy in the future."
+                        .into(),
+                ));
+            }
+        }
+        Ok(text)
+    }
+
+    /// GetKeyPolicy.
+    pub async fn get_key_policy(&self, req: GetKeyPolicyRequest) -> Result<GetKeyPolicyResponse> {
+        let id = self.key_named(req.key_id).await?;
+        check_policy_name(req.policy_name.as_deref(), false)?;
+        let k = self.record(&id).await?;
+        Ok(GetKeyPolicyResponse {
+            policy: if k.policy.is_empty() {
+                default_key_policy(&k.account_id)
+            } else {
+                k.policy
+            },
+            policy_name: DEFAULT.into(),
+        })
+    }
+
+    /// ListKeyPolicies: `default`, the only one.
+    pub async fn list_key_policies(
+        &self,
+        req: ListKeyPoliciesRequest,
+    ) -> Result<ListKeyPoliciesResponse> {
+        let id = self.key_named(req.key_id).await?;
+        page_limit(req.limit, 1000, 100)?;
+        self.record(&id).await?;
+        Ok(ListKeyPoliciesResponse {
+            policy_names: vec![DEFAULT.into()],
+            truncated: false,
+        })
+    }
+
+    /// PutKeyPolicy.
+    pub async fn put_key_policy(&self, req: PutKeyPolicyRequest) -> Result<Empty> {
+        let id = self.key_named(req.key_id).await?;
+        check_policy_name(req.policy_name.as_deref(), false)?;
+        let text = required(req.policy, "policy")?;
+        let arn = self.arn(&id);
+        let bypass = req.bypass_policy_lockout_safety_check == Some(true);
+        let text = self.checked_key_policy(text, &arn, bypass).await?;
+        let r = self
+            .change_key(&id, check_not_pending_deletion, |k| {
+                k.policy = text.clone();
+                true
+            })
+            .await;
+        self.cache.key_auth.forget(&id.to_string());
+        r
+    }
+}

@@ -1,0 +1,123 @@
+//! Aliases: one row per (account, alias name), naming a key of that account.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{is_unique_violation, uuid_of, AliasRow, Store};
+use crate::error::{KmsError, Result};
+
+impl Store {
+    /// Creates an alias; `AlreadyExists` when the name is taken.
+    pub async fn create_alias(
+        &self,
+        account: &str,
+        name: &str,
+        key: &Uuid,
+        now: i64,
+    ) -> Result<()> {
+        match sqlx::query(
+            "INSERT INTO kms_aliases (account_id, alias_name, key_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(account)
+        .bind(name)
+        .bind(key.to_string())
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(KmsError::AlreadyExists(format!(
+                "An alias with the name {name} already exists"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Points an alias at another key; false if the alias does not exist.
+    pub async fn update_alias(
+        &self,
+        account: &str,
+        name: &str,
+        key: &Uuid,
+        now: i64,
+    ) -> Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE kms_aliases SET key_id = $1, updated_at = $2 \
+                 WHERE account_id = $3 AND alias_name = $4",
+        )
+        .bind(key.to_string())
+        .bind(now)
+        .bind(account)
+        .bind(name)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Deletes an alias; false if it did not exist.
+    pub async fn delete_alias(&self, account: &str, name: &str) -> Result<bool> {
+        Ok(
+            sqlx::query("DELETE FROM kms_aliases WHERE account_id = $1 AND alias_name = $2")
+                .bind(account)
+                .bind(name)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1,
+        )
+    }
+
+    /// An alias by name.
+    pub async fn get_alias(&self, account: &str, name: &str) -> Result<Option<AliasRow>> {
+        let row =
+            sqlx::query("SELECT * FROM kms_aliases WHERE account_id = $1 AND alias_name = $2")
+                .bind(account)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(alias_from_row).transpose()
+    }
+
+    /// Aliases in name order after `after`, optionally of one key.
+    pub async fn list_aliases(
+        &self,
+        account: &str,
+        key: Option<&Uuid>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AliasRow>> {
+        let rows = sqlx::query(
+            "SELECT * FROM kms_aliases WHERE account_id = $1 AND alias_name > $2 \
+             AND ($3 = '' OR key_id = $3) ORDER BY alias_name LIMIT $4",
+        )
+        .bind(account)
+        .bind(after.unwrap_or(""))
+        .bind(key.map(|k| k.to_string()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(alias_from_row).collect()
+    }
+
+    /// The names of every alias of a key, in name order (`kms:ResourceAliases`).
+    pub async fn aliases_of_key(&self, key: &Uuid) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT alias_name FROM kms_aliases WHERE key_id = $1 ORDER BY alias_name",
+        )
+        .bind(key.to_string())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+fn alias_from_row(r: &AnyRow) -> Result<AliasRow> {
+    Ok(AliasRow {
+        name: r.try_get("alias_name")?,
+        key_id: uuid_of(&r.try_get::<String, _>("key_id")?)?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
