@@ -7,6 +7,8 @@
 #                                          ENVELOPE_TEST_POSTGRES_URL=postgres://envelope@127.0.0.1:PORT/envelope_test
 #                                          ENVELOPE_TEST_PG_BINDIR=/usr/lib/postgresql/NN/bin
 #   scripts/postgres.sh stop DIR       stop the server started in DIR (fast shutdown)
+#   scripts/postgres.sh resume DIR     start the stopped server of DIR again, same port and data (for
+#                                      tests of a database outage: stop, then resume)
 #
 # PostgreSQL refuses to run as root, so when run as root the cluster belongs to an unprivileged user:
 # `postgres` if it exists, else `envelope-pg` (created with useradd). Auth is `trust`, on loopback only;
@@ -78,6 +80,14 @@ pick_owner() {
     fi
 }
 
+# pg_start BINDIR DIR PORT: start the cluster in DIR/data on 127.0.0.1:PORT.
+pg_start() {
+    local bindir=$1 dir=$2 port=$3
+    as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log/server.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/sock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+        start >/dev/null
+}
+
 start() {
     local dir=$1
     install_server
@@ -103,9 +113,8 @@ start() {
     local tries=0
     while :; do
         port=$(free_port)
-        if as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log/server.log" -w -t 60 \
-            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/sock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-            start >/dev/null; then
+        if pg_start "$bindir" "$dir" "$port"; then
+            echo "$port" >"$dir/port"
             break
         fi
         tries=$((tries + 1))
@@ -135,9 +144,27 @@ stop() {
     }
 }
 
+resume() {
+    local dir=$1
+    [[ -f $dir/port && -d $dir/data ]] || { log "no stopped server in $dir"; exit 1; }
+    if [[ -f $dir/data/postmaster.pid ]]; then
+        log "the server in $dir is running"
+        exit 1
+    fi
+    local bindir
+    bindir=$(find_bindir)
+    pick_owner
+    pg_start "$bindir" "$dir" "$(cat "$dir/port")" || {
+        cat "$dir/log/server.log" >&2 || true
+        log "could not start PostgreSQL again"
+        exit 1
+    }
+}
+
 case ${1:-} in
     install) install_server ;;
     start) [[ $# -eq 2 ]] || { echo "usage: $0 start DIR" >&2; exit 2; }; start "$2" ;;
     stop) [[ $# -eq 2 ]] || { echo "usage: $0 stop DIR" >&2; exit 2; }; stop "$2" ;;
-    *) echo "usage: $0 install | start DIR | stop DIR" >&2; exit 2 ;;
+    resume) [[ $# -eq 2 ]] || { echo "usage: $0 resume DIR" >&2; exit 2; }; resume "$2" ;;
+    *) echo "usage: $0 install | start DIR | stop DIR | resume DIR" >&2; exit 2 ;;
 esac

@@ -189,6 +189,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // When stderr cannot be written (its disk is full), tracing reports that with eprintln!,
+        // which panics: a call would fail with a 500 and the sweeper would stop for good. A log
+        // line that cannot be written is dropped instead.
+        .log_internal_errors(false)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

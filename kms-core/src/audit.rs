@@ -101,16 +101,30 @@ struct Shared {
 
 impl Shared {
     fn drain(&self) {
-        let pending = match self.buf.lock() {
+        let mut pending = match self.buf.lock() {
             Ok(mut b) if !b.is_empty() => std::mem::take(&mut *b),
             _ => return,
         };
         let Ok(mut f) = self.file.lock() else { return };
-        if f.write_all(&pending).and_then(|()| f.flush()).is_err() {
-            tracing::error!("cannot write the audit log");
+        let end = f.metadata().map(|m| m.len());
+        if let Err(e) = f.write_all(&pending).and_then(|()| f.flush()) {
+            // A full disk takes part of a batch: cut the file back to its last whole record, so the
+            // log never holds half a line, and keep the batch for the next round (bounded).
+            let cut = end.and_then(|end| f.set_len(end));
+            let Ok(mut b) = self.buf.lock() else { return };
+            if cut.is_ok() && pending.len() + b.len() <= MAX_UNWRITTEN {
+                pending.extend_from_slice(&b);
+                *b = pending;
+                tracing::error!(error = %e, "cannot write the audit log; records kept to retry");
+            } else {
+                tracing::error!(error = %e, "cannot write the audit log; records lost");
+            }
         }
     }
 }
+
+/// At most this many bytes of records wait in memory while the audit log cannot be written.
+const MAX_UNWRITTEN: usize = 16 << 20;
 
 /// How often the writer thread appends what has been recorded.
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(5);

@@ -6,7 +6,7 @@
 use std::str::FromStr;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Connection, Executor, Row};
 use uuid::Uuid;
 
 use crate::custom_key_store::ConnectionState;
@@ -235,6 +235,15 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+/// How long a call waits for a database connection before it fails with `KMSInternalException`.
+/// While PostgreSQL is away (restarting, failing over) connecting is retried until then, so an
+/// outage shorter than this is ridden out, and a longer one answers every call with a retryable 500
+/// well within the endpoint's request timeout, never a hang.
+pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long [`Store::connect`] waits for a database that refuses connections (still starting).
+const STARTUP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Store {
     /// Connects (`sqlite://path?mode=rwc` or `postgres://...`) and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self> {
@@ -243,7 +252,8 @@ impl Store {
         if sqlite {
             restrict_sqlite_file(url)?;
         }
-        let pool = AnyPoolOptions::new()
+        let options = AnyPoolOptions::new()
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             // An in-memory SQLite database exists per connection: keep one.
             .max_connections(if url.contains(":memory:") {
                 1
@@ -268,9 +278,31 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect(url)
-            .await
-            .map_err(|e| KmsError::Internal(format!("Cannot open the key store: {e}")))?;
+            // A connection handed back inside a transaction (its ROLLBACK failed, as after SQLite
+            // answered "disk full" and rolled back on its own) would keep the transaction, or
+            // sqlx's count of it, open for the next caller: close it rather than reuse it. The
+            // ping first lets a rollback that a dropped transaction queued finish.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    if conn.is_in_transaction() {
+                        conn.ping().await?;
+                    }
+                    Ok(!conn.is_in_transaction())
+                })
+            });
+        // A database still starting refuses connections: wait for it at start-up as before the
+        // per-call wait was shortened, retrying what timed out.
+        let started = std::time::Instant::now();
+        let pool = loop {
+            match options.clone().connect(url).await {
+                Err(sqlx::Error::PoolTimedOut) if started.elapsed() < STARTUP_WAIT => continue,
+                r => {
+                    break r.map_err(|e| {
+                        KmsError::Internal(format!("Cannot open the key store: {e}"))
+                    })?
+                }
+            }
+        };
         let store = Store { pool };
         store.migrate().await?;
         Ok(store)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import configparser
+import contextlib
 import datetime
 import http.client
 import json
@@ -91,14 +92,24 @@ def read_credentials(data_dir: Path, profile: str = "envelope") -> tuple[str, st
     return cp[profile]["aws_access_key_id"].strip(), cp[profile]["aws_secret_access_key"].strip()
 
 
+_sessions = threading.local()
+
+
 def kms_client(endpoint: str, access_key: str, secret_key: str, verify=None, **config):
     """A boto3 KMS client for the server: no retries, and no client-side parameter validation so that
-    out-of-range values reach the server (which must answer ValidationException itself)."""
-    opts = {"retries": {"max_attempts": 1, "mode": "standard"}, "parameter_validation": False,
+    out-of-range values reach the server (which must answer ValidationException itself).
+
+    botocore's `max_attempts` counts retries (1 would retry a 500 once and hide it); `total_max_attempts`
+    counts attempts."""
+    opts = {"retries": {"total_max_attempts": 1, "mode": "standard"}, "parameter_validation": False,
             "connect_timeout": 5, "read_timeout": 30}
     opts.update(config)
     cfg = Config(**opts)
-    return boto3.session.Session().client(
+    # One session per thread: a new session loads the service model again (~0.1-0.5 s a client).
+    session = getattr(_sessions, "session", None)
+    if session is None:
+        session = _sessions.session = boto3.session.Session()
+    return session.client(
         "kms",
         endpoint_url=endpoint,
         region_name=REGION,
@@ -315,6 +326,64 @@ def error_type(parsed) -> str | None:
 
 def error_code(exc) -> str:
     return exc.response["Error"]["Code"]
+
+
+# -- proving that a refused call changed nothing ----------------------------------------------------
+
+def all_pages(call, items: str, **kw) -> list:
+    """Every item of a paged KMS listing (ListKeys, ListAliases, ListResourceTags, ...)."""
+    out, marker = [], None
+    for _ in range(10_000):
+        resp = call(**kw, **({"Marker": marker} if marker else {}))
+        out += resp[items]
+        if not resp.get("Truncated"):
+            return out
+        marker = resp["NextMarker"]
+    raise AssertionError("paging never ended")
+
+
+def key_state(kms, key_id: str) -> dict:
+    """What a call can change on one key: its metadata, tags, rotation status and rotations (an
+    operation the key's state refuses is recorded by its error name)."""
+    def attempt(fn):
+        try:
+            return fn()
+        except kms.exceptions.ClientError as e:
+            return error_code(e)
+    md = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+    return {
+        "metadata": md,
+        "tags": sorted((t["TagKey"], t["TagValue"]) for t in all_pages(kms.list_resource_tags, "Tags", KeyId=key_id)),
+        "rotation": attempt(lambda: {k: v for k, v in kms.get_key_rotation_status(KeyId=key_id).items()
+                                     if k != "ResponseMetadata"}),
+        "rotations": attempt(lambda: all_pages(kms.list_key_rotations, "Rotations", KeyId=key_id)),
+    }
+
+
+def account_state(kms, key_ids=()) -> dict:
+    """What a refused call must leave as it was: every key and alias of the account, the custom key
+    stores, and each of `key_ids` in depth (key_state)."""
+    return {
+        "keys": sorted(k["KeyId"] for k in all_pages(kms.list_keys, "Keys", Limit=1000)),
+        "aliases": sorted((a["AliasName"], a.get("TargetKeyId")) for a in all_pages(kms.list_aliases, "Aliases",
+                                                                                   Limit=100)),
+        "custom_key_stores": sorted((c["CustomKeyStoreId"], c.get("CustomKeyStoreName"), c.get("ConnectionState"))
+                                    for c in kms.describe_custom_key_stores()["CustomKeyStores"]),
+        "detail": {k: key_state(kms, k) for k in key_ids},
+    }
+
+
+@contextlib.contextmanager
+def unchanged(kms, *key_ids):
+    """`with unchanged(kms, key_id), pytest.raises(...):` proves that the refused call inside changed
+    nothing: no key made or deleted, no alias, tag, rotation, state or description changed."""
+    before = account_state(kms, key_ids)
+    yield before
+    after = account_state(kms, key_ids)
+    if after != before:
+        changed = {part: {"before": before[part], "after": after[part]}
+                   for part in before if before[part] != after[part]}
+        raise AssertionError(f"a refused call changed the account: {changed}")
 
 
 # -- data directories and databases ------------------------------------------------------------------

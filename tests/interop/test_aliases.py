@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import alias_arn, error_code, unique
+from conftest import alias_arn, error_code, unchanged, unique
 
 
 def alias_name(prefix="a"):
@@ -98,10 +98,10 @@ def test_create_alias_already_exists(skms):
     md = skms.create_key()["KeyMetadata"]
     name = alias_name()
     skms.create_alias(AliasName=name, TargetKeyId=md["KeyId"])
-    with pytest.raises(skms.exceptions.AlreadyExistsException):
+    with unchanged(skms, md["KeyId"]), pytest.raises(skms.exceptions.AlreadyExistsException):
         skms.create_alias(AliasName=name, TargetKeyId=md["KeyId"])
     other = skms.create_key()["KeyMetadata"]
-    with pytest.raises(skms.exceptions.AlreadyExistsException):
+    with unchanged(skms, md["KeyId"], other["KeyId"]), pytest.raises(skms.exceptions.AlreadyExistsException):
         skms.create_alias(AliasName=name, TargetKeyId=other["KeyId"])
     assert aliases_of(skms)[name]["TargetKeyId"] == md["KeyId"]
 
@@ -117,7 +117,7 @@ def test_create_alias_already_exists(skms):
 ])
 def test_create_alias_invalid_name(skms, bad):
     md = skms.create_key()["KeyMetadata"]
-    with pytest.raises(skms.exceptions.ClientError) as e:
+    with unchanged(skms, md["KeyId"]), pytest.raises(skms.exceptions.ClientError) as e:
         skms.create_alias(AliasName=bad, TargetKeyId=md["KeyId"])
     code = error_code(e.value)
     if bad.startswith("alias/aws/"):
@@ -131,7 +131,7 @@ def test_create_alias_invalid_name(skms, bad):
 
 
 def test_create_alias_unknown_target(skms):
-    with pytest.raises(skms.exceptions.NotFoundException):
+    with unchanged(skms), pytest.raises(skms.exceptions.NotFoundException):
         skms.create_alias(AliasName=alias_name(), TargetKeyId="0b7fa5ab-0000-4000-8000-0000000000a2")
 
 
@@ -151,12 +151,23 @@ def test_update_alias(skms):
 
 def test_update_alias_errors(skms):
     a = skms.create_key()["KeyMetadata"]
-    with pytest.raises(skms.exceptions.NotFoundException):
+    with unchanged(skms, a["KeyId"]), pytest.raises(skms.exceptions.NotFoundException):
         skms.update_alias(AliasName=alias_name("missing"), TargetKeyId=a["KeyId"])
     name = alias_name("u")
     skms.create_alias(AliasName=name, TargetKeyId=a["KeyId"])
-    with pytest.raises(skms.exceptions.NotFoundException):
+    with unchanged(skms, a["KeyId"]), pytest.raises(skms.exceptions.NotFoundException):
         skms.update_alias(AliasName=name, TargetKeyId="0b7fa5ab-0000-4000-8000-0000000000a3")
+    # An alias is not a target: neither for CreateAlias nor for UpdateAlias (AWS: ValidationException).
+    b = skms.create_key()["KeyMetadata"]
+    other = alias_name("o")
+    skms.create_alias(AliasName=other, TargetKeyId=b["KeyId"])
+    with unchanged(skms, a["KeyId"], b["KeyId"]), pytest.raises(skms.exceptions.ClientError) as e:
+        skms.update_alias(AliasName=name, TargetKeyId=other)
+    assert error_code(e.value) == "ValidationException"
+    with unchanged(skms, a["KeyId"], b["KeyId"]), pytest.raises(skms.exceptions.ClientError) as e:
+        skms.create_alias(AliasName=alias_name("n"), TargetKeyId=other)
+    assert error_code(e.value) == "ValidationException"
+    assert aliases_of(skms)[name]["TargetKeyId"] == a["KeyId"]
 
 
 def test_delete_alias(skms):
@@ -167,7 +178,7 @@ def test_delete_alias(skms):
     assert name not in aliases_of(skms)
     with pytest.raises(skms.exceptions.NotFoundException):
         skms.describe_key(KeyId=name)
-    with pytest.raises(skms.exceptions.NotFoundException):
+    with unchanged(skms, md["KeyId"]), pytest.raises(skms.exceptions.NotFoundException):
         skms.delete_alias(AliasName=name)
     # The key itself is untouched, and the name can be reused.
     assert skms.describe_key(KeyId=md["KeyId"])["KeyMetadata"]["KeyState"] == "Enabled"
@@ -185,6 +196,6 @@ def test_alias_to_disabled_key(skms):
 
 
 def test_delete_alias_missing_name_is_validation_error(skms):
-    with pytest.raises(skms.exceptions.ClientError) as e:
+    with unchanged(skms), pytest.raises(skms.exceptions.ClientError) as e:
         skms.delete_alias()
     assert error_code(e.value) == "ValidationException"

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import alias_arn, error_code, key_arn, unique
+from conftest import alias_arn, error_code, key_arn, unchanged, unique
 
 
 @pytest.fixture(scope="module")
@@ -152,16 +152,17 @@ def test_disabled_key_errors(skms):
     other = skms.create_key()["KeyMetadata"]
     skms.disable_key(KeyId=md["KeyId"])
     ex = skms.exceptions.DisabledException
-    with pytest.raises(ex):
-        skms.encrypt(KeyId=md["KeyId"], Plaintext=b"x")
-    with pytest.raises(ex):
-        skms.decrypt(CiphertextBlob=blob)
-    with pytest.raises(ex):
-        skms.generate_data_key(KeyId=md["KeyId"], KeySpec="AES_256")
-    with pytest.raises(ex):
-        skms.generate_data_key_without_plaintext(KeyId=md["KeyId"], KeySpec="AES_256")
-    with pytest.raises(ex):
-        skms.re_encrypt(CiphertextBlob=blob, DestinationKeyId=other["KeyId"])
+    with unchanged(skms, md["KeyId"], other["KeyId"]):
+        with pytest.raises(ex):
+            skms.encrypt(KeyId=md["KeyId"], Plaintext=b"x")
+        with pytest.raises(ex):
+            skms.decrypt(CiphertextBlob=blob)
+        with pytest.raises(ex):
+            skms.generate_data_key(KeyId=md["KeyId"], KeySpec="AES_256")
+        with pytest.raises(ex):
+            skms.generate_data_key_without_plaintext(KeyId=md["KeyId"], KeySpec="AES_256")
+        with pytest.raises(ex):
+            skms.re_encrypt(CiphertextBlob=blob, DestinationKeyId=other["KeyId"])
     skms.enable_key(KeyId=md["KeyId"])
     assert skms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"d"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import STORES, Server, error_code, fresh_postgres_database
+from conftest import STORES, Server, error_code, fresh_postgres_database, unchanged
 from softhsm import Token, token  # noqa: F401  (the fixture)
 
 CLUSTER = "cluster-envelopetok1"
@@ -36,7 +36,10 @@ def tokens(token):
 
 
 def expect(code, fn, *args, **kw):
-    with pytest.raises(Exception) as e:
+    """`fn` (a client's method, or a helper taking the client first) is refused with `code`, a 400,
+    and changes nothing (keys, aliases, custom key stores and their connection states)."""
+    client = getattr(fn, "__self__", None) or args[0]
+    with unchanged(client), pytest.raises(Exception) as e:
         fn(*args, **kw)
     assert error_code(e.value) == code, (code, e.value)
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400, e.value

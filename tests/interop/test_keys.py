@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import ACCOUNT, REGION, alias_arn, error_code, key_arn, unique
+from conftest import ACCOUNT, REGION, alias_arn, error_code, key_arn, unchanged, unique
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -57,15 +57,19 @@ def test_create_key_with_tags(skms):
     {"MultiRegion": True},
 ])
 def test_create_key_unsupported(skms, kwargs):
-    with pytest.raises(skms.exceptions.UnsupportedOperationException):
-        skms.create_key(**kwargs)
+    with unchanged(skms), pytest.raises(skms.exceptions.UnsupportedOperationException):
+        skms.create_key(Tags=[{"TagKey": "t", "TagValue": "v"}], **kwargs)
 
 
 def test_create_key_description_too_long(skms):
-    with pytest.raises(skms.exceptions.ClientError) as e:
+    with unchanged(skms), pytest.raises(skms.exceptions.ClientError) as e:
         skms.create_key(Description="d" * 8193)
     assert error_code(e.value) == "ValidationException"
-    assert skms.create_key(Description="d" * 8192)["KeyMetadata"]["Description"] == "d" * 8192
+    md = skms.create_key(Description="d" * 8192)["KeyMetadata"]
+    assert md["Description"] == "d" * 8192
+    with unchanged(skms, md["KeyId"]), pytest.raises(skms.exceptions.ClientError) as e:
+        skms.update_key_description(KeyId=md["KeyId"], Description="e" * 8193)
+    assert error_code(e.value) == "ValidationException"
 
 
 def test_describe_key_identifier_forms(skms):
@@ -103,7 +107,7 @@ def test_update_key_description(skms):
     assert skms.describe_key(KeyId=md["KeyId"])["KeyMetadata"]["Description"] == "new"
     skms.update_key_description(KeyId=md["Arn"], Description="by arn")
     assert skms.describe_key(KeyId=md["KeyId"])["KeyMetadata"]["Description"] == "by arn"
-    with pytest.raises(skms.exceptions.NotFoundException):
+    with unchanged(skms, md["KeyId"]), pytest.raises(skms.exceptions.NotFoundException):
         skms.update_key_description(KeyId="0b7fa5ab-0000-4000-8000-000000000001", Description="x")
 
 
@@ -125,7 +129,7 @@ def test_disable_and_enable_key(skms):
 
 def test_enable_disable_unknown_key(skms):
     for op in (skms.enable_key, skms.disable_key):
-        with pytest.raises(skms.exceptions.NotFoundException):
+        with unchanged(skms), pytest.raises(skms.exceptions.NotFoundException):
             op(KeyId="0b7fa5ab-0000-4000-8000-000000000002")
 
 
@@ -158,7 +162,7 @@ def test_schedule_key_deletion_window_bounds_ok(skms, days):
 @pytest.mark.parametrize("days", [0, 6, 31, 365])
 def test_schedule_key_deletion_window_out_of_range(skms, days):
     md = skms.create_key()["KeyMetadata"]
-    with pytest.raises(skms.exceptions.ClientError) as e:
+    with unchanged(skms, md["KeyId"]), pytest.raises(skms.exceptions.ClientError) as e:
         skms.schedule_key_deletion(KeyId=md["KeyId"], PendingWindowInDays=days)
     assert error_code(e.value) == "ValidationException"
     assert skms.describe_key(KeyId=md["KeyId"])["KeyMetadata"]["KeyState"] == "Enabled"
@@ -177,10 +181,13 @@ def test_pending_deletion_key_state_errors(skms):
         skms.generate_data_key(KeyId=md["KeyId"], KeySpec="AES_256")
     with pytest.raises(ex):
         skms.generate_data_key_without_plaintext(KeyId=md["KeyId"], KeySpec="AES_256")
-    with pytest.raises(ex):
+    with unchanged(skms, md["KeyId"]), pytest.raises(ex):
         skms.enable_key(KeyId=md["KeyId"])
-    with pytest.raises(ex):
+    with unchanged(skms, md["KeyId"]), pytest.raises(ex):
         skms.disable_key(KeyId=md["KeyId"])
+    # Scheduling again does not move the deletion date (AWS: KMSInvalidStateException).
+    with unchanged(skms, md["KeyId"]), pytest.raises(ex):
+        skms.schedule_key_deletion(KeyId=md["KeyId"], PendingWindowInDays=30)
     # DescribeKey still works on a key pending deletion.
     assert skms.describe_key(KeyId=md["KeyId"])["KeyMetadata"]["KeyState"] == "PendingDeletion"
 
@@ -203,14 +210,14 @@ def test_cancel_key_deletion_returns_key_disabled(skms):
 
 def test_cancel_key_deletion_on_enabled_key_is_invalid_state(skms):
     md = skms.create_key()["KeyMetadata"]
-    with pytest.raises(skms.exceptions.KMSInvalidStateException):
+    with unchanged(skms, md["KeyId"]), pytest.raises(skms.exceptions.KMSInvalidStateException):
         skms.cancel_key_deletion(KeyId=md["KeyId"])
 
 
 def test_schedule_and_cancel_unknown_key(skms):
-    with pytest.raises(skms.exceptions.NotFoundException):
+    with unchanged(skms), pytest.raises(skms.exceptions.NotFoundException):
         skms.schedule_key_deletion(KeyId="0b7fa5ab-0000-4000-8000-000000000003")
-    with pytest.raises(skms.exceptions.NotFoundException):
+    with unchanged(skms), pytest.raises(skms.exceptions.NotFoundException):
         skms.cancel_key_deletion(KeyId="0b7fa5ab-0000-4000-8000-000000000003")
 
 
@@ -280,7 +287,7 @@ def test_asymmetric_and_hmac_operations_on_a_symmetric_key(skms):
          dict(KeyPairSpec="ECC_NIST_P256")),
     ]
     for code, call, kwargs in calls:
-        with pytest.raises(Exception) as e:
+        with unchanged(skms, key_id), pytest.raises(Exception) as e:
             call(KeyId=key_id, **kwargs)
         assert error_code(e.value) == code, call
         with pytest.raises(Exception) as e:

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ACCOUNT, REGION, error_type
+from conftest import ACCOUNT, REGION, account_state, error_type
 
 CORPUS_DIR = Path(__file__).resolve().parent / "malformed"
 DEFAULT_CT = "application/x-amz-json-1.1"
@@ -302,9 +302,27 @@ def check(case, status, parsed, want) -> str | None:
     return None
 
 
+# Operations that change state: after a refused one the account must be as it was (keys, aliases, the
+# corpus key's metadata, tags and rotations).
+WRITES = {f"TrentService.{op}" for op in (
+    "CreateKey", "CreateAlias", "UpdateAlias", "DeleteAlias", "TagResource", "UntagResource",
+    "UpdateKeyDescription", "EnableKey", "DisableKey", "ScheduleKeyDeletion", "CancelKeyDeletion",
+    "EnableKeyRotation", "DisableKeyRotation", "RotateKeyOnDemand", "CreateCustomKeyStore",
+    "UpdateCustomKeyStore", "DeleteCustomKeyStore", "ConnectCustomKeyStore", "DisconnectCustomKeyStore")}
+# The state after the last case that checked it (a snapshot per write case, not two).
+_last_state: dict = {}
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
-def test_case(server, env, case):
+def test_case(server, kms, env, case):
+    writes = case.get("target", "TrentService.ListKeys") in WRITES
+    if writes:
+        before = _last_state.get("state") or account_state(kms, [env["key_id"]])
     status, parsed = run_case(server, env, case)
+    if writes:
+        after = _last_state["state"] = account_state(kms, [env["key_id"]])
+        if status is not None and status >= 400:
+            assert after == before, f"a refused {case['target']} changed the account"
     if os.environ.get("MALFORMED_RECORD"):  # a JSON line per case: what envelope answered (for triage)
         with open(os.environ["MALFORMED_RECORD"], "a", encoding="utf-8") as fh:
             msg = parsed.get("message") if isinstance(parsed, dict) else None

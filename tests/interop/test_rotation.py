@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import error_code
+from conftest import error_code, unchanged
 
 
 def test_rotation_status_default_and_toggle(skms):
@@ -35,7 +35,7 @@ def test_rotation_period(skms, days):
 @pytest.mark.parametrize("days", [0, 89, 2561])
 def test_rotation_period_out_of_range(skms, days):
     md = skms.create_key()["KeyMetadata"]
-    with pytest.raises(skms.exceptions.ClientError) as e:
+    with unchanged(skms, md["KeyId"]), pytest.raises(skms.exceptions.ClientError) as e:
         skms.enable_key_rotation(KeyId=md["KeyId"], RotationPeriodInDays=days)
     assert error_code(e.value) == "ValidationException"
     assert skms.get_key_rotation_status(KeyId=md["KeyId"])["KeyRotationEnabled"] is False
@@ -45,7 +45,7 @@ def test_rotation_unknown_key(skms):
     kid = "0b7fa5ab-0000-4000-8000-0000000000c1"
     for op in (skms.enable_key_rotation, skms.disable_key_rotation, skms.get_key_rotation_status,
                skms.rotate_key_on_demand, skms.list_key_rotations):
-        with pytest.raises(skms.exceptions.NotFoundException):
+        with unchanged(skms), pytest.raises(skms.exceptions.NotFoundException):
             op(KeyId=kid)
 
 
@@ -101,8 +101,12 @@ def test_rotate_on_demand_does_not_enable_automatic_rotation(skms):
 def test_rotate_on_demand_disabled_key(skms):
     md = skms.create_key()["KeyMetadata"]
     skms.disable_key(KeyId=md["KeyId"])
-    with pytest.raises(skms.exceptions.ClientError) as e:
+    with unchanged(skms, md["KeyId"]), pytest.raises(skms.exceptions.ClientError) as e:
         skms.rotate_key_on_demand(KeyId=md["KeyId"])
+    assert error_code(e.value) in ("DisabledException", "KMSInvalidStateException")
+    # EnableKeyRotation on a disabled key is refused too (AWS: DisabledException), and changes nothing.
+    with unchanged(skms, md["KeyId"]), pytest.raises(skms.exceptions.ClientError) as e:
+        skms.enable_key_rotation(KeyId=md["KeyId"])
     assert error_code(e.value) in ("DisabledException", "KMSInvalidStateException")
 
 
@@ -110,3 +114,13 @@ def test_list_key_rotations_bad_marker(skms):
     md = skms.create_key()["KeyMetadata"]
     with pytest.raises(skms.exceptions.InvalidMarkerException):
         skms.list_key_rotations(KeyId=md["KeyId"], Marker="bogus!!")
+
+
+def test_on_demand_rotation_limit_changes_nothing(skms):
+    """The 11th on-demand rotation of a key is LimitExceededException and adds no material."""
+    md = skms.create_key()["KeyMetadata"]
+    for _ in range(10):
+        skms.rotate_key_on_demand(KeyId=md["KeyId"])
+    with unchanged(skms, md["KeyId"]) as before, pytest.raises(skms.exceptions.LimitExceededException):
+        skms.rotate_key_on_demand(KeyId=md["KeyId"])
+    assert len(before["detail"][md["KeyId"]]["rotations"]) == 10

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import error_code
+from conftest import error_code, unchanged
 
 
 def tags_of(kms, key_id, **kw):
@@ -50,9 +50,9 @@ def test_list_resource_tags_paging(kms):
 
 def test_tags_unknown_key(kms):
     kid = "0b7fa5ab-0000-4000-8000-0000000000d1"
-    with pytest.raises(kms.exceptions.NotFoundException):
+    with unchanged(kms), pytest.raises(kms.exceptions.NotFoundException):
         kms.tag_resource(KeyId=kid, Tags=[{"TagKey": "a", "TagValue": "1"}])
-    with pytest.raises(kms.exceptions.NotFoundException):
+    with unchanged(kms), pytest.raises(kms.exceptions.NotFoundException):
         kms.untag_resource(KeyId=kid, TagKeys=["a"])
     with pytest.raises(kms.exceptions.NotFoundException):
         kms.list_resource_tags(KeyId=kid)
@@ -63,12 +63,12 @@ def test_tags_unknown_key(kms):
     {"TagKey": "aws:cloudformation:stack-name", "TagValue": "x"},
 ])
 def test_reserved_tag_key_is_tag_exception(kms, tag):
-    md = kms.create_key()["KeyMetadata"]
-    with pytest.raises(kms.exceptions.TagException):
-        kms.tag_resource(KeyId=md["KeyId"], Tags=[tag])
-    assert tags_of(kms, md["KeyId"]) == {}
-    with pytest.raises(kms.exceptions.TagException):
-        kms.create_key(Tags=[tag])
+    md = kms.create_key(Tags=[{"TagKey": "kept", "TagValue": "1"}])["KeyMetadata"]
+    with unchanged(kms, md["KeyId"]), pytest.raises(kms.exceptions.TagException):
+        kms.tag_resource(KeyId=md["KeyId"], Tags=[{"TagKey": "kept", "TagValue": "2"}, tag])
+    assert tags_of(kms, md["KeyId"]) == {"kept": "1"}
+    with unchanged(kms), pytest.raises(kms.exceptions.TagException):
+        kms.create_key(Tags=[{"TagKey": "fine", "TagValue": "x"}, tag])
 
 
 @pytest.mark.parametrize("tag", [
@@ -77,15 +77,49 @@ def test_reserved_tag_key_is_tag_exception(kms, tag):
     {"TagKey": "k", "TagValue": "v" * 257},
 ])
 def test_invalid_tag_is_rejected(kms, tag):
-    md = kms.create_key()["KeyMetadata"]
-    with pytest.raises(kms.exceptions.ClientError) as e:
-        kms.tag_resource(KeyId=md["KeyId"], Tags=[tag])
+    md = kms.create_key(Tags=[{"TagKey": "kept", "TagValue": "1"}])["KeyMetadata"]
+    # A valid tag beside the bad one is not applied either.
+    with unchanged(kms, md["KeyId"]), pytest.raises(kms.exceptions.ClientError) as e:
+        kms.tag_resource(KeyId=md["KeyId"], Tags=[{"TagKey": "kept", "TagValue": "2"}, tag])
     # AWS answers model-constraint violations with ValidationException; TagException is also acceptable.
     assert error_code(e.value) in ("TagException", "ValidationException")
-    assert tags_of(kms, md["KeyId"]) == {}
+    assert tags_of(kms, md["KeyId"]) == {"kept": "1"}
+    with unchanged(kms), pytest.raises(kms.exceptions.ClientError) as e:
+        kms.create_key(Tags=[{"TagKey": "fine", "TagValue": "x"}, tag])
+    assert error_code(e.value) in ("TagException", "ValidationException")
 
 
 def test_tags_on_pending_deletion_key(kms):
     md = kms.create_key(Tags=[{"TagKey": "t", "TagValue": "v"}])["KeyMetadata"]
     kms.schedule_key_deletion(KeyId=md["KeyId"], PendingWindowInDays=7)
     assert tags_of(kms, md["KeyId"]) == {"t": "v"}
+    # AWS refuses tag changes on a key pending deletion.
+    with unchanged(kms, md["KeyId"]), pytest.raises(kms.exceptions.KMSInvalidStateException):
+        kms.tag_resource(KeyId=md["KeyId"], Tags=[{"TagKey": "t", "TagValue": "w"}])
+    with unchanged(kms, md["KeyId"]), pytest.raises(kms.exceptions.KMSInvalidStateException):
+        kms.untag_resource(KeyId=md["KeyId"], TagKeys=["t"])
+
+
+def test_too_many_tags_changes_nothing(kms):
+    """TagResource that would leave more than 50 tags is refused whole: the values it would update
+    keep their old values, and no tag is added (issue 14)."""
+    md = kms.create_key(Tags=[{"TagKey": f"t{i:02d}", "TagValue": "old"} for i in range(48)])["KeyMetadata"]
+    tags = [{"TagKey": f"t{i:02d}", "TagValue": "new"} for i in range(5)]
+    tags += [{"TagKey": f"n{i}", "TagValue": "x"} for i in range(3)]
+    with unchanged(kms, md["KeyId"]), pytest.raises(kms.exceptions.TagException):
+        kms.tag_resource(KeyId=md["KeyId"], Tags=tags)
+    with unchanged(kms), pytest.raises(kms.exceptions.ClientError) as e:
+        kms.create_key(Tags=[{"TagKey": f"t{i:02d}", "TagValue": "v"} for i in range(51)])
+    assert error_code(e.value) in ("TagException", "ValidationException")
+    # Two new tags still fit: accepted.
+    kms.tag_resource(KeyId=md["KeyId"], Tags=tags[:1] + tags[5:7])
+    assert len(tags_of(kms, md["KeyId"])) == 50
+
+
+def test_untag_refused_changes_nothing(kms):
+    md = kms.create_key(Tags=[{"TagKey": "a", "TagValue": "1"}, {"TagKey": "b", "TagValue": "2"}])["KeyMetadata"]
+    # One bad tag key in the list: the good one is not removed either.
+    for keys in (["a", "k" * 129], ["a", ""]):
+        with unchanged(kms, md["KeyId"]), pytest.raises(kms.exceptions.ClientError) as e:
+            kms.untag_resource(KeyId=md["KeyId"], TagKeys=keys)
+        assert error_code(e.value) in ("TagException", "ValidationException")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import error_type
+from conftest import error_type, unchanged
 
 
 def utcnow():
@@ -31,26 +31,36 @@ def test_signed_request_is_accepted(server):
     assert body["Plaintext"]
 
 
-def test_wrong_secret(server):
+# A refused request is a CreateKey with tags: a refusal that let it through would show as a new key.
+CREATE = {"Description": "must not exist", "Tags": [{"TagKey": "t", "TagValue": "v"}]}
+
+
+def test_wrong_secret(server, kms):
     ak, sk = server.credentials
     wrong = ("X" if sk[0] != "X" else "Y") + sk[1:]
-    assert_error(server.raw("TrentService.ListKeys", {}, secret_key=wrong), 400, "InvalidSignatureException")
+    with unchanged(kms):
+        assert_error(server.raw("TrentService.CreateKey", CREATE, secret_key=wrong), 400,
+                     "InvalidSignatureException")
 
 
-def test_unknown_access_key(server):
-    assert_error(server.raw("TrentService.ListKeys", {}, access_key="AKIAUNKNOWNUNKNOWN00", secret_key="x" * 40),
-                 400, "UnrecognizedClientException")
+def test_unknown_access_key(server, kms):
+    with unchanged(kms):
+        assert_error(server.raw("TrentService.CreateKey", CREATE, access_key="AKIAUNKNOWNUNKNOWN00",
+                                secret_key="x" * 40), 400, "UnrecognizedClientException")
 
 
-def test_stale_date(server):
+def test_stale_date(server, kms):
     when = utcnow() - datetime.timedelta(minutes=20)
-    body = assert_error(server.raw("TrentService.ListKeys", {}, when=when), 400, "InvalidSignatureException")
+    with unchanged(kms):
+        body = assert_error(server.raw("TrentService.CreateKey", CREATE, when=when), 400,
+                            "InvalidSignatureException")
     assert "expired" in body["message"].lower(), body
 
 
-def test_future_date(server):
+def test_future_date(server, kms):
     when = utcnow() + datetime.timedelta(minutes=20)
-    assert_error(server.raw("TrentService.ListKeys", {}, when=when), 400, "InvalidSignatureException")
+    with unchanged(kms):
+        assert_error(server.raw("TrentService.CreateKey", CREATE, when=when), 400, "InvalidSignatureException")
 
 
 def test_date_within_window_is_accepted(server):
@@ -66,17 +76,30 @@ def test_body_changed_after_signing(server):
                  "InvalidSignatureException")
 
 
-def test_target_changed_after_signing(server):
+def test_target_changed_after_signing(server, kms):
     def tamper(h, b):
         h = dict(h)
         h["X-Amz-Target"] = "TrentService.CreateKey"
         return h, b
-    assert_error(server.raw("TrentService.ListKeys", {}, tamper=tamper), 400, "InvalidSignatureException")
+    with unchanged(kms):
+        assert_error(server.raw("TrentService.ListKeys", {}, tamper=tamper), 400, "InvalidSignatureException")
 
 
-def test_missing_authorization(server):
-    assert_error(server.raw("TrentService.ListKeys", {}, sign=False), 400,
-                 "IncompleteSignatureException", "MissingAuthenticationTokenException")
+def test_body_changed_after_signing_to_a_write(server, kms):
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+
+    def tamper(h, b):
+        return h, json.dumps({"KeyId": key_id, "Tags": [{"TagKey": "t", "TagValue": "evil"}]}).encode()
+    with unchanged(kms, key_id):
+        assert_error(server.raw("TrentService.TagResource", {"KeyId": key_id, "Tags": [{"TagKey": "t",
+                                                                                        "TagValue": "v"}]},
+                                tamper=tamper), 400, "InvalidSignatureException")
+
+
+def test_missing_authorization(server, kms):
+    with unchanged(kms):
+        assert_error(server.raw("TrentService.CreateKey", CREATE, sign=False), 400,
+                     "IncompleteSignatureException", "MissingAuthenticationTokenException")
 
 
 @pytest.mark.parametrize("auth", [
@@ -118,8 +141,9 @@ def test_malformed_json(server):
     ("CreateKey", {"Tags": {"TagKey": "a"}}),
     ("Encrypt", {"KeyId": "alias/x", "Plaintext": "eA==", "EncryptionContext": {"a": 1}}),
 ])
-def test_wrong_json_type(server, op, body):
-    assert_error(server.raw("TrentService." + op, body), 400, "SerializationException")
+def test_wrong_json_type(server, kms, op, body):
+    with unchanged(kms):
+        assert_error(server.raw("TrentService." + op, body), 400, "SerializationException")
 
 
 def test_invalid_base64_blob(server):
