@@ -13,8 +13,10 @@
 //!
 //! The modules: `router` (the axum app: the one `POST /` handler, AWS's error shapes, limits,
 //! health), `auth` (SigV4 verification of a request against the principals the key service knows),
-//! `metrics` (request counters at `GET /metrics`), `server` (accepting connections: HTTP/1 and 2,
-//! TLS, graceful shutdown), [`sigv4`] (the signature algorithm) and `tls`. With the `test-util`
+//! `quota` (AWS's request quotas, off unless configured), `metrics` (request counters at
+//! `GET /metrics`), `server` (accepting connections: HTTP/1 and 2, TLS, graceful shutdown) with
+//! `connections` (the connection limit and idle timeout), [`sigv4`] (the signature algorithm) and
+//! `tls`. With the `test-util`
 //! feature: `LocalEndpoint` (an endpoint in this process, for tests) and the client-side signer
 //! `sigv4::KmsSigner`; a build of the binary alone (`-p envelope`) carries neither (a whole-workspace build
 //! enables the feature for every crate, as `benches` needs it).
@@ -22,9 +24,11 @@
 #![deny(missing_docs)]
 
 mod auth;
+mod connections;
 #[cfg(feature = "test-util")]
 mod local;
 mod metrics;
+mod quota;
 mod router;
 mod server;
 pub mod sigv4;
@@ -32,6 +36,7 @@ mod tls;
 
 #[cfg(feature = "test-util")]
 pub use local::LocalEndpoint;
+pub use quota::QuotaConfig;
 pub use router::{App, Limits};
 pub use server::serve;
 pub use tls::load_tls_config;
