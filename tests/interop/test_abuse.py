@@ -28,6 +28,9 @@ BODY_TIMEOUT = 1.0
 IDLE_TIMEOUT = 4.0
 MAX_CONNECTIONS = 64
 H2_STREAMS = 8
+# botocore's `max_attempts` counts retries (conftest's clients retry once); `total_max_attempts` counts
+# every attempt, so 1 is no retry at all.
+NO_RETRIES = {"total_max_attempts": 1, "mode": "standard"}
 THROTTLED = "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."
 
 
@@ -291,7 +294,7 @@ def test_thousands_of_idle_h2_connections_leave_the_server_serving(default):
 # -- request quotas ----------------------------------------------------------------------------------
 
 def test_request_quotas_are_off_by_default(default):
-    kms = default.client()
+    kms = default.client(retries=NO_RETRIES)
     # Twice AWS's CreateKey rate (5/s) at once, no retries: nothing is throttled.
     for _ in range(10):
         kms.create_key()
@@ -301,7 +304,7 @@ def test_request_quotas_are_off_by_default(default):
 
 def test_beyond_the_quota_boto3_gets_throttling_exception_and_its_retries_get_through(limited):
     key = limited.client().create_key()["KeyMetadata"]["KeyId"]
-    no_retries = limited.client()  # max_attempts 1
+    no_retries = limited.client(retries=NO_RETRIES)
     throttled = []
     for _ in range(10):
         try:
@@ -318,7 +321,7 @@ def test_beyond_the_quota_boto3_gets_throttling_exception_and_its_retries_get_th
     no_retries.generate_data_key(KeyId=key, KeySpec="AES_256")
 
     # boto3's standard retry mode retries ThrottlingException with backoff: every call succeeds.
-    retrying = limited.client(retries={"max_attempts": 10, "mode": "standard"})
+    retrying = limited.client(retries={"total_max_attempts": 10, "mode": "standard"})
     retries = 0
     for _ in range(8):
         r = retrying.describe_key(KeyId=key)
