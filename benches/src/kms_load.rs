@@ -757,11 +757,7 @@ async fn run(args: Args) -> Res<()> {
 
     // The flood signs with a secret the server does not hold for its access key id.
     let (flood_key, flood_secret, kind) = match args.flood_kind.as_str() {
-        "bad-signature" => (
-            access_key_id.clone(),
-            format!("{secret}x"),
-            "bad-signature",
-        ),
+        "bad-signature" => (access_key_id.clone(), format!("{secret}x"), "bad-signature"),
         "unknown-key" => (
             "AKIAFLOODFLOODFLOOD0".to_string(),
             secret.clone(),

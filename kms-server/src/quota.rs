@@ -165,9 +165,17 @@ fn arn_account(arn: &str) -> &str {
 /// must name its algorithm, and one that names none is symmetric.
 fn family(operation: &str, body: &[u8]) -> Option<usize> {
     let name: Cow<'_, str> = match operation {
-        "Encrypt" | "Decrypt" | "ReEncrypt" | "Sign" | "Verify" | "GenerateDataKeyPair"
+        "Encrypt"
+        | "Decrypt"
+        | "ReEncrypt"
+        | "Sign"
+        | "Verify"
+        | "GenerateDataKeyPair"
         | "GenerateDataKeyPairWithoutPlaintext" => algorithm_family(operation, body),
-        "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" | "GenerateMac" | "VerifyMac"
+        "GenerateDataKey"
+        | "GenerateDataKeyWithoutPlaintext"
+        | "GenerateMac"
+        | "VerifyMac"
         | "GenerateRandom" => Cow::Borrowed("symmetric"),
         "DeriveSharedSecret" => Cow::Borrowed("ecc"),
         other => Cow::Borrowed(other),
@@ -304,7 +312,10 @@ mod tests {
     fn operations_fall_into_aws_families() {
         assert_eq!(family_name("GenerateDataKey", "{}"), Some("symmetric"));
         assert_eq!(family_name("GenerateRandom", "{}"), Some("symmetric"));
-        assert_eq!(family_name("Decrypt", r#"{"CiphertextBlob":"AA=="}"#), Some("symmetric"));
+        assert_eq!(
+            family_name("Decrypt", r#"{"CiphertextBlob":"AA=="}"#),
+            Some("symmetric")
+        );
         let rsa = r#"{"KeyId":"k","EncryptionAlgorithm":"RSAES_OAEP_SHA_256"}"#;
         assert_eq!(family_name("Decrypt", rsa), Some("rsa"));
         let ecc = r#"{"KeyId":"k","SigningAlgorithm":"ECDSA_SHA_256"}"#;
@@ -330,7 +341,14 @@ mod tests {
         assert_eq!(c.rate("DescribeKey"), Some(0.5));
         assert_eq!(c.rate("symmetric"), None);
         assert_eq!(QuotaConfig::aws_defaults(), "aws".parse().unwrap());
-        for bad in ["", "nope=1", "CreateKey=0", "CreateKey=-1", "CreateKey=x", "CreateKey"] {
+        for bad in [
+            "",
+            "nope=1",
+            "CreateKey=0",
+            "CreateKey=-1",
+            "CreateKey=x",
+            "CreateKey",
+        ] {
             assert!(bad.parse::<QuotaConfig>().is_err(), "{bad}");
         }
     }
@@ -352,14 +370,30 @@ mod tests {
         assert!(q.admit_at("111122223333", "CreateKey", b"{}", t1));
         assert!(!q.admit_at("111122223333", "CreateKey", b"{}", t1));
         // A rate below one per second: one request, then one per 1/rate seconds.
-        assert!(!q.admit_at("111122223333", "DescribeKey", b"{}", t0 + Duration::from_secs(1)));
-        assert!(q.admit_at("111122223333", "DescribeKey", b"{}", t0 + Duration::from_secs(2)));
+        assert!(!q.admit_at(
+            "111122223333",
+            "DescribeKey",
+            b"{}",
+            t0 + Duration::from_secs(1)
+        ));
+        assert!(q.admit_at(
+            "111122223333",
+            "DescribeKey",
+            b"{}",
+            t0 + Duration::from_secs(2)
+        ));
     }
 
     #[test]
     fn the_account_comes_from_the_callers_arn() {
-        assert_eq!(arn_account("arn:aws:iam::111122223333:user/alice"), "111122223333");
-        assert_eq!(arn_account("arn:aws:sts::444455556666:assumed-role/r/s"), "444455556666");
+        assert_eq!(
+            arn_account("arn:aws:iam::111122223333:user/alice"),
+            "111122223333"
+        );
+        assert_eq!(
+            arn_account("arn:aws:sts::444455556666:assumed-role/r/s"),
+            "444455556666"
+        );
         assert_eq!(arn_account("nonsense"), "");
     }
 }
