@@ -9,6 +9,8 @@
 #
 # Knobs (environment): CONCURRENCY (default 1,8,32), DURATION (10), WARMUP (2),
 # THREADS (driver tokio threads, 1), OPS (GenerateDataKey,Decrypt),
+# FLOOD (comma-separated flood sizes for envelope, e.g. 0,16: connections sending forged requests
+# beside the measured stream; default 0), FLOOD_KIND (bad-signature or unknown-key),
 # MOTO_SERVER (path to moto_server; default .venv/bin/moto_server), SKIP_MOTO=1,
 # RESULTS_DIR (keep JSON lines and logs there; default a temp dir that is removed).
 set -euo pipefail
@@ -21,6 +23,8 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 THREADS=${THREADS:-1}
 OPS=${OPS:-GenerateDataKey,Decrypt}
+FLOOD=${FLOOD:-0}
+FLOOD_KIND=${FLOOD_KIND:-bad-signature}
 MOTO_SERVER=${MOTO_SERVER:-$repo/.venv/bin/moto_server}
 SKIP_MOTO=${SKIP_MOTO:-0}
 
@@ -95,7 +99,7 @@ if [[ -z $endpoint ]]; then
 fi
 echo "== envelope at $endpoint" >&2
 "$load_bin" --endpoint "$endpoint" --credentials-file "$data/credentials" --profile envelope \
-    --label envelope "${driver_args[@]}" --json | tee "$results/envelope.jsonl" >&2
+    --label envelope "${driver_args[@]}" --flood "$FLOOD" --flood-kind "$FLOOD_KIND" --json | tee "$results/envelope.jsonl" >&2
 kill -TERM "$envelope_pid"
 wait "$envelope_pid" || true
 envelope_pid=
@@ -128,10 +132,11 @@ import json, sys
 rows = [json.loads(l) for f in sys.argv[1:] for l in open(f) if l.strip()]
 order = {"envelope": 0, "moto": 1}
 rows.sort(key=lambda r: (order.get(r["target"], 9), r["op"] != "GenerateDataKey", r["concurrency"]))
-print(f'{"target":<12} {"op":<16} {"conc":>5} {"requests":>9} {"errors":>7} {"req/s":>10} {"p50 ms":>9} {"p99 ms":>9} {"max ms":>9}')
+print(f'{"target":<12} {"op":<16} {"conc":>5} {"requests":>9} {"errors":>7} {"req/s":>10} {"p50 ms":>9} {"p99 ms":>9} {"max ms":>9} {"flood":>6} {"flood/s":>9}')
 for r in rows:
+    flood = f'{r.get("flood", 0):>6} {r.get("flood_rps", 0):>9.0f}' if r.get("flood") else f'{"-":>6} {"-":>9}'
     print(f'{r["target"]:<12} {r["op"]:<16} {r["concurrency"]:>5} {r["requests"]:>9} {r["errors"]:>7} '
-          f'{r["rps"]:>10.0f} {r["p50_us"]/1000:>9.3f} {r["p99_us"]/1000:>9.3f} {r["max_us"]/1000:>9.3f}')
+          f'{r["rps"]:>10.0f} {r["p50_us"]/1000:>9.3f} {r["p99_us"]/1000:>9.3f} {r["max_us"]/1000:>9.3f} {flood}')
 EOF
 if [[ -n ${RESULTS_DIR:-} ]]; then
     echo "JSON lines and server logs in $results" >&2

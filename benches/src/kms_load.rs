@@ -7,7 +7,7 @@
 
 use std::error::Error;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,6 +69,15 @@ struct Args {
     /// Print JSON lines instead of a table.
     #[arg(long)]
     json: bool,
+    /// Comma-separated flood sizes: beside the measured stream, this many extra connections send
+    /// requests that fail authentication as fast as they are answered (0 = no flood). Each
+    /// (operation, concurrency) is measured once per flood size, in this order.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    flood: Vec<usize>,
+    /// What the flood sends: `bad-signature` (a known access key, a wrong secret: the server
+    /// verifies each signature) or `unknown-key` (an access key the server does not know).
+    #[arg(long, default_value = "bad-signature")]
+    flood_kind: String,
     /// Only measure the driver's own signing cost: sign N GenerateDataKey requests
     /// (no I/O, no server needed) and print the time per request.
     #[arg(long, value_name = "N")]
@@ -409,6 +418,9 @@ struct Report {
     p50_us: u32,
     p99_us: u32,
     max_us: u32,
+    flood: usize,
+    /// Flood requests answered per second (all refused, as they must be).
+    flood_rps: f64,
 }
 
 /// Nearest-rank percentile of sorted samples.
@@ -426,10 +438,21 @@ async fn run_one(
     op: Op,
     call: &Arc<Call>,
     concurrency: usize,
+    flood: Option<(&Arc<Target>, usize)>,
 ) -> Res<Report> {
     let t0 = Instant::now();
     let measure_from = t0 + Duration::from_secs_f64(args.warmup);
     let end = measure_from + Duration::from_secs_f64(args.duration);
+    let flood_size = flood.map_or(0, |(_, n)| n);
+    let refused = Arc::new(AtomicU64::new(0));
+    let flooders: Vec<_> = flood
+        .into_iter()
+        .flat_map(|(ft, n)| (0..n).map(move |_| ft.clone()))
+        .map(|ft| {
+            let (call, refused) = (call.clone(), refused.clone());
+            tokio::spawn(flood_worker(ft, call, measure_from, end, refused))
+        })
+        .collect();
     let handles: Vec<_> = (0..concurrency)
         .map(|_| tokio::spawn(worker(t.clone(), call.clone(), measure_from, end)))
         .collect();
@@ -441,6 +464,9 @@ async fn run_one(
         all.extend_from_slice(&r.latencies_us);
         errors += r.errors;
         last_done = last_done.max(r.last_done);
+    }
+    for f in flooders {
+        f.await?;
     }
     all.sort_unstable();
     let seconds = last_done
@@ -460,7 +486,45 @@ async fn run_one(
         p50_us: percentile(&all, 0.50),
         p99_us: percentile(&all, 0.99),
         max_us: all.last().copied().unwrap_or(0),
+        flood: flood_size,
+        flood_rps: refused.load(Ordering::Relaxed) as f64 / args.duration,
     })
+}
+
+/// One flooding connection: sends `call` signed by the flood's signer (which the server must
+/// refuse) as fast as it is answered, and counts the refusals answered in the measured window.
+async fn flood_worker(
+    t: Arc<Target>,
+    call: Arc<Call>,
+    measure_from: Instant,
+    end: Instant,
+    refused: Arc<AtomicU64>,
+) {
+    let deadline = tokio::time::Instant::from_std(end + REQUEST_TIMEOUT);
+    let _ = tokio::time::timeout_at(deadline, async {
+        let mut conn = None;
+        while Instant::now() < end {
+            let outcome = call_once(&t, &mut conn, &call).await;
+            let now = Instant::now();
+            match outcome {
+                Err(CallError::Status(400, _)) if now >= measure_from && now < end => {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(CallError::Status(400, _)) => {}
+                Ok(_) => {
+                    eprintln!("kms-load: a flood request was accepted; the flood is not forged");
+                    return;
+                }
+                Err(e) => {
+                    if !t.first_error_printed.swap(true, Ordering::Relaxed) {
+                        eprintln!("kms-load: first flood error: {}", describe(&e));
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    })
+    .await;
 }
 
 fn read_credentials(path: &str, profile: &str) -> Res<(String, String)> {
@@ -525,15 +589,25 @@ async fn parse_endpoint(endpoint: &str) -> Res<(SocketAddr, String)> {
 
 fn print_table_header() {
     println!(
-        "{:<12} {:<16} {:>5} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9}",
-        "target", "op", "conc", "requests", "errors", "req/s", "p50 ms", "p99 ms", "max ms"
+        "{:<12} {:<16} {:>5} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>6} {:>10}",
+        "target",
+        "op",
+        "conc",
+        "requests",
+        "errors",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "flood",
+        "flood/s"
     );
 }
 
 fn print_row(r: &Report) {
     let ms = |us: u32| f64::from(us) / 1000.0;
     println!(
-        "{:<12} {:<16} {:>5} {:>9} {:>7} {:>10.0} {:>9.3} {:>9.3} {:>9.3}",
+        "{:<12} {:<16} {:>5} {:>9} {:>7} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>6} {:>10.0}",
         r.label,
         r.op.name(),
         r.concurrency,
@@ -542,9 +616,22 @@ fn print_row(r: &Report) {
         r.rps,
         ms(r.p50_us),
         ms(r.p99_us),
-        ms(r.max_us)
+        ms(r.max_us),
+        r.flood,
+        r.flood_rps
     );
 }
+
+fn flood_kind_label(flood: usize) -> &'static str {
+    if flood == 0 {
+        "none"
+    } else {
+        FLOOD_KIND.get().copied().unwrap_or("")
+    }
+}
+
+/// The flood kind, for the JSON lines.
+static FLOOD_KIND: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
 fn print_json(r: &Report) {
     let v = serde_json::json!({
@@ -559,6 +646,9 @@ fn print_json(r: &Report) {
         "p50_us": r.p50_us,
         "p99_us": r.p99_us,
         "max_us": r.max_us,
+        "flood": r.flood,
+        "flood_kind": flood_kind_label(r.flood),
+        "flood_rps": r.flood_rps,
     });
     println!("{v}");
 }
@@ -665,6 +755,23 @@ async fn run(args: Args) -> Res<()> {
         decrypt = Some(Arc::new(Call::new("Decrypt", body)?));
     }
 
+    // The flood signs with a secret the server does not hold for its access key id.
+    let (flood_key, flood_secret, kind) = match args.flood_kind.as_str() {
+        "bad-signature" => (access_key_id.clone(), format!("{secret}x"), "bad-signature"),
+        "unknown-key" => (
+            "AKIAFLOODFLOODFLOOD0".to_string(),
+            secret.clone(),
+            "unknown-key",
+        ),
+        other => return Err(format!("--flood-kind {other}: bad-signature or unknown-key").into()),
+    };
+    let _ = FLOOD_KIND.set(kind);
+    let flood_target = Arc::new(Target {
+        addr: target.addr,
+        host: target.host.clone(),
+        signer: kms_server::sigv4::KmsSigner::new(&flood_key, &flood_secret, &args.region),
+        first_error_printed: AtomicBool::new(false),
+    });
     if !args.json {
         print_table_header();
     }
@@ -674,11 +781,14 @@ async fn run(args: Args) -> Res<()> {
             Op::Decrypt => decrypt.as_ref().ok_or("decrypt call not prepared")?,
         };
         for &c in &args.concurrency {
-            let r = run_one(&args, &target, op, call, c).await?;
-            if args.json {
-                print_json(&r);
-            } else {
-                print_row(&r);
+            for &f in &args.flood {
+                let flood = (f > 0).then_some((&flood_target, f));
+                let r = run_one(&args, &target, op, call, c, flood).await?;
+                if args.json {
+                    print_json(&r);
+                } else {
+                    print_row(&r);
+                }
             }
         }
     }

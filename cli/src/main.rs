@@ -116,6 +116,54 @@ struct ServeArgs {
     /// user PIN.
     #[arg(long = "hsm-cluster", value_name = "cluster-ID=MODULE:LABEL")]
     hsm_clusters: Vec<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// `serve`'s limits on connections and requests (kms_server::Limits documents each).
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Most connections open at once; at the limit the idlest connection is closed to make room.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// Seconds a connection may stay open with no request in flight (HTTP/1.1 and HTTP/2).
+    #[arg(long, default_value_t = 60.0, value_parser = seconds)]
+    idle_timeout: f64,
+    /// Seconds to receive a request head once it has begun, and to finish a TLS handshake.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+    header_timeout: f64,
+    /// Seconds to receive a request body.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+    body_timeout: f64,
+    /// Most concurrent requests a client may have on one HTTP/2 connection.
+    #[arg(long, default_value_t = 100)]
+    h2_max_streams: u32,
+    /// Throttle with ThrottlingException as AWS KMS does, per account and operation family:
+    /// `aws` (AWS's default rates), FAMILY=RATE (requests per second), or both, comma-separated
+    /// (e.g. `aws,CreateKey=50`). Off by default.
+    #[arg(long, value_name = "SPEC")]
+    request_quotas: Option<kms_server::QuotaConfig>,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> kms_server::Limits {
+        kms_server::Limits {
+            max_connections: self.max_connections,
+            idle_timeout: Duration::from_secs_f64(self.idle_timeout),
+            header_timeout: Duration::from_secs_f64(self.header_timeout),
+            body_timeout: Duration::from_secs_f64(self.body_timeout),
+            h2_max_concurrent_streams: self.h2_max_streams,
+            ..kms_server::Limits::default()
+        }
+    }
+}
+
+/// A positive number of seconds, below a day.
+fn seconds(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0 && *v < 86_400.0)
+        .ok_or_else(|| format!("'{s}' is not a number of seconds between 0 and 86400"))
 }
 
 #[derive(Subcommand)]
@@ -508,7 +556,10 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         let _ = writeln!(out, "listening on {scheme}://{addr}");
         let _ = out.flush();
     }
-    let app = kms_server::App::new(kms.clone(), kms_server::Limits::default());
+    let mut app = kms_server::App::new(kms.clone(), args.limits.limits());
+    if let Some(quotas) = args.limits.request_quotas.clone() {
+        app = app.with_request_quotas(quotas);
+    }
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     kms_server::serve(listener, app, acceptor, shutdown_signal())
         .await

@@ -14,8 +14,10 @@
 //! The modules: `router` (the axum app: the one `POST /` handler, AWS's error shapes, limits,
 //! health), `query` and `xml` (IAM and STS on the same `POST /`: form bodies in, XML out), `auth`
 //! (SigV4 verification of a request against the principals and sessions the key service knows),
-//! `metrics` (request counters at `GET /metrics`), `server` (accepting connections: HTTP/1 and 2,
-//! TLS, graceful shutdown), [`sigv4`] (the signature algorithm) and `tls`. With the `test-util`
+//! `quota` (AWS's request quotas, off unless configured), `metrics` (request counters at
+//! `GET /metrics`), `server` (accepting connections: HTTP/1 and 2, TLS, graceful shutdown) with
+//! `connections` (the connection limit and idle timeout), [`sigv4`] (the signature algorithm) and
+//! `tls`. With the `test-util`
 //! feature: `LocalEndpoint` (an endpoint in this process, for tests) and the client-side signer
 //! `sigv4::KmsSigner`; a build of the binary alone (`-p envelope`) carries neither (a whole-workspace build
 //! enables the feature for every crate, as `benches` needs it).
@@ -23,10 +25,12 @@
 #![deny(missing_docs)]
 
 mod auth;
+mod connections;
 #[cfg(feature = "test-util")]
 mod local;
 mod metrics;
 mod query;
+mod quota;
 mod router;
 mod server;
 pub mod sigv4;
@@ -35,6 +39,7 @@ mod xml;
 
 #[cfg(feature = "test-util")]
 pub use local::LocalEndpoint;
+pub use quota::QuotaConfig;
 pub use router::{App, Limits};
 pub use server::serve;
 pub use tls::load_tls_config;

@@ -18,20 +18,39 @@ use http_body_util::{BodyExt, Limited};
 use kms_core::{Kms, KmsError};
 
 use crate::metrics::{metrics, Metrics};
+use crate::quota::{caller_account, QuotaConfig, RequestQuotas, THROTTLED};
 use crate::sigv4;
 
-/// Bounds on what one request may cost.
+/// Bounds on what one request and one connection may cost. Every field has a default fit for a
+/// public listener; `envelope serve` exposes the ones an operator tunes.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest request body, bytes.
+    /// Largest request body, bytes (64 KiB).
     pub max_body_bytes: usize,
-    /// Largest request head (request line and headers), bytes.
+    /// Largest request head (request line and headers; on HTTP/2 the decoded header list), bytes
+    /// (64 KiB).
     pub max_header_bytes: usize,
-    /// Time to read the request head.
+    /// Time to read an HTTP/1.1 request head, and to complete a TLS handshake (10 s). Against
+    /// slowloris: a head trickled in byte by byte is cut off here. hyper starts this clock when it
+    /// waits for a head, so it also closes an HTTP/1.1 keep-alive connection idle this long.
     pub header_timeout: Duration,
-    /// Time for the whole request, body included.
+    /// Time to read a request body once the head is in (10 s). A trickled body is answered with
+    /// `RequestTimeoutException` (HTTP 408).
+    pub body_timeout: Duration,
+    /// Time for the whole request, body and operation included (30 s).
     pub request_timeout: Duration,
-    /// Allowed clock difference between a request's date and ours.
+    /// A connection with no request in flight for this long is closed (60 s): an HTTP/2
+    /// connection (with a GOAWAY), pings or not, and a connection that never sends a byte or never
+    /// finishes its HTTP/2 preface or a header block. (HTTP/1.1 keep-alive: `header_timeout`.)
+    pub idle_timeout: Duration,
+    /// Most connections open at once (4096). At the limit the connection idle the longest is
+    /// closed to make room; when none is idle, accepting waits for one to end. Each connection
+    /// holds a file descriptor: keep `ulimit -n` above this.
+    pub max_connections: usize,
+    /// Most concurrent streams (requests) a client may open on one HTTP/2 connection (100); more
+    /// are refused with `REFUSED_STREAM`, which clients retry.
+    pub h2_max_concurrent_streams: u32,
+    /// Allowed clock difference between a request's date and ours (15 min).
     pub clock_skew: Duration,
 }
 
@@ -41,7 +60,11 @@ impl Default for Limits {
             max_body_bytes: 64 * 1024,
             max_header_bytes: 64 * 1024,
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+            h2_max_concurrent_streams: 100,
             clock_skew: Duration::from_secs(15 * 60),
         }
     }
@@ -54,6 +77,7 @@ pub struct App {
     pub(crate) signing_keys: Arc<sigv4::SigningKeyCache>,
     pub(crate) limits: Limits,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) quotas: Option<Arc<RequestQuotas>>,
 }
 
 const JSON_11: &str = "application/x-amz-json-1.1";
@@ -78,7 +102,15 @@ impl App {
             limits,
             metrics: Arc::default(),
             signing_keys: Arc::default(),
+            quotas: None,
         }
+    }
+
+    /// Throttles callers beyond `quotas` with `ThrottlingException`, as AWS does. Without this
+    /// call no request is throttled.
+    pub fn with_request_quotas(mut self, quotas: QuotaConfig) -> Self {
+        self.quotas = Some(Arc::new(RequestQuotas::new(quotas)));
+        self
     }
 
     /// The axum router: `POST /` for the KMS API, `GET /health`, `GET /metrics`.
@@ -107,6 +139,15 @@ impl App {
         error_response(status, name, message, request_id)
     }
 
+    fn request_timeout(&self, request_id: &str) -> Response {
+        self.fail(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeoutException",
+            "The request was not completed in time.",
+            request_id,
+        )
+    }
+
     pub(crate) fn kms_error(&self, e: &KmsError, request_id: &str) -> Response {
         let status = if e.is_internal() {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -119,12 +160,11 @@ impl App {
     async fn handle(&self, peer: Option<SocketAddr>, req: Request, request_id: &str) -> Response {
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, self.limits.max_body_bytes)
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(e)
+        let body = Limited::new(body, self.limits.max_body_bytes).collect();
+        let body = match tokio::time::timeout(self.limits.body_timeout, body).await {
+            Err(_) => return self.request_timeout(request_id),
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(e))
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
             {
@@ -138,7 +178,7 @@ impl App {
                     request_id,
                 )
             }
-            Err(_) => {
+            Ok(Err(_)) => {
                 return self.fail(
                     StatusCode::BAD_REQUEST,
                     "SerializationException",
@@ -192,6 +232,17 @@ impl App {
                 request_id,
             );
         }
+        if let Some(quotas) = &self.quotas {
+            if !quotas.admit(caller_account(&caller), operation, &body) {
+                self.metrics.throttled.fetch_add(1, Ordering::Relaxed);
+                return self.fail(
+                    StatusCode::BAD_REQUEST,
+                    "ThrottlingException",
+                    THROTTLED,
+                    request_id,
+                );
+            }
+        }
         caller.source_ip = peer.map(|p| p.ip().to_string());
         // The operation runs as a task of its own: a client that hangs up mid-call drops this
         // future, not the operation, so a started call always completes and is recorded in the
@@ -237,12 +288,7 @@ async fn kms_handler(State(app): State<App>, req: Request) -> Response {
     .await
     {
         Ok(r) => r,
-        Err(_) => app.fail(
-            StatusCode::REQUEST_TIMEOUT,
-            "RequestTimeoutException",
-            "The request was not completed in time.",
-            &request_id,
-        ),
+        Err(_) => app.request_timeout(&request_id),
     }
 }
 
