@@ -264,13 +264,15 @@ impl Kms {
     }
 }
 
-/// One page of `items` (sorted by `key`): `Marker` is the key to start at, `MaxItems` 1 to 1000
-/// (default 100). Returns the page and the next marker when truncated.
+/// One page of `items` in the order of `key` (bytewise, whatever order the database's collation
+/// returned them in, so a marker means the same on SQLite and PostgreSQL): `Marker` is the key to
+/// start at, `MaxItems` 1 to 1000 (default 100). Returns the page and the next marker when truncated.
 pub(crate) fn page<T>(
-    items: Vec<T>,
+    mut items: Vec<T>,
     key: impl Fn(&T) -> String,
     p: &Params,
 ) -> Result<(Vec<T>, Option<String>), IamError> {
+    items.sort_by_cached_key(|i| key(i));
     let max = match p.get("MaxItems") {
         None => 100,
         Some(s) => match s.parse::<usize>() {
