@@ -167,17 +167,22 @@ impl Kms {
     }
 
     /// Decides an IAM action on `resource` (identity-based policies only) through the one
-    /// authorization point.
+    /// authorization point, with the request's tags and one more condition key (`iam:PolicyARN`)
+    /// when the action has them.
     pub(crate) async fn authorize_iam(
         &self,
         caller: &Caller,
         action: &str,
         resource: &str,
         request_tags: Option<&BTreeMap<String, String>>,
+        key: Option<(&str, &str)>,
     ) -> Result<(), IamError> {
         let mut ctx = request_context(caller, action).with_resource(resource);
         if let Some(tags) = request_tags {
             ctx = ctx.with_request_tags(tags);
+        }
+        if let Some((k, v)) = key {
+            ctx.set(k, v);
         }
         self.authorize(&ctx, None, &[]).await?;
         Ok(())
