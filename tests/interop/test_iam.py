@@ -460,3 +460,20 @@ def test_principal_create_in_another_account_with_a_policy(server, tmp_path):
     assert r.returncode == 0 and "has no policy" in r.stderr
     assert iam.list_attached_user_policies(UserName="bare")["AttachedPolicies"] == []
     assert iam.list_user_policies(UserName="bare")["PolicyNames"] == []
+
+
+def test_policy_arn_condition_limits_what_may_be_attached(server, iam):
+    pname = unique("ro")
+    ro = iam.create_policy(PolicyName=pname, PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iam:GetUser", "Resource": "*"}]}))
+    name, key = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["iam:AttachUserPolicy", "iam:DetachUserPolicy"],
+         "Resource": "*", "Condition": {"ArnEquals": {"iam:PolicyARN": ro["Policy"]["Arn"]}}}]})
+    me = as_user(server, key)
+    with pytest.raises(me.exceptions.ClientError) as e:
+        me.attach_user_policy(UserName=name, PolicyArn=ADMIN_ARN)
+    assert error_code(e.value) == "AccessDenied"
+    assert iam.list_attached_user_policies(UserName=name)["AttachedPolicies"] == []
+    me.attach_user_policy(UserName=name, PolicyArn=ro["Policy"]["Arn"])
+    assert me.get_user()["User"]["UserName"] == name
+    me.detach_user_policy(UserName=name, PolicyArn=ro["Policy"]["Arn"])

@@ -72,26 +72,27 @@ impl Kms {
         kind: Kind,
         verb: &str,
         object: &str,
+        key: Option<(&str, &str)>,
     ) -> Result<Owner, IamError> {
         let name = p.required(kind.param())?;
         let action = format!("iam:{verb}{}{object}", kind.name());
         Ok(match kind {
             Kind::User => {
-                let u = self.user_for(caller, name, &action).await?;
+                let u = self.user_for_with(caller, name, &action, key).await?;
                 Owner {
                     id: u.user_id,
                     name: u.user_name,
                 }
             }
             Kind::Group => {
-                let g = self.group_for(caller, name, &action).await?;
+                let g = self.group_for_with(caller, name, &action, key).await?;
                 Owner {
                     id: g.group_id,
                     name: g.group_name,
                 }
             }
             Kind::Role => {
-                let r = self.role_for(caller, name, &action).await?;
+                let r = self.role_for_with(caller, name, &action, key).await?;
                 Owner {
                     id: r.role_id,
                     name: r.role_name,
@@ -111,7 +112,9 @@ impl Kms {
         let policy_name = p.required("PolicyName")?;
         check_name(policy_name, "policyName", 128)?;
         let document = p.required("PolicyDocument")?;
-        let owner = self.owner_for(caller, p, kind, "Put", "Policy").await?;
+        let owner = self
+            .owner_for(caller, p, kind, "Put", "Policy", None)
+            .await?;
         check_identity_policy(document)?;
         let limit = kind.limit();
         let others: usize = self
@@ -145,7 +148,9 @@ impl Kms {
     ) -> Result<Option<Value>, IamError> {
         let policy_name = p.required("PolicyName")?;
         check_name(policy_name, "policyName", 128)?;
-        let owner = self.owner_for(caller, p, kind, "Get", "Policy").await?;
+        let owner = self
+            .owner_for(caller, p, kind, "Get", "Policy", None)
+            .await?;
         let all = self.store().inline_policies(&owner.id).await?;
         let Some((name, doc)) = all.into_iter().find(|(n, _)| n == policy_name) else {
             return Err(IamError::NoSuchEntity(format!(
@@ -166,7 +171,9 @@ impl Kms {
         p: &Params,
         kind: Kind,
     ) -> Result<Option<Value>, IamError> {
-        let owner = self.owner_for(caller, p, kind, "List", "Policies").await?;
+        let owner = self
+            .owner_for(caller, p, kind, "List", "Policies", None)
+            .await?;
         let names: Vec<String> = self
             .store()
             .inline_policies(&owner.id)
@@ -190,7 +197,9 @@ impl Kms {
     ) -> Result<Option<Value>, IamError> {
         let policy_name = p.required("PolicyName")?;
         check_name(policy_name, "policyName", 128)?;
-        let owner = self.owner_for(caller, p, kind, "Delete", "Policy").await?;
+        let owner = self
+            .owner_for(caller, p, kind, "Delete", "Policy", None)
+            .await?;
         if !self
             .store()
             .delete_inline_policy(&owner.id, policy_name)
@@ -272,7 +281,7 @@ impl Kms {
         let description = p.get("Description").map(str::to_owned);
         let account = &caller.principal.account;
         let arn = iam_arn(account, "policy", &path, name);
-        self.authorize_iam(caller, "iam:CreatePolicy", &arn, None)
+        self.authorize_iam(caller, "iam:CreatePolicy", &arn, None, None)
             .await?;
         check_identity_policy(document)?;
         check_size(document, SizeLimit::ManagedPolicy)?;
@@ -299,7 +308,7 @@ impl Kms {
         p: &Params,
     ) -> Result<Option<Value>, IamError> {
         let arn = p.required("PolicyArn")?;
-        self.authorize_iam(caller, "iam:GetPolicy", arn, None)
+        self.authorize_iam(caller, "iam:GetPolicy", arn, None, None)
             .await?;
         let row = self.managed_policy(caller, arn).await?;
         Ok(Some(Value::Struct(vec![(
@@ -315,7 +324,7 @@ impl Kms {
     ) -> Result<Option<Value>, IamError> {
         let arn = p.required("PolicyArn")?;
         let version = p.required("VersionId")?;
-        self.authorize_iam(caller, "iam:GetPolicyVersion", arn, None)
+        self.authorize_iam(caller, "iam:GetPolicyVersion", arn, None, None)
             .await?;
         let row = self.managed_policy(caller, arn).await?;
         if version != "v1" {
@@ -344,6 +353,7 @@ impl Kms {
             caller,
             "iam:ListPolicies",
             &iam_arn(account, "policy", "/", ""),
+            None,
             None,
         )
         .await?;
@@ -378,7 +388,7 @@ impl Kms {
         p: &Params,
     ) -> Result<Option<Value>, IamError> {
         let arn = p.required("PolicyArn")?;
-        self.authorize_iam(caller, "iam:DeletePolicy", arn, None)
+        self.authorize_iam(caller, "iam:DeletePolicy", arn, None, None)
             .await?;
         if arn == ADMINISTRATOR_ACCESS {
             return Err(IamError::InvalidInput(format!(
@@ -401,7 +411,16 @@ impl Kms {
         kind: Kind,
     ) -> Result<Option<Value>, IamError> {
         let arn = p.required("PolicyArn")?;
-        let owner = self.owner_for(caller, p, kind, "Attach", "Policy").await?;
+        let owner = self
+            .owner_for(
+                caller,
+                p,
+                kind,
+                "Attach",
+                "Policy",
+                Some(("iam:PolicyARN", arn)),
+            )
+            .await?;
         self.managed_policy(caller, arn).await?;
         let attached = self.store().attached_policies(&owner.id).await?;
         if !attached.iter().any(|a| a == arn) && attached.len() >= ATTACHED_PER_ENTITY {
@@ -422,7 +441,16 @@ impl Kms {
         kind: Kind,
     ) -> Result<Option<Value>, IamError> {
         let arn = p.required("PolicyArn")?;
-        let owner = self.owner_for(caller, p, kind, "Detach", "Policy").await?;
+        let owner = self
+            .owner_for(
+                caller,
+                p,
+                kind,
+                "Detach",
+                "Policy",
+                Some(("iam:PolicyARN", arn)),
+            )
+            .await?;
         if !self.store().detach_policy(&owner.id, arn).await? {
             return Err(IamError::NoSuchEntity(format!(
                 "Policy {arn} was not found."
@@ -439,7 +467,7 @@ impl Kms {
         kind: Kind,
     ) -> Result<Option<Value>, IamError> {
         let owner = self
-            .owner_for(caller, p, kind, "ListAttached", "Policies")
+            .owner_for(caller, p, kind, "ListAttached", "Policies", None)
             .await?;
         let arns = self.store().attached_policies(&owner.id).await?;
         let (arns, next) = page(arns, String::clone, p)?;

@@ -172,17 +172,22 @@ impl Kms {
     }
 
     /// Decides an IAM action on `resource` (identity-based policies only) through the one
-    /// authorization point.
+    /// authorization point, with the request's tags and one more condition key (`iam:PolicyARN`)
+    /// when the action has them.
     pub(crate) async fn authorize_iam(
         &self,
         caller: &Caller,
         action: &str,
         resource: &str,
         request_tags: Option<&BTreeMap<String, String>>,
+        key: Option<(&str, &str)>,
     ) -> Result<(), IamError> {
         let mut ctx = request_context(caller, action).with_resource(resource);
         if let Some(tags) = request_tags {
             ctx = ctx.with_request_tags(tags);
+        }
+        if let Some((k, v)) = key {
+            ctx.set(k, v);
         }
         self.authorize(&ctx, None, &[]).await?;
         Ok(())
@@ -269,13 +274,15 @@ impl Kms {
     }
 }
 
-/// One page of `items` (sorted by `key`): `Marker` is the key to start at, `MaxItems` 1 to 1000
-/// (default 100). Returns the page and the next marker when truncated.
+/// One page of `items` in the order of `key` (bytewise, whatever order the database's collation
+/// returned them in, so a marker means the same on SQLite and PostgreSQL): `Marker` is the key to
+/// start at, `MaxItems` 1 to 1000 (default 100). Returns the page and the next marker when truncated.
 pub(crate) fn page<T>(
-    items: Vec<T>,
+    mut items: Vec<T>,
     key: impl Fn(&T) -> String,
     p: &Params,
 ) -> Result<(Vec<T>, Option<String>), IamError> {
+    items.sort_by_cached_key(|i| key(i));
     let max = match p.get("MaxItems") {
         None => 100,
         Some(s) => match s.parse::<usize>() {

@@ -70,6 +70,17 @@ impl Kms {
         name: &str,
         action: &str,
     ) -> Result<RoleRow, IamError> {
+        self.role_for_with(caller, name, action, None).await
+    }
+
+    /// [`role_for`](Self::role_for) with one more condition key.
+    pub(crate) async fn role_for_with(
+        &self,
+        caller: &Caller,
+        name: &str,
+        action: &str,
+        key: Option<(&str, &str)>,
+    ) -> Result<RoleRow, IamError> {
         check_name(name, "roleName", 64)?;
         let account = &caller.principal.account;
         let found = self.store().role_by_name(account, name).await?;
@@ -77,7 +88,7 @@ impl Kms {
             .as_ref()
             .map(role_arn)
             .unwrap_or_else(|| iam_arn(account, "role", "/", name));
-        self.authorize_iam(caller, action, &arn, None).await?;
+        self.authorize_iam(caller, action, &arn, None, key).await?;
         found.ok_or_else(|| {
             IamError::NoSuchEntity(format!("The role with name {name} cannot be found."))
         })
@@ -119,7 +130,7 @@ impl Kms {
         let tags = p.tags("Tags")?;
         let account = &caller.principal.account;
         let arn = iam_arn(account, "role", &path, name);
-        self.authorize_iam(caller, "iam:CreateRole", &arn, Some(&tags))
+        self.authorize_iam(caller, "iam:CreateRole", &arn, Some(&tags), None)
             .await?;
         check_trust_policy(trust)?;
         let r = RoleRow {
@@ -158,6 +169,7 @@ impl Kms {
             caller,
             "iam:ListRoles",
             &iam_arn(account, "role", "/", ""),
+            None,
             None,
         )
         .await?;

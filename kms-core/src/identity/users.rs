@@ -111,6 +111,17 @@ impl Kms {
         name: &str,
         action: &str,
     ) -> Result<UserRow, IamError> {
+        self.user_for_with(caller, name, action, None).await
+    }
+
+    /// [`user_for`](Self::user_for) with one more condition key.
+    pub(crate) async fn user_for_with(
+        &self,
+        caller: &Caller,
+        name: &str,
+        action: &str,
+        key: Option<(&str, &str)>,
+    ) -> Result<UserRow, IamError> {
         check_name(name, "userName", 64)?;
         let account = &caller.principal.account;
         let found = self.store().user_by_name(account, name).await?;
@@ -118,7 +129,7 @@ impl Kms {
             .as_ref()
             .map(user_arn)
             .unwrap_or_else(|| iam_arn(account, "user", "/", name));
-        self.authorize_iam(caller, action, &arn, None).await?;
+        self.authorize_iam(caller, action, &arn, None, key).await?;
         found.ok_or_else(|| {
             IamError::NoSuchEntity(format!("The user with name {name} cannot be found."))
         })
@@ -144,7 +155,7 @@ impl Kms {
                 "Must specify userName when calling with non-User credentials".into(),
             )
         })?;
-        self.authorize_iam(caller, action, &user_arn(&me), None)
+        self.authorize_iam(caller, action, &user_arn(&me), None, None)
             .await?;
         Ok(me)
     }
@@ -157,6 +168,17 @@ impl Kms {
         name: &str,
         action: &str,
     ) -> Result<GroupRow, IamError> {
+        self.group_for_with(caller, name, action, None).await
+    }
+
+    /// [`group_for`](Self::group_for) with one more condition key.
+    pub(crate) async fn group_for_with(
+        &self,
+        caller: &Caller,
+        name: &str,
+        action: &str,
+        key: Option<(&str, &str)>,
+    ) -> Result<GroupRow, IamError> {
         check_name(name, "groupName", 128)?;
         let account = &caller.principal.account;
         let found = self.store().group_by_name(account, name).await?;
@@ -164,7 +186,7 @@ impl Kms {
             .as_ref()
             .map(group_arn)
             .unwrap_or_else(|| iam_arn(account, "group", "/", name));
-        self.authorize_iam(caller, action, &arn, None).await?;
+        self.authorize_iam(caller, action, &arn, None, key).await?;
         found.ok_or_else(|| {
             IamError::NoSuchEntity(format!("The group with name {name} cannot be found."))
         })
@@ -181,7 +203,7 @@ impl Kms {
         let tags = p.tags("Tags")?;
         let account = &caller.principal.account;
         let arn = iam_arn(account, "user", &path, name);
-        self.authorize_iam(caller, "iam:CreateUser", &arn, Some(&tags))
+        self.authorize_iam(caller, "iam:CreateUser", &arn, Some(&tags), None)
             .await?;
         let u = UserRow {
             user_id: new_id("AIDA")?,
@@ -204,7 +226,7 @@ impl Kms {
         if p.get("UserName").is_none() && caller.principal.is_root() {
             // The root user asks about itself.
             let acct = &caller.principal.account;
-            self.authorize_iam(caller, "iam:GetUser", &caller.principal.arn, None)
+            self.authorize_iam(caller, "iam:GetUser", &caller.principal.arn, None, None)
                 .await?;
             return Ok(Some(Value::Struct(vec![(
                 "User",
@@ -229,6 +251,7 @@ impl Kms {
             caller,
             "iam:ListUsers",
             &iam_arn(account, "user", "/", ""),
+            None,
             None,
         )
         .await?;
@@ -373,6 +396,7 @@ impl Kms {
             "iam:CreateGroup",
             &iam_arn(account, "group", &path, name),
             None,
+            None,
         )
         .await?;
         let g = GroupRow {
@@ -415,6 +439,7 @@ impl Kms {
             caller,
             "iam:ListGroups",
             &iam_arn(account, "group", "/", ""),
+            None,
             None,
         )
         .await?;
