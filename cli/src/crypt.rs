@@ -147,6 +147,10 @@ pub struct DecryptArgs {
     /// Refuse messages with more encrypted data keys than this.
     #[arg(long, value_name = "N", default_value_t = s3_crypto::DEFAULT_MAX_ENCRYPTED_DATA_KEYS)]
     max_data_keys: usize,
+    /// Refuse messages whose frames (or non-framed body) are longer than this many bytes, before
+    /// reading them: decryption holds a frame in memory.
+    #[arg(long, value_name = "BYTES", default_value_t = s3_crypto::DEFAULT_MAX_BUFFERED_CONTENT)]
+    max_frame_length: u64,
     /// Decrypt only this byte range of the plaintext: FIRST-LAST (inclusive), FIRST- or -SUFFIX, as
     /// HTTP's Range header. Reads only the frames that hold it (input must be a file; framed,
     /// unsigned messages).
@@ -736,6 +740,7 @@ pub async fn decrypt(args: DecryptArgs) -> Result<(), CliError> {
     let decryptor = Decryptor::new(keyring.as_ref())
         .commitment_policy(policy)
         .max_encrypted_data_keys(args.max_data_keys)
+        .max_buffered_content(args.max_frame_length)
         .required_context(context_of(&args.context));
     let header = if let Some(range) = args.range {
         let input = BufReader::with_capacity(1 << 16, open_file(&args.input)?);

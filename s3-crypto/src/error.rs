@@ -152,6 +152,19 @@ pub enum Error {
         /// The ETag the store announced.
         etag: String,
     },
+    /// An object that is read whole into memory (an S3 Encryption Client instruction file) is
+    /// longer than its limit; refused before its body is read when the store announces its length.
+    #[error("s3://{bucket}/{key}: {what} longer than the limit of {max} bytes")]
+    ObjectTooLarge {
+        /// What the object is (`"an instruction file"`).
+        what: &'static str,
+        /// The bucket.
+        bucket: String,
+        /// The object key.
+        key: String,
+        /// The limit.
+        max: u64,
+    },
     /// The caller cancelled the transfer (Ctrl-C); a multipart upload was aborted.
     #[error("cancelled")]
     Cancelled,

@@ -30,8 +30,16 @@ pub mod stream;
 /// The default limit on encrypted data keys per message on decrypt.
 pub const DEFAULT_MAX_ENCRYPTED_DATA_KEYS: usize = 16;
 
-/// The default limit on what decryption buffers at once: one frame, or a whole non-framed body.
+/// The default limit on what decryption buffers at once: one frame, or a whole non-framed body
+/// (plaintext bytes). A message whose header announces longer frames is refused before anything
+/// of its body is read (`Error::ContentTooLarge`); the AWS Encryption SDK has the same kind of
+/// limit (`max_body_length` in Python). Raise it with `Decryptor::max_buffered_content`.
 pub const DEFAULT_MAX_BUFFERED_CONTENT: u64 = 256 * 1024 * 1024;
+
+/// The default budget of frame buffers that parallel encryption and decryption hold at once,
+/// whatever the thread count: `2 × threads + 2` batches of about 1 MiB of frames, cut down to this
+/// (at least one frame). With the default 64 KiB frames it binds only above 30 threads.
+pub const DEFAULT_FRAME_MEMORY: usize = 64 * 1024 * 1024;
 
 /// The default frame length for encryption: 64 KiB, chosen by measurement (see the README: 4 KiB
 /// frames are ~20% slower, 4 MiB frames leave L2, 64–256 KiB are level).

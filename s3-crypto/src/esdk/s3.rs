@@ -519,6 +519,8 @@ pub struct GetOptions {
     threads: usize,
     range: Option<ByteRange>,
     sse_c: Option<SseCustomerKey>,
+    max_buffered_content: u64,
+    memory_budget: usize,
 }
 
 impl Default for GetOptions {
@@ -528,14 +530,32 @@ impl Default for GetOptions {
 }
 
 impl GetOptions {
-    /// The whole object, no required encryption context, 2 threads.
+    /// The whole object, no required encryption context, 2 threads, frames up to
+    /// [`DEFAULT_MAX_BUFFERED_CONTENT`](crate::DEFAULT_MAX_BUFFERED_CONTENT), frame buffers
+    /// within [`DEFAULT_FRAME_MEMORY`](crate::esdk::DEFAULT_FRAME_MEMORY).
     pub fn new() -> Self {
         Self {
             required_context: EncryptionContext::new(),
             threads: 2,
             range: None,
             sse_c: None,
+            max_buffered_content: crate::esdk::DEFAULT_MAX_BUFFERED_CONTENT,
+            memory_budget: crate::esdk::DEFAULT_FRAME_MEMORY,
         }
+    }
+
+    /// The longest frame to accept (plaintext bytes): an object whose header announces longer
+    /// frames is refused with [`Error::ContentTooLarge`] before any frame is read, whole or by range.
+    pub fn max_buffered_content(mut self, max: u64) -> Self {
+        self.max_buffered_content = max;
+        self
+    }
+
+    /// The bytes of frame buffers a whole-object read holds at once, whatever the thread count
+    /// (at least one frame); see [`Decryptor::memory_budget`](crate::Decryptor::memory_budget).
+    pub fn memory_budget(mut self, bytes: usize) -> Self {
+        self.memory_budget = bytes;
+        self
     }
 
     /// The SSE-C key of an object stored with SSE-C (sent on every GET); `None`: not SSE-C.

@@ -142,6 +142,32 @@ impl Object {
         Ok(out)
     }
 
+    /// Reads the whole body of an object that must be at most `max` bytes (`what` names it in the
+    /// error): [`Error::ObjectTooLarge`] before any of the body is read when the store announces
+    /// more, else as soon as the bytes received pass `max`. Memory: at most `max` plus one chunk.
+    pub async fn read_all_limited(mut self, max: u64, what: &'static str) -> Result<Vec<u8>> {
+        let too_large = |object: &Self| Error::ObjectTooLarge {
+            what,
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            max,
+        };
+        if self
+            .content_length
+            .is_some_and(|len| u64::try_from(len).map_or(true, |len| len > max))
+        {
+            return Err(too_large(&self));
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = self.next_chunk().await? {
+            if (out.len() + chunk.len()) as u64 > max {
+                return Err(too_large(&self));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
     /// Streams the body into `output` (the ETag is checked before the last write returns).
     pub async fn copy_to<W: tokio::io::AsyncWrite + Unpin>(
         mut self,

@@ -68,6 +68,7 @@ pub async fn put_stream<R: AsyncRead + Unpin>(
         options,
         false,
         None::<fn(&[u8], bool, &mut Vec<u8>) -> Result<()>>,
+        None::<std::future::Ready<Result<()>>>,
     )
     .await
 }
@@ -75,9 +76,12 @@ pub async fn put_stream<R: AsyncRead + Unpin>(
 /// The machinery of every streaming upload: `transform(part, last, body)` turns each part of the
 /// input into the bytes sent (encryption), in order; without one, each part is sent as read (its
 /// buffer itself, not a copy). `force_multipart`: even a short input goes up as a (one-part)
-/// multipart upload.
+/// multipart upload. `before_commit` runs once every byte is in the store and just before the
+/// object appears (the PutObject, or the CompleteMultipartUpload): an upload that fails or is
+/// cancelled before then has not run it (an instruction file is written there, so that a failed
+/// upload over an object leaves that object's instruction file, and the object, as they were).
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn upload_stream<R, T>(
+pub(crate) async fn upload_stream<R, T, C>(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
@@ -86,11 +90,14 @@ pub(crate) async fn upload_stream<R, T>(
     options: &PutOptions,
     force_multipart: bool,
     mut transform: Option<T>,
+    before_commit: Option<C>,
 ) -> Result<u64>
 where
     R: AsyncRead + Unpin,
     T: FnMut(&[u8], bool, &mut Vec<u8>) -> Result<()>,
+    C: std::future::Future<Output = Result<()>>,
 {
+    let mut before_commit = before_commit.map(Box::pin);
     let part_size = part_size_for(options.part_size, options.expected_size)?;
     let cancel = options.cancel.clone().unwrap_or_default();
     // Up to the first part: nothing exists in the store yet, so cancelling just stops (a
@@ -110,6 +117,9 @@ where
                 }
                 None => first,
             };
+            if let Some(commit) = before_commit.take() {
+                commit.await?;
+            }
             put_object_with(client, bucket, key, body, metadata, options).await?;
             return Ok(Err(n));
         }
@@ -144,10 +154,19 @@ where
     };
     let result = match result {
         // Completing is one request; a cancellation now does not interrupt it.
-        Ok(total) => match upload.complete_parts().await {
-            Ok(()) => return Ok(total),
-            Err(e) => e,
-        },
+        Ok(total) => {
+            let committed = match before_commit.take() {
+                Some(commit) => commit.await,
+                None => Ok(()),
+            };
+            match committed {
+                Ok(()) => match upload.complete_parts().await {
+                    Ok(()) => return Ok(total),
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            }
+        }
         Err(e) => e,
     };
     in_flight.abort_all();

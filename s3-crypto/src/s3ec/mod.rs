@@ -75,6 +75,7 @@ pub use metadata::{
 pub use s3::{
     get_decrypted_object, get_decrypted_object_with, put_encrypted_object,
     put_encrypted_object_multipart, put_encrypted_object_stream, read_metadata, MetadataStorage,
+    MAX_INSTRUCTION_FILE_LEN,
 };
 
 /// The metadata keys, without the `x-amz-meta-` prefix.

@@ -13,6 +13,11 @@ use crate::s3::{
     SseCustomerKey,
 };
 
+/// The longest instruction file read (bytes). The official clients' are a few hundred bytes of
+/// JSON (a wrapped data key, an IV, a materials description or encryption context, which KMS
+/// limits to 8 KiB); a longer one is refused with [`Error::ObjectTooLarge`] before it is read.
+pub const MAX_INSTRUCTION_FILE_LEN: u64 = 1 << 20;
+
 /// Where the metadata goes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -80,7 +85,10 @@ pub async fn put_encrypted_object_multipart<R: AsyncRead + Unpin>(
 /// sequential (one GCM stream). Memory: about part size × (concurrency + 1). Any failure
 /// (reading `input`, encrypting, uploading after the retries) or a cancellation aborts the
 /// upload, so no parts are left behind. `options.sse` asks the store to encrypt as well (SSE-C:
-/// the instruction file, if any, too). Returns the plaintext length and the metadata.
+/// the instruction file, if any, too). An instruction file is written once the whole body is in
+/// the store, just before the object appears (the PutObject or CompleteMultipartUpload), so a
+/// failed or cancelled upload over an object leaves that object readable. Returns the plaintext
+/// length and the metadata.
 pub async fn put_encrypted_object_stream<R: AsyncRead + Unpin>(
     client: &aws_sdk_s3::Client,
     bucket: &str,
@@ -116,8 +124,17 @@ async fn put_encrypted<R: AsyncRead + Unpin>(
     }
     let enc = encryptor.begin().await?;
     let metadata = enc.metadata().clone();
-    let object_metadata =
-        object_metadata_with(client, bucket, key, &metadata, storage, options).await?;
+    // An instruction file is written once the whole body is in the store, right before the object
+    // appears: a failed or cancelled upload over an object leaves its instruction file as it was.
+    let (object_metadata, instruction_file) = match storage {
+        MetadataStorage::ObjectMetadata => (metadata.to_object_metadata()?, None),
+        MetadataStorage::InstructionFile => {
+            let (object_metadata, file) = metadata.to_instruction_file()?;
+            (object_metadata, Some(file))
+        }
+    };
+    let before_commit =
+        instruction_file.map(|file| put_instruction_file(client, bucket, key, file, options));
     let mut enc = Some(enc);
     let total = upload_stream(
         client,
@@ -141,6 +158,7 @@ async fn put_encrypted<R: AsyncRead + Unpin>(
             }
             Ok(())
         }),
+        before_commit,
     )
     .await?;
     Ok((total, metadata))
@@ -176,20 +194,32 @@ async fn object_metadata_with(
         MetadataStorage::ObjectMetadata => metadata.to_object_metadata(),
         MetadataStorage::InstructionFile => {
             let (object_metadata, file) = metadata.to_instruction_file()?;
-            let marker = [(INSTRUCTION_FILE_MARKER.to_owned(), String::new())].into();
-            let instruction_key = format!("{key}{INSTRUCTION_FILE_SUFFIX}");
-            put_object_with(
-                client,
-                bucket,
-                &instruction_key,
-                file.into_bytes(),
-                &marker,
-                options,
-            )
-            .await?;
+            put_instruction_file(client, bucket, key, file, options).await?;
             Ok(object_metadata)
         }
     }
+}
+
+/// Puts the instruction file of the object `key`.
+async fn put_instruction_file(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    file: String,
+    options: &PutOptions,
+) -> Result<()> {
+    let marker = [(INSTRUCTION_FILE_MARKER.to_owned(), String::new())].into();
+    let instruction_key = format!("{key}{INSTRUCTION_FILE_SUFFIX}");
+    put_object_with(
+        client,
+        bucket,
+        &instruction_key,
+        file.into_bytes(),
+        &marker,
+        options,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Downloads `key`, reads its metadata (fetching the instruction file if the object metadata
@@ -263,7 +293,7 @@ pub async fn read_metadata(
                          instruction file: not an S3EC object?"
                         ))
                     })?
-                    .read_all()
+                    .read_all_limited(MAX_INSTRUCTION_FILE_LEN, "an instruction file")
                     .await?;
                 ContentMetadata::from_instruction_file(object_metadata, &file)?
             }

@@ -7,6 +7,7 @@
 use aws_lc_rs::aead;
 
 use crate::error::{Error, Result};
+use crate::esdk::message::reader::Input;
 use crate::esdk::message::suite::{IV_LEN, TAG_LEN};
 
 /// The marker that starts a final frame in place of a sequence number.
@@ -43,14 +44,23 @@ const PREFIX_ROOM: usize = 4 + 4 + IV_LEN + 4;
 /// A reusable buffer for one frame. Input is read straight into its plaintext space and sealed there
 /// by [`FrameKey::seal_in_place`], with room before it for the frame prefix and after it for the tag,
 /// so plaintext is never copied and no buffer is allocated per frame.
+///
+/// A buffer made for decryption ([`FrameBuffer::growable`]) starts empty and grows only as a
+/// frame's bytes arrive (doubling, from [`GROW_FIRST`]), never beyond its limit: a header that
+/// announces long frames costs only what the input actually holds.
 pub struct FrameBuffer {
     buf: Vec<u8>,
+    /// The largest plaintext this buffer takes.
+    limit: usize,
     plaintext_len: usize,
-    /// The plaintext length of the body read by `body_mut` (decryption).
+    /// The plaintext length of the body read by `read_body` (decryption).
     body_len: usize,
     start: usize,
     end: usize,
 }
+
+/// What a growable buffer allocates first for a frame body, and grows from by doubling.
+pub(crate) const GROW_FIRST: usize = 64 * 1024;
 
 impl std::fmt::Debug for FrameBuffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,10 +72,19 @@ impl std::fmt::Debug for FrameBuffer {
 }
 
 impl FrameBuffer {
-    /// A buffer for frames of up to `frame_length` plaintext bytes.
+    /// A buffer for frames of up to `frame_length` plaintext bytes, allocated whole.
     pub fn new(frame_length: usize) -> Self {
+        let mut buf = Self::growable(frame_length);
+        buf.grow_to(frame_length);
+        buf
+    }
+
+    /// A buffer for frames of up to `limit` plaintext bytes that allocates nothing yet: it grows
+    /// to what each use needs.
+    pub(crate) fn growable(limit: usize) -> Self {
         Self {
-            buf: vec![0; PREFIX_ROOM + frame_length + TAG_LEN],
+            buf: Vec::new(),
+            limit,
             plaintext_len: 0,
             body_len: 0,
             start: 0,
@@ -73,15 +92,31 @@ impl FrameBuffer {
         }
     }
 
+    /// The bytes a buffer for frames of `limit` plaintext bytes holds at most.
+    pub(crate) fn size_for(limit: usize) -> usize {
+        PREFIX_ROOM.saturating_add(limit).saturating_add(TAG_LEN)
+    }
+
+    /// Makes room for `len` bytes of plaintext (at most the limit) and exactly that: no amortized
+    /// doubling behind the caller's back.
+    fn grow_to(&mut self, len: usize) {
+        let need = Self::size_for(len.min(self.limit));
+        if self.buf.len() < need {
+            self.buf.reserve_exact(need - self.buf.len());
+            self.buf.resize(need, 0);
+        }
+    }
+
     /// The largest plaintext this buffer holds.
     pub fn capacity(&self) -> usize {
-        self.buf.len() - PREFIX_ROOM - TAG_LEN
+        self.limit
     }
 
     /// Fills the plaintext space from `input` until it is full or the input ends; returns the number
     /// of bytes read (less than [`capacity`](Self::capacity) only at the end of the input).
     pub fn fill_from<R: std::io::Read>(&mut self, input: &mut R) -> std::io::Result<usize> {
         let cap = self.capacity();
+        self.grow_to(cap);
         let n =
             crate::esdk::stream::read_full(input, &mut self.buf[PREFIX_ROOM..PREFIX_ROOM + cap])?;
         self.plaintext_len = n;
@@ -97,6 +132,7 @@ impl FrameBuffer {
                 "plaintext longer than the frame buffer".into(),
             ));
         }
+        self.grow_to(plaintext.len());
         self.buf[PREFIX_ROOM..PREFIX_ROOM + plaintext.len()].copy_from_slice(plaintext);
         self.plaintext_len = plaintext.len();
         self.start = 0;
@@ -107,6 +143,7 @@ impl FrameBuffer {
     /// The space for `len` bytes of plaintext to be read into and sealed (at most
     /// [`capacity`](Self::capacity)).
     pub(crate) fn plaintext_mut(&mut self, len: usize) -> &mut [u8] {
+        self.grow_to(len);
         self.plaintext_len = len;
         self.start = 0;
         self.end = 0;
@@ -118,14 +155,37 @@ impl FrameBuffer {
         self.plaintext_len
     }
 
-    /// The space for a frame body of `len` plaintext bytes as read from a message: ciphertext and
-    /// tag (decryption). `len` must be at most [`capacity`](Self::capacity).
-    pub(crate) fn body_mut(&mut self, len: usize) -> &mut [u8] {
+    /// Reads a frame body of `len` plaintext bytes from `input` (ciphertext and tag, as in a
+    /// message), growing the buffer only as the bytes arrive; returns what was read (decryption).
+    /// `len` must be at most [`capacity`](Self::capacity).
+    pub(crate) fn read_body<R: std::io::Read>(
+        &mut self,
+        input: &mut Input<R>,
+        len: usize,
+        what: &'static str,
+    ) -> Result<&[u8]> {
         self.plaintext_len = 0;
         self.body_len = len;
         self.start = 0;
         self.end = 0;
-        &mut self.buf[PREFIX_ROOM..PREFIX_ROOM + len + TAG_LEN]
+        let end = Self::size_for(len);
+        let mut filled = PREFIX_ROOM;
+        while filled < end {
+            if self.buf.len() <= filled {
+                let next = self
+                    .buf
+                    .len()
+                    .saturating_mul(2)
+                    .max(PREFIX_ROOM + GROW_FIRST);
+                let next = next.min(end);
+                self.buf.reserve_exact(next - self.buf.len());
+                self.buf.resize(next, 0);
+            }
+            let stop = end.min(self.buf.len());
+            input.fill(&mut self.buf[filled..stop], what)?;
+            filled = stop;
+        }
+        Ok(&self.buf[PREFIX_ROOM..end])
     }
 
     /// The plaintext after the frame was opened (decryption).

@@ -10,6 +10,7 @@ use crate::encryption_context::EncryptionContext;
 use crate::error::{Error, Result};
 use crate::esdk::message::reader::Input;
 use crate::esdk::message::suite::{AlgorithmSuite, COMMITMENT_LEN, IV_LEN, TAG_LEN};
+use crate::esdk::DEFAULT_MAX_ENCRYPTED_DATA_KEYS;
 
 /// How the message body is laid out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,7 +197,9 @@ impl Header {
                 max: limits.max_encrypted_data_keys,
             });
         }
-        let mut encrypted_data_keys = Vec::with_capacity(count);
+        // Grown as keys arrive: the count is the input's word, up to the caller's limit.
+        let mut encrypted_data_keys =
+            Vec::with_capacity(count.min(DEFAULT_MAX_ENCRYPTED_DATA_KEYS));
         for _ in 0..count {
             let len = input.u16(T)?;
             let provider_id = String::from_utf8(input.bytes(usize::from(len), T)?)

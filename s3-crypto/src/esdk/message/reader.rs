@@ -68,13 +68,20 @@ impl<R: Read> Input<R> {
         self.record.take().unwrap_or_default()
     }
 
-    /// Reads exactly `n` bytes, growing the buffer only as bytes arrive (a lying length field
-    /// cannot make us allocate more than what is actually sent).
+    /// Reads exactly `n` bytes, growing the buffer only as bytes arrive, by doubling from 64 KiB
+    /// and never past `n` (a lying length field cannot make us allocate more than about twice
+    /// what is actually sent).
     pub(crate) fn bytes(&mut self, n: usize, what: &'static str) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(n.min(1 << 16));
-        let got = (&mut self.inner).take(n as u64).read_to_end(&mut out)?;
-        if got != n {
-            return Err(Error::Truncated(what));
+        let mut out = Vec::new();
+        while out.len() < n {
+            let filled = out.len();
+            let next = filled.saturating_mul(2).max(1 << 16).min(n);
+            out.reserve_exact(next - filled);
+            out.resize(next, 0);
+            if crate::esdk::stream::read_full(&mut self.inner, &mut out[filled..])? != next - filled
+            {
+                return Err(Error::Truncated(what));
+            }
         }
         if let Some(rec) = &mut self.record {
             rec.extend_from_slice(&out);

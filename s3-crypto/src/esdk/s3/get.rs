@@ -109,6 +109,8 @@ where
     };
     let decryptor = Decryptor::new(keyring)
         .required_context(options.required_context.clone())
+        .max_buffered_content(options.max_buffered_content)
+        .memory_budget(options.memory_budget)
         .begin(reader)
         .await?;
     let threads = options.threads;
@@ -268,10 +270,24 @@ async fn get_bytes(
     Ok((out.body, total, metadata))
 }
 
-/// Reads exactly `buf.len()` bytes of a body.
-async fn fill(body: &mut ByteStream, carry: &mut bytes::Bytes, buf: &mut [u8]) -> Result<()> {
+/// Reads exactly `len` bytes of a body into `buf` (cleared first), growing it only as the bytes
+/// arrive: by doubling from 64 KiB, never past `len` (the store's answer, not the header, decides
+/// how much is held).
+async fn fill(
+    body: &mut ByteStream,
+    carry: &mut bytes::Bytes,
+    buf: &mut Vec<u8>,
+    len: u64,
+) -> Result<()> {
+    let len = usize::try_from(len).map_err(|_| Error::MalformedBody("a frame beyond memory"))?;
+    buf.clear();
     let mut filled = 0;
-    while filled < buf.len() {
+    while filled < len {
+        if filled == buf.len() {
+            let next = filled.saturating_mul(2).max(1 << 16).min(len);
+            buf.reserve_exact(next - filled);
+            buf.resize(next, 0);
+        }
         if carry.is_empty() {
             *carry = match body.next().await {
                 Some(Ok(chunk)) => chunk,
@@ -330,6 +346,14 @@ where
         .required_context(options.required_context.clone())
         .begin(&head[..body_start as usize])
         .await?;
+    // The frame length is the object's word: capped before any buffer is sized by it.
+    let fl = decryptor.header().frame_length;
+    if u64::from(fl) > options.max_buffered_content {
+        return Err(Error::ContentTooLarge {
+            len: u64::from(fl),
+            max: options.max_buffered_content,
+        });
+    }
     let header = decryptor.header().clone();
     if header.suite.signature().is_some() {
         return Err(Error::RangeOfSignedMessage);
@@ -342,7 +366,6 @@ where
     let frame_key = decryptor.frame_key();
 
     // 2. The geometry: k regular frames and a final frame of f bytes fill the body exactly.
-    let fl = header.frame_length;
     let stride = regular_frame_len(fl);
     let layout = object_len
         .checked_sub(body_start)
@@ -355,10 +378,10 @@ where
     // 3. The final frame, first: it authenticates the plaintext length.
     let final_start = body_start + regular_frames * stride;
     let final_bytes = final_frame_len(final_len as u32);
-    let mut final_frame = vec![0u8; final_bytes as usize];
+    let mut final_frame = Vec::new();
     if final_start + final_bytes <= head.len() as u64 {
         final_frame
-            .copy_from_slice(&head[final_start as usize..(final_start + final_bytes) as usize]);
+            .extend_from_slice(&head[final_start as usize..(final_start + final_bytes) as usize]);
     } else {
         let (mut b, _, _) = get_bytes(
             client,
@@ -368,7 +391,13 @@ where
             final_start..final_start + final_bytes,
         )
         .await?;
-        fill(&mut b, &mut bytes::Bytes::new(), &mut final_frame).await?;
+        fill(
+            &mut b,
+            &mut bytes::Bytes::new(),
+            &mut final_frame,
+            final_bytes,
+        )
+        .await?;
     }
     let final_plaintext = open_final(frame_key, final_sequence, final_len, &mut final_frame)?;
 
@@ -377,7 +406,7 @@ where
     let fl64 = u64::from(fl);
     let (first, last) = (r.start / fl64 + 1, (r.end - 1) / fl64 + 1);
     let last_regular = last.min(regular_frames);
-    let mut frame = vec![0u8; stride as usize];
+    let mut frame = Vec::new();
     if first <= last_regular {
         let from = body_start + (first - 1) * stride;
         let to = body_start + last_regular * stride;
@@ -392,7 +421,7 @@ where
         };
         let mut carry = bytes::Bytes::new();
         for sequence in first..=last_regular {
-            fill(&mut b, &mut carry, &mut frame).await?;
+            fill(&mut b, &mut carry, &mut frame, stride).await?;
             let plaintext = open_regular(frame_key, sequence as u32, &mut frame)?;
             let frame_start = (sequence - 1) * fl64;
             let a = r.start.saturating_sub(frame_start) as usize;

@@ -18,7 +18,9 @@ use crate::esdk::message::signature::Verifier;
 use crate::esdk::message::suite::{IV_LEN, TAG_LEN};
 use crate::esdk::stream::pipeline::{next_sequence, run, Job, ReadEnd};
 use crate::esdk::stream::read_at::{ReadAt, ReaderAt};
-use crate::esdk::{DEFAULT_MAX_BUFFERED_CONTENT, DEFAULT_MAX_ENCRYPTED_DATA_KEYS};
+use crate::esdk::{
+    DEFAULT_FRAME_MEMORY, DEFAULT_MAX_BUFFERED_CONTENT, DEFAULT_MAX_ENCRYPTED_DATA_KEYS,
+};
 use crate::policy::CommitmentPolicy;
 use crate::range::ByteRange;
 
@@ -28,6 +30,7 @@ pub struct Decryptor<'k> {
     commitment_policy: CommitmentPolicy,
     max_encrypted_data_keys: usize,
     max_buffered_content: u64,
+    memory_budget: usize,
     required_context: EncryptionContext,
 }
 
@@ -37,6 +40,7 @@ impl std::fmt::Debug for Decryptor<'_> {
             .field("commitment_policy", &self.commitment_policy)
             .field("max_encrypted_data_keys", &self.max_encrypted_data_keys)
             .field("max_buffered_content", &self.max_buffered_content)
+            .field("memory_budget", &self.memory_budget)
             .field("required_context", &self.required_context)
             .finish_non_exhaustive()
     }
@@ -45,13 +49,15 @@ impl std::fmt::Debug for Decryptor<'_> {
 impl<'k> Decryptor<'k> {
     /// A decryptor with the defaults: committing messages only, at most
     /// [`DEFAULT_MAX_ENCRYPTED_DATA_KEYS`], frames (or non-framed bodies) up to
-    /// [`DEFAULT_MAX_BUFFERED_CONTENT`], no required encryption context.
+    /// [`DEFAULT_MAX_BUFFERED_CONTENT`], [`DEFAULT_FRAME_MEMORY`] of frame buffers in flight, no
+    /// required encryption context.
     pub fn new(keyring: &'k dyn Keyring) -> Self {
         Self {
             keyring,
             commitment_policy: CommitmentPolicy::default(),
             max_encrypted_data_keys: DEFAULT_MAX_ENCRYPTED_DATA_KEYS,
             max_buffered_content: DEFAULT_MAX_BUFFERED_CONTENT,
+            memory_budget: DEFAULT_FRAME_MEMORY,
             required_context: EncryptionContext::new(),
         }
     }
@@ -69,9 +75,17 @@ impl<'k> Decryptor<'k> {
         self
     }
 
-    /// The largest frame, or non-framed body, to buffer (plaintext bytes).
+    /// The largest frame, or non-framed body, to buffer (plaintext bytes): a message that
+    /// announces more is refused with [`Error::ContentTooLarge`] before its body is read.
     pub fn max_buffered_content(mut self, max: u64) -> Self {
         self.max_buffered_content = max;
+        self
+    }
+
+    /// The bytes of frame buffers the parallel paths hold at once, whatever the thread count (at
+    /// least one frame; the sequential path holds one frame).
+    pub fn memory_budget(mut self, bytes: usize) -> Self {
+        self.memory_budget = bytes;
         self
     }
 
@@ -140,6 +154,7 @@ impl<'k> Decryptor<'k> {
             frame_key,
             verifier,
             max_buffered_content: self.max_buffered_content,
+            memory_budget: self.memory_budget,
         })
     }
 
@@ -164,6 +179,7 @@ pub struct MessageDecryptor<R> {
     frame_key: FrameKey,
     verifier: Option<Verifier>,
     max_buffered_content: u64,
+    memory_budget: usize,
 }
 
 impl<R> std::fmt::Debug for MessageDecryptor<R> {
@@ -188,12 +204,18 @@ impl<R: Read> MessageDecryptor<R> {
     /// Decrypts the body to `output`, verifies the signature and the end of the input; returns the
     /// header. See the [`stream`](crate::esdk::stream) module docs for what `output` holds after an error.
     pub fn decrypt_to<W: Write>(mut self, mut output: W) -> Result<Header> {
-        let held_back = match self.header.content_type {
-            ContentType::Framed => self.framed_body(&mut output)?,
-            ContentType::NonFramed => self.non_framed_body()?,
-        };
-        finish_input(&mut self.input, self.verifier.take())?;
-        output.write_all(&held_back)?;
+        match self.header.content_type {
+            ContentType::Framed => {
+                let final_frame = self.framed_body(&mut output)?;
+                finish_input(&mut self.input, self.verifier.take())?;
+                output.write_all(final_frame.plaintext())?;
+            }
+            ContentType::NonFramed => {
+                let plaintext = self.non_framed_body()?;
+                finish_input(&mut self.input, self.verifier.take())?;
+                output.write_all(&plaintext)?;
+            }
+        }
         output.flush()?;
         Ok(self.header)
     }
@@ -214,11 +236,12 @@ impl<R: Read> MessageDecryptor<R> {
         Ok(())
     }
 
-    /// Writes regular frames as they verify; returns the final frame's plaintext.
-    fn framed_body<W: Write>(&mut self, output: &mut W) -> Result<Vec<u8>> {
+    /// Writes regular frames as they verify; returns the final frame (held back: its buffer, so
+    /// that it is never copied and the whole decryption holds one frame buffer).
+    fn framed_body<W: Write>(&mut self, output: &mut W) -> Result<FrameBuffer> {
         let frame_length = self.header.frame_length;
         self.check_buffer(u64::from(frame_length))?;
-        let mut buf = FrameBuffer::new(frame_length as usize);
+        let mut buf = FrameBuffer::growable(frame_length as usize);
         let mut expected: u32 = 1;
         loop {
             let head = FrameHead::read_frame(
@@ -231,7 +254,7 @@ impl<R: Read> MessageDecryptor<R> {
             self.frame_key
                 .open_in_place(head.sequence, head.kind, &head.iv, &mut buf)?;
             if head.kind == FrameKind::Final {
-                return Ok(buf.plaintext().to_vec());
+                return Ok(buf);
             }
             output.write_all(buf.plaintext())?;
             expected = next_sequence(expected)?;
@@ -266,7 +289,8 @@ impl<R: Read + Send> MessageDecryptor<R> {
     /// Like [`decrypt_to`](Self::decrypt_to), opening frames on `threads` threads: each takes the
     /// input in turn to read a batch of about 1 MiB of frames (hashing them for the signature, which
     /// is serial by nature), opens it, and hands it to the caller's thread, which writes the frames in
-    /// order. Frame buffers come from a fixed pool of `2 × threads + 2` batches. What `output` can
+    /// order. Frame buffers come from a fixed pool of `2 × threads + 2` batches, cut down to the
+    /// memory budget (at least one frame); the final frame is one of them. What `output` can
     /// hold after an error is exactly as for `decrypt_to` (regular frames that verified, in order;
     /// never the final frame), and the error is the one `decrypt_to` reports. Non-framed messages
     /// and `threads <= 1` take the sequential path.
@@ -307,21 +331,31 @@ impl<R: Read + Send> MessageDecryptor<R> {
         };
         let open =
             |job: &mut Job| frame_key.open_in_place(job.sequence, job.kind, &job.iv, &mut job.buf);
-        let mut final_plaintext = None;
-        let (_, written) = run(threads, frame_length as usize, state, read, open, |jobs| {
-            // The final frame ends the last batch; it is held back.
-            let regular = match jobs.last() {
-                Some(last) if last.kind == FrameKind::Final => {
-                    final_plaintext = Some(last.buf.plaintext().to_vec());
-                    &jobs[..jobs.len() - 1]
-                }
-                _ => jobs,
-            };
-            write_plaintexts(&mut output, regular)
-        });
+        let mut final_frame = None;
+        let budget = self.memory_budget;
+        let (_, written) = run(
+            threads,
+            frame_length as usize,
+            budget,
+            state,
+            read,
+            open,
+            |jobs| {
+                // The final frame ends the last batch; it is held back (its buffer taken, not copied).
+                let regular = match jobs.split_last_mut() {
+                    Some((last, regular)) if last.kind == FrameKind::Final => {
+                        final_frame =
+                            Some(std::mem::replace(&mut last.buf, FrameBuffer::growable(0)));
+                        regular
+                    }
+                    _ => jobs,
+                };
+                write_plaintexts(&mut output, regular)
+            },
+        );
         written?;
-        let held_back = final_plaintext.ok_or(Error::Truncated(NO_FINAL))?;
-        output.write_all(&held_back)?;
+        let held_back = final_frame.ok_or(Error::Truncated(NO_FINAL))?;
+        output.write_all(held_back.plaintext())?;
         output.flush()?;
         Ok(self.header)
     }
@@ -359,7 +393,7 @@ impl<R: Read + Seek> MessageDecryptor<R> {
         let body_start = self.input.inner_mut().stream_position()?;
         let (layout, final_frame) = self.final_frame_first(body_start)?;
         let (final_sequence, total) = (layout.final_sequence(), layout.plaintext_len(fl));
-        let mut buf = FrameBuffer::new(fl as usize);
+        let mut buf = FrameBuffer::growable(fl as usize);
         let r = range.resolve_or_err(total)?;
         let fl64 = u64::from(fl);
         let (first, last) = (r.start / fl64 + 1, (r.end - 1) / fl64 + 1);
@@ -449,7 +483,10 @@ impl<R: Read + Seek> MessageDecryptor<R> {
             Ok(())
         };
         if final_sequence > 1 {
-            let (_, written) = run(threads, fl as usize, 1u32, read, open, |jobs| {
+            // The final frame, held back meanwhile, counts against the budget.
+            let held = FrameBuffer::size_for(final_frame.plaintext_len());
+            let budget = self.memory_budget.saturating_sub(held);
+            let (_, written) = run(threads, fl as usize, budget, 1u32, read, open, |jobs| {
                 write_plaintexts(&mut output, jobs)
             });
             written?;
@@ -469,7 +506,7 @@ impl<R: Read + Seek> MessageDecryptor<R> {
             .and_then(|body| BodyLayout::of(body, self.header.frame_length))
             .ok_or(Error::Truncated(NO_FINAL))?;
         let (final_sequence, final_len) = (layout.final_sequence(), layout.final_len);
-        let mut final_frame = FrameBuffer::new(final_len as usize);
+        let mut final_frame = FrameBuffer::growable(final_len as usize);
         let kind = self.read_frame_at(body_start, final_sequence, &mut final_frame)?;
         if kind != FrameKind::Final
             || final_frame.plaintext_len() as u64 != final_len
@@ -578,8 +615,7 @@ impl FrameHead {
         if head.len > buf.capacity() {
             return Err(Error::Truncated(NO_FINAL));
         }
-        let body = buf.body_mut(head.len);
-        input.fill(body, IN_FRAME)?;
+        let body = buf.read_body(input, head.len, IN_FRAME)?;
         head.hash(verifier, body);
         Ok(head)
     }

@@ -15,7 +15,7 @@ use crate::esdk::message::suite::IV_LEN;
 use crate::esdk::stream::pipeline::{next_sequence, run, Job, ReadEnd};
 use crate::esdk::stream::read_at::{ReadAt, ReaderAt};
 use crate::esdk::stream::write_all_vectored;
-use crate::esdk::DEFAULT_FRAME_LENGTH;
+use crate::esdk::{DEFAULT_FRAME_LENGTH, DEFAULT_FRAME_MEMORY};
 
 /// Encrypts messages under a keyring: format version 2, a key-committing suite, framed content.
 pub struct Encryptor<'k> {
@@ -215,7 +215,7 @@ impl MessageEncryptor {
     /// takes the input in turn to read a batch of about 1 MiB of frames, seals it, and hands it to
     /// the caller's thread, which writes the frames in order (and hashes them for the signature,
     /// which is serial by nature). Frame buffers come from a fixed pool of `2 × threads + 2`
-    /// batches, whatever the input size. The output is byte-for-byte what `encrypt_stream` writes.
+    /// batches, whatever the input size, within [`DEFAULT_FRAME_MEMORY`] (at least one frame). The output is byte-for-byte what `encrypt_stream` writes.
     /// `threads <= 1` is `encrypt_stream`.
     pub fn encrypt_stream_parallel<R: Read + Send, W: Write>(
         mut self,
@@ -254,9 +254,15 @@ impl MessageEncryptor {
             Ok(ReadEnd::More)
         };
         let seal = |job: &mut Job| frame_key.seal_in_place(job.sequence, job.kind, &mut job.buf);
-        let ((_, next, total), written) = run(threads, fl, state, read, seal, |jobs| {
-            write_frames(signer, &mut output, jobs)
-        });
+        let ((_, next, total), written) = run(
+            threads,
+            fl,
+            DEFAULT_FRAME_MEMORY,
+            state,
+            read,
+            seal,
+            |jobs| write_frames(signer, &mut output, jobs),
+        );
         // Every frame up to the final one (sequence `next`) must have been written.
         if written? != next {
             return Err(Error::InvalidConfiguration(
@@ -343,9 +349,15 @@ impl MessageEncryptor {
             frame_key.seal_in_place(job.sequence, job.kind, &mut job.buf)
         };
         let signer = &mut self.signer;
-        let (_, written) = run(threads, fl as usize, 1u32, read, seal, |jobs| {
-            write_frames(signer, &mut output, jobs)
-        });
+        let (_, written) = run(
+            threads,
+            fl as usize,
+            DEFAULT_FRAME_MEMORY,
+            1u32,
+            read,
+            seal,
+            |jobs| write_frames(signer, &mut output, jobs),
+        );
         if written? != final_sequence {
             return Err(Error::InvalidConfiguration(
                 "a frame was not written".into(),

@@ -7,15 +7,23 @@
 //! thread does only reading: a dedicated reader thread, with frames handed to workers one by one,
 //! measured 1.16× at 2 threads on 2 cores; this layout measured 1.87× in the same kind of run.
 //!
-//! Memory is a fixed pool of [`FrameBuffer`]s, `(2 × threads + 2)` batches' worth: a worker takes a
-//! whole batch of buffers *before* it takes the input, waiting for the writer to return some if the
-//! pool is spent, and the writer returns each buffer after writing it. This cannot deadlock: a batch
-//! is numbered only once its worker holds its buffers, so every numbered batch reaches the writer.
+//! Memory is a fixed pool of [`FrameBuffer`]s: `(2 × threads + 2)` batches' worth, but never more
+//! buffers than a byte budget holds (at least one), so that memory does not grow with the thread
+//! count or the frame length: the pool holds at most `max(budget, one frame buffer)`. With a small
+//! budget batches shrink to one frame and the extra workers wait. A worker takes a whole batch of
+//! buffers *before* it takes the input, waiting for the writer to return some if the pool is spent,
+//! and the writer returns each buffer after writing it. This cannot deadlock: a batch is numbered
+//! only once its worker holds its buffers (a batch is never larger than the pool), so every
+//! numbered batch reaches the writer; and once reading is over, a worker still waiting for buffers
+//! gives up (those that found reading over dropped theirs, so with a pool smaller than the
+//! workers' batches none might come back). Buffers grow only as their frames' bytes arrive
+//! ([`FrameBuffer::growable`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::esdk::message::frame::{FrameBuffer, FrameKind, FINAL_FRAME_MARKER};
@@ -25,6 +33,8 @@ use crate::esdk::message::suite::IV_LEN;
 const BATCH_BYTES: usize = 1 << 20;
 /// The most frames in a batch (tiny frames would otherwise make huge batches).
 const MAX_BATCH_FRAMES: usize = 256;
+/// How often a worker waiting for a free buffer checks whether the pipeline has stopped.
+const STOP_POLL: Duration = Duration::from_millis(10);
 
 /// The sequence number after `sequence`; the format allows at most 2^32 - 2 frames.
 pub(crate) fn next_sequence(sequence: u32) -> Result<u32> {
@@ -75,6 +85,10 @@ struct Pool {
     allocated: AtomicUsize,
     cap: usize,
     frame_length: usize,
+    /// Set once reading is over or the writer has stopped: a worker waiting for buffers then gives
+    /// up, as none may come back (a worker that finds reading over drops the buffers it holds, so
+    /// with a pool smaller than the workers' batches, waiting for them would never end).
+    stop: AtomicBool,
 }
 
 impl Pool {
@@ -87,14 +101,35 @@ impl Pool {
             if let Ok(buf) = free.try_recv() {
                 bufs.push(buf);
             } else if self.allocated.fetch_add(1, Ordering::Relaxed) < self.cap {
-                bufs.push(FrameBuffer::new(self.frame_length));
+                bufs.push(FrameBuffer::growable(self.frame_length));
             } else {
                 self.allocated.fetch_sub(1, Ordering::Relaxed);
-                bufs.push(free.recv().ok()?);
+                loop {
+                    match free.recv_timeout(STOP_POLL) {
+                        Ok(buf) => break bufs.push(buf),
+                        Err(RecvTimeoutError::Timeout) if !self.stop.load(Ordering::Relaxed) => {}
+                        Err(_) => return None,
+                    }
+                }
             }
         }
         Some(bufs)
     }
+}
+
+/// Frames per batch and frame buffers in the pool: `(2 × threads + 2)` batches of about
+/// [`BATCH_BYTES`], cut down to what `memory_budget` holds (at least one buffer; a batch is never
+/// larger than the pool).
+pub(crate) fn pool_shape(
+    threads: usize,
+    frame_length: usize,
+    memory_budget: usize,
+) -> (usize, usize) {
+    let batches = 2 * threads.max(1) + 2;
+    let natural = (BATCH_BYTES / frame_length.max(1)).clamp(1, MAX_BATCH_FRAMES);
+    let affordable = (memory_budget / FrameBuffer::size_for(frame_length)).max(1);
+    let batch_len = natural.min(affordable / batches).max(1);
+    (batch_len, (batches * batch_len).min(affordable))
 }
 
 /// Runs the pipeline and returns the reading state and the number of frames written, or the first
@@ -105,10 +140,14 @@ impl Pool {
 ///   `jobs` in sequence order; it returns `More` only after using every buffer;
 /// - `work(job)` seals or opens one frame in place;
 /// - `write(jobs)` writes a batch's frames, on the caller's thread, in sequence order (all of them
-///   in one call, so that a writer can hand them to one vectored write).
+///   in one call, so that a writer can hand them to one vectored write); it may take a buffer
+///   away (the final frame held back), which is then not recycled.
+///
+/// `memory_budget`: the bytes of frame buffers the pool may hold (at least one buffer).
 pub(crate) fn run<S, R, K, W>(
     threads: usize,
     frame_length: usize,
+    memory_budget: usize,
     state: S,
     read: R,
     work: K,
@@ -118,16 +157,17 @@ where
     S: Send,
     R: Fn(&mut S, &mut Vec<FrameBuffer>, &mut Vec<Job>) -> Result<ReadEnd> + Sync,
     K: Fn(&mut Job) -> Result<()> + Sync,
-    W: FnMut(&[Job]) -> Result<()>,
+    W: FnMut(&mut [Job]) -> Result<()>,
 {
     let threads = threads.max(1);
-    let batch_len = (BATCH_BYTES / frame_length.max(1)).clamp(1, MAX_BATCH_FRAMES);
-    let (free_tx, free_rx) = sync_channel::<FrameBuffer>((2 * threads + 2) * batch_len);
+    let (batch_len, cap) = pool_shape(threads, frame_length, memory_budget);
+    let (free_tx, free_rx) = sync_channel::<FrameBuffer>(cap);
     let pool = Pool {
         free: Mutex::new(free_rx),
         allocated: AtomicUsize::new(0),
-        cap: (2 * threads + 2) * batch_len,
+        cap,
         frame_length,
+        stop: AtomicBool::new(false),
     };
     let source = Mutex::new(Source {
         state,
@@ -162,10 +202,12 @@ where
                         Ok(ReadEnd::More) => None,
                         Ok(ReadEnd::Done) => {
                             src.over = true;
+                            pool.stop.store(true, Ordering::Relaxed);
                             None
                         }
                         Err(e) => {
                             src.over = true;
+                            pool.stop.store(true, Ordering::Relaxed);
                             Some(e)
                         }
                     };
@@ -196,9 +238,9 @@ where
         let mut written: u32 = 0;
         for batch in done_rx.iter() {
             pending.insert(batch.index, batch);
-            while let Some(batch) = pending.remove(&next) {
+            while let Some(mut batch) = pending.remove(&next) {
                 let good = batch.failed.as_ref().map_or(batch.jobs.len(), |(i, _)| *i);
-                let mut outcome = write(&batch.jobs[..good]);
+                let mut outcome = write(&mut batch.jobs[..good]);
                 if outcome.is_ok() {
                     written += good as u32;
                     for job in batch.jobs {
@@ -214,6 +256,7 @@ where
                 if let Err(e) = outcome {
                     // Stop the workers; dropping `done_rx` and `free_tx` unblocks them.
                     abort.store(true, Ordering::Relaxed);
+                    pool.stop.store(true, Ordering::Relaxed);
                     return Err(e);
                 }
                 next += 1;
