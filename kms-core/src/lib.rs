@@ -35,6 +35,7 @@ pub mod error;
 pub mod ids;
 pub mod material;
 pub mod policy;
+pub mod secret;
 mod service;
 pub mod store;
 
@@ -46,6 +47,7 @@ pub use custom_key_store::{
 pub use error::{KmsError, Result};
 pub use ids::Partition;
 pub use material::{KeyMaterial, RootOfTrust, SoftwareRootKey};
+pub use secret::SecretBytes;
 pub use service::{Kms, KmsConfig, PrincipalInfo, MAX_CIPHERTEXT_BLOB, MAX_ENCRYPT_PLAINTEXT};
 pub use store::Store;
 

@@ -93,7 +93,7 @@ async fn encrypt(
 ) -> Result<EncryptResponse, KmsError> {
     kms.encrypt(EncryptRequest {
         key_id: Some(key.into()),
-        plaintext: Some(pt.to_vec()),
+        plaintext: Some(pt.into()),
         encryption_context: c,
         ..Default::default()
     })
@@ -298,7 +298,7 @@ async fn limits(kms: &Kms) {
     let r = kms
         .encrypt(EncryptRequest {
             key_id: Some(k.key_id.clone()),
-            plaintext: Some(vec![1]),
+            plaintext: Some(vec![1].into()),
             encryption_algorithm: Some("RSAES_OAEP_SHA_256".into()),
             ..Default::default()
         })
@@ -750,7 +750,7 @@ async fn paging_and_tags(kms: &Kms) {
 
 async fn json_api(kms: &Kms) {
     let caller = Caller::default();
-    let err = |r: Result<Vec<u8>, KmsError>| r.unwrap_err().aws_name();
+    let err = |r: Result<zeroize::Zeroizing<Vec<u8>>, KmsError>| r.unwrap_err().aws_name();
     assert_eq!(
         err(kms.execute(&caller, "Nope", b"{}").await),
         "UnknownOperationException"

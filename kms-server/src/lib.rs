@@ -22,6 +22,7 @@
 #![deny(missing_docs)]
 
 mod auth;
+mod buffers;
 #[cfg(feature = "test-util")]
 mod local;
 mod metrics;
