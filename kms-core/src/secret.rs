@@ -223,4 +223,146 @@ mod tests {
         }
         assert_eq!(&buf[..], &want[..]);
     }
+
+    /// Every type of this crate that holds a plaintext, a data key, random bytes or a password:
+    /// its `Debug` holds none of the secret, in any form.
+    mod redaction {
+        use std::sync::Arc;
+
+        use crate::api::*;
+        use crate::material::{KeyMaterial, SoftwareRootKey};
+        use crate::store::CustomKeyStoreRow;
+        use crate::ConnectionState;
+
+        const SECRET: &[u8] = b"never-print-this-secret";
+
+        /// Fails when `shown` holds `SECRET` as text, as a byte list, in hex or in base64.
+        fn assert_redacted(what: &str, shown: &str) {
+            let list = format!("{:?}", SECRET);
+            let list = list.trim_matches(|c| c == '[' || c == ']');
+            for form in [
+                String::from_utf8_lossy(SECRET).into_owned(),
+                list.to_string(),
+                hex::encode(SECRET),
+                super::STANDARD.encode(SECRET),
+            ] {
+                assert!(!shown.contains(&form), "{what} shows its secret: {shown}");
+            }
+        }
+
+        fn secret() -> SecretBytes {
+            SecretBytes::from(SECRET)
+        }
+
+        fn password() -> KeyStorePassword {
+            serde_json::from_str(
+                &serde_json::to_string(std::str::from_utf8(SECRET).unwrap()).unwrap(),
+            )
+            .unwrap()
+        }
+
+        #[test]
+        fn secret_bytes() {
+            assert_redacted("SecretBytes", &format!("{:?}", secret()));
+        }
+
+        #[test]
+        fn key_store_password() {
+            assert_eq!(password().expose().as_bytes(), SECRET);
+            assert_redacted("KeyStorePassword", &format!("{:?}", password()));
+        }
+
+        #[test]
+        fn encrypt_request() {
+            let r: EncryptRequest = serde_json::from_value(serde_json::json!({
+                "KeyId": "alias/a", "Plaintext": super::STANDARD.encode(SECRET)
+            }))
+            .unwrap();
+            assert_eq!(r.plaintext.as_deref(), Some(SECRET));
+            assert_redacted("EncryptRequest", &format!("{r:?}"));
+        }
+
+        #[test]
+        fn decrypt_response() {
+            let r = DecryptResponse {
+                key_id: "k".into(),
+                plaintext: secret(),
+                encryption_algorithm: "SYMMETRIC_DEFAULT".into(),
+            };
+            assert_redacted("DecryptResponse", &format!("{r:?}"));
+        }
+
+        #[test]
+        fn generate_data_key_response() {
+            let r = GenerateDataKeyResponse {
+                ciphertext_blob: vec![1, 2, 3],
+                plaintext: Some(secret()),
+                key_id: "k".into(),
+            };
+            assert_redacted("GenerateDataKeyResponse", &format!("{r:?}"));
+        }
+
+        #[test]
+        fn generate_random_response() {
+            let r = GenerateRandomResponse {
+                plaintext: secret(),
+            };
+            assert_redacted("GenerateRandomResponse", &format!("{r:?}"));
+        }
+
+        #[test]
+        fn custom_key_store_requests() {
+            let create = CreateCustomKeyStoreRequest {
+                key_store_password: Some(password()),
+                ..Default::default()
+            };
+            assert_redacted("CreateCustomKeyStoreRequest", &format!("{create:?}"));
+            let update = UpdateCustomKeyStoreRequest {
+                key_store_password: Some(password()),
+                ..Default::default()
+            };
+            assert_redacted("UpdateCustomKeyStoreRequest", &format!("{update:?}"));
+        }
+
+        #[test]
+        fn custom_key_store_row() {
+            // The password is stored wrapped; the row does not print even that.
+            let row = CustomKeyStoreRow {
+                id: "cks-1".into(),
+                name: "n".into(),
+                cluster_id: "cluster-1".into(),
+                trust_anchor: String::new(),
+                wrapped_password: SECRET.to_vec(),
+                connection_state: ConnectionState::Disconnected,
+                connection_error: None,
+                created_at: 0,
+                revision: 0,
+            };
+            assert_redacted("CustomKeyStoreRow", &format!("{row:?}"));
+        }
+
+        #[test]
+        fn key_material_and_root_key() {
+            let mut bytes = [0u8; 32];
+            bytes[..SECRET.len()].copy_from_slice(SECRET);
+            let m = KeyMaterial::from_slice(&bytes).unwrap();
+            assert_redacted("KeyMaterial", &format!("{m:?}"));
+            let root = SoftwareRootKey::new(m);
+            assert_redacted("SoftwareRootKey", &format!("{root:?}"));
+        }
+
+        #[tokio::test]
+        async fn the_service() {
+            let mut bytes = [0u8; 32];
+            bytes[..SECRET.len()].copy_from_slice(SECRET);
+            let root = Arc::new(SoftwareRootKey::new(
+                KeyMaterial::from_slice(&bytes).unwrap(),
+            ));
+            let store = crate::Store::connect("sqlite::memory:").await.unwrap();
+            let kms = crate::Kms::open(store, root, crate::KmsConfig::default())
+                .await
+                .unwrap();
+            assert_redacted("Kms", &format!("{kms:?}"));
+        }
+    }
 }
