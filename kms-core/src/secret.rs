@@ -229,6 +229,8 @@ mod tests {
     mod redaction {
         use std::sync::Arc;
 
+        use base64::Engine;
+
         use crate::api::*;
         use crate::material::{KeyMaterial, SoftwareRootKey};
         use crate::store::CustomKeyStoreRow;
