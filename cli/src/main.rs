@@ -228,13 +228,21 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) 
     move |source| CliError::Io { context, source }
 }
 
+/// The AWS SDK's request log, capped below trace (where it prints request bodies).
+const SDK_REQUEST_LOG: &str = "aws_smithy_runtime::client::orchestrator=debug";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ENVELOPE_LOG")
+        .unwrap_or_else(|_| "info".into());
+    // At trace level the AWS SDK logs every request it sends with its body: an Encrypt carries the
+    // data key. Whatever ENVELOPE_LOG asks, that target stops at debug.
+    let filter = match SDK_REQUEST_LOG.parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ENVELOPE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         // When stderr cannot be written (its disk is full), tracing reports that with eprintln!,

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
+
+pub use crate::secret::SecretBytes;
 
 /// Base64 blobs in JSON.
 pub mod b64 {
@@ -127,10 +128,6 @@ where
         }
     }
     d.deserialize_map(MapOnly(std::marker::PhantomData))
-}
-
-fn ser_secret<S: serde::Serializer>(b: &Zeroizing<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-    b64::serialize(b, s)
 }
 
 /// A tag on a key.
@@ -335,8 +332,7 @@ request!(
     /// Encrypt.
     EncryptRequest {
         key_id: String,
-        #[serde(with = "b64")]
-        plaintext: Vec<u8>,
+        plaintext: SecretBytes,
         #[serde(with = "unique_map")]
         encryption_context: BTreeMap<String, String>,
         grant_tokens: Vec<String>,
@@ -562,8 +558,7 @@ pub struct EncryptResponse {
 #[allow(missing_docs)]
 pub struct DecryptResponse {
     pub key_id: String,
-    #[serde(serialize_with = "ser_secret")]
-    pub plaintext: Zeroizing<Vec<u8>>,
+    pub plaintext: SecretBytes,
     pub encryption_algorithm: String,
 }
 
@@ -587,22 +582,9 @@ pub struct ReEncryptResponse {
 pub struct GenerateDataKeyResponse {
     #[serde(serialize_with = "b64::serialize")]
     pub ciphertext_blob: Vec<u8>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "ser_opt_secret"
-    )]
-    pub plaintext: Option<Zeroizing<Vec<u8>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plaintext: Option<SecretBytes>,
     pub key_id: String,
-}
-
-fn ser_opt_secret<S: serde::Serializer>(
-    b: &Option<Zeroizing<Vec<u8>>>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match b {
-        Some(b) => b64::serialize(b, s),
-        None => s.serialize_none(),
-    }
 }
 
 /// GenerateRandom.
@@ -610,8 +592,7 @@ fn ser_opt_secret<S: serde::Serializer>(
 #[serde(rename_all = "PascalCase")]
 #[allow(missing_docs)]
 pub struct GenerateRandomResponse {
-    #[serde(serialize_with = "ser_secret")]
-    pub plaintext: Zeroizing<Vec<u8>>,
+    pub plaintext: SecretBytes,
 }
 
 /// GetKeyRotationStatus.

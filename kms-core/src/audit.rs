@@ -130,7 +130,8 @@ const MAX_UNWRITTEN: usize = 16 << 20;
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl AuditLog {
-    /// Appends to `path` (created 0600 if missing) from a background thread.
+    /// Appends to `path` from a background thread. The file is owner-only (0600) whatever the
+    /// umask: created so, or narrowed when an earlier file is wider.
     pub fn open(path: &Path) -> std::io::Result<Self> {
         let mut opts = std::fs::OpenOptions::new();
         opts.create(true).append(true);
@@ -139,9 +140,17 @@ impl AuditLog {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
+        let file = opts.open(path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if file.metadata()?.permissions().mode() & 0o777 != 0o600 {
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
         let inner = std::sync::Arc::new(Shared {
             buf: std::sync::Mutex::new(Vec::with_capacity(64 * 1024)),
-            file: std::sync::Mutex::new(opts.open(path)?),
+            file: std::sync::Mutex::new(file),
         });
         let weak = std::sync::Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -202,5 +211,22 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[1]["eventName"], "Decrypt");
         assert_eq!(lines[0]["keyId"], "alias/x");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_file_is_owner_only_even_when_it_was_wider() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _log = AuditLog::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let fresh = dir.path().join("fresh.log");
+        let _log = AuditLog::open(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

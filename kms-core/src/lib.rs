@@ -36,6 +36,7 @@ pub mod identity;
 pub mod ids;
 pub mod material;
 pub mod policy;
+pub mod secret;
 mod service;
 pub mod store;
 
@@ -47,6 +48,7 @@ pub use custom_key_store::{
 pub use error::{KmsError, Result};
 pub use ids::Partition;
 pub use material::{KeyMaterial, RootOfTrust, SoftwareRootKey};
+pub use secret::SecretBytes;
 pub use service::{
     Explanation, InitialPolicy, Kms, KmsConfig, PrincipalInfo, MAX_CIPHERTEXT_BLOB,
     MAX_ENCRYPT_PLAINTEXT,

@@ -100,7 +100,7 @@ async fn encrypt(
 ) -> Result<EncryptResponse, KmsError> {
     kms.encrypt(EncryptRequest {
         key_id: Some(key.into()),
-        plaintext: Some(pt.to_vec()),
+        plaintext: Some(pt.into()),
         encryption_context: c,
         ..Default::default()
     })
@@ -327,7 +327,7 @@ async fn limits(kms: &Kms) {
     let r = kms
         .encrypt(EncryptRequest {
             key_id: Some(k.key_id.clone()),
-            plaintext: Some(vec![1]),
+            plaintext: Some(vec![1].into()),
             encryption_algorithm: Some("RSAES_OAEP_SHA_256".into()),
             ..Default::default()
         })
@@ -599,7 +599,7 @@ async fn deletion_destroys_material(kms: &Kms) {
 
 async fn json_api(kms: &Kms) {
     let caller = Caller::default();
-    let err = |r: Result<Vec<u8>, KmsError>| r.unwrap_err().aws_name();
+    let err = |r: Result<zeroize::Zeroizing<Vec<u8>>, KmsError>| r.unwrap_err().aws_name();
     assert_eq!(
         err(kms.execute(&caller, "Nope", b"{}").await),
         "UnknownOperationException"

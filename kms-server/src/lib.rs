@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 mod auth;
+mod buffers;
 mod connections;
 #[cfg(feature = "test-util")]
 mod local;

@@ -82,7 +82,7 @@ impl App {
         &self,
         peer: Option<SocketAddr>,
         parts: &axum::http::request::Parts,
-        body: bytes::Bytes,
+        body: zeroize::Zeroizing<Vec<u8>>,
         request_id: &str,
         service: QueryService,
     ) -> Response {

@@ -14,9 +14,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use http_body_util::{BodyExt, Limited};
 use kms_core::{Kms, KmsError};
 
+use crate::buffers::{read_body, zeroizing_body, BodyError};
 use crate::metrics::{metrics, Metrics};
 use crate::quota::{caller_account, QuotaConfig, RequestQuotas, THROTTLED};
 use crate::sigv4;
@@ -160,14 +160,12 @@ impl App {
     async fn handle(&self, peer: Option<SocketAddr>, req: Request, request_id: &str) -> Response {
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
         let (parts, body) = req.into_parts();
-        let body = Limited::new(body, self.limits.max_body_bytes).collect();
+        // Zeroized on drop: an Encrypt body carries a plaintext.
+        let body = read_body(body, self.limits.max_body_bytes);
         let body = match tokio::time::timeout(self.limits.body_timeout, body).await {
             Err(_) => return self.request_timeout(request_id),
-            Ok(Ok(b)) => b.to_bytes(),
-            Ok(Err(e))
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
+            Ok(Ok(b)) => b,
+            Ok(Err(BodyError::TooLarge)) => {
                 return self.fail(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "ValidationException",
@@ -178,7 +176,7 @@ impl App {
                     request_id,
                 )
             }
-            Ok(Err(_)) => {
+            Ok(Err(BodyError::Unreadable)) => {
                 return self.fail(
                     StatusCode::BAD_REQUEST,
                     "SerializationException",
@@ -253,7 +251,7 @@ impl App {
             .unwrap_or_else(|_| Err(KmsError::Internal("The operation failed.".into())));
         match outcome {
             Ok(json) => {
-                let mut r = (StatusCode::OK, json).into_response();
+                let mut r = (StatusCode::OK, zeroizing_body(json)).into_response();
                 r.headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_11));
                 if let Ok(v) = HeaderValue::from_str(request_id) {

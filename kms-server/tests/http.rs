@@ -328,3 +328,29 @@ async fn a_request_whose_body_stalls_is_answered_408_within_the_bound() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// Every type of this crate that holds a secret access key or a key derived from one prints none of
+/// it in `Debug`: the local endpoint, the client's signer, the server's signing-key cache, the app.
+#[tokio::test]
+async fn debug_shows_no_secret_access_key() {
+    let s = start().await;
+    let local = s.local.as_ref().unwrap();
+    let secret = local.secret_access_key().to_string();
+    let signer = sigv4::KmsSigner::new(&s.akid, &secret, "us-east-1");
+    let cache = sigv4::SigningKeyCache::default();
+    let _ = cache.get(&s.akid, secret.as_bytes(), "20260101", "us-east-1", "kms");
+    let app = kms_server::App::new(local.kms().clone(), Limits::default());
+    for (what, shown) in [
+        ("LocalEndpoint", format!("{local:?}")),
+        ("KmsSigner", format!("{signer:?}")),
+        ("SigningKeyCache", format!("{cache:?}")),
+        ("App", format!("{app:?}")),
+    ] {
+        assert!(!shown.contains(&secret), "{what} shows the secret: {shown}");
+        let list = format!("{:?}", secret.as_bytes());
+        assert!(
+            !shown.contains(list.trim_matches(|c| c == '[' || c == ']')),
+            "{what} shows the secret's bytes: {shown}"
+        );
+    }
+}

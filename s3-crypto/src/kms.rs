@@ -432,6 +432,7 @@ impl KmsKeyring {
             .client
             .encrypt()
             .key_id(key_id)
+            // The SDK owns this copy and the JSON body it writes from it; neither is zeroized.
             .plaintext(Blob::new(data_key.as_bytes().to_vec()))
             .set_encryption_context(kms_context(context))
             .set_grant_tokens(self.grant_tokens());
@@ -580,20 +581,22 @@ impl Op {
         }
     }
 
-    /// The plaintext data key of a response, which must be `len` bytes.
+    /// The plaintext data key of a response, which must be `len` bytes. The SDK's buffer moves into
+    /// the zeroizing `DataKey` (no copy); the HTTP body it was decoded from is the SDK's, freed
+    /// without zeroing (SECURITY.md).
     fn data_key(&self, plaintext: Option<Blob>, len: usize) -> Result<DataKey> {
-        let plaintext = Zeroizing::new(
+        let data_key = DataKey::new(
             plaintext
                 .ok_or_else(|| self.bad_response("no Plaintext"))?
                 .into_inner(),
         );
-        if plaintext.len() != len {
+        if data_key.as_bytes().len() != len {
             return Err(self.bad_response(&format!(
                 "a data key of {} bytes where the algorithm suite needs {len}",
-                plaintext.len()
+                data_key.as_bytes().len()
             )));
         }
-        Ok(DataKey::new(plaintext.to_vec()))
+        Ok(data_key)
     }
 
     pub(crate) fn bad_response(&self, what: &str) -> Error {

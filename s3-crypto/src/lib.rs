@@ -61,6 +61,8 @@ pub mod md5;
 mod policy;
 mod random;
 mod range;
+#[cfg(test)]
+mod redaction_tests;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod s3ec;

@@ -33,12 +33,33 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
+import secrets_scan
+
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 ACCOUNT = "111122223333"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 LISTEN_RE = re.compile(r"^listening on (https?://\S+)$")
+# Servers log at this level unless a test sets ENVELOPE_LOG: the session's end scans every server log
+# and audit log for every secret the tests used (secrets_scan.py).
+SERVER_LOG_LEVEL = "debug"
+
+secrets_scan.install_boto_hook()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No secret the tests used may appear in any server log or audit log line: a hit fails the run."""
+    hits = secrets_scan.scan(secrets_scan.logs(), secrets_scan.secrets())
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    say = tr.write_line if tr is not None else print
+    if not hits:
+        say(f"secrets scan: {len(secrets_scan.secrets())} secrets, {len(secrets_scan.logs())} logs, no hit")
+        return
+    say(f"secrets scan: {len(hits)} log lines hold a secret the tests used:", red=True)
+    for h in hits[:50]:
+        say(f"  {h}: {h.line[:300]!r}")
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -89,7 +110,9 @@ def read_credentials(data_dir: Path, profile: str = "envelope") -> tuple[str, st
     path = data_dir / "credentials"
     if not cp.read(path):
         raise AssertionError(f"no credentials file at {path}")
-    return cp[profile]["aws_access_key_id"].strip(), cp[profile]["aws_secret_access_key"].strip()
+    secret = cp[profile]["aws_secret_access_key"].strip()
+    secrets_scan.add(secret, f"secret access key in {path}")
+    return cp[profile]["aws_access_key_id"].strip(), secret
 
 
 _sessions = threading.local()
@@ -130,17 +153,21 @@ class Server:
         self.extra_args = list(extra_args)
         self.env = dict(os.environ)
         self.env.setdefault("RUST_BACKTRACE", "1")
+        self.env["ENVELOPE_LOG"] = SERVER_LOG_LEVEL
         for var in ("ENVELOPE_ROOT_KEY", "ENVELOPE_DATA_DIR", "ENVELOPE_DATABASE_URL", "ENVELOPE_REGION",
                     "ENVELOPE_ACCOUNT_ID"):
             self.env.pop(var, None)
         if env:
             self.env.update(env)
+        secrets_scan.add(self.env.get("ENVELOPE_ROOT_KEY"), "ENVELOPE_ROOT_KEY")
         self.listen = listen
         self.sweep_interval = sweep_interval
         self.proc: subprocess.Popen | None = None
         self.endpoint: str | None = None
         self.stdout_lines: list[str] = []
         self._log_path = self.data_dir.parent / f"{self.data_dir.name}.server-{uuid.uuid4().hex[:6]}.log"
+        secrets_scan.add_log(self._log_path)
+        secrets_scan.add_log(self.data_dir / "audit.log")
         self._stderr = None
         self._reader: threading.Thread | None = None
         self._first_line = threading.Event()
@@ -240,6 +267,7 @@ class Server:
         self._close()
 
     def _close(self):
+        self._register_root_key()
         if self._reader is not None:
             self._reader.join(5)
         if self.proc is not None and self.proc.stdout is not None:
@@ -247,6 +275,17 @@ class Server:
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
+
+    def _register_root_key(self):
+        try:
+            root = (self.data_dir / "root.key").read_bytes()
+        except OSError:
+            return
+        secrets_scan.add(root.strip(), f"root key of {self.data_dir}")
+        try:
+            secrets_scan.add(base64.b64decode(root.strip(), validate=True), f"root key of {self.data_dir}")
+        except ValueError:
+            pass
 
     # -- clients -------------------------------------------------------------------------------------
     @property

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import secrets_scan
 from conftest import REPO
 
 DEBIAN_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
@@ -35,9 +36,12 @@ class Token:
         self.pin_file = Path(env["ENVELOPE_TEST_HSM_PIN_FILE"])
         self.pin = self.pin_file.read_text().strip()
         self.so_pin = (Path(self.conf).parent / "so.pin").read_text().strip()
+        secrets_scan.add(self.pin, "HSM user PIN")
+        secrets_scan.add(self.so_pin, "HSM SO PIN")
 
     def add_token(self, label: str, pin: str) -> None:
         """Another token in the same token directory (the same SOFTHSM2_CONF sees both)."""
+        secrets_scan.add(pin, f"HSM user PIN of token {label}")
         r = subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", self.so_pin,
                             "--pin", pin], capture_output=True, text=True, env={**os.environ, **self.env()},
                            timeout=120)

@@ -228,3 +228,30 @@ def test_an_exact_multiple_of_the_frame_length_may_show_all_its_plaintext_but_st
     p = decrypt_to(msg, "-", [*key_args, "--context", "app=t"], stdin=False, threads=1)
     assert p.returncode == 1 and "frame 11 failed authentication" in p.stderr.decode(), p.stderr
     assert p.stdout == plain
+
+
+def test_trace_logging_prints_no_data_key_or_secret(server, kms, tmp_path):
+    """At ENVELOPE_LOG=trace the CLI logs the AWS SDK's work. The SDK's request and response log prints
+    bodies at trace (Decrypt's response carries the data key once LOG_SENSITIVE_BODIES is set; an
+    Encrypt for a second --key carries it in the request), so the CLI caps that log at debug: neither
+    the data key (no `Plaintext` member anywhere) nor the secret access key is in stderr."""
+    first = kms.create_key()["KeyMetadata"]["Arn"]
+    second = kms.create_key()["KeyMetadata"]["Arn"]
+    ak, sk = server.credentials
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=ak, AWS_SECRET_ACCESS_KEY=sk, AWS_REGION="us-east-1",
+               AWS_EC2_METADATA_DISABLED="true", ENVELOPE_LOG="trace", LOG_SENSITIVE_BODIES="true")
+    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS"):
+        env.pop(var, None)
+    plain = tmp_path / "p"
+    plain.write_bytes(os.urandom(1000))
+    msg = tmp_path / "p.env"
+    enc = run(["encrypt", str(plain), "-o", str(msg), "--key", first, "--key", second, "--endpoint-url",
+               server.endpoint, "-q"], env)
+    out = tmp_path / "out"
+    dec = run(["decrypt", str(msg), "-o", str(out), "--key", second, "--endpoint-url", server.endpoint, "-q"],
+              env)
+    assert out.read_bytes() == plain.read_bytes()
+    for what, p in (("encrypt", enc), ("decrypt", dec)):
+        assert "TRACE" in p.stderr, f"{what} did not log at trace level"
+        assert "Plaintext" not in p.stderr, f"{what} logged a data key"
+        assert sk not in p.stderr, f"{what} logged the secret access key"

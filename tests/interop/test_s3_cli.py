@@ -25,6 +25,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+import secrets_scan
 from conftest import envelope_bin, start_server
 
 MIB = 1 << 20
@@ -362,7 +363,9 @@ def test_tampered_object_fails_with_no_output_file(store, s3, env, kms_key, tmp_
 
 def test_sse_c_round_trip_and_no_read_without_the_key(store, s3, env, kms_key, tmp_path):
     sse_key = tmp_path / "sse-c.key"
-    sse_key.write_bytes(base64.b64encode(os.urandom(32)))
+    raw_sse_key = os.urandom(32)
+    secrets_scan.add(raw_sse_key, "SSE-C key")
+    sse_key.write_bytes(base64.b64encode(raw_sse_key))
     src = tmp_path / "p"
     src.write_bytes(os.urandom(6 * MIB))
     key = fresh_key("sse-c")

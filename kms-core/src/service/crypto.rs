@@ -2,7 +2,7 @@
 //! and GenerateRandom. A key's material seals under its current version and opens under the version
 //! a blob names; a key in a custom key store runs in its token instead.
 
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::custom_key_stores::in_token;
 use super::keys::check_usable;
@@ -134,29 +134,25 @@ impl Kms {
     /// Encrypt: at most 4096 bytes, under the key's current material version.
     pub async fn encrypt(&self, req: EncryptRequest) -> Result<EncryptResponse> {
         let key_id = required(req.key_id, "keyId")?;
-        let mut plaintext = required(req.plaintext, "plaintext")?;
-        let result = async {
-            if plaintext.is_empty() || plaintext.len() > MAX_ENCRYPT_PLAINTEXT {
-                return Err(KmsError::constraint(
-                    "...",
-                    "plaintext",
-                    &format!("Member must have length between 1 and {MAX_ENCRYPT_PLAINTEXT}"),
-                ));
-            }
-            check_algorithm(req.encryption_algorithm.as_deref())?;
-            self.check_grant_tokens(req.grant_tokens.as_deref()).await?;
-            let ctx = context(req.encryption_context)?;
-            let (ciphertext_blob, key_id) = self.seal(&key_id, &ctx, &plaintext).await?;
-            check_dry_run(req.dry_run)?;
-            Ok(EncryptResponse {
-                ciphertext_blob,
-                key_id,
-                encryption_algorithm: SYMMETRIC_DEFAULT.into(),
-            })
+        // Zeroized when dropped, whichever way this returns.
+        let plaintext = required(req.plaintext, "plaintext")?;
+        if plaintext.is_empty() || plaintext.len() > MAX_ENCRYPT_PLAINTEXT {
+            return Err(KmsError::constraint(
+                "...",
+                "plaintext",
+                &format!("Member must have length between 1 and {MAX_ENCRYPT_PLAINTEXT}"),
+            ));
         }
-        .await;
-        plaintext.zeroize();
-        result
+        check_algorithm(req.encryption_algorithm.as_deref())?;
+        self.check_grant_tokens(req.grant_tokens.as_deref()).await?;
+        let ctx = context(req.encryption_context)?;
+        let (ciphertext_blob, key_id) = self.seal(&key_id, &ctx, &plaintext).await?;
+        check_dry_run(req.dry_run)?;
+        Ok(EncryptResponse {
+            ciphertext_blob,
+            key_id,
+            encryption_algorithm: SYMMETRIC_DEFAULT.into(),
+        })
     }
 
     /// Decrypt: the blob names its key; KeyId, when given, must match it.
@@ -172,7 +168,7 @@ impl Kms {
         check_dry_run(req.dry_run)?;
         Ok(DecryptResponse {
             key_id,
-            plaintext,
+            plaintext: plaintext.into(),
             encryption_algorithm: SYMMETRIC_DEFAULT.into(),
         })
     }
@@ -244,7 +240,7 @@ impl Kms {
         check_dry_run(req.dry_run)?;
         Ok(GenerateDataKeyResponse {
             ciphertext_blob,
-            plaintext: with_plaintext.then_some(plaintext),
+            plaintext: with_plaintext.then(|| plaintext.into()),
             key_id,
         })
     }
@@ -275,10 +271,14 @@ impl Kms {
         check_range(n, 1, 1024, "numberOfBytes")?;
         if let Some(store_id) = &req.custom_key_store_id {
             let plaintext = self.random_from_store(store_id, n as usize).await?;
-            return Ok(GenerateRandomResponse { plaintext });
+            return Ok(GenerateRandomResponse {
+                plaintext: plaintext.into(),
+            });
         }
         let mut plaintext = Zeroizing::new(vec![0u8; n as usize]);
         material::random_bytes(&mut plaintext)?;
-        Ok(GenerateRandomResponse { plaintext })
+        Ok(GenerateRandomResponse {
+            plaintext: plaintext.into(),
+        })
     }
 }

@@ -33,6 +33,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use crate::api::*;
 use crate::audit::{AuditLog, AuditRecord, Caller};
@@ -268,20 +269,17 @@ impl Kms {
     // ----- the JSON API -------------------------------------------------------------------------
 
     /// Runs one operation of the AWS KMS JSON 1.1 API: `operation` is the part of `X-Amz-Target`
-    /// after `TrentService.`, `body` the request JSON. Returns the response JSON. Records the call
-    /// in the audit log.
-    pub async fn execute(&self, caller: &Caller, operation: &str, body: &[u8]) -> Result<Vec<u8>> {
+    /// after `TrentService.`, `body` the request JSON. Returns the response JSON, zeroized on drop
+    /// (it may carry a plaintext or a data key). Records the call in the audit log.
+    pub async fn execute(
+        &self,
+        caller: &Caller,
+        operation: &str,
+        body: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
         let mut key_ref: Option<String> = None;
-        let (result, decisions) = DECISIONS
-            .scope(std::cell::RefCell::default(), async {
-                let r = CALLER
-                    .scope(
-                        caller.clone(),
-                        self.dispatch(caller, operation, body, &mut key_ref),
-                    )
-                    .await;
-                (r, DECISIONS.with(|d| d.take()))
-            })
+        let (result, decisions) = self
+            .in_call(caller, self.dispatch(caller, operation, body, &mut key_ref))
             .await;
         if let Some(log) = &self.audit {
             log.record(&AuditRecord {
@@ -305,7 +303,7 @@ impl Kms {
         operation: &str,
         body: &[u8],
         key_ref: &mut Option<String>,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Zeroizing<Vec<u8>>> {
         let action = format!("kms:{operation}");
         if ASYMMETRIC_AND_HMAC_OPERATIONS.contains(&operation) {
             let req: KeyIdRequest = parse(operation, body)?;
@@ -477,6 +475,8 @@ fn json_depth(json: &[u8]) -> usize {
     max
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(|_| KmsError::Internal("Cannot encode the response.".into()))
+/// The response JSON in one exactly sized buffer, zeroized on drop.
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Zeroizing<Vec<u8>>> {
+    crate::secret::to_json_zeroizing(v)
+        .map_err(|_| KmsError::Internal("Cannot encode the response.".into()))
 }
