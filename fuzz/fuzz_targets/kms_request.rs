@@ -1,0 +1,142 @@
+//! Every KMS request body through the real dispatcher, `Kms::execute`, as the endpoint calls it
+//! after authentication: the first input byte picks the operation (modulo the list below, which is
+//! every operation the service knows plus one it does not), the rest is the body. Any body must be
+//! answered with a response or an AWS error, never a panic, and never KMSInternalException (the
+//! 500 a client cannot fix); a response is a JSON object.
+//!
+//! One tokio runtime and one `Kms` per process, over a SQLite store in a fresh directory under
+//! `$TMPDIR` (scripts/fuzz points it at /dev/shm and removes it afterwards), with three keys and the
+//! aliases `alias/fuzz-1` … `alias/fuzz-3` for the bodies to name. The store keeps what earlier
+//! inputs did (keys created, disabled, tagged), as a long-lived server does.
+//!
+//! Seed corpus: a valid body for every operation (`fuzz/corpus/kms_request`, written by
+//! `fuzz/seeds.py`), including Decrypt of the golden blobs of `kms-core/tests/testdata`.
+#![no_main]
+
+use std::sync::{Arc, OnceLock};
+
+use kms_core::{Caller, KeyMaterial, Kms, KmsConfig, SoftwareRootKey, Store};
+use libfuzzer_sys::fuzz_target;
+
+/// Every operation name `Kms::execute` dispatches (the `ops!` table, then the asymmetric and HMAC
+/// operations it refuses for symmetric keys), then one it does not know. The corpus's first bytes
+/// index this list: append, never reorder.
+const OPERATIONS: &[&str] = &[
+    "CreateKey",
+    "DescribeKey",
+    "ListKeys",
+    "UpdateKeyDescription",
+    "EnableKey",
+    "DisableKey",
+    "ScheduleKeyDeletion",
+    "CancelKeyDeletion",
+    "CreateAlias",
+    "UpdateAlias",
+    "DeleteAlias",
+    "ListAliases",
+    "Encrypt",
+    "Decrypt",
+    "ReEncrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateRandom",
+    "EnableKeyRotation",
+    "DisableKeyRotation",
+    "GetKeyRotationStatus",
+    "RotateKeyOnDemand",
+    "ListKeyRotations",
+    "TagResource",
+    "UntagResource",
+    "ListResourceTags",
+    "GetParametersForImport",
+    "ImportKeyMaterial",
+    "DeleteImportedKeyMaterial",
+    "CreateCustomKeyStore",
+    "DescribeCustomKeyStores",
+    "ConnectCustomKeyStore",
+    "DisconnectCustomKeyStore",
+    "UpdateCustomKeyStore",
+    "DeleteCustomKeyStore",
+    "Sign",
+    "Verify",
+    "GenerateMac",
+    "VerifyMac",
+    "GetPublicKey",
+    "DeriveSharedSecret",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "NoSuchOperation",
+];
+
+struct Fixture {
+    rt: tokio::runtime::Runtime,
+    kms: Kms,
+    caller: Caller,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("envelope-fuzz-kms-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("kms.db").display());
+        let kms = rt.block_on(async {
+            let store = Store::connect(&url).await.unwrap();
+            let root = Arc::new(SoftwareRootKey::new(
+                KeyMaterial::from_slice(&[7; 32]).unwrap(),
+            ));
+            let kms = Kms::open(store, root, KmsConfig::default()).await.unwrap();
+            let caller = caller();
+            for i in 1..=3 {
+                let key = kms
+                    .execute(&caller, "CreateKey", br#"{"Description":"fuzz"}"#)
+                    .await
+                    .unwrap();
+                let key: serde_json::Value = serde_json::from_slice(&key).unwrap();
+                let id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+                let body = format!(r#"{{"AliasName":"alias/fuzz-{i}","TargetKeyId":"{id}"}}"#);
+                kms.execute(&caller, "CreateAlias", body.as_bytes())
+                    .await
+                    .unwrap();
+            }
+            kms
+        });
+        Fixture {
+            rt,
+            kms,
+            caller: caller(),
+        }
+    })
+}
+
+fn caller() -> Caller {
+    Caller {
+        principal_arn: "arn:aws:iam::111122223333:user/fuzz".into(),
+        access_key_id: "AKIAFUZZFUZZFUZZFUZZ".into(),
+        request_id: "00000000-0000-4000-8000-000000000000".into(),
+        source_ip: None,
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&op, body)) = data.split_first() else {
+        return;
+    };
+    let f = fixture();
+    let operation = OPERATIONS[usize::from(op) % OPERATIONS.len()];
+    match f.rt.block_on(f.kms.execute(&f.caller, operation, body)) {
+        Ok(response) => {
+            let v: serde_json::Value = serde_json::from_slice(&response).unwrap();
+            assert!(
+                v.is_object(),
+                "{operation}: a response that is not an object"
+            );
+        }
+        Err(e) => assert!(!e.is_internal(), "{operation}: {e:?}"),
+    }
+});
