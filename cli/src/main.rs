@@ -236,10 +236,14 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ENVELOPE_LOG")
         .unwrap_or_else(|_| "info".into());
     // At trace level the AWS SDK logs every request it sends with its body: an Encrypt carries the
-    // data key. Whatever ENVELOPE_LOG asks, that target stops at debug.
+    // data key. Whatever ENVELOPE_LOG asks, that target stops at debug. (Only when trace is asked
+    // for: a directive sets its target's level, so added always it would raise the SDK's request
+    // log to debug under the default `info`.)
+    let asks_trace =
+        std::env::var("ENVELOPE_LOG").is_ok_and(|v| v.to_ascii_lowercase().contains("trace"));
     let filter = match SDK_REQUEST_LOG.parse() {
-        Ok(cap) => filter.add_directive(cap),
-        Err(_) => filter,
+        Ok(cap) if asks_trace => filter.add_directive(cap),
+        _ => filter,
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)

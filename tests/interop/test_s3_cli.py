@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -706,8 +707,11 @@ def test_ctrl_c_during_a_download_leaves_no_file(store, s3, env, kms_key, tmp_pa
 def upload_peak_rss(store, env, key: str, size: int, args: list[str]) -> int:
     """Streams `size` bytes through a pipe into `envelope s3 cp - s3://…`; returns that process's peak RSS in
     bytes (os.wait4 gives this one child's own resource usage, so no other child counts)."""
+    # stderr goes to a file, not a pipe: a pipe nobody drains while stdin is written blocks the upload
+    # as soon as it has logged 64 KiB (at ENVELOPE_LOG=debug the AWS SDK logs every part).
+    errfile = tempfile.TemporaryFile()
     proc = subprocess.Popen([envelope_bin(), "s3", "cp", "-", url(store, key), *args, "-q", *conn(store)],
-                            env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errfile)
     block = os.urandom(MIB)
     try:
         for _ in range(size // MIB):
@@ -718,7 +722,8 @@ def upload_peak_rss(store, env, key: str, size: int, args: list[str]) -> int:
         pass
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode()
+    errfile.seek(0)
+    err = errfile.read().decode(errors="replace")
     assert proc.returncode == 0, err
     return usage.ru_maxrss * 1024  # KiB on Linux
 
