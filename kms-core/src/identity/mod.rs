@@ -33,6 +33,7 @@ use std::time::Instant;
 use zeroize::Zeroizing;
 
 pub use error::IamError;
+pub(crate) use query::request_context;
 pub use query::{Params, QueryService, Value};
 pub use sts::Session;
 

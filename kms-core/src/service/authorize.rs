@@ -11,6 +11,7 @@ use super::{Kms, SYMMETRIC_DEFAULT};
 use crate::api::*;
 use crate::audit::Caller;
 use crate::error::{KmsError, Result};
+use crate::identity::request_context;
 use crate::ids::{Accepts, KeyRef};
 use crate::policy::{
     self, access_denied_message, keys, Decision, Denied, Grant, NamedPolicy, Policies, Policy,
@@ -405,7 +406,7 @@ impl Kms {
         request_alias: Option<&str>,
         req: &impl Conditions,
     ) -> Result<()> {
-        let mut ctx = self.key_context(self.request_context(caller, action), auth);
+        let mut ctx = self.key_context(request_context(caller, action), auth);
         if let Some(alias) = request_alias {
             ctx.set(keys::REQUEST_ALIAS, alias);
         }
@@ -439,7 +440,7 @@ impl Kms {
         req: &impl Conditions,
     ) -> Result<()> {
         let caller = self.caller();
-        let mut ctx = self.request_context(&caller, action);
+        let mut ctx = request_context(&caller, action);
         if let Some(r) = resource {
             ctx = ctx.with_resource(r);
         }
@@ -456,17 +457,6 @@ impl Kms {
             .with(keys::KEY_USAGE, &auth.key_usage)
             .with(keys::KEY_ORIGIN, &auth.origin);
         ctx.set_values(keys::RESOURCE_ALIASES, auth.aliases.iter().cloned());
-        ctx
-    }
-
-    /// The context every request starts from: the caller, the action, the time, where it came from.
-    fn request_context(&self, caller: &Caller, action: &str) -> RequestContext {
-        let mut ctx = RequestContext::new(caller.principal.clone(), action)
-            .with_time(time::OffsetDateTime::now_utc())
-            .with_bool(keys::SECURE_TRANSPORT, caller.secure_transport);
-        if let Some(ip) = &caller.source_ip {
-            ctx.set(keys::SOURCE_IP, ip);
-        }
         ctx
     }
 

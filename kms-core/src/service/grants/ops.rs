@@ -284,13 +284,8 @@ impl Kms {
             return Err(self.not_found(&key_id));
         };
         let grant = self.grant_on_key(&key_id, &grant_id).await?;
-        let mut ctx = RequestContext::new(caller.principal.clone(), "kms:RetireGrant")
-            .with_time(time::OffsetDateTime::now_utc());
-        if let Some(ip) = &caller.source_ip {
-            ctx.set(keys::SOURCE_IP, ip);
-        }
         let ctx = self.key_context(
-            ctx.with_bool(keys::SECURE_TRANSPORT, caller.secure_transport),
+            crate::identity::request_context(caller, "kms:RetireGrant"),
             &auth,
         );
         let name = format!("key policy of {}", auth.arn);
