@@ -204,6 +204,64 @@ def s3ec(out):
         write(out, "s3ec_metadata", bytes([mode]) + SEP.join([b"hello, S3", b"", b"purpose=test", b"tenant=t-1"]))
 
 
+def iam_query(out):
+    """One body per IAM and STS action, for both services and both callers (first byte)."""
+    from urllib.parse import urlencode
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "111122223333"}, "Action": "sts:AssumeRole"}]})
+    doc = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:username": "${aws:username}"}}}]})
+    user, role, group = {"UserName": "fuzz-user"}, {"RoleName": "fuzz-role"}, {"GroupName": "fuzz-group"}
+    admin = {"PolicyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}
+    iam = [
+        ("CreateUser", {"UserName": "u2", "Path": "/eng/", "Tags.member.1.Key": "k", "Tags.member.1.Value": "v"}),
+        ("GetUser", user), ("ListUsers", {"MaxItems": "2"}), ("DeleteUser", {"UserName": "u2"}),
+        ("CreateAccessKey", user), ("ListAccessKeys", user),
+        ("UpdateAccessKey", {**user, "AccessKeyId": "AKIAAAAAAAAAAAAAAAAA", "Status": "Inactive"}),
+        ("DeleteAccessKey", {**user, "AccessKeyId": "AKIAAAAAAAAAAAAAAAAA"}),
+        ("CreateGroup", {"GroupName": "g2"}), ("GetGroup", group), ("ListGroups", {}),
+        ("ListGroupsForUser", user), ("DeleteGroup", {"GroupName": "g2"}),
+        ("AddUserToGroup", {**user, **group}), ("RemoveUserFromGroup", {**user, **group}),
+        ("CreateRole", {"RoleName": "r2", "AssumeRolePolicyDocument": trust, "MaxSessionDuration": "3600"}),
+        ("GetRole", role), ("ListRoles", {}), ("DeleteRole", {"RoleName": "r2"}),
+        ("PutUserPolicy", {**user, "PolicyName": "p", "PolicyDocument": doc}),
+        ("GetUserPolicy", {**user, "PolicyName": "p"}), ("ListUserPolicies", user),
+        ("DeleteUserPolicy", {**user, "PolicyName": "p"}),
+        ("PutGroupPolicy", {**group, "PolicyName": "p", "PolicyDocument": doc}),
+        ("GetGroupPolicy", {**group, "PolicyName": "p"}), ("ListGroupPolicies", group),
+        ("DeleteGroupPolicy", {**group, "PolicyName": "p"}),
+        ("PutRolePolicy", {**role, "PolicyName": "p", "PolicyDocument": doc}),
+        ("GetRolePolicy", {**role, "PolicyName": "p"}), ("ListRolePolicies", role),
+        ("DeleteRolePolicy", {**role, "PolicyName": "p"}),
+        ("CreatePolicy", {"PolicyName": "mp", "PolicyDocument": doc}),
+        ("GetPolicy", {"PolicyArn": "arn:aws:iam::111122223333:policy/mp"}),
+        ("GetPolicyVersion", {"PolicyArn": "arn:aws:iam::111122223333:policy/mp", "VersionId": "v1"}),
+        ("ListPolicies", {"Scope": "Local"}), ("DeletePolicy", {"PolicyArn": "arn:aws:iam::111122223333:policy/mp"}),
+        ("AttachUserPolicy", {**user, **admin}), ("DetachUserPolicy", {**user, **admin}),
+        ("ListAttachedUserPolicies", user), ("AttachGroupPolicy", {**group, **admin}),
+        ("DetachGroupPolicy", {**group, **admin}), ("ListAttachedGroupPolicies", group),
+        ("AttachRolePolicy", {**role, **admin}), ("DetachRolePolicy", {**role, **admin}),
+        ("ListAttachedRolePolicies", role),
+        ("SimulatePrincipalPolicy", {"PolicySourceArn": "arn:aws:iam::111122223333:user/fuzz-user",
+                                     "ActionNames.member.1": "kms:Encrypt", "ResourceArns.member.1": "*",
+                                     "PolicyInputList.member.1": doc,
+                                     "ContextEntries.member.1.ContextKeyName": "kms:EncryptionContext:a",
+                                     "ContextEntries.member.1.ContextKeyValues.member.1": "b",
+                                     "ContextEntries.member.1.ContextKeyType": "string"}),
+    ]
+    sts = [
+        ("GetCallerIdentity", {}),
+        ("AssumeRole", {"RoleArn": "arn:aws:iam::111122223333:role/fuzz-role", "RoleSessionName": "s",
+                        "DurationSeconds": "900", "ExternalId": "x"}),
+    ]
+    for service, actions, version in ((0, iam, "2010-05-08"), (1, sts, "2011-06-15")):
+        for action, params in actions:
+            body = urlencode({"Action": action, "Version": version, **params}).encode()
+            for who in (0, 2):
+                write(out, "iam_query", bytes([service | who]) + body)
+
+
 def byte_range(out):
     for r in (b"bytes=0-99", b"bytes=100-", b"bytes=-5", b"bytes=5-1", b"0-0"):
         write(out, "byte_range", r + bytes(8))
@@ -211,7 +269,7 @@ def byte_range(out):
 
 def main():
     out = pathlib.Path(sys.argv[1])
-    for f in (kms_blob, kms_request, sigv4, policy, esdk, s3ec, byte_range):
+    for f in (kms_blob, kms_request, sigv4, policy, esdk, s3ec, byte_range, iam_query):
         f(out)
     for d in sorted(out.iterdir()):
         print(f"{d.name}: {len(list(d.iterdir()))} seeds")

@@ -63,6 +63,9 @@ struct Args {
     /// Use this key instead of creating one.
     #[arg(long)]
     key_id: Option<String>,
+    /// Encryption context for GenerateDataKey and Decrypt, as comma-separated `k=v` pairs.
+    #[arg(long, value_delimiter = ',', value_name = "K=V")]
+    encryption_context: Vec<String>,
     /// Label for the target in the output (e.g. envelope, moto).
     #[arg(long, default_value = "server")]
     label: String,
@@ -742,7 +745,18 @@ async fn run(args: Args) -> Res<()> {
         args.label, args.endpoint
     );
 
-    let gdk_body = serde_json::json!({"KeyId": key_id, "KeySpec": "AES_256"}).to_string();
+    let mut context = serde_json::Map::new();
+    for pair in &args.encryption_context {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("--encryption-context {pair:?}: expected K=V"))?;
+        context.insert(k.to_string(), v.into());
+    }
+    let mut gdk_body = serde_json::json!({"KeyId": key_id, "KeySpec": "AES_256"});
+    if !context.is_empty() {
+        gdk_body["EncryptionContext"] = context.clone().into();
+    }
+    let gdk_body = gdk_body.to_string();
     let gdk = Arc::new(Call::new("GenerateDataKey", gdk_body)?);
     let mut decrypt = None;
     if ops.contains(&Op::Decrypt) {
@@ -751,7 +765,11 @@ async fn run(args: Args) -> Res<()> {
             .get("CiphertextBlob")
             .and_then(|b| b.as_str())
             .ok_or("GenerateDataKey response lacks CiphertextBlob")?;
-        let body = serde_json::json!({"CiphertextBlob": blob}).to_string();
+        let mut body = serde_json::json!({"CiphertextBlob": blob});
+        if !context.is_empty() {
+            body["EncryptionContext"] = context.clone().into();
+        }
+        let body = body.to_string();
         decrypt = Some(Arc::new(Call::new("Decrypt", body)?));
     }
 

@@ -331,6 +331,7 @@ mod tests {
             // The password is stored wrapped; the row does not print even that.
             let row = CustomKeyStoreRow {
                 id: "cks-1".into(),
+                account_id: "111122223333".into(),
                 name: "n".into(),
                 cluster_id: "cluster-1".into(),
                 trust_anchor: String::new(),

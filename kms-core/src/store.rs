@@ -23,12 +23,44 @@ pub use identity::{AccessKeyRow, Blocker, GroupRow, ManagedPolicyRow, RoleRow, U
 
 use sqlite_file::restrict_sqlite_file;
 
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../migrations/0001_init.sql")),
-    (2, include_str!("../migrations/0002_custom_key_stores.sql")),
-    (3, include_str!("../migrations/0003_accounts.sql")),
-    (4, include_str!("../migrations/0004_identities.sql")),
-    (5, include_str!("../migrations/0005_grants.sql")),
+/// A migration: portable SQL, or one form per backend where SQLite cannot say what PostgreSQL
+/// says (dropping a constraint).
+enum Migration {
+    Portable(&'static str),
+    PerBackend {
+        sqlite: &'static str,
+        postgres: &'static str,
+    },
+}
+
+const MIGRATIONS: &[(i64, Migration)] = &[
+    (
+        1,
+        Migration::Portable(include_str!("../migrations/0001_init.sql")),
+    ),
+    (
+        2,
+        Migration::Portable(include_str!("../migrations/0002_custom_key_stores.sql")),
+    ),
+    (
+        3,
+        Migration::Portable(include_str!("../migrations/0003_accounts.sql")),
+    ),
+    (
+        4,
+        Migration::Portable(include_str!("../migrations/0004_identities.sql")),
+    ),
+    (
+        5,
+        Migration::Portable(include_str!("../migrations/0005_grants.sql")),
+    ),
+    (
+        6,
+        Migration::PerBackend {
+            sqlite: include_str!("../migrations/0006_custom_key_store_names.sqlite.sql"),
+            postgres: include_str!("../migrations/0006_custom_key_store_names.postgres.sql"),
+        },
+    ),
 ];
 
 /// A key's state as the store keeps it. What DescribeKey shows is the service's to say (a key in a
@@ -105,7 +137,9 @@ pub struct KeyRow {
 pub struct CustomKeyStoreRow {
     /// `cks-` and 17 hex digits.
     pub id: String,
-    /// Friendly name, unique.
+    /// The account that owns it.
+    pub account_id: String,
+    /// Friendly name, unique in its account.
     pub name: String,
     /// The CloudHSM cluster id (a token configured on the server).
     pub cluster_id: String,
@@ -127,6 +161,7 @@ impl std::fmt::Debug for CustomKeyStoreRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CustomKeyStoreRow")
             .field("id", &self.id)
+            .field("account_id", &self.account_id)
             .field("name", &self.name)
             .field("cluster_id", &self.cluster_id)
             .field("connection_state", &self.connection_state)
@@ -314,8 +349,18 @@ impl Store {
         )
         .execute(&self.pool)
         .await?;
-        for (version, sql) in MIGRATIONS {
+        for (version, migration) in MIGRATIONS {
             let mut tx = self.pool.begin().await?;
+            let sql = match migration {
+                Migration::Portable(sql) => sql,
+                Migration::PerBackend { sqlite, postgres } => {
+                    if tx.backend_name() == "SQLite" {
+                        sqlite
+                    } else {
+                        postgres
+                    }
+                }
+            };
             let done: Option<i64> =
                 sqlx::query_scalar("SELECT version FROM envelope_schema WHERE version = $1")
                     .bind(version)
@@ -857,5 +902,93 @@ mod tests {
         .execute(&store.pool)
         .await;
         assert!(orphan.is_err(), "a tag of no key was stored");
+    }
+
+    /// Schema 6 rebuilds `custom_key_stores` on SQLite (names unique per account): the stores and
+    /// the keys in them come through it, and foreign keys still hold.
+    #[tokio::test]
+    async fn schema_6_keeps_stores_and_their_keys_and_scopes_names_to_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
+        {
+            // A store at schema 5, as the previous release left it.
+            let pool = sqlx::any::AnyPoolOptions::new()
+                .max_connections(1)
+                .after_connect(|c, _| {
+                    Box::pin(async move { c.execute("PRAGMA foreign_keys=ON;").await.map(|_| ()) })
+                });
+            sqlx::any::install_default_drivers();
+            let pool = pool.connect(&url).await.unwrap();
+            sqlx::raw_sql(
+                "CREATE TABLE envelope_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            for (version, m) in &MIGRATIONS[..5] {
+                let Migration::Portable(sql) = m else {
+                    unreachable!()
+                };
+                sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+                sqlx::query("INSERT INTO envelope_schema VALUES ($1, 0)")
+                    .bind(version)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            sqlx::raw_sql(
+                "INSERT INTO custom_key_stores (store_id, store_name, cluster_id, trust_anchor, \
+                 wrapped_password, connection_state, created_at, revision, account_id) VALUES \
+                 ('cks-1', 'shared-name', 'cluster-1', 'pem', x'00', 'CONNECTED', 1, 3, '111122223333'); \
+                 INSERT INTO kms_keys (key_id, created_at, description, key_state, key_usage, key_spec, \
+                 origin, policy, revision, custom_key_store_id, account_id) VALUES \
+                 ('k-in-store', 1, '', 'Enabled', 'ENCRYPT_DECRYPT', 'SYMMETRIC_DEFAULT', 'AWS_CLOUDHSM', \
+                 '', 0, 'cks-1', '111122223333'), \
+                 ('k-plain', 1, '', 'Enabled', 'ENCRYPT_DECRYPT', 'SYMMETRIC_DEFAULT', 'AWS_KMS', '', 0, \
+                 NULL, '111122223333');",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let store = Store::connect(&url).await.unwrap();
+        let row = store.get_custom_key_store("cks-1").await.unwrap().unwrap();
+        assert_eq!(
+            (row.name.as_str(), row.account_id.as_str(), row.revision),
+            ("shared-name", "111122223333", 3)
+        );
+        let links: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT key_id, custom_key_store_id FROM kms_keys ORDER BY key_id")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            links,
+            vec![
+                ("k-in-store".to_string(), Some("cks-1".to_string())),
+                ("k-plain".to_string(), None)
+            ]
+        );
+        // The same name in another account is allowed, twice in one account it is not.
+        let mut other = row.clone();
+        other.id = "cks-2".into();
+        other.account_id = "444455556666".into();
+        store.insert_custom_key_store(&other).await.unwrap();
+        other.id = "cks-3".into();
+        let e = store.insert_custom_key_store(&other).await.unwrap_err();
+        assert!(matches!(e, KmsError::CustomKeyStoreNameInUse(_)), "{e:?}");
+        // Foreign keys still hold against the rebuilt table; a store with keys cannot be dropped.
+        let dangling = sqlx::query(
+            "UPDATE kms_keys SET custom_key_store_id = 'cks-9' WHERE key_id = 'k-plain'",
+        )
+        .execute(&store.pool)
+        .await;
+        assert!(
+            dangling.is_err(),
+            "a key was put in a store that does not exist"
+        );
+        let e = store.delete_custom_key_store(&row).await.unwrap_err();
+        assert!(matches!(e, KmsError::CustomKeyStoreHasCmks(_)), "{e:?}");
     }
 }

@@ -29,6 +29,13 @@ async fn kms() -> (tempfile::TempDir, Kms) {
     )
     .await
     .unwrap();
+    // The users the tests' policies and grants name exist (a policy naming a missing user is
+    // refused); each is an administrator, as `user` makes them.
+    for name in ["alice", "bob", "app"] {
+        kms.create_principal_in(HOME, name, None, InitialPolicy::Admin)
+            .await
+            .unwrap();
+    }
     (dir, kms)
 }
 
@@ -452,8 +459,8 @@ async fn every_decision_is_audited_with_what_decided_it() {
     .unwrap()
     .with_audit_log(kms_core::AuditLog::open(&log_path).unwrap());
     let alice = user(&kms, HOME, "alice").await;
-    let arn = create_key(&kms, &alice, Some(policy_denying_bob_decrypt())).await;
     let bob = user(&kms, HOME, "bob").await;
+    let arn = create_key(&kms, &alice, Some(policy_denying_bob_decrypt())).await;
     let ct = call(
         &kms,
         &bob,
@@ -863,4 +870,132 @@ async fn a_policy_change_on_one_node_reaches_another_within_the_cache_ttl() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn policies_and_grants_may_name_only_principals_that_exist() {
+    let (_d, kms) = kms().await;
+    let root = Caller::default();
+    let arn = create_key(&kms, &root, None).await;
+    let naming = |who: &str| {
+        json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{HOME}:root")},
+             "Action": "kms:*", "Resource": "*"},
+            {"Sid": "Them", "Effect": "Allow", "Principal": {"AWS": who}, "Action": "kms:Decrypt",
+             "Resource": "*"}]})
+    };
+    let keys = call(&kms, &root, "ListKeys", json!({})).await.unwrap();
+    let get_policy = json!({"KeyId": arn, "PolicyName": "default"});
+    let before = call(&kms, &root, "GetKeyPolicy", get_policy.clone())
+        .await
+        .unwrap();
+    for missing in [
+        format!("arn:aws:iam::{HOME}:user/carol"),
+        format!("arn:aws:iam::{HOME}:user/other/path/alice"),
+        format!("arn:aws:iam::{HOME}:role/Nope"),
+        format!("arn:aws:sts::{HOME}:assumed-role/Nope/session"),
+        format!("arn:aws:iam::{HOME}:group/admins"),
+        format!("arn:aws:iam::{OTHER}:user/alice"),
+        "AIDAAAAAAAAAAAAAAAAA".to_string(),
+    ] {
+        let doc = naming(&missing).to_string();
+        for (op, body) in [
+            ("CreateKey", json!({"Policy": doc})),
+            (
+                "PutKeyPolicy",
+                json!({"KeyId": arn, "PolicyName": "default", "Policy": doc}),
+            ),
+        ] {
+            let e = call(&kms, &root, op, body).await.unwrap_err();
+            assert_eq!(
+                e.aws_name(),
+                "MalformedPolicyDocumentException",
+                "{op} naming {missing}"
+            );
+            assert_eq!(
+                e.to_string(),
+                "Policy contains a statement with one or more invalid principals."
+            );
+        }
+        if missing.starts_with("arn:") {
+            let e = call(
+                &kms,
+                &root,
+                "CreateGrant",
+                json!({
+                "KeyId": arn, "GranteePrincipal": missing, "Operations": ["Decrypt"]}),
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(e.aws_name(), "InvalidArnException", "grant to {missing}");
+            if !missing.contains(":group/") {
+                assert_eq!(
+                    e.to_string(),
+                    format!("ARN does not refer to a valid principal: {missing}")
+                );
+            }
+            let e = call(
+                &kms,
+                &root,
+                "CreateGrant",
+                json!({
+                "KeyId": arn, "GranteePrincipal": format!("arn:aws:iam::{HOME}:user/bob"),
+                "RetiringPrincipal": missing, "Operations": ["Decrypt"]}),
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(e.aws_name(), "InvalidArnException", "retiring {missing}");
+        }
+    }
+    // Nothing was made or changed by the refusals.
+    assert_eq!(
+        call(&kms, &root, "ListKeys", json!({})).await.unwrap(),
+        keys
+    );
+    assert_eq!(
+        call(&kms, &root, "GetKeyPolicy", get_policy).await.unwrap(),
+        before
+    );
+    let grants = call(&kms, &root, "ListGrants", json!({"KeyId": arn}))
+        .await
+        .unwrap();
+    assert_eq!(grants["Grants"], json!([]));
+    // Once carol exists, the same policy and grant are accepted; so are accounts (existing or
+    // not), `*`, a user's unique id, a session of an existing role, and a federated user.
+    kms.create_principal_in(HOME, "carol", None, InitialPolicy::None)
+        .await
+        .unwrap();
+    let carol = kms
+        .principal_named(&format!("arn:aws:iam::{HOME}:user/carol"))
+        .await
+        .unwrap();
+    let carol_id = carol.user_id.clone().unwrap();
+    for ok in [
+        carol.arn.clone(),
+        carol_id,
+        "*".to_string(),
+        OTHER.to_string(),
+        "999988887777".to_string(),
+        format!("arn:aws:iam::{OTHER}:root"),
+        format!("arn:aws:sts::{HOME}:federated-user/fed"),
+    ] {
+        call(
+            &kms,
+            &root,
+            "PutKeyPolicy",
+            json!({
+            "KeyId": arn, "PolicyName": "default", "Policy": naming(&ok).to_string()}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("a policy naming {ok}: {e:?}"));
+    }
+    call(
+        &kms,
+        &root,
+        "CreateGrant",
+        json!({
+        "KeyId": arn, "GranteePrincipal": carol.arn, "Operations": ["Decrypt"]}),
+    )
+    .await
+    .unwrap();
 }

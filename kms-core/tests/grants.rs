@@ -70,9 +70,14 @@ fn root(byte: u8) -> Arc<SoftwareRootKey> {
 
 async fn kms_on(url: &str, root_byte: u8) -> Kms {
     let store = Store::connect(url).await.unwrap();
-    Kms::open(store, root(root_byte), KmsConfig::default())
+    let kms = Kms::open(store, root(root_byte), KmsConfig::default())
         .await
-        .unwrap()
+        .unwrap();
+    // Grants may name only principals that exist.
+    for arn in [ALICE, BOB, CAROL] {
+        user(&kms, arn).await;
+    }
+    kms
 }
 
 /// The IAM user an ARN names (created on first use with AdministratorAccess in its account, as

@@ -40,6 +40,9 @@ mod xml;
 
 #[cfg(feature = "test-util")]
 pub use local::LocalEndpoint;
+/// The Query protocol's body reader and response writer, for the `iam_query` fuzz target.
+#[cfg(feature = "test-util")]
+pub use query::{read_form, render};
 pub use quota::QuotaConfig;
 pub use router::{App, Limits};
 pub use server::serve;

@@ -95,39 +95,18 @@ impl App {
                 request_id,
             );
         }
-        let mut params = BTreeMap::new();
-        for (k, v) in form_urlencoded::parse(&body) {
-            if params.insert(k.into_owned(), v.into_owned()).is_some() {
+        let (action, params) = match read_form(&body, service) {
+            Ok(read) => read,
+            Err((code, message)) => {
                 return self.query_fail(
                     service,
                     StatusCode::BAD_REQUEST,
-                    "InvalidInput",
-                    "A parameter is given more than once.",
-                    request_id,
-                );
-            }
-        }
-        let Some(action) = params.remove("Action") else {
-            return self.query_fail(
-                service,
-                StatusCode::BAD_REQUEST,
-                "MissingAction",
-                "The request must contain the parameter Action.",
-                request_id,
-            );
-        };
-        match params.remove("Version") {
-            Some(v) if v != service.version() => {
-                return self.query_fail(
-                    service,
-                    StatusCode::BAD_REQUEST,
-                    "InvalidAction",
-                    &format!("Could not find operation {action} for version {v}"),
+                    code,
+                    &message,
                     request_id,
                 )
             }
-            _ => {}
-        }
+        };
         let scope = match service {
             QueryService::Iam => Service::Iam,
             QueryService::Sts => Service::Sts,
@@ -150,19 +129,79 @@ impl App {
         caller.source_ip = peer.map(|p| p.ip().to_string());
         // As for KMS: the action runs as a task of its own, so a client hanging up cannot leave it
         // half done or unaudited.
-        let (kms, params) = (self.kms.clone(), Params(params));
+        let kms = self.kms.clone();
         let act = action.clone();
         let outcome =
             tokio::spawn(async move { kms.execute_query(&caller, service, &act, &params).await })
                 .await
                 .unwrap_or_else(|_| Err(IamError::ServiceFailure("The operation failed.".into())));
-        match outcome {
-            Ok(result) => xml_response(
-                StatusCode::OK,
-                xml::response(&action, service.namespace(), result.as_ref(), request_id),
+        let (status, body) = render(service, &action, &outcome, request_id);
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+        if outcome.is_err() {
+            let counter = if status.is_server_error() {
+                &self.metrics.server_errors
+            } else {
+                &self.metrics.client_errors
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        xml_response(status, body, request_id)
+    }
+}
+
+/// Reads a Query body as the endpoint does: its parameters (each at most once), the `Action` and,
+/// if given, the service's `Version`. Returns the action and the other parameters, or the error code
+/// and message a malformed body is answered with (400).
+pub fn read_form(
+    body: &[u8],
+    service: QueryService,
+) -> Result<(String, Params), (&'static str, String)> {
+    let mut params = BTreeMap::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        if params.insert(k.into_owned(), v.into_owned()).is_some() {
+            return Err((
+                "InvalidInput",
+                "A parameter is given more than once.".into(),
+            ));
+        }
+    }
+    let Some(action) = params.remove("Action") else {
+        return Err((
+            "MissingAction",
+            "The request must contain the parameter Action.".into(),
+        ));
+    };
+    match params.remove("Version") {
+        Some(v) if v != service.version() => Err((
+            "InvalidAction",
+            format!("Could not find operation {action} for version {v}"),
+        )),
+        _ => Ok((action, Params(params))),
+    }
+}
+
+/// The XML body of an answered Query request, as the endpoint writes it: the action's response,
+/// or `<ErrorResponse>` with the error's code. Returns the HTTP status and the body.
+pub fn render(
+    service: QueryService,
+    action: &str,
+    outcome: &Result<Option<kms_core::identity::Value>, IamError>,
+    request_id: &str,
+) -> (u16, String) {
+    match outcome {
+        Ok(result) => (
+            200,
+            xml::response(action, service.namespace(), result.as_ref(), request_id),
+        ),
+        Err(e) => (
+            e.status(),
+            xml::error(
+                service.namespace(),
+                e.status() < 500,
+                e.code(),
+                &e.to_string(),
                 request_id,
             ),
-            Err(e) => self.iam_error(service, &e, request_id),
-        }
+        ),
     }
 }

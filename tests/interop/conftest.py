@@ -520,6 +520,41 @@ def new_key(kms):
     return make
 
 
+def create_principal(server, name: str, account: str = ACCOUNT, *, admin: bool = False) -> dict:
+    """`envelope principal create NAME --account-id ACCOUNT` on the server's store (any account, made on
+    first use): the new user's ARN and access key, as the command prints them."""
+    env = {k: v for k, v in os.environ.items() if k not in ("ENVELOPE_ROOT_KEY", "ENVELOPE_DATA_DIR")}
+    store = ["--data-dir", str(server.data_dir)]
+    if server.database_url:
+        store += ["--database-url", server.database_url]
+    r = subprocess.run([envelope_bin(), "principal", "create", name, "--account-id", account,
+                        *(["--admin"] if admin else []), *store],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    secrets_scan.add(out["SecretAccessKey"], f"secret access key of {out['Arn']}")
+    return out
+
+
+def ensure_principals(server, *arns: str) -> None:
+    """Makes the IAM users and roles `arns` name (key policies and grants may name only principals that
+    exist): users with `envelope principal create`, roles of the home account with IAM CreateRole."""
+    ak, sk = server.credentials
+    iam = boto3.session.Session().client("iam", endpoint_url=server.endpoint, region_name=REGION,
+                                         aws_access_key_id=ak, aws_secret_access_key=sk)
+    for arn in arns:
+        account, resource = arn.split(":")[4], arn.split(":", 5)[5]
+        kind, name = resource.split("/", 1)
+        if kind == "user":
+            create_principal(server, name, account)
+        elif kind == "role" and account == ACCOUNT:
+            trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                             "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}}]}
+            iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+        else:
+            raise AssertionError(f"ensure_principals: cannot make {arn}")
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 

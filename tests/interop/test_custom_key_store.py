@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import STORES, Server, error_code, fresh_postgres_database, unchanged
+from conftest import STORES, Server, create_principal, error_code, fresh_postgres_database, kms_client, unchanged
 from softhsm import Token, token  # noqa: F401  (the fixture)
 
 CLUSTER = "cluster-envelopetok1"
@@ -248,6 +248,47 @@ def test_wrong_password_and_missing_token_fail_the_connection(tmp_path, tokens):
         s.stop()
     assert "not-the-pin" not in s.stderr_text()
     assert "custom key store connection failed" in s.stderr_text()
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_custom_key_stores_belong_to_an_account(tmp_path, tokens, store):
+    """Another account neither sees nor touches a store: every operation on it is
+    CustomKeyStoreNotFoundException, as for a store that does not exist; store names are per account;
+    a cluster that backs another account's store is in use, without naming that store."""
+    db = fresh_postgres_database() if store == "postgres" else None
+    s = cks_server(tmp_path, tokens, database_url=db).start()
+    try:
+        kms = s.client()
+        sid = new_store(kms, tokens)
+        kms.connect_custom_key_store(CustomKeyStoreId=sid)
+        key = hsm_key(kms, sid)["KeyId"]
+        other = create_principal(s, "cks-admin", "444455556666", admin=True)
+        theirs = kms_client(s.endpoint, other["AccessKeyId"], other["SecretAccessKey"])
+        assert theirs.describe_custom_key_stores()["CustomKeyStores"] == []
+        with unchanged(kms, key):
+            for call, kw in [
+                (theirs.describe_custom_key_stores, {"CustomKeyStoreId": sid}),
+                (theirs.describe_custom_key_stores, {"CustomKeyStoreName": "store-a"}),
+                (theirs.disconnect_custom_key_store, {"CustomKeyStoreId": sid}),
+                (theirs.connect_custom_key_store, {"CustomKeyStoreId": sid}),
+                (theirs.update_custom_key_store, {"CustomKeyStoreId": sid, "NewCustomKeyStoreName": "mine"}),
+                (theirs.delete_custom_key_store, {"CustomKeyStoreId": sid}),
+                (hsm_key, {"store_id": sid}),
+                (theirs.generate_random, {"NumberOfBytes": 8, "CustomKeyStoreId": sid}),
+            ]:
+                with pytest.raises(Exception) as e:
+                    call(theirs, **kw) if call is hsm_key else call(**kw)
+                assert error_code(e.value) == "CustomKeyStoreNotFoundException", (call, e.value)
+            # The same name in the other account is free; the same cluster is not, and its store is not named.
+            e = expect("CloudHsmClusterInUseException", new_store, theirs, tokens)
+            assert sid not in str(e)
+        mine = new_store(theirs, tokens, "store-a", OTHER_CLUSTER, OTHER_PIN)
+        assert [c["CustomKeyStoreId"] for c in theirs.describe_custom_key_stores()["CustomKeyStores"]] == [mine]
+        assert [c["CustomKeyStoreId"] for c in kms.describe_custom_key_stores()["CustomKeyStores"]] == [sid]
+        # A second store of that name in one account is still refused.
+        expect("CustomKeyStoreNameInUseException", new_store, theirs, tokens, "store-a", MISSING_CLUSTER, "x-pin-1")
+    finally:
+        s.stop()
 
 
 def test_restart_keeps_every_key_and_the_connection(tmp_path, tokens):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import ACCOUNT, aws_cli, error_code, error_type, key_arn, unique
+from conftest import ACCOUNT, aws_cli, ensure_principals, error_code, error_type, key_arn, unique
 
 ALICE = f"arn:aws:iam::{ACCOUNT}:user/alice"
 BOB = "arn:aws:iam::444455556666:user/bob"
@@ -24,8 +24,15 @@ def forge(token: str) -> str:
     return base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
 
 
-def test_create_list_retire_revoke(skms):
+@pytest.fixture(scope="module", autouse=True)
+def principals(server):
+    """The principals the grants name (a grant may name only a principal that exists)."""
+    ensure_principals(server, ALICE, BOB, ROLE)
+
+
+def test_create_list_retire_revoke(skms, store_server):
     kms = skms
+    ensure_principals(store_server, ALICE, BOB, ROLE)
     md = kms.create_key()["KeyMetadata"]
     out = kms.create_grant(KeyId=md["KeyId"], GranteePrincipal=ALICE, RetiringPrincipal=BOB,
                            Operations=["Encrypt", "Decrypt", "GenerateDataKey"], Name="app",
@@ -79,9 +86,10 @@ def test_name_makes_create_grant_idempotent(kms, new_key):
     assert grant_ids(kms, key) == [other["GrantId"]]
 
 
-def test_paging_and_retirable_grants(kms, new_key):
+def test_paging_and_retirable_grants(server, kms, new_key):
     key = new_key()["KeyId"]
     retiring = f"arn:aws:iam::{ACCOUNT}:user/{unique('r')}"
+    ensure_principals(server, retiring)
     made = sorted(kms.create_grant(KeyId=key, GranteePrincipal=ALICE, RetiringPrincipal=retiring,
                                    Operations=["Decrypt"])["GrantId"] for _ in range(5))
     for lister, kw in [(kms.list_grants, {"KeyId": key}),
@@ -151,6 +159,13 @@ CREATE_REFUSALS = [
     ("nine-pairs", {"Constraints": {"EncryptionContextSubset": {f"k{i}": "v" for i in range(9)}}},
      "ValidationException"),
     ("long-value", {"Constraints": {"EncryptionContextEquals": {"k": "v" * 385}}}, "ValidationException"),
+    ("grantee-missing", {"GranteePrincipal": f"arn:aws:iam::{ACCOUNT}:user/nobody-here"}, "InvalidArnException"),
+    ("grantee-other-account-missing", {"GranteePrincipal": "arn:aws:iam::444455556666:user/alice"},
+     "InvalidArnException"),
+    ("retiring-role-missing", {"RetiringPrincipal": f"arn:aws:iam::{ACCOUNT}:role/NoSuchRole"},
+     "InvalidArnException"),
+    ("grantee-session-of-missing-role", {"GranteePrincipal": f"arn:aws:sts::{ACCOUNT}:assumed-role/NoSuchRole/s"},
+     "InvalidArnException"),
     ("source-arn", {"Constraints": {"SourceArn": "arn:aws:s3:::bucket"}}, "UnsupportedOperationException"),
     ("service-grantee", {"GranteePrincipal": None, "GranteeServicePrincipal": "s3.amazonaws.com"},
      "UnsupportedOperationException"),

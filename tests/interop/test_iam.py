@@ -477,3 +477,99 @@ def test_policy_arn_condition_limits_what_may_be_attached(server, iam):
     me.attach_user_policy(UserName=name, PolicyArn=ro["Policy"]["Arn"])
     assert me.get_user()["User"]["UserName"] == name
     me.detach_user_policy(UserName=name, PolicyArn=ro["Policy"]["Arn"])
+
+
+# -- the policy simulator ------------------------------------------------------------------------------
+
+SIMULATED = {"Version": "2012-10-17", "Statement": [
+    {"Sid": "EncryptForWeb", "Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*",
+     "Condition": {"StringEquals": {"kms:EncryptionContext:app": "web"}}},
+    {"Sid": "NeverDecrypt", "Effect": "Deny", "Action": "kms:Decrypt", "Resource": "*"}]}
+
+
+def decisions(out):
+    return {(r["EvalActionName"], r["EvalResourceName"]): r["EvalDecision"] for r in out["EvaluationResults"]}
+
+
+def test_simulate_principal_policy(server, iam):
+    name, _ = new_user(iam, SIMULATED)
+    arn = iam.get_user(UserName=name)["User"]["Arn"]
+    key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    web = [{"ContextKeyName": "kms:EncryptionContext:app", "ContextKeyValues": ["web"], "ContextKeyType": "string"}]
+    out = iam.simulate_principal_policy(PolicySourceArn=arn, ActionNames=["kms:Encrypt", "kms:Decrypt", "kms:CreateKey"],
+                                        ResourceArns=[key], ContextEntries=web)
+    assert out["IsTruncated"] is False
+    assert decisions(out) == {("kms:Encrypt", key): "allowed", ("kms:Decrypt", key): "explicitDeny",
+                              ("kms:CreateKey", key): "implicitDeny"}
+    by_action = {r["EvalActionName"]: r for r in out["EvaluationResults"]}
+    assert by_action["kms:Encrypt"]["MatchedStatements"] == [
+        {"SourcePolicyId": "user inline policy p", "SourcePolicyType": "user"}]
+    assert by_action["kms:Decrypt"]["MatchedStatements"] == [
+        {"SourcePolicyId": "user inline policy p", "SourcePolicyType": "user"}]
+    assert by_action["kms:CreateKey"]["MatchedStatements"] == []
+    # Without the context the condition fails; the default resource is "*".
+    out = iam.simulate_principal_policy(PolicySourceArn=arn, ActionNames=["kms:Encrypt"])
+    assert decisions(out) == {("kms:Encrypt", "*"): "implicitDeny"}
+    # A policy from the input list takes part; an explicit Deny still wins over it.
+    extra = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["kms:CreateKey", "kms:Decrypt"], "Resource": "*"}]})
+    out = iam.simulate_principal_policy(PolicySourceArn=arn, ActionNames=["kms:CreateKey", "kms:Decrypt"],
+                                        PolicyInputList=[extra])
+    assert decisions(out) == {("kms:CreateKey", "*"): "allowed", ("kms:Decrypt", "*"): "explicitDeny"}
+    assert by_type(out, "kms:CreateKey") == [("PolicyInputList.1", "none")]
+    # A resource policy takes part as a key policy: one naming the user allows it directly.
+    key_policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "UserReEncrypts", "Effect": "Allow", "Principal": {"AWS": arn}, "Action": "kms:ReEncrypt*",
+         "Resource": "*"}]})
+    out = iam.simulate_principal_policy(PolicySourceArn=arn, ActionNames=["kms:ReEncryptFrom", "kms:Encrypt"],
+                                        ResourceArns=[key], ResourcePolicy=key_policy, ContextEntries=web)
+    assert decisions(out) == {("kms:ReEncryptFrom", key): "allowed", ("kms:Encrypt", key): "implicitDeny"}
+    assert by_type(out, "kms:ReEncryptFrom") == [("ResourcePolicy", "resource")]
+    # The simulator answers as the engine does for real requests: the user is refused Decrypt.
+    user_kms = kms_client(server.endpoint, *new_access_key(iam, name))
+    k = server.client().create_key()["KeyMetadata"]["KeyId"]
+    with pytest.raises(user_kms.exceptions.ClientError) as e:
+        user_kms.decrypt(CiphertextBlob=server.client().encrypt(KeyId=k, Plaintext=b"x")["CiphertextBlob"])
+    assert "with an explicit deny in an identity-based policy" in e.value.response["Error"]["Message"]
+
+
+def by_type(out, action):
+    [r] = [r for r in out["EvaluationResults"] if r["EvalActionName"] == action]
+    return [(m["SourcePolicyId"], m["SourcePolicyType"]) for m in r["MatchedStatements"]]
+
+
+def new_access_key(iam, name):
+    k = iam.create_access_key(UserName=name)["AccessKey"]
+    return k["AccessKeyId"], k["SecretAccessKey"]
+
+
+def test_simulate_principal_policy_refusals(server, iam):
+    name, key = new_user(iam)
+    arn = iam.get_user(UserName=name)["User"]["Arn"]
+    for kw, code in [
+        ({"PolicySourceArn": f"arn:aws:iam::{ACCOUNT}:user/{unique('none')}", "ActionNames": ["kms:Encrypt"]},
+         "NoSuchEntity"),
+        ({"PolicySourceArn": "arn:aws:iam::444455556666:user/ops", "ActionNames": ["kms:Encrypt"]}, "NoSuchEntity"),
+        ({"PolicySourceArn": f"arn:aws:iam::{ACCOUNT}:group/admins", "ActionNames": ["kms:Encrypt"]}, "InvalidInput"),
+        ({"PolicySourceArn": arn, "ActionNames": []}, "ValidationError"),
+        ({"PolicySourceArn": arn, "ActionNames": ["kms:Encrypt"], "PolicyInputList": ["{"]},
+         "MalformedPolicyDocument"),
+    ]:
+        with pytest.raises(iam.exceptions.ClientError) as e:
+            iam.simulate_principal_policy(**kw)
+        assert error_code(e.value) == code, (kw, e.value)
+    # Simulating needs iam:SimulatePrincipalPolicy: a user without policies may not.
+    theirs = client("iam", server.endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+    with pytest.raises(theirs.exceptions.ClientError) as e:
+        theirs.simulate_principal_policy(PolicySourceArn=arn, ActionNames=["kms:Encrypt"])
+    assert error_code(e.value) == "AccessDenied"
+
+
+def test_awscli_simulate_principal_policy(server, iam):
+    name, _ = new_user(iam, SIMULATED)
+    arn = iam.get_user(UserName=name)["User"]["Arn"]
+    r = aws_iam(server, "simulate-principal-policy", "--policy-source-arn", arn,
+                "--action-names", "kms:Encrypt", "kms:Decrypt",
+                "--context-entries", "ContextKeyName=kms:EncryptionContext:app,ContextKeyValues=web,ContextKeyType=string")
+    assert r.returncode == 0, r.stderr
+    assert decisions(json.loads(r.stdout)) == {("kms:Encrypt", "*"): "allowed", ("kms:Decrypt", "*"): "explicitDeny"}

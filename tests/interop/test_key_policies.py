@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import ACCOUNT, envelope_bin, error_code, kms_client
+from conftest import ACCOUNT, ensure_principals, envelope_bin, error_code, kms_client, unique
 
 
 def envelope(server, *args, check=True):
@@ -92,17 +92,24 @@ def test_a_key_policy_that_shuts_a_user_out_is_enforced_and_changes_nothing(serv
     assert bob_kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"secret"
 
 
-def test_the_lockout_check_and_malformed_policies(kms):
+def test_the_lockout_check_and_malformed_policies(server, kms):
     n = len(kms.list_keys(Limit=1000)["Keys"])
-    locked = admin_only_policy(f"arn:aws:iam::{ACCOUNT}:user/nobody-else")
-    for policy, code in [(locked, "MalformedPolicyDocumentException"),
-                         ("{", "MalformedPolicyDocumentException"),
-                         (json.dumps({"Version": "2012-10-17", "Statement": [
-                             {"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}),
-                          "MalformedPolicyDocumentException")]:
+    someone_else = f"arn:aws:iam::{ACCOUNT}:user/{unique('else')}"
+    ensure_principals(server, someone_else)
+    locked = admin_only_policy(someone_else)
+    lockout = "The new key policy will not allow you to update the key policy in the future."
+    invalid = "Policy contains a statement with one or more invalid principals."
+    for policy, message in [(locked, lockout),
+                            (admin_only_policy(f"arn:aws:iam::{ACCOUNT}:user/{unique('missing')}"), invalid),
+                            (admin_only_policy(f"arn:aws:iam::{ACCOUNT}:role/{unique('Missing')}"), invalid),
+                            ("{", None),
+                            (json.dumps({"Version": "2012-10-17", "Statement": [
+                                {"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}), None)]:
         with pytest.raises(kms.exceptions.ClientError) as e:
             kms.create_key(Policy=policy)
-        assert error_code(e.value) == code
+        assert error_code(e.value) == "MalformedPolicyDocumentException"
+        if message:
+            assert e.value.response["Error"]["Message"] == message
     assert len(kms.list_keys(Limit=1000)["Keys"]) == n
     key = kms.create_key()["KeyMetadata"]["KeyId"]
     with pytest.raises(kms.exceptions.MalformedPolicyDocumentException):

@@ -116,10 +116,18 @@ def test_trust_policy_decides(server, iam):
     iam.put_user_policy(UserName=name, PolicyName="assume", PolicyDocument=json.dumps(ASSUME_ONLY))
     sts.assume_role(RoleArn=r["Arn"], RoleSessionName="s1")
     # Trusting someone else: denied whatever the caller's identity policies say.
-    other = role(iam, trust(f"arn:aws:iam::{ACCOUNT}:user/someone-else"))
+    someone_else = unique("else")
+    iam.create_user(UserName=someone_else)
+    other = role(iam, trust(f"arn:aws:iam::{ACCOUNT}:user/{someone_else}"))
     with pytest.raises(sts.exceptions.ClientError) as e:
         sts.assume_role(RoleArn=other["Arn"], RoleSessionName="s1")
     assert e.value.response["Error"]["Message"].endswith("because no resource-based policy allows the sts:AssumeRole action")
+    # A trust policy may name only principals that exist (IAM's own check and message).
+    roles_before = iam.list_roles()["Roles"]
+    with pytest.raises(iam.exceptions.MalformedPolicyDocumentException) as e:
+        role(iam, trust(f"arn:aws:iam::{ACCOUNT}:user/{unique('nobody')}"))
+    assert e.value.response["Error"]["Message"].startswith('Invalid principal in policy: "AWS":"arn:aws:iam::')
+    assert iam.list_roles()["Roles"] == roles_before
     # A role that does not exist is answered as one that does not trust the caller.
     missing = f"arn:aws:iam::{ACCOUNT}:role/{unique('none')}"
     with pytest.raises(sts.exceptions.ClientError) as e:
@@ -224,3 +232,67 @@ def test_awscli_sts(server, iam):
     who = run("get-caller-identity", e=senv)
     assert who.returncode == 0, who.stderr
     assert json.loads(who.stdout)["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/{r['RoleName']}/cli"
+
+
+def faketime_lib() -> str:
+    """libfaketime (scripts/test installs the faketime package and exports its path)."""
+    import glob
+    lib = os.environ.get("ENVELOPE_TEST_FAKETIME_LIB") or next(
+        iter(glob.glob("/usr/lib/*/faketime/libfaketime.so.1")), None)
+    if not lib:
+        if os.environ.get("CI"):
+            pytest.fail("libfaketime not found under CI (scripts/test installs the faketime package)")
+        pytest.skip("libfaketime not installed")
+    return lib
+
+
+def signed_at(server, when, service, creds, headers, body: bytes):
+    """A request signed by botocore as at `when` (naive UTC), with `creds` (id, secret, token)."""
+    import botocore.auth
+    from unittest import mock
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    from conftest import http_post
+    req = AWSRequest(method="POST", url=server.endpoint + "/", data=body, headers=dict(headers))
+    with mock.patch.object(botocore.auth, "get_current_datetime", return_value=when):
+        SigV4Auth(Credentials(*creds), service, REGION).add_auth(req)
+    return http_post(*server.hostport(), dict(req.headers.items()), body)
+
+
+def test_an_expired_session_token_is_refused(tmp_path_factory):
+    """A session of the shortest duration (900 s), used when its server's clock says twenty minutes
+    later (the same data directory served under libfaketime): ExpiredTokenException on KMS,
+    ExpiredToken on STS, while the admin's long-term key still works at that time."""
+    import datetime
+    from conftest import Server
+    lib = faketime_lib()
+    s = start_server(tmp_path_factory)
+    try:
+        iam = client("iam", s.endpoint, *s.credentials)
+        r = role(iam, trust(ACCOUNT), ALLOW_ALL)
+        sts = client("sts", s.endpoint, *s.credentials)
+        creds = sts.assume_role(RoleArn=r["Arn"], RoleSessionName="short", DurationSeconds=900)["Credentials"]
+        assert session(s, creds, "kms").list_keys()["Keys"] == []
+    finally:
+        s.stop()
+    later = Server(s.data_dir, env={"LD_PRELOAD": lib, "FAKETIME": "+20m",
+                                    "FAKETIME_DONT_FAKE_MONOTONIC": "1", "FAKETIME_NO_CACHE": "1"}).start()
+    try:
+        when = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) + datetime.timedelta(minutes=20)
+        temp = (creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
+        kms_headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "TrentService.ListKeys"}
+        status, _, parsed = signed_at(later, when, "kms", temp, kms_headers, b"{}")
+        assert (status, parsed.get("__type", "").split("#")[-1]) == (400, "ExpiredTokenException"), parsed
+        form = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+        status, _, body = signed_at(later, when, "sts", temp, form, b"Action=GetCallerIdentity&Version=2011-06-15")
+        assert status == 403 and b"<Code>ExpiredToken</Code>" in body, body
+        # The server's clock really is ahead: the admin signs at that time and is served.
+        status, _, parsed = signed_at(later, when, "kms", (*later.credentials, None), kms_headers, b"{}")
+        assert status == 200 and parsed["Keys"] == [], parsed
+        # And a request signed at the real time is outside its ±15-minute window.
+        now = when - datetime.timedelta(minutes=20)
+        status, _, parsed = signed_at(later, now, "kms", (*later.credentials, None), kms_headers, b"{}")
+        assert status == 400 and "Signature expired" in parsed.get("message", parsed.get("Message", "")), parsed
+    finally:
+        later.stop()

@@ -16,9 +16,11 @@
 //! (schema 1's `principals`) is a user of the home account with `AdministratorAccess` attached.
 
 mod error;
+mod exists;
 mod policies;
 mod query;
 mod roles;
+mod simulate;
 mod sts;
 #[cfg(test)]
 mod tests;

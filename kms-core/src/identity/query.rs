@@ -255,6 +255,7 @@ impl Kms {
             "AttachRolePolicy" => attach_role_policy,
             "DetachRolePolicy" => detach_role_policy,
             "ListAttachedRolePolicies" => list_attached_role_policies,
+            "SimulatePrincipalPolicy" => simulate_principal_policy,
         }
     }
 

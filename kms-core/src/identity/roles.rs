@@ -132,7 +132,12 @@ impl Kms {
         let arn = iam_arn(account, "role", &path, name);
         self.authorize_iam(caller, "iam:CreateRole", &arn, Some(&tags), None)
             .await?;
-        check_trust_policy(trust)?;
+        let policy = check_trust_policy(trust)?;
+        if let Some(who) = self.missing_identity(&policy).await? {
+            return Err(IamError::MalformedPolicyDocument(format!(
+                "Invalid principal in policy: \"AWS\":\"{who}\""
+            )));
+        }
         let r = RoleRow {
             role_id: new_id("AROA")?,
             account_id: account.clone(),

@@ -9,7 +9,7 @@ use super::condition::Condition;
 use super::context::{Principal, RequestContext};
 use super::json::Json;
 use super::matcher::{arn_match, compile_glob, glob_match, Tok};
-use super::principal::{parse_principals, Principals};
+use super::principal::{parse_principals, NamedIdentity, Principals};
 use super::variables::{Syntax, Template};
 use super::PolicyError;
 
@@ -83,6 +83,18 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Every IAM or STS identity the policy's `Principal` and `NotPrincipal` elements name by ARN or
+    /// unique id, in order, repeats included.
+    pub fn named_identities(&self) -> impl Iterator<Item = NamedIdentity<'_>> {
+        self.statements
+            .iter()
+            .flat_map(|s| match &s.principal {
+                PrincipalBlock::Is(p) | PrincipalBlock::Not(p) => Some(p.named_identities()),
+                PrincipalBlock::Implicit => None,
+            })
+            .flatten()
+    }
+
     /// Parses and compiles `text` as a policy of `kind`. The error says what is wrong and where, in
     /// words fit for a MalformedPolicyDocument(Exception) message.
     pub fn parse(text: &str, kind: PolicyType) -> Result<Policy, PolicyError> {

@@ -54,6 +54,7 @@ pub use evaluate::{
 };
 pub use matcher::split_arn;
 pub use message::access_denied_message;
+pub use principal::NamedIdentity;
 
 /// Why a policy document is refused. The messages are meant for MalformedPolicyDocumentException
 /// (KMS) and MalformedPolicyDocument (IAM); paths name the place, as `Statement[1].Condition`.

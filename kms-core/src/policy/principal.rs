@@ -19,6 +19,15 @@ pub(crate) enum AwsPrincipal {
     UniqueId(String),
 }
 
+/// An IAM or STS identity a policy names, as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamedIdentity<'a> {
+    /// `arn:aws:iam::ACCT:user/…`, `…:role/…`, `arn:aws:sts::ACCT:assumed-role/ROLE/SESSION`, …
+    Arn(&'a str),
+    /// A user's or role's unique id (`AIDA…`, `AROA…`).
+    UniqueId(&'a str),
+}
+
 /// The principals a `Principal` or `NotPrincipal` names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Principals {
@@ -71,6 +80,16 @@ impl Principals {
 }
 
 impl Principals {
+    /// The IAM and STS principals named by ARN or unique id (not `*`, not accounts): those a key
+    /// policy may name only if they exist.
+    pub(crate) fn named_identities(&self) -> impl Iterator<Item = NamedIdentity<'_>> {
+        self.aws.iter().filter_map(|a| match a {
+            AwsPrincipal::Arn(arn) => Some(NamedIdentity::Arn(arn)),
+            AwsPrincipal::UniqueId(id) => Some(NamedIdentity::UniqueId(id)),
+            AwsPrincipal::Any | AwsPrincipal::Account(_) => None,
+        })
+    }
+
     /// Whether a `NotPrincipal` naming these principals exempts the caller from its Deny. As the
     /// IAM User Guide page on NotPrincipal (reference_policies_elements_notprincipal) requires, every
     /// identity the request carries must be named: a user's ARN (or unique id) and its account; a role

@@ -133,6 +133,17 @@ impl Kms {
         Ok(row)
     }
 
+    /// A store of the caller's account, for the operations on stores and CreateKey: another
+    /// account's store is CustomKeyStoreNotFoundException, as one that does not exist. (A key in
+    /// a store is used through `custom_key_store_row`, whoever the key's policy lets use it.)
+    async fn own_custom_key_store_row(&self, id: &str) -> Result<CustomKeyStoreRow> {
+        let row = self.custom_key_store_row(id, false).await?;
+        if row.account_id != self.account() {
+            return Err(not_found(id));
+        }
+        Ok(row)
+    }
+
     fn forget_store(&self, id: &str) {
         self.cache.store_rows.forget(id);
         self.log_out(id);
@@ -247,7 +258,7 @@ impl Kms {
         store_id: &str,
         needs: &str,
     ) -> Result<Arc<dyn HsmKeyStore>> {
-        let row = self.custom_key_store_row(store_id, false).await?;
+        let row = self.own_custom_key_store_row(store_id).await?;
         if row.connection_state != ConnectionState::Connected {
             return Err(KmsError::CustomKeyStoreInvalidState(format!(
                 "Custom key store {store_id} is {}; {needs}.",
@@ -272,7 +283,7 @@ impl Kms {
         mut f: impl FnMut(&mut CustomKeyStoreRow) -> Result<bool>,
     ) -> Result<CustomKeyStoreRow> {
         for _ in 0..32 {
-            let mut row = self.custom_key_store_row(id, false).await?;
+            let mut row = self.own_custom_key_store_row(id).await?;
             if !f(&mut row)? {
                 return Ok(row);
             }
@@ -295,7 +306,7 @@ impl Kms {
         loop {
             let rows = self
                 .store
-                .list_custom_key_stores(None, after.as_deref(), 100)
+                .list_custom_key_stores(None, None, after.as_deref(), 100)
                 .await?;
             for r in &rows {
                 if Some(r.id.as_str()) == except {
@@ -304,10 +315,16 @@ impl Kms {
                 let same = r.cluster_id == cluster_id
                     || self.clusters()?.token_identity(&r.cluster_id).as_deref()
                         == Some(identity.as_str());
-                if same {
+                if same && r.account_id == self.account() {
                     return Err(KmsError::CloudHsmClusterInUse(format!(
                         "Cluster {cluster_id} is already associated with custom key store {}.",
                         r.id
+                    )));
+                }
+                if same {
+                    // Another account's store: in use, without naming it.
+                    return Err(KmsError::CloudHsmClusterInUse(format!(
+                        "Cluster {cluster_id} is already associated with a custom key store."
                     )));
                 }
             }
@@ -351,6 +368,7 @@ impl Kms {
         &self,
         req: CreateCustomKeyStoreRequest,
     ) -> Result<CreateCustomKeyStoreResponse> {
+        let account = self.account();
         let name = required(req.custom_key_store_name, "customKeyStoreName")?;
         check_name(&name, "customKeyStoreName")?;
         check_type(req.custom_key_store_type.as_deref())?;
@@ -368,7 +386,7 @@ impl Kms {
         check_password(&password)?;
         if !self
             .store
-            .list_custom_key_stores(Some(&name), None, 1)
+            .list_custom_key_stores(Some(&account), Some(&name), None, 1)
             .await?
             .is_empty()
         {
@@ -381,6 +399,7 @@ impl Kms {
         let row = CustomKeyStoreRow {
             wrapped_password: self.wrap_password(&id, &password).await?,
             id: id.clone(),
+            account_id: account,
             name,
             cluster_id,
             trust_anchor,
@@ -406,7 +425,7 @@ impl Kms {
             check_length(name, 1, 256, "customKeyStoreName")?;
         }
         if let Some(id) = &req.custom_key_store_id {
-            let row = self.custom_key_store_row(id, false).await?;
+            let row = self.own_custom_key_store_row(id).await?;
             if req
                 .custom_key_store_name
                 .as_deref()
@@ -424,6 +443,7 @@ impl Kms {
         let mut rows = self
             .store
             .list_custom_key_stores(
+                Some(&self.account()),
                 req.custom_key_store_name.as_deref(),
                 after.as_deref(),
                 limit + 1,
@@ -532,7 +552,7 @@ impl Kms {
         if let Some(p) = &req.key_store_password {
             check_password(p)?;
         }
-        let current = self.custom_key_store_row(&id, false).await?;
+        let current = self.own_custom_key_store_row(&id).await?;
         let changes_connection =
             req.key_store_password.is_some() || req.cloud_hsm_cluster_id.is_some();
         if changes_connection && current.connection_state != ConnectionState::Disconnected {
@@ -562,7 +582,7 @@ impl Kms {
             if *n != current.name
                 && !self
                     .store
-                    .list_custom_key_stores(Some(n), None, 1)
+                    .list_custom_key_stores(Some(&current.account_id), Some(n), None, 1)
                     .await?
                     .is_empty()
             {
@@ -617,7 +637,7 @@ impl Kms {
     pub async fn delete_custom_key_store(&self, req: CustomKeyStoreIdRequest) -> Result<Empty> {
         let id = required(req.custom_key_store_id, "customKeyStoreId")?;
         for _ in 0..32 {
-            let row = self.custom_key_store_row(&id, false).await?;
+            let row = self.own_custom_key_store_row(&id).await?;
             if row.connection_state != ConnectionState::Disconnected {
                 return Err(KmsError::CustomKeyStoreInvalidState(format!(
                     "Custom key store {id} is {}; disconnect it before deleting it.",

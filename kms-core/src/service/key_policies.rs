@@ -73,6 +73,11 @@ impl Kms {
         }
         let policy = Policy::parse(&text, PolicyType::KeyPolicy)
             .map_err(|e| KmsError::MalformedPolicyDocument(e.to_string()))?;
+        if self.missing_identity(&policy).await?.is_some() {
+            return Err(KmsError::MalformedPolicyDocument(
+                "Policy contains a statement with one or more invalid principals.".into(),
+            ));
+        }
         if !bypass {
             let caller = self.caller();
             let ctx =

@@ -8,13 +8,18 @@ use super::{is_unique_violation, CustomKeyStoreRow, Store};
 use crate::custom_key_store::ConnectionState;
 use crate::error::{KmsError, Result};
 
+/// The columns a row is read from, by name: the table's column order differs between a store made
+/// at schema 6 and one migrated to it.
+const COLUMNS: &str = "store_id, account_id, store_name, cluster_id, trust_anchor, \
+    wrapped_password, connection_state, connection_error, created_at, revision";
+
 impl Store {
     /// Adds a custom key store; `CustomKeyStoreNameInUse` when the name is taken.
     pub async fn insert_custom_key_store(&self, c: &CustomKeyStoreRow) -> Result<()> {
         match sqlx::query(
             "INSERT INTO custom_key_stores (store_id, store_name, cluster_id, trust_anchor, \
-             wrapped_password, connection_state, connection_error, created_at, revision) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             wrapped_password, connection_state, connection_error, created_at, revision, \
+             account_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -25,6 +30,7 @@ impl Store {
         .bind(c.connection_error.clone())
         .bind(c.created_at)
         .bind(c.revision)
+        .bind(&c.account_id)
         .execute(&self.pool)
         .await
         {
@@ -39,28 +45,34 @@ impl Store {
 
     /// A custom key store by id.
     pub async fn get_custom_key_store(&self, id: &str) -> Result<Option<CustomKeyStoreRow>> {
-        sqlx::query("SELECT * FROM custom_key_stores WHERE store_id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(custom_key_store_from_row)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM custom_key_stores WHERE store_id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(custom_key_store_from_row)
+        .transpose()
     }
 
-    /// Custom key stores in id order after `after`, optionally only the one named `name`.
+    /// Custom key stores in id order after `after`: those of `account` (every account's when
+    /// `None`), optionally only the one named `name`.
     pub async fn list_custom_key_stores(
         &self,
+        account: Option<&str>,
         name: Option<&str>,
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<CustomKeyStoreRow>> {
-        let rows = sqlx::query(
-            "SELECT * FROM custom_key_stores WHERE store_id > $1 AND ($2 = '' OR store_name = $2) \
-             ORDER BY store_id LIMIT $3",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM custom_key_stores WHERE store_id > $1 \
+             AND ($2 = '' OR store_name = $2) AND ($3 = '' OR account_id = $3) \
+             ORDER BY store_id LIMIT $4"
+        ))
         .bind(after.unwrap_or(""))
         .bind(name.unwrap_or(""))
+        .bind(account.unwrap_or(""))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -124,6 +136,7 @@ impl Store {
 fn custom_key_store_from_row(r: &AnyRow) -> Result<CustomKeyStoreRow> {
     Ok(CustomKeyStoreRow {
         id: r.try_get("store_id")?,
+        account_id: r.try_get("account_id")?,
         name: r.try_get("store_name")?,
         cluster_id: r.try_get("cluster_id")?,
         trust_anchor: r.try_get("trust_anchor")?,

@@ -3,6 +3,7 @@
 //! answers with AWS's exception names.
 
 use super::*;
+use crate::policy::NamedIdentity;
 
 /// `Limit` of the grant lists: AWS's model allows 1 to 1000; a page holds at most [`MAX_PAGE`].
 fn grant_page_limit(limit: Option<i64>) -> Result<i64> {
@@ -132,6 +133,13 @@ impl Kms {
         check_principal_arn(&grantee)?;
         if let Some(r) = &req.retiring_principal {
             check_principal_arn(r)?;
+        }
+        for arn in std::iter::once(&grantee).chain(&req.retiring_principal) {
+            if !self.identity_exists(NamedIdentity::Arn(arn)).await? {
+                return Err(KmsError::InvalidArn(format!(
+                    "ARN does not refer to a valid principal: {arn}"
+                )));
+            }
         }
         check_dry_run(req.dry_run)?;
         let mut unique = Vec::with_capacity(operations.len());
