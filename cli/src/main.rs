@@ -81,9 +81,10 @@ pub(crate) struct StoreArgs {
     /// Region in ARNs and SigV4 scopes.
     #[arg(long, env = "ENVELOPE_REGION", default_value = "us-east-1")]
     region: String,
-    /// Account id in ARNs (`serve`: the home account; `principal`: the user's account).
-    #[arg(long, env = "ENVELOPE_ACCOUNT_ID", default_value = DEFAULT_ACCOUNT_ID)]
-    account_id: String,
+    /// Account id in ARNs (`serve`: the home account, default 111122223333, recorded at the first
+    /// start; `principal`: the user's account, default the store's home account).
+    #[arg(long, env = "ENVELOPE_ACCOUNT_ID")]
+    account_id: Option<String>,
     #[command(flatten)]
     hsm: hsm_root::HsmArgs,
 }
@@ -342,10 +343,15 @@ fn parse_root_key(bytes: &[u8], source: &str) -> Result<KeyMaterial, CliError> {
     Ok(KeyMaterial::from_slice(&key)?)
 }
 
+/// The metadata entry holding the store's home account.
+const HOME_ACCOUNT: &str = "home_account";
+
 pub(crate) struct Opened {
     pub(crate) kms: Kms,
     data_dir: PathBuf,
     created_root: bool,
+    /// The home account the store was opened as.
+    home: String,
 }
 
 /// Opens the store and the root key. With `may_create`, a brand-new store gets a new root key
@@ -385,10 +391,38 @@ pub(crate) async fn open(
             (Arc::new(SoftwareRootKey::new(material)), created)
         }
     };
+    // The home account is the store's: recorded at the first `serve` (`may_create`), which every
+    // later `serve` must name again; the other commands act in it whatever they were given.
+    let stored_home = store
+        .meta_get(HOME_ACCOUNT)
+        .await?
+        .map(|h| String::from_utf8_lossy(&h).into_owned());
+    let wanted = args
+        .account_id
+        .clone()
+        .unwrap_or_else(|| DEFAULT_ACCOUNT_ID.into());
+    let home = match stored_home {
+        Some(h) if may_create && h != wanted => {
+            return Err(CliError::Usage(format!(
+                "the store's home account is {h} (set when it was first served); serve it with \
+                 --account-id {h} (or ENVELOPE_ACCOUNT_ID={h})"
+            )))
+        }
+        Some(h) => h,
+        None => {
+            let recorded =
+                !may_create || store.meta_put_new(HOME_ACCOUNT, wanted.as_bytes()).await?;
+            if !recorded {
+                // Another node recorded one at the same moment: start again to compare with it.
+                return Box::pin(open(args, may_create, cache_ttl)).await;
+            }
+            wanted
+        }
+    };
     let config = KmsConfig {
         partition: Partition {
             region: args.region.clone(),
-            account_id: args.account_id.clone(),
+            account_id: home.clone(),
         },
         cache_ttl,
     };
@@ -403,6 +437,7 @@ pub(crate) async fn open(
         kms,
         data_dir,
         created_root,
+        home,
     })
 }
 
@@ -499,6 +534,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         kms,
         data_dir,
         created_root,
+        ..
     } = open(&args.store, true, Duration::from_secs(args.cache_ttl)).await?;
     let log =
         AuditLog::open(&data_dir.join("audit.log")).map_err(io_err("cannot open the audit log"))?;
@@ -607,11 +643,11 @@ async fn shutdown_signal() {
 
 /// The store arguments with the server's home account (ENVELOPE_ACCOUNT_ID, else the default):
 /// `principal`'s --account-id names the user's account, which must not become the home account
-/// the store's first opening gives to the identities it migrates.
+/// the store's first opening gives to the identities it migrates. A store that has recorded its
+/// home account (at its first `serve`) uses that one instead (`open`).
 fn as_home(store: &StoreArgs) -> StoreArgs {
     let mut home = store.clone();
-    home.account_id =
-        std::env::var("ENVELOPE_ACCOUNT_ID").unwrap_or_else(|_| DEFAULT_ACCOUNT_ID.into());
+    home.account_id = std::env::var("ENVELOPE_ACCOUNT_ID").ok();
     home
 }
 
@@ -656,7 +692,12 @@ async fn principal(cmd: PrincipalCommand) -> Result<(), CliError> {
             let none = policy == InitialPolicy::None;
             let (info, secret) = opened
                 .kms
-                .create_principal_in(&store.account_id, &name, adopt, policy)
+                .create_principal_in(
+                    store.account_id.as_deref().unwrap_or(&opened.home),
+                    &name,
+                    adopt,
+                    policy,
+                )
                 .await?;
             if none {
                 eprintln!(
@@ -686,7 +727,7 @@ async fn principal(cmd: PrincipalCommand) -> Result<(), CliError> {
             let opened = open(&as_home(&store), false, PRINCIPAL_CACHE).await?;
             opened
                 .kms
-                .delete_principal_in(&store.account_id, &name)
+                .delete_principal_in(store.account_id.as_deref().unwrap_or(&opened.home), &name)
                 .await?;
         }
     }

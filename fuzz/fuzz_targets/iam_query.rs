@@ -6,9 +6,8 @@
 //! must be answered with a response or an IAM/STS error, never a panic and never a 5xx
 //! (ServiceFailure); the XML written must begin with its element and escape what it echoes.
 //!
-//! One tokio runtime and one `Kms` per process, over a SQLite store in a fresh directory under
-//! `$TMPDIR` (scripts/fuzz points it at /dev/shm), with a user `fuzz-user` (no policy), a role
-//! `fuzz-role` trusting the account and a group `fuzz-group` for the bodies to name. What earlier
+//! One tokio runtime and one `Kms` per process, over an in-memory SQLite store, with a user
+//! `fuzz-user` (no policy), a role `fuzz-role` trusting the account and a group `fuzz-group` for the bodies to name. What earlier
 //! inputs made stays, as on a long-lived server.
 //!
 //! Seed corpus: a valid body for every action (`fuzz/corpus/iam_query`, written by `fuzz/seeds.py`).
@@ -55,13 +54,11 @@ fn fixture() -> &'static Fixture {
             .enable_all()
             .build()
             .unwrap();
-        let dir = std::env::temp_dir().join(format!("envelope-fuzz-iam-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.join("kms.db").display());
+        // In memory: no file, no fsync, a few times the executions of a file store.
+        let url = "sqlite::memory:";
         let root = caller(Principal::root(ACCOUNT));
         let (kms, user) = rt.block_on(async {
-            let store = Store::connect(&url).await.unwrap();
+            let store = Store::connect(url).await.unwrap();
             let key = Arc::new(SoftwareRootKey::new(
                 KeyMaterial::from_slice(&[7; 32]).unwrap(),
             ));
@@ -118,14 +115,16 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let outcome = f
-        .rt
-        .block_on(f.kms.execute_query(who, service, &action, &params));
+    let outcome =
+        f.rt.block_on(f.kms.execute_query(who, service, &action, &params));
     if let Err(e) = &outcome {
         assert!(e.status() < 500, "{action}: {e:?}");
     }
     let (status, xml) = kms_server::render(service, &action, &outcome, request_id);
-    assert!(status == 200 || (400..500).contains(&status), "{action}: {status}");
+    assert!(
+        status == 200 || (400..500).contains(&status),
+        "{action}: {status}"
+    );
     if status != 200 {
         // An error document echoes the caller's input only escaped.
         let message = xml
@@ -133,6 +132,9 @@ fuzz_target!(|data: &[u8]| {
             .nth(1)
             .and_then(|m| m.split("</Message>").next())
             .unwrap_or_default();
-        assert!(!message.contains('<'), "{action}: unescaped message {message:?}");
+        assert!(
+            !message.contains('<'),
+            "{action}: unescaped message {message:?}"
+        );
     }
 });

@@ -4,9 +4,8 @@
 //! answered with a response or an AWS error, never a panic, and never KMSInternalException (the
 //! 500 a client cannot fix); a response is a JSON object.
 //!
-//! One tokio runtime and one `Kms` per process, over a SQLite store in a fresh directory under
-//! `$TMPDIR` (scripts/fuzz points it at /dev/shm and removes it afterwards), with three keys and the
-//! aliases `alias/fuzz-1` … `alias/fuzz-3` for the bodies to name. The store keeps what earlier
+//! One tokio runtime and one `Kms` per process, over an in-memory SQLite store (no file and no
+//! fsync: several times the executions of a file store), with three keys and the aliases `alias/fuzz-1` … `alias/fuzz-3` for the bodies to name. The store keeps what earlier
 //! inputs did (keys created, disabled, tagged), as a long-lived server does.
 //!
 //! Seed corpus: a valid body for every operation (`fuzz/corpus/kms_request`, written by
@@ -89,12 +88,10 @@ fn fixture() -> &'static Fixture {
             .enable_all()
             .build()
             .unwrap();
-        let dir = std::env::temp_dir().join(format!("envelope-fuzz-kms-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.join("kms.db").display());
+        // In memory: no file, no fsync, several times the executions of a file store.
+        let url = "sqlite::memory:";
         let kms = rt.block_on(async {
-            let store = Store::connect(&url).await.unwrap();
+            let store = Store::connect(url).await.unwrap();
             let root = Arc::new(SoftwareRootKey::new(
                 KeyMaterial::from_slice(&[7; 32]).unwrap(),
             ));

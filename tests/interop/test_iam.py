@@ -573,3 +573,33 @@ def test_awscli_simulate_principal_policy(server, iam):
                 "--context-entries", "ContextKeyName=kms:EncryptionContext:app,ContextKeyValues=web,ContextKeyType=string")
     assert r.returncode == 0, r.stderr
     assert decisions(json.loads(r.stdout)) == {("kms:Encrypt", "*"): "allowed", ("kms:Decrypt", "*"): "explicitDeny"}
+
+
+def test_the_home_account_is_the_stores(tmp_path_factory):
+    """The first `serve` records the home account: `principal create` without --account-id acts in it
+    whatever ENVELOPE_ACCOUNT_ID says, and serving the store as another home account is refused."""
+    home = "999988887777"
+    s = start_server(tmp_path_factory, extra_args=["--account-id", home])
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ENVELOPE_")}
+        r = subprocess.run([envelope_bin(), "principal", "create", "carol", "--data-dir", str(s.data_dir)],
+                           capture_output=True, text=True, timeout=60, env=env)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["Arn"] == f"arn:aws:iam::{home}:user/carol"
+        # ENVELOPE_ACCOUNT_ID names the new user's account, never the store's home account.
+        r = subprocess.run([envelope_bin(), "principal", "create", "dave", "--data-dir", str(s.data_dir)],
+                           capture_output=True, text=True, timeout=60, env={**env, "ENVELOPE_ACCOUNT_ID": ACCOUNT})
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/dave"
+        r = subprocess.run([envelope_bin(), "principal", "list", "--data-dir", str(s.data_dir)],
+                           capture_output=True, text=True, timeout=60, env=env)
+        assert r.returncode == 0, r.stderr
+        assert f"arn:aws:iam::{home}:user/carol" in r.stdout
+        assert client("sts", s.endpoint, *s.credentials).get_caller_identity()["Account"] == home
+    finally:
+        s.stop()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENVELOPE_")}
+    r = subprocess.run([envelope_bin(), "serve", "--data-dir", str(s.data_dir), "--listen", "127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode != 0
+    assert f"the store's home account is {home}" in r.stderr, r.stderr
