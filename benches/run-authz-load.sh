@@ -18,6 +18,8 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
+# shellcheck source=benches/lib.sh
+. "$repo/benches/lib.sh"
 
 CONCURRENCY=${CONCURRENCY:-32}
 DURATION=${DURATION:-8}
@@ -57,22 +59,7 @@ envelope_bin=$target_dir/release/envelope
 load_bin=$target_dir/release/kms-load
 
 data=$work/envelope-data
-mkdir -p "$data"
-"$envelope_bin" serve --data-dir "$data" --listen 127.0.0.1:0 \
-    >"$work/envelope.out" 2>"$results/envelope.log" &
-envelope_pid=$!
-endpoint=
-for _ in $(seq 1 150); do
-    endpoint=$(sed -n 's/^listening on \(http:\/\/[^ ]*\).*/\1/p' "$work/envelope.out" | head -n1)
-    [[ -n $endpoint ]] && break
-    if ! kill -0 "$envelope_pid" 2>/dev/null; then
-        echo "envelope serve exited early; log:" >&2
-        cat "$results/envelope.log" >&2
-        exit 1
-    fi
-    sleep 0.2
-done
-[[ -n $endpoint ]] || { echo "envelope serve did not start within 30 s" >&2; exit 1; }
+start_envelope "$envelope_bin" "$data" "$work/envelope.out" "$results/envelope.log"
 echo "== envelope at $endpoint" >&2
 
 # The three callers, set up through the IAM and KMS APIs with boto3 as the admin. Writes the

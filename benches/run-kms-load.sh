@@ -17,6 +17,8 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
+# shellcheck source=benches/lib.sh
+. "$repo/benches/lib.sh"
 
 CONCURRENCY=${CONCURRENCY:-1,8,32}
 DURATION=${DURATION:-10}
@@ -78,25 +80,7 @@ driver_args=(--concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARM
 
 # --- envelope ---------------------------------------------------------------
 data=$work/envelope-data
-mkdir -p "$data"
-"$envelope_bin" serve --data-dir "$data" --listen 127.0.0.1:0 \
-    >"$work/envelope.out" 2>"$results/envelope.log" &
-envelope_pid=$!
-endpoint=
-for _ in $(seq 1 150); do
-    endpoint=$(sed -n 's/^listening on \(http:\/\/[^ ]*\).*/\1/p' "$work/envelope.out" | head -n1)
-    [[ -n $endpoint ]] && break
-    if ! kill -0 "$envelope_pid" 2>/dev/null; then
-        echo "envelope serve exited early; log:" >&2
-        cat "$results/envelope.log" >&2
-        exit 1
-    fi
-    sleep 0.2
-done
-if [[ -z $endpoint ]]; then
-    echo "envelope serve did not print 'listening on' within 30 s" >&2
-    exit 1
-fi
+start_envelope "$envelope_bin" "$data" "$work/envelope.out" "$results/envelope.log"
 echo "== envelope at $endpoint" >&2
 "$load_bin" --endpoint "$endpoint" --credentials-file "$data/credentials" --profile envelope \
     --label envelope "${driver_args[@]}" --flood "$FLOOD" --flood-kind "$FLOOD_KIND" --json | tee "$results/envelope.jsonl" >&2

@@ -7,8 +7,8 @@
 //! (ServiceFailure); the XML written must begin with its element and escape what it echoes.
 //!
 //! One tokio runtime and one `Kms` per process, over an in-memory SQLite store, with a user
-//! `fuzz-user` (no policy), a role `fuzz-role` trusting the account and a group `fuzz-group` for the bodies to name. What earlier
-//! inputs made stays, as on a long-lived server.
+//! `fuzz-user` (no policy), a role `fuzz-role` trusting the account and a group `fuzz-group` for
+//! the bodies to name. What earlier inputs made stays, as on a long-lived server.
 //!
 //! Seed corpus: a valid body for every action (`fuzz/corpus/iam_query`, written by `fuzz/seeds.py`).
 #![no_main]
