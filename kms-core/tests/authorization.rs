@@ -13,6 +13,8 @@ use kms_core::{
 };
 use serde_json::{json, Value};
 
+mod common;
+
 const HOME: &str = "111122223333";
 const OTHER: &str = "444455556666";
 
@@ -823,10 +825,12 @@ async fn identity_policies_decide_under_the_default_key_policy() {
     );
 }
 
-#[tokio::test]
-async fn a_policy_change_on_one_node_reaches_another_within_the_cache_ttl() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+/// Two nodes on one store: a key policy changed on one, then an identity policy, is in force on the
+/// other within the cache TTL (plus the second a stale entry may serve while it reloads).
+async fn policy_changes_reach_another_node_within_the_cache_ttl(backend: &str) {
+    let Some(f) = common::fixture(backend).await else {
+        return;
+    };
     let ttl = std::time::Duration::from_millis(500);
     let open = || async {
         let root = Arc::new(SoftwareRootKey::new(
@@ -836,7 +840,7 @@ async fn a_policy_change_on_one_node_reaches_another_within_the_cache_ttl() {
             cache_ttl: ttl,
             ..KmsConfig::default()
         };
-        Kms::open(Store::connect(&url).await.unwrap(), root, config)
+        Kms::open(Store::connect(&f.url).await.unwrap(), root, config)
             .await
             .unwrap()
     };
@@ -845,9 +849,32 @@ async fn a_policy_change_on_one_node_reaches_another_within_the_cache_ttl() {
     let arn = create_key(&a, &root, None).await;
     let bob_on_b = user(&b, HOME, "bob").await;
     let encrypt = json!({"KeyId": arn, "Plaintext": b64(b"n")});
+    let generate = json!({"KeyId": arn, "KeySpec": "AES_256"});
     call(&b, &bob_on_b, "Encrypt", encrypt.clone())
         .await
         .unwrap();
+    call(&b, &bob_on_b, "GenerateDataKey", generate.clone())
+        .await
+        .unwrap();
+    let denied_within_ttl = |op: &'static str, body: Value| {
+        let (b, bob) = (&b, &bob_on_b);
+        async move {
+            let changed = std::time::Instant::now();
+            loop {
+                match call(b, bob, op, body.clone()).await {
+                    Err(KmsError::AccessDenied(_)) => break,
+                    Ok(_) => assert!(
+                        changed.elapsed() < ttl + std::time::Duration::from_millis(1300),
+                        "node b still allows {op} after {:?}",
+                        changed.elapsed()
+                    ),
+                    Err(e) => panic!("{e:?}"),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // A key policy put on node a.
     call(
         &a,
         &root,
@@ -857,19 +884,39 @@ async fn a_policy_change_on_one_node_reaches_another_within_the_cache_ttl() {
     )
     .await
     .unwrap();
-    let changed = std::time::Instant::now();
-    loop {
-        match call(&b, &bob_on_b, "Encrypt", encrypt.clone()).await {
-            Err(KmsError::AccessDenied(_)) => break,
-            Ok(_) => assert!(
-                changed.elapsed() < ttl + std::time::Duration::from_millis(300),
-                "node b still allows after {:?}",
-                changed.elapsed()
-            ),
-            Err(e) => panic!("{e:?}"),
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    denied_within_ttl("Encrypt", encrypt).await;
+    // An identity policy put on node a (IAM PutUserPolicy): bob's Deny reaches node b too.
+    let deny = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Action": "kms:GenerateDataKey", "Resource": "*"}]});
+    let params = kms_core::identity::Params(
+        [
+            ("UserName", "bob"),
+            ("PolicyName", "no-data-keys"),
+            ("PolicyDocument", &deny.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    );
+    a.execute_query(
+        &root,
+        kms_core::identity::QueryService::Iam,
+        "PutUserPolicy",
+        &params,
+    )
+    .await
+    .unwrap();
+    denied_within_ttl("GenerateDataKey", generate).await;
+}
+
+#[tokio::test]
+async fn policy_changes_reach_another_node_on_sqlite() {
+    policy_changes_reach_another_node_within_the_cache_ttl("sqlite").await;
+}
+
+#[tokio::test]
+async fn policy_changes_reach_another_node_on_postgres() {
+    policy_changes_reach_another_node_within_the_cache_ttl("postgres").await;
 }
 
 #[tokio::test]

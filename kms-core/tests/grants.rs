@@ -21,46 +21,8 @@ const ALICE: &str = "arn:aws:iam::111122223333:user/alice";
 const BOB: &str = "arn:aws:iam::444455556666:user/bob";
 const CAROL: &str = "arn:aws:iam::444455556666:user/carol";
 
-struct Fixture {
-    _dir: Option<tempfile::TempDir>,
-    url: String,
-}
-
-async fn fixture(backend: &str) -> Option<Fixture> {
-    match backend {
-        "sqlite" => {
-            let dir = tempfile::tempdir().unwrap();
-            let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-            Some(Fixture {
-                _dir: Some(dir),
-                url,
-            })
-        }
-        _ => {
-            let Ok(admin) = std::env::var("ENVELOPE_TEST_POSTGRES_URL") else {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "CI is set but ENVELOPE_TEST_POSTGRES_URL is not"
-                );
-                eprintln!("ENVELOPE_TEST_POSTGRES_URL not set: skipping the PostgreSQL run");
-                return None;
-            };
-            sqlx::any::install_default_drivers();
-            use sqlx::Connection;
-            let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
-            let name = format!("envelope_g_{}", uuid::Uuid::new_v4().simple());
-            sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            let base = admin.rsplit_once('/').unwrap().0;
-            Some(Fixture {
-                _dir: None,
-                url: format!("{base}/{name}"),
-            })
-        }
-    }
-}
+mod common;
+use common::fixture;
 
 fn root(byte: u8) -> Arc<SoftwareRootKey> {
     Arc::new(SoftwareRootKey::new(

@@ -17,48 +17,8 @@ mod refusals;
 use aliases_tags::{aliases_and_identifiers, paging_and_tags};
 use refusals::{refusals_change_nothing, snapshot};
 
-/// A fresh, empty store: a SQLite file in a temporary directory, or a new PostgreSQL database.
-struct Fixture {
-    _dir: Option<tempfile::TempDir>,
-    url: String,
-}
-
-async fn fixture(backend: &str) -> Option<Fixture> {
-    match backend {
-        "sqlite" => {
-            let dir = tempfile::tempdir().unwrap();
-            let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-            Some(Fixture {
-                _dir: Some(dir),
-                url,
-            })
-        }
-        _ => {
-            let Ok(admin) = std::env::var("ENVELOPE_TEST_POSTGRES_URL") else {
-                // In CI the PostgreSQL run is required, never silently skipped.
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "CI is set but ENVELOPE_TEST_POSTGRES_URL is not"
-                );
-                eprintln!("ENVELOPE_TEST_POSTGRES_URL not set: skipping the PostgreSQL run");
-                return None;
-            };
-            sqlx::any::install_default_drivers();
-            use sqlx::Connection;
-            let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
-            let name = format!("envelope_t_{}", uuid::Uuid::new_v4().simple());
-            sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            let base = admin.rsplit_once('/').unwrap().0;
-            Some(Fixture {
-                _dir: None,
-                url: format!("{base}/{name}"),
-            })
-        }
-    }
-}
+mod common;
+use common::{fixture, Fixture};
 
 fn root(byte: u8) -> Arc<SoftwareRootKey> {
     Arc::new(SoftwareRootKey::new(
