@@ -148,6 +148,11 @@ pub struct CpArgs {
     /// Download only this byte range of the plaintext (framed objects only).
     #[arg(long, value_name = "RANGE")]
     range: Option<s3_crypto::ByteRange>,
+    /// Download of a framed object: refuse one whose frames are longer than this many bytes, before
+    /// reading any (decryption holds whole frames in memory; envelope writes 64 KiB frames, other
+    /// AWS Encryption SDK producers may write longer ones).
+    #[arg(long, value_name = "BYTES", default_value_t = s3_crypto::DEFAULT_MAX_BUFFERED_CONTENT)]
+    max_frame_length: u64,
     #[command(flatten)]
     connection: ConnectionArgs,
     /// Overwrite the local destination if it exists.
@@ -722,6 +727,7 @@ async fn download(args: &CpArgs, src: S3Url) -> Result<(), CliError> {
             Format::Framed => {
                 let options = framed::GetOptions::new()
                     .required_context(context_of(&args.keys.context))
+                    .max_buffered_content(args.max_frame_length)
                     .range(args.range)
                     .sse_customer_key(sse_c.clone());
                 framed::get_framed_object(

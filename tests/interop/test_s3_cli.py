@@ -484,6 +484,18 @@ def test_framed_objects_up_down_ranges_and_a_plain_download_decrypts(store, s3, 
         p = envelope(["s3", "cp", url(store, key), "-", "--key", kms_key, "--range", "bytes=70000-5300000",
                       *conn(store)], env)
         assert p.stdout == plain.read_bytes()[70000:5300001]
+    # Frames longer than --max-frame-length are refused before any is read (envelope writes 64 KiB
+    # frames); the bound is what it says, not one frame less.
+    if size > 0:
+        small = tmp_path / "small-frames"
+        p = envelope(["s3", "cp", url(store, key), str(small), "--key", kms_key, "--context", "app=cli",
+                      "--max-frame-length", str(64 * 1024 - 1), *conn(store)], env, ok=False)
+        err = p.stderr.decode()
+        assert p.returncode == 1 and "exceeds the buffering limit of 65535 bytes" in err, err
+        assert "no output written" in err and not small.exists()
+        envelope(["s3", "cp", url(store, key), str(small), "--key", kms_key, "--context", "app=cli", "-q",
+                  "--max-frame-length", str(64 * 1024), *conn(store)], env)
+        assert small.read_bytes() == plain.read_bytes()
     # A wrong required context fails, and leaves nothing.
     wrong = tmp_path / "wrong"
     p = envelope(["s3", "cp", url(store, key), str(wrong), "--key", kms_key, "--context", "app=other",
