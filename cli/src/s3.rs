@@ -842,7 +842,8 @@ fn sse_c_hint(e: &s3_crypto::Error, sse_c_given: bool) -> &'static str {
 
 /// Test hook, debug builds only: `ENVELOPE_TEST_CORRUPT_PUTS=N` flips a byte of the first N
 /// PutObject/UploadPart bodies after their Content-MD5 was computed (damage on the way), so the
-/// interop tests can see the store's BadDigest surface through the real binary.
+/// interop tests can see the store's BadDigest surface through the real binary; `K:N` lets the
+/// first K bodies through, then damages N.
 #[cfg(debug_assertions)]
 mod fault_injection {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -852,9 +853,13 @@ mod fault_injection {
     use aws_sdk_s3::primitives::SdkBody;
 
     pub fn wrap(client: aws_sdk_s3::Client) -> aws_sdk_s3::Client {
-        let Some(n) = std::env::var("ENVELOPE_TEST_CORRUPT_PUTS")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
+        let Some((skip, n)) =
+            std::env::var("ENVELOPE_TEST_CORRUPT_PUTS")
+                .ok()
+                .and_then(|v| match v.split_once(':') {
+                    Some((k, n)) => Some((k.parse::<u32>().ok()?, n.parse::<u32>().ok()?)),
+                    None => Some((0, v.parse::<u32>().ok()?)),
+                })
         else {
             return client;
         };
@@ -863,6 +868,7 @@ mod fault_injection {
             .to_builder()
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .interceptor(Corrupt {
+                skip: AtomicU32::new(skip),
                 remaining: AtomicU32::new(n),
             })
             .build();
@@ -871,6 +877,7 @@ mod fault_injection {
 
     #[derive(Debug)]
     struct Corrupt {
+        skip: AtomicU32,
         remaining: AtomicU32,
     }
 
@@ -888,6 +895,12 @@ mod fault_injection {
             if context.request().method() != "PUT"
                 || context.request().headers().get("content-md5").is_none()
             {
+                return Ok(());
+            }
+            let passed = self
+                .skip
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            if passed.is_ok() {
                 return Ok(());
             }
             if self

@@ -940,6 +940,35 @@ def test_a_failed_upload_over_an_object_leaves_the_old_one_readable(store, s3, e
     assert read_back(store, env, kms_key, tmp_path, key, fmt) == old
 
 
+@pytest.mark.parametrize("old_extra", [["--instruction-file"], []], ids=["old-instruction-file", "old-metadata"])
+def test_an_upload_whose_object_put_fails_after_its_instruction_file_puts_the_old_file_back(
+        store, s3, env, kms_key, tmp_path, old_extra):
+    """The instruction file goes up just before the object; when the object's PutObject then fails (the
+    store refuses each of its three attempts), the instruction file it replaced is put back (or, if there
+    was none, the new one removed), so the old object stays readable with its own key material."""
+    old = os.urandom(300_000)
+    key = upload_small(store, env, kms_key, tmp_path, "v3", "overwrite-instruction", old, old_extra)
+    ikey = key + ".instruction"
+
+    def instruction_file():
+        try:
+            return s3.get_object(Bucket=store["BUCKET"], Key=ikey)["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            return None
+
+    before = (s3.head_object(Bucket=store["BUCKET"], Key=key)["ETag"], instruction_file())
+    assert (before[1] is not None) == bool(old_extra)
+    new = tmp_path / "new"
+    new.write_bytes(os.urandom(1000))
+    # The first PUT (the new instruction file) goes through; the object's three attempts are damaged.
+    p = envelope(["s3", "cp", str(new), url(store, key), "--key", kms_key, "--format", "v3",
+                  "--instruction-file", *conn(store)], dict(env, ENVELOPE_TEST_CORRUPT_PUTS="1:3"), ok=False)
+    assert p.returncode == 1 and "BadDigest" in p.stderr.decode(), p.stderr
+    assert "putting back" not in p.stderr.decode(), p.stderr
+    assert (s3.head_object(Bucket=store["BUCKET"], Key=key)["ETag"], instruction_file()) == before
+    assert read_back(store, env, kms_key, tmp_path, key, "v3") == old
+
+
 @pytest.mark.parametrize("fmt,extra", [("framed", []), ("v3", []), ("v3", ["--instruction-file"])],
                          ids=["framed", "v3", "v3-instruction-file"])
 def test_an_interrupted_upload_over_an_object_leaves_the_old_one_readable(store, s3, env, kms_key, tmp_path, fmt,

@@ -69,6 +69,7 @@ pub async fn put_stream<R: AsyncRead + Unpin>(
         false,
         None::<fn(&[u8], bool, &mut Vec<u8>) -> Result<()>>,
         None::<std::future::Ready<Result<()>>>,
+        None::<std::future::Ready<Result<()>>>,
     )
     .await
 }
@@ -80,8 +81,10 @@ pub async fn put_stream<R: AsyncRead + Unpin>(
 /// object appears (the PutObject, or the CompleteMultipartUpload): an upload that fails or is
 /// cancelled before then has not run it (an instruction file is written there, so that a failed
 /// upload over an object leaves that object's instruction file, and the object, as they were).
+/// `undo_commit` runs when `before_commit` ran but the object then did not appear (the PutObject
+/// or the CompleteMultipartUpload failed): it puts back what `before_commit` replaced.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn upload_stream<R, T, C>(
+pub(crate) async fn upload_stream<R, T, C, U>(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
@@ -91,13 +94,19 @@ pub(crate) async fn upload_stream<R, T, C>(
     force_multipart: bool,
     mut transform: Option<T>,
     before_commit: Option<C>,
+    undo_commit: Option<U>,
 ) -> Result<u64>
 where
     R: AsyncRead + Unpin,
     T: FnMut(&[u8], bool, &mut Vec<u8>) -> Result<()>,
     C: std::future::Future<Output = Result<()>>,
+    U: std::future::Future<Output = Result<()>>,
 {
     let mut before_commit = before_commit.map(Box::pin);
+    let mut undo_commit = undo_commit;
+    // Set before the commit is awaited: an undo after a commit that did not land puts back what
+    // is already there, which is harmless; one missed after a commit that did is not.
+    let mut commit_ran = false;
     let part_size = part_size_for(options.part_size, options.expected_size)?;
     let cancel = options.cancel.clone().unwrap_or_default();
     // Up to the first part: nothing exists in the store yet, so cancelling just stops (a
@@ -118,6 +127,7 @@ where
                 None => first,
             };
             if let Some(commit) = before_commit.take() {
+                commit_ran = true;
                 commit.await?;
             }
             put_object_with(client, bucket, key, body, metadata, options).await?;
@@ -128,13 +138,17 @@ where
             (!ends_here).then_some(peek[0]),
         )))
     };
-    let (first, carry) = tokio::select! {
+    // A cancellation is not undone: a PutObject dropped in flight may have stored the object.
+    let outcome = tokio::select! {
         biased;
         () = cancel.cancelled() => return Err(Error::Cancelled),
-        r = first_phase => match r? {
-            Err(done) => return Ok(done),
-            Ok(multipart) => multipart,
-        },
+        r = first_phase => r,
+    };
+    let (first, carry) = match outcome {
+        Ok(Err(done)) => return Ok(done),
+        Ok(Ok(multipart)) => multipart,
+        Err(e) if commit_ran => return Err(undone(e, undo_commit.take()).await),
+        Err(e) => return Err(e),
     };
     let mut upload = MultipartUpload::create_with(client, bucket, key, metadata, options).await?;
     let mut in_flight = JoinSet::new();
@@ -156,14 +170,19 @@ where
         // Completing is one request; a cancellation now does not interrupt it.
         Ok(total) => {
             let committed = match before_commit.take() {
-                Some(commit) => commit.await,
+                Some(commit) => {
+                    commit_ran = true;
+                    commit.await
+                }
                 None => Ok(()),
             };
-            match committed {
-                Ok(()) => match upload.complete_parts().await {
-                    Ok(()) => return Ok(total),
-                    Err(e) => e,
-                },
+            let completed = match committed {
+                Ok(()) => upload.complete_parts().await,
+                Err(e) => Err(e),
+            };
+            match completed {
+                Ok(()) => return Ok(total),
+                Err(e) if commit_ran => undone(e, undo_commit.take()).await,
                 Err(e) => e,
             }
         }
@@ -181,6 +200,25 @@ where
             ),
         },
     })
+}
+
+/// `error`, after running `undo` (if any); an undo that fails too is said in the error.
+async fn undone<U: std::future::Future<Output = Result<()>>>(
+    error: Error,
+    undo: Option<U>,
+) -> Error {
+    match undo {
+        None => error,
+        Some(undo) => match undo.await {
+            Ok(()) => error,
+            Err(also) => Error::S3 {
+                operation: "PutObject",
+                message: format!(
+                    "{error}; putting back what the upload had replaced failed too ({also})"
+                ),
+            },
+        },
+    }
 }
 
 async fn read_part<R: AsyncRead + Unpin>(

@@ -133,8 +133,16 @@ async fn put_encrypted<R: AsyncRead + Unpin>(
             (object_metadata, Some(file))
         }
     };
+    // What an instruction file written before the object replaces, to put back if the object then
+    // does not appear (so that an existing object stays readable with its own file).
+    let previous = match &instruction_file {
+        Some(_) => Some(previous_instruction_file(client, bucket, key, options).await),
+        None => None,
+    };
     let before_commit =
         instruction_file.map(|file| put_instruction_file(client, bucket, key, file, options));
+    let undo_commit =
+        previous.map(|previous| restore_instruction_file(client, bucket, key, previous, options));
     let mut enc = Some(enc);
     let total = upload_stream(
         client,
@@ -159,6 +167,7 @@ async fn put_encrypted<R: AsyncRead + Unpin>(
             Ok(())
         }),
         before_commit,
+        undo_commit,
     )
     .await?;
     Ok((total, metadata))
@@ -196,6 +205,68 @@ async fn object_metadata_with(
             let (object_metadata, file) = metadata.to_instruction_file()?;
             put_instruction_file(client, bucket, key, file, options).await?;
             Ok(object_metadata)
+        }
+    }
+}
+
+/// The instruction file of `key` before a put replaces it.
+enum PreviousInstructionFile {
+    /// There was none: a new one is deleted again.
+    Absent,
+    /// Its body (an instruction file is at most [`MAX_INSTRUCTION_FILE_LEN`] bytes).
+    Body(Vec<u8>),
+    /// It could not be read (another SSE-C key, no permission, too long): it cannot be put back.
+    Unreadable,
+}
+
+async fn previous_instruction_file(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    options: &PutOptions,
+) -> PreviousInstructionFile {
+    let instruction_key = format!("{key}{INSTRUCTION_FILE_SUFFIX}");
+    match get_object_with(client, bucket, &instruction_key, options.sse_c()).await {
+        Ok(None) => PreviousInstructionFile::Absent,
+        Ok(Some(object)) => match object
+            .read_all_limited(MAX_INSTRUCTION_FILE_LEN, "an instruction file")
+            .await
+        {
+            Ok(body) => PreviousInstructionFile::Body(body),
+            Err(_) => PreviousInstructionFile::Unreadable,
+        },
+        Err(_) => PreviousInstructionFile::Unreadable,
+    }
+}
+
+/// Puts back the instruction file a failed put had replaced (or deletes the one it made).
+async fn restore_instruction_file(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    previous: PreviousInstructionFile,
+    options: &PutOptions,
+) -> Result<()> {
+    let instruction_key = format!("{key}{INSTRUCTION_FILE_SUFFIX}");
+    match previous {
+        PreviousInstructionFile::Unreadable => Ok(()),
+        PreviousInstructionFile::Body(body) => {
+            let marker = [(INSTRUCTION_FILE_MARKER.to_owned(), String::new())].into();
+            put_object_with(client, bucket, &instruction_key, body, &marker, options).await?;
+            Ok(())
+        }
+        PreviousInstructionFile::Absent => {
+            client
+                .delete_object()
+                .bucket(bucket)
+                .key(&instruction_key)
+                .send()
+                .await
+                .map_err(|e| Error::S3 {
+                    operation: "DeleteObject",
+                    message: format!("s3://{bucket}/{instruction_key}: {e}"),
+                })?;
+            Ok(())
         }
     }
 }
