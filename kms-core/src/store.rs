@@ -287,16 +287,20 @@ impl Store {
         if sqlite {
             restrict_sqlite_file(url)?;
         }
+        let memory = url.contains(":memory:");
         let options = AnyPoolOptions::new()
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            // An in-memory SQLite database exists per connection: keep one.
-            .max_connections(if url.contains(":memory:") {
+            // An in-memory SQLite database exists per connection: keep one, for ever (the pool
+            // otherwise closes a connection after 30 minutes, or 10 idle, and the data with it).
+            .max_connections(if memory {
                 1
             } else if sqlite {
                 4
             } else {
                 16
             })
+            .max_lifetime((!memory).then_some(std::time::Duration::from_secs(30 * 60)))
+            .idle_timeout((!memory).then_some(std::time::Duration::from_secs(10 * 60)))
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     if conn.backend_name() == "SQLite" {

@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -180,10 +180,11 @@ where
         // Owned here, so that returning early drops them before the scope joins the workers: a
         // worker blocked on a full `done` channel or an empty pool then wakes and exits.
         let (done_rx, free_tx) = (done_rx, free_tx);
+        let mut workers = Vec::with_capacity(threads);
         for _ in 0..threads {
             let done_tx = done_tx.clone();
             let (pool, source, abort, read, work) = (&pool, &source, &abort, &read, &work);
-            scope.spawn(move || loop {
+            workers.push(scope.spawn(move || loop {
                 if abort.load(Ordering::Relaxed) {
                     return;
                 }
@@ -230,43 +231,67 @@ where
                     abort.store(true, Ordering::Relaxed);
                     return;
                 }
-            });
+            }));
         }
         drop(done_tx);
-        let mut pending = BTreeMap::new();
-        let mut next: u64 = 0;
-        let mut written: u32 = 0;
-        for batch in done_rx.iter() {
-            pending.insert(batch.index, batch);
-            while let Some(mut batch) = pending.remove(&next) {
-                let good = batch.failed.as_ref().map_or(batch.jobs.len(), |(i, _)| *i);
-                let mut outcome = write(&mut batch.jobs[..good]);
-                if outcome.is_ok() {
-                    written += good as u32;
-                    for job in batch.jobs {
-                        let _ = free_tx.try_send(job.buf);
-                    }
-                }
-                if let Some((_, e)) = batch.failed {
-                    outcome = outcome.and(Err(e));
-                }
-                if let Some(e) = batch.read_error {
-                    outcome = outcome.and(Err(e));
-                }
-                if let Err(e) = outcome {
-                    // Stop the workers; dropping `done_rx` and `free_tx` unblocks them.
-                    abort.store(true, Ordering::Relaxed);
-                    pool.stop.store(true, Ordering::Relaxed);
-                    return Err(e);
-                }
-                next += 1;
-            }
+        let result = write_in_order(&done_rx, &free_tx, &abort, &pool.stop, &mut write);
+        // Unblock the workers (dropping `done_rx` and `free_tx`), then join each: a joined thread
+        // has exited, its thread-locals freed (aws-lc's error queue among them). The scope's own
+        // wait ends as soon as the closures return, a moment before that.
+        drop(done_rx);
+        drop(free_tx);
+        for worker in workers {
+            let _ = worker.join();
         }
-        Ok(written)
+        result
     });
     let state = match source.into_inner() {
         Ok(src) => src.state,
         Err(poisoned) => poisoned.into_inner().state,
     };
     (state, written)
+}
+
+/// The writer's side of [`run`]: batches from `done_rx` written in index order, their buffers
+/// handed back on `free_tx`; the first failure stops the workers (`abort`, `stop`) and is returned.
+fn write_in_order<W>(
+    done_rx: &Receiver<Batch>,
+    free_tx: &SyncSender<FrameBuffer>,
+    abort: &AtomicBool,
+    stop: &AtomicBool,
+    write: &mut W,
+) -> Result<u32>
+where
+    W: FnMut(&mut [Job]) -> Result<()>,
+{
+    let mut pending = BTreeMap::new();
+    let mut next: u64 = 0;
+    let mut written: u32 = 0;
+    for batch in done_rx.iter() {
+        pending.insert(batch.index, batch);
+        while let Some(mut batch) = pending.remove(&next) {
+            let good = batch.failed.as_ref().map_or(batch.jobs.len(), |(i, _)| *i);
+            let mut outcome = write(&mut batch.jobs[..good]);
+            if outcome.is_ok() {
+                written += good as u32;
+                for job in batch.jobs {
+                    let _ = free_tx.try_send(job.buf);
+                }
+            }
+            if let Some((_, e)) = batch.failed {
+                outcome = outcome.and(Err(e));
+            }
+            if let Some(e) = batch.read_error {
+                outcome = outcome.and(Err(e));
+            }
+            if let Err(e) = outcome {
+                // Stop the workers; dropping `done_rx` and `free_tx` unblocks them.
+                abort.store(true, Ordering::Relaxed);
+                stop.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+            next += 1;
+        }
+    }
+    Ok(written)
 }
