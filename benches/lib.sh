@@ -23,3 +23,24 @@ start_envelope() {
     echo "envelope serve did not print 'listening on' within 30 s" >&2
     exit 1
 }
+
+# bench_setup: a work directory $work (removed at exit), $results (RESULTS_DIR, else inside $work),
+# and a trap that stops $envelope_pid and $moto_pid at exit if they still run.
+bench_setup() {
+    work=$(mktemp -d)
+    results=${RESULTS_DIR:-$work/results}
+    mkdir -p "$results"
+    envelope_pid=
+    moto_pid=
+    trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+    for pid in $envelope_pid $moto_pid; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+    rm -rf "$work"
+}

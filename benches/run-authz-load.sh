@@ -36,21 +36,7 @@ if [[ ! -x $python ]] || ! "$python" -c 'import boto3' 2>/dev/null; then
     exit 1
 fi
 
-work=$(mktemp -d)
-results=${RESULTS_DIR:-$work/results}
-mkdir -p "$results"
-envelope_pid=
-moto_pid=
-cleanup() {
-    for pid in $envelope_pid $moto_pid; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-        fi
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+bench_setup
 
 echo "== building (release)" >&2
 cargo build --release -p envelope -p benches >&2

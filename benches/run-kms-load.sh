@@ -30,22 +30,7 @@ FLOOD_KIND=${FLOOD_KIND:-bad-signature}
 MOTO_SERVER=${MOTO_SERVER:-$repo/.venv/bin/moto_server}
 SKIP_MOTO=${SKIP_MOTO:-0}
 
-work=$(mktemp -d)
-results=${RESULTS_DIR:-$work/results}
-mkdir -p "$results"
-envelope_pid=
-moto_pid=
-
-cleanup() {
-    for pid in $envelope_pid $moto_pid; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-        fi
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+bench_setup
 
 if [[ $SKIP_MOTO != 1 && ! -x $MOTO_SERVER ]]; then
     echo "moto_server not found at $MOTO_SERVER" >&2

@@ -13,11 +13,11 @@
 //! Seed corpus: a valid body for every action (`fuzz/corpus/iam_query`, written by `fuzz/seeds.py`).
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use kms_core::identity::{Params, QueryService};
 use kms_core::policy::Principal;
-use kms_core::{Caller, KeyMaterial, Kms, KmsConfig, SoftwareRootKey, Store};
+use kms_core::{Caller, Kms};
 use libfuzzer_sys::fuzz_target;
 
 const ACCOUNT: &str = "111122223333";
@@ -50,19 +50,9 @@ fn param_list(pairs: &[(&str, &str)]) -> Params {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        // In memory: no file, no fsync, a few times the executions of a file store.
-        let url = "sqlite::memory:";
+        let (rt, kms) = envelope_fuzz::kms_in_memory();
         let root = caller(Principal::root(ACCOUNT));
-        let (kms, user) = rt.block_on(async {
-            let store = Store::connect(url).await.unwrap();
-            let key = Arc::new(SoftwareRootKey::new(
-                KeyMaterial::from_slice(&[7; 32]).unwrap(),
-            ));
-            let kms = Kms::open(store, key, KmsConfig::default()).await.unwrap();
+        let user = rt.block_on(async {
             let trust = format!(
                 r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{ACCOUNT}"}},"Action":"sts:AssumeRole"}}]}}"#
             );
@@ -85,7 +75,7 @@ fn fixture() -> &'static Fixture {
                 .principal_named(&format!("arn:aws:iam::{ACCOUNT}:user/fuzz-user"))
                 .await
                 .unwrap();
-            (kms, caller(user))
+            caller(user)
         });
         Fixture {
             rt,

@@ -12,9 +12,9 @@
 //! `fuzz/seeds.py`), including Decrypt of the golden blobs of `kms-core/tests/testdata`.
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use kms_core::{Caller, KeyMaterial, Kms, KmsConfig, SoftwareRootKey, Store};
+use kms_core::{Caller, Kms};
 use libfuzzer_sys::fuzz_target;
 
 /// Every operation name `Kms::execute` dispatches (the `ops!` table, then the asymmetric and HMAC
@@ -84,18 +84,8 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        // In memory: no file, no fsync, several times the executions of a file store.
-        let url = "sqlite::memory:";
-        let kms = rt.block_on(async {
-            let store = Store::connect(url).await.unwrap();
-            let root = Arc::new(SoftwareRootKey::new(
-                KeyMaterial::from_slice(&[7; 32]).unwrap(),
-            ));
-            let kms = Kms::open(store, root, KmsConfig::default()).await.unwrap();
+        let (rt, kms) = envelope_fuzz::kms_in_memory();
+        rt.block_on(async {
             let caller = caller();
             for i in 1..=3 {
                 let key = kms
@@ -109,7 +99,6 @@ fn fixture() -> &'static Fixture {
                     .await
                     .unwrap();
             }
-            kms
         });
         Fixture {
             rt,

@@ -1,5 +1,6 @@
 //! Helpers the fuzz targets share: the golden-vector keys, a poll-once executor for keyrings that
-//! never wait, and a splitter that turns one fuzz input into several fields.
+//! never wait, a key service on an in-memory store, and a splitter that turns one fuzz input into
+//! several fields.
 //!
 //! The targets are in `fuzz_targets/`; what each checks is in its opening comment, and the layout,
 //! the corpora and the caps are in the README's Fuzzing section.
@@ -28,6 +29,25 @@ pub fn esdk_keyring() -> MultiKeyring {
         .collect::<Vec<_>>();
     let generator = keys.remove(0);
     MultiKeyring::new(Some(generator), keys).unwrap()
+}
+
+/// A current-thread runtime and a `Kms` on an in-memory SQLite store (no file, no fsync) with a
+/// fixed software root key: the key service targets' fixture, made once per process.
+pub fn kms_in_memory() -> (tokio::runtime::Runtime, kms_core::Kms) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let kms = rt.block_on(async {
+        let store = kms_core::Store::connect("sqlite::memory:").await.unwrap();
+        let root = std::sync::Arc::new(kms_core::SoftwareRootKey::new(
+            kms_core::KeyMaterial::from_slice(&[7; 32]).unwrap(),
+        ));
+        kms_core::Kms::open(store, root, kms_core::KmsConfig::default())
+            .await
+            .unwrap()
+    });
+    (rt, kms)
 }
 
 /// Polls a future once: raw AES keyrings answer at once, so a `Pending` is a bug.
