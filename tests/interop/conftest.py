@@ -357,6 +357,13 @@ def http_post(host: str, port: int, headers: dict, body: bytes, timeout: float =
         conn.close()
 
 
+def audit_records(data_dir: Path) -> list[dict]:
+    """The audit log's records. A live server may be appending while we read, and a reader can see
+    the start of a write before its end, so only whole lines (ending in a newline) count."""
+    text = (data_dir / "audit.log").read_text()
+    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()]
+
+
 def error_type(parsed) -> str | None:
     if isinstance(parsed, dict) and "__type" in parsed:
         return str(parsed["__type"]).split("#")[-1]

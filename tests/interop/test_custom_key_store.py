@@ -5,12 +5,11 @@ whose material lives in the token, AWS's refusals, disconnect and reconnect, res
 Each test gets fresh tokens from scripts/softhsm.sh; without SoftHSMv2 the tests skip (fail under CI).
 """
 
-import json
 from pathlib import Path
 
 import pytest
 
-from conftest import STORES, Server, create_principal, error_code, fresh_postgres_database, kms_client, unchanged
+from conftest import STORES, Server, audit_records, create_principal, error_code, fresh_postgres_database, kms_client, unchanged
 from softhsm import Token, token  # noqa: F401  (the fixture)
 
 CLUSTER = "cluster-envelopetok1"
@@ -204,7 +203,7 @@ def test_custom_key_store_lifecycle_and_keys(tmp_path, tokens, store):
         s.stop()
     err = s.stderr_text()
     assert tokens.pin not in err and OTHER_PIN not in err
-    audit = [json.loads(line) for line in (s.data_dir / "audit.log").read_text().splitlines()]
+    audit = audit_records(s.data_dir)
     names = {r["eventName"] for r in audit}
     for op in ("CreateCustomKeyStore", "DescribeCustomKeyStores", "ConnectCustomKeyStore",
                "DisconnectCustomKeyStore", "UpdateCustomKeyStore", "DeleteCustomKeyStore"):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import errno
-import json
 import os
 import random
 import shutil
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (REPO, STORES, Server, all_pages, error_code, fresh_postgres_database, kms_client,
+from conftest import (REPO, STORES, Server, all_pages, audit_records, error_code, fresh_postgres_database, kms_client,
                       postgres_url)
 
 CYCLES = 20
@@ -421,7 +420,7 @@ def test_full_disk_refuses_cleanly_and_recovers_without_a_restart(tmp_path):
         assert s.proc.poll() is None
         s.stop()
         # The audit log holds no half record, and kept the records of the calls made while full.
-        records = [json.loads(line) for line in (data / "audit.log").read_text().splitlines()]
+        records = audit_records(data)
         failed = [r for r in records if r.get("errorCode") == "KMSInternalException"]
         assert len(failed) >= refused, f"{refused} refused calls, {len(failed)} audit records of them"
         s = Server(data, sweep_interval=None).start()

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from conftest import STORES, start_server, ACCOUNT, REGION, envelope_bin, error_code, kms_client, unique
+from conftest import STORES, start_server, ACCOUNT, REGION, audit_records, envelope_bin, error_code, kms_client, unique
 
 ALLOW_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 ADMIN_ARN = "arn:aws:iam::aws:policy/AdministratorAccess"
@@ -342,7 +342,7 @@ def test_a_user_without_policies_is_denied_and_changes_nothing(server, iam):
     # Every call is audited with its outcome, as KMS calls are.
     deadline = time.monotonic() + 5
     while True:
-        records = [json.loads(line) for line in (server.data_dir / "audit.log").read_text().splitlines()]
+        records = audit_records(server.data_dir)
         mine = [r for r in records if r["principalArn"] == f"arn:aws:iam::{ACCOUNT}:user/{name}"]
         if len(mine) >= 8 or time.monotonic() > deadline:
             break
