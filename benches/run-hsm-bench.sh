@@ -40,19 +40,9 @@ if [[ ! -x $VENV/bin/python ]]; then
     exit 1
 fi
 
-work=$(mktemp -d)
-results=${RESULTS_DIR:-$work/results}
-mkdir -p "$results"
-server_pid=
-
-cleanup() {
-    if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=benches/lib.sh
+. "$repo/benches/lib.sh"
+bench_setup
 
 echo "== building ($PROFILE)" >&2
 # One cargo invocation for the three: separate `-p` selections unify dependency features differently
@@ -85,29 +75,14 @@ ENVELOPE_TEST_HSM_TOKEN_LABEL=bench-cks ENVELOPE_TEST_HSM_PIN_FILE=$work/hsm/cks
 start_server() { # label data-dir args...
     local label=$1 data=$2
     shift 2
-    mkdir -p "$data"
-    "$envelope_bin" serve --data-dir "$data" --listen 127.0.0.1:0 --hsm-sessions "$SESSIONS" "$@" \
-        >"$work/$label.out" 2>"$results/$label.log" &
-    server_pid=$!
-    endpoint=
-    for _ in $(seq 1 150); do
-        endpoint=$(sed -n 's/^listening on \(http:\/\/[^ ]*\).*/\1/p' "$work/$label.out" | head -n1)
-        [[ -n $endpoint ]] && return 0
-        if ! kill -0 "$server_pid" 2>/dev/null; then
-            echo "envelope serve ($label) exited early; log:" >&2
-            cat "$results/$label.log" >&2
-            exit 1
-        fi
-        sleep 0.2
-    done
-    echo "envelope serve ($label) did not print 'listening on' within 30 s" >&2
-    exit 1
+    start_envelope "$envelope_bin" "$data" "$work/$label.out" "$results/$label.log" \
+        --hsm-sessions "$SESSIONS" "$@"
 }
 
 stop_server() {
-    kill -TERM "$server_pid"
-    wait "$server_pid" || true
-    server_pid=
+    kill -TERM "$envelope_pid"
+    wait "$envelope_pid" || true
+    envelope_pid=
 }
 
 load() { # label data-dir [--key-id ID]

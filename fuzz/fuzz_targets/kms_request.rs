@@ -17,9 +17,9 @@ use std::sync::OnceLock;
 use kms_core::{Caller, Kms};
 use libfuzzer_sys::fuzz_target;
 
-/// Every operation name `Kms::execute` dispatches (the `ops!` table, then the asymmetric and HMAC
-/// operations it refuses for symmetric keys), then one it does not know. The corpus's first bytes
-/// index this list: append, never reorder.
+/// Every operation `Kms::execute` knows (`kms_core::operations()`, in the order it had when the
+/// corpus was written), then one it does not know. The corpus's first bytes index this list:
+/// append, never reorder. The fixture checks it against `operations()`.
 const OPERATIONS: &[&str] = &[
     "CreateKey",
     "DescribeKey",
@@ -84,6 +84,15 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
+        let mut known: Vec<&str> = kms_core::operations().collect();
+        let mut listed: Vec<&str> = OPERATIONS
+            .iter()
+            .copied()
+            .filter(|op| *op != "NoSuchOperation")
+            .collect();
+        known.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(listed, known, "OPERATIONS is not kms_core::operations()");
         let (rt, kms) = envelope_fuzz::kms_in_memory();
         rt.block_on(async {
             let caller = caller();

@@ -50,7 +50,7 @@ pub use ids::Partition;
 pub use material::{KeyMaterial, RootOfTrust, SoftwareRootKey};
 pub use secret::SecretBytes;
 pub use service::{
-    Explanation, InitialPolicy, Kms, KmsConfig, PrincipalInfo, MAX_CIPHERTEXT_BLOB,
+    operations, Explanation, InitialPolicy, Kms, KmsConfig, PrincipalInfo, MAX_CIPHERTEXT_BLOB,
     MAX_ENCRYPT_PLAINTEXT,
 };
 pub use store::Store;

@@ -533,6 +533,36 @@ def test_simulate_principal_policy(server, iam):
     assert "with an explicit deny in an identity-based policy" in e.value.response["Error"]["Message"]
 
 
+def test_simulate_names_where_each_matched_statement_is(server, iam):
+    """SourcePolicyType is the kind of policy the statement is in: a group's inline policy, a customer
+    managed one, an AWS managed one, a role's inline policy."""
+    allow = lambda action: json.dumps({"Version": "2012-10-17", "Statement": [  # noqa: E731
+        {"Effect": "Allow", "Action": action, "Resource": "*"}]})
+    name, _ = new_user(iam)
+    arn = iam.get_user(UserName=name)["User"]["Arn"]
+    group = unique("g")
+    iam.create_group(GroupName=group)
+    iam.put_group_policy(GroupName=group, PolicyName="enc", PolicyDocument=allow("kms:Encrypt"))
+    iam.add_user_to_group(GroupName=group, UserName=name)
+    managed = iam.create_policy(PolicyName=unique("dec"), PolicyDocument=allow("kms:Decrypt"))["Policy"]["Arn"]
+    iam.attach_user_policy(UserName=name, PolicyArn=managed)
+    out = iam.simulate_principal_policy(PolicySourceArn=arn, ActionNames=["kms:Encrypt", "kms:Decrypt"])
+    assert by_type(out, "kms:Encrypt") == [("group inline policy enc", "group")]
+    assert by_type(out, "kms:Decrypt") == [(f"managed policy {managed}", "user-managed")]
+    admin, _ = new_user(iam)
+    iam.attach_user_policy(UserName=admin, PolicyArn=ADMIN_ARN)
+    out = iam.simulate_principal_policy(PolicySourceArn=iam.get_user(UserName=admin)["User"]["Arn"],
+                                        ActionNames=["kms:CreateKey"])
+    assert by_type(out, "kms:CreateKey") == [(f"managed policy {ADMIN_ARN}", "aws-managed")]
+    role = unique("r")
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": ACCOUNT}, "Action": "sts:AssumeRole"}]}
+    role_arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=role, PolicyName="sign", PolicyDocument=allow("kms:GenerateDataKey"))
+    out = iam.simulate_principal_policy(PolicySourceArn=role_arn, ActionNames=["kms:GenerateDataKey"])
+    assert by_type(out, "kms:GenerateDataKey") == [("role inline policy sign", "role")]
+
+
 def by_type(out, action):
     [r] = [r for r in out["EvaluationResults"] if r["EvalActionName"] == action]
     return [(m["SourcePolicyId"], m["SourcePolicyType"]) for m in r["MatchedStatements"]]

@@ -15,6 +15,7 @@
 //! Entities are stored by unique id (`store/identity.rs`); every principal that existed before
 //! (schema 1's `principals`) is a user of the home account with `AdministratorAccess` attached.
 
+mod entity;
 mod error;
 mod exists;
 mod policies;
@@ -55,6 +56,10 @@ const ADMINISTRATOR_ACCESS_DOCUMENT: &str =
 pub struct IdentityPolicy {
     /// How decisions name the policy.
     pub name: String,
+    /// Where it comes from, as IAM's policy simulator names it (`PolicySourceType`): `user`,
+    /// `group` or `role` for an inline policy, `aws-managed` or `user-managed`, and `none` for
+    /// a policy given to the simulator.
+    pub source: &'static str,
     /// The compiled document.
     pub policy: Policy,
 }
@@ -63,6 +68,7 @@ fn administrator_access() -> &'static IdentityPolicy {
     static ADMIN: OnceLock<IdentityPolicy> = OnceLock::new();
     ADMIN.get_or_init(|| IdentityPolicy {
         name: format!("managed policy {ADMINISTRATOR_ACCESS}"),
+        source: "aws-managed",
         policy: Policy::parse(ADMINISTRATOR_ACCESS_DOCUMENT, PolicyType::Identity)
             .unwrap_or_else(|_| unreachable!("the built-in policy parses")),
     })
@@ -154,9 +160,13 @@ impl Kms {
         };
         let (inline, attached) = self.store().policies_of(user, role).await?;
         let mut out = Vec::with_capacity(inline.len() + attached.len());
-        let compile = |doc: &str, name: String| {
+        let compile = |doc: &str, name: String, source: &'static str| {
             Policy::parse(doc, PolicyType::Identity)
-                .map(|policy| IdentityPolicy { name: name.clone(), policy })
+                .map(|policy| IdentityPolicy {
+                    name: name.clone(),
+                    source,
+                    policy,
+                })
                 .map_err(|e| {
                     // Fail closed: a stored policy that no longer compiles could hold a Deny.
                     tracing::error!(policy = %name, error = %e, "a stored identity policy does not compile");
@@ -173,11 +183,19 @@ impl Kms {
             } else {
                 "group"
             };
-            out.push(compile(doc, format!("{whose} inline policy {name}"))?);
+            out.push(compile(
+                doc,
+                format!("{whose} inline policy {name}"),
+                whose,
+            )?);
         }
         for (_, arn, doc) in &attached {
             match doc {
-                Some(doc) => out.push(compile(doc, format!("managed policy {arn}"))?),
+                Some(doc) => out.push(compile(
+                    doc,
+                    format!("managed policy {arn}"),
+                    "user-managed",
+                )?),
                 None if arn == ADMINISTRATOR_ACCESS => out.push(administrator_access().clone()),
                 None => {}
             }

@@ -2,13 +2,14 @@
 //! customer managed policies (one version, `v1`) and the AWS managed `AdministratorAccess`, and
 //! their attachments.
 
+use super::entity::Entity;
 use super::query::{listing, page, Params, Value};
 use super::roles::url_encoded;
 use super::users::{check_name, conflict, path_of};
 use super::{iam_arn, new_id, IamError, ADMINISTRATOR_ACCESS, ADMINISTRATOR_ACCESS_DOCUMENT};
 use crate::audit::Caller;
 use crate::policy::{check_characters, check_size, Policy, PolicyType, SizeLimit};
-use crate::store::ManagedPolicyRow;
+use crate::store::{GroupRow, ManagedPolicyRow, RoleRow, UserRow};
 use crate::Kms;
 
 /// IAM's quota of managed policies attached to one user, group or role.
@@ -54,6 +55,13 @@ struct Owner {
     name: String,
 }
 
+fn owner(e: impl Entity) -> Owner {
+    Owner {
+        id: e.id().to_owned(),
+        name: e.name().to_owned(),
+    }
+}
+
 /// Checks an identity policy document as IAM does (characters, grammar; sizes are the caller's).
 fn check_identity_policy(text: &str) -> Result<Policy, IamError> {
     check_characters(text)?;
@@ -77,27 +85,9 @@ impl Kms {
         let name = p.required(kind.param())?;
         let action = format!("iam:{verb}{}{object}", kind.name());
         Ok(match kind {
-            Kind::User => {
-                let u = self.user_for_with(caller, name, &action, key).await?;
-                Owner {
-                    id: u.user_id,
-                    name: u.user_name,
-                }
-            }
-            Kind::Group => {
-                let g = self.group_for_with(caller, name, &action, key).await?;
-                Owner {
-                    id: g.group_id,
-                    name: g.group_name,
-                }
-            }
-            Kind::Role => {
-                let r = self.role_for_with(caller, name, &action, key).await?;
-                Owner {
-                    id: r.role_id,
-                    name: r.role_name,
-                }
-            }
+            Kind::User => owner(self.entity::<UserRow>(caller, name, &action, key).await?),
+            Kind::Group => owner(self.entity::<GroupRow>(caller, name, &action, key).await?),
+            Kind::Role => owner(self.entity::<RoleRow>(caller, name, &action, key).await?),
         })
     }
 

@@ -1,7 +1,8 @@
 //! IAM roles: a trust policy (who may assume the role, evaluated by AssumeRole), a longest session,
 //! and the policies its sessions act with (`policies.rs`).
 
-use super::query::{listing, page, Params, Value};
+use super::entity::Entity;
+use super::query::{Params, Value};
 use super::users::{check_name, conflict, path_of};
 use super::{iam_arn, new_id, IamError};
 use crate::audit::Caller;
@@ -11,10 +12,6 @@ use crate::Kms;
 
 /// `MaxSessionDuration`'s range, seconds.
 pub(crate) const MAX_SESSION_DURATION: std::ops::RangeInclusive<i64> = 3600..=43200;
-
-pub(crate) fn role_arn(r: &RoleRow) -> String {
-    iam_arn(&r.account_id, "role", &r.path, &r.role_name)
-}
 
 /// A policy document as IAM returns it: URL-encoded (botocore decodes it).
 pub(crate) fn url_encoded(text: &str) -> String {
@@ -36,64 +33,7 @@ pub(crate) fn check_trust_policy(text: &str) -> Result<Policy, IamError> {
     Ok(Policy::parse(text, PolicyType::TrustPolicy)?)
 }
 
-fn role_value(r: &RoleRow) -> Value {
-    let mut m = vec![
-        ("Path", Value::text(&r.path)),
-        ("RoleName", Value::text(&r.role_name)),
-        ("RoleId", Value::text(&r.role_id)),
-        ("Arn", Value::text(role_arn(r))),
-        ("CreateDate", Value::time(r.created_at)),
-        (
-            "AssumeRolePolicyDocument",
-            Value::text(url_encoded(&r.trust_policy)),
-        ),
-    ];
-    if let Some(d) = &r.description {
-        m.push(("Description", Value::text(d)));
-    }
-    m.push((
-        "MaxSessionDuration",
-        Value::text(r.max_session_duration.to_string()),
-    ));
-    if !r.tags.is_empty() {
-        m.push(("Tags", Value::tags(&r.tags)));
-    }
-    Value::Struct(m)
-}
-
 impl Kms {
-    /// The role `name` of the caller's account, once `action` on it is allowed (decided on its ARN
-    /// with its path when it exists).
-    pub(crate) async fn role_for(
-        &self,
-        caller: &Caller,
-        name: &str,
-        action: &str,
-    ) -> Result<RoleRow, IamError> {
-        self.role_for_with(caller, name, action, None).await
-    }
-
-    /// [`role_for`](Self::role_for) with one more condition key.
-    pub(crate) async fn role_for_with(
-        &self,
-        caller: &Caller,
-        name: &str,
-        action: &str,
-        key: Option<(&str, &str)>,
-    ) -> Result<RoleRow, IamError> {
-        check_name(name, "roleName", 64)?;
-        let account = &caller.principal.account;
-        let found = self.store().role_by_name(account, name).await?;
-        let arn = found
-            .as_ref()
-            .map(role_arn)
-            .unwrap_or_else(|| iam_arn(account, "role", "/", name));
-        self.authorize_iam(caller, action, &arn, None, key).await?;
-        found.ok_or_else(|| {
-            IamError::NoSuchEntity(format!("The role with name {name} cannot be found."))
-        })
-    }
-
     pub(super) async fn create_role(
         &self,
         caller: &Caller,
@@ -150,7 +90,7 @@ impl Kms {
             created_at: crate::now_millis(),
         };
         self.store().insert_role(&r).await?;
-        Ok(Some(Value::Struct(vec![("Role", role_value(&r))])))
+        Ok(Some(Value::Struct(vec![("Role", r.value())])))
     }
 
     pub(super) async fn get_role(
@@ -159,9 +99,9 @@ impl Kms {
         p: &Params,
     ) -> Result<Option<Value>, IamError> {
         let r = self
-            .role_for(caller, p.required("RoleName")?, "iam:GetRole")
+            .entity::<RoleRow>(caller, p.required("RoleName")?, "iam:GetRole", None)
             .await?;
-        Ok(Some(Value::Struct(vec![("Role", role_value(&r))])))
+        Ok(Some(Value::Struct(vec![("Role", r.value())])))
     }
 
     pub(super) async fn list_roles(
@@ -169,29 +109,8 @@ impl Kms {
         caller: &Caller,
         p: &Params,
     ) -> Result<Option<Value>, IamError> {
-        let account = &caller.principal.account;
-        self.authorize_iam(
-            caller,
-            "iam:ListRoles",
-            &iam_arn(account, "role", "/", ""),
-            None,
-            None,
-        )
-        .await?;
-        let prefix = p.get("PathPrefix").unwrap_or("/");
-        let roles: Vec<RoleRow> = self
-            .store()
-            .list_roles(account)
-            .await?
-            .into_iter()
-            .filter(|r| r.path.starts_with(prefix))
-            .collect();
-        let (roles, next) = page(roles, |r| r.role_name.to_ascii_lowercase(), p)?;
-        Ok(listing(
-            "Roles",
-            roles.iter().map(role_value).collect(),
-            next,
-        ))
+        self.list_entities::<RoleRow>(caller, p, "iam:ListRoles")
+            .await
     }
 
     pub(super) async fn delete_role(
@@ -200,7 +119,7 @@ impl Kms {
         p: &Params,
     ) -> Result<Option<Value>, IamError> {
         let r = self
-            .role_for(caller, p.required("RoleName")?, "iam:DeleteRole")
+            .entity::<RoleRow>(caller, p.required("RoleName")?, "iam:DeleteRole", None)
             .await?;
         if let Err(b) = self.store().delete_role(&r.role_id).await? {
             return Err(conflict(b));

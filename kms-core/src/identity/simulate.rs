@@ -63,25 +63,16 @@ fn context_entries(p: &Params) -> Result<Vec<(String, Vec<String>)>, IamError> {
     Ok(out)
 }
 
-/// IAM's `PolicySourceType` for a policy the engine names (`user inline policy P`,
-/// `managed policy arn:aws:iam::aws:policy/…`, `PolicyInputList.1`, `ResourcePolicy`).
-fn source_type(r: &StatementRef) -> &'static str {
-    let name = r.policy.as_str();
+/// IAM's `PolicySourceType` of the policy a matched statement is in: the resource policy, or
+/// the identity policy of that name.
+fn source_type(r: &StatementRef, identity: &[IdentityPolicy]) -> &'static str {
     if r.kind == PolicyKind::ResourceBased {
-        "resource"
-    } else if name.starts_with("user ") {
-        "user"
-    } else if name.starts_with("group ") {
-        "group"
-    } else if name.starts_with("role ") {
-        "role"
-    } else if name.starts_with("managed policy arn:aws:iam::aws:") {
-        "aws-managed"
-    } else if name.starts_with("managed policy ") {
-        "user-managed"
-    } else {
-        "none"
+        return "resource";
     }
+    identity
+        .iter()
+        .find(|i| i.name == r.policy)
+        .map_or("none", |i| i.source)
 }
 
 fn matched(decision: &Decision) -> Vec<&StatementRef> {
@@ -154,6 +145,7 @@ impl Kms {
         for (i, doc) in members(p, "PolicyInputList")?.into_iter().enumerate() {
             identity.push(IdentityPolicy {
                 name: format!("PolicyInputList.{}", i + 1),
+                source: "none",
                 policy: Policy::parse(doc, PolicyType::Identity)?,
             });
         }
@@ -212,7 +204,7 @@ impl Kms {
                     .map(|r| {
                         Value::Struct(vec![
                             ("SourcePolicyId", Value::text(&r.policy)),
-                            ("SourcePolicyType", Value::text(source_type(r))),
+                            ("SourcePolicyType", Value::text(source_type(r, &identity))),
                         ])
                     })
                     .collect();

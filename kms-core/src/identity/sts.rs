@@ -3,8 +3,8 @@
 
 use zeroize::Zeroizing;
 
+use super::entity::Entity;
 use super::query::{request_context, Params, Value};
-use super::roles::role_arn;
 use super::token::{self, SessionClaims};
 use super::IamError;
 use crate::audit::Caller;
@@ -191,7 +191,7 @@ impl Kms {
             ctx.set("sts:ExternalId", e);
         }
         ctx.set("sts:RoleSessionName", session_name);
-        let Some(role) = role.filter(|r| role_arn(r) == role_arn_param) else {
+        let Some(role) = role.filter(|r| r.arn() == role_arn_param) else {
             // No such role: the same answer as a trust policy that does not name the caller.
             return Err(IamError::AccessDenied(access_denied_message(
                 &caller.principal.arn,
@@ -237,7 +237,7 @@ impl Kms {
             secret: secret.clone(),
             account: role.account_id.clone(),
             role_id: role.role_id.clone(),
-            role_arn: role_arn(&role),
+            role_arn: role.arn(),
             session_name: session_name.to_string(),
         };
         let token = token::seal(self.token_key().await?, &claims)?;

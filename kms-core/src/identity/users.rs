@@ -1,5 +1,6 @@
 //! IAM users, their access keys, and groups with their members.
 
+use super::entity::Entity;
 use super::query::{listing, page, Params, Value};
 use super::{iam_arn, new_id, IamError};
 use crate::audit::Caller;
@@ -46,38 +47,6 @@ pub(crate) fn path_of(p: &Params) -> Result<String, IamError> {
     Ok(path.to_string())
 }
 
-pub(crate) fn user_arn(u: &UserRow) -> String {
-    iam_arn(&u.account_id, "user", &u.path, &u.user_name)
-}
-
-fn user_value(u: &UserRow) -> Value {
-    let mut m = vec![
-        ("Path", Value::text(&u.path)),
-        ("UserName", Value::text(&u.user_name)),
-        ("UserId", Value::text(&u.user_id)),
-        ("Arn", Value::text(user_arn(u))),
-        ("CreateDate", Value::time(u.created_at)),
-    ];
-    if !u.tags.is_empty() {
-        m.push(("Tags", Value::tags(&u.tags)));
-    }
-    Value::Struct(m)
-}
-
-fn group_arn(g: &GroupRow) -> String {
-    iam_arn(&g.account_id, "group", &g.path, &g.group_name)
-}
-
-fn group_value(g: &GroupRow) -> Value {
-    Value::Struct(vec![
-        ("Path", Value::text(&g.path)),
-        ("GroupName", Value::text(&g.group_name)),
-        ("GroupId", Value::text(&g.group_id)),
-        ("Arn", Value::text(group_arn(g))),
-        ("CreateDate", Value::time(g.created_at)),
-    ])
-}
-
 fn key_value(k: &AccessKeyRow, user: &UserRow) -> Vec<(&'static str, Value)> {
     vec![
         ("UserName", Value::text(&user.user_name)),
@@ -103,38 +72,6 @@ pub(crate) fn conflict(b: Blocker) -> IamError {
 }
 
 impl Kms {
-    /// The user `name` of the caller's account, once `action` on it is allowed: decided on the
-    /// user's ARN (with its path) when it exists, so a denial never tells whether it does.
-    pub(crate) async fn user_for(
-        &self,
-        caller: &Caller,
-        name: &str,
-        action: &str,
-    ) -> Result<UserRow, IamError> {
-        self.user_for_with(caller, name, action, None).await
-    }
-
-    /// [`user_for`](Self::user_for) with one more condition key.
-    pub(crate) async fn user_for_with(
-        &self,
-        caller: &Caller,
-        name: &str,
-        action: &str,
-        key: Option<(&str, &str)>,
-    ) -> Result<UserRow, IamError> {
-        check_name(name, "userName", 64)?;
-        let account = &caller.principal.account;
-        let found = self.store().user_by_name(account, name).await?;
-        let arn = found
-            .as_ref()
-            .map(user_arn)
-            .unwrap_or_else(|| iam_arn(account, "user", "/", name));
-        self.authorize_iam(caller, action, &arn, None, key).await?;
-        found.ok_or_else(|| {
-            IamError::NoSuchEntity(format!("The user with name {name} cannot be found."))
-        })
-    }
-
     /// The user a request names with `UserName`, or the calling user when it names none; once
     /// `action` on it is allowed.
     async fn user_or_caller(
@@ -144,7 +81,7 @@ impl Kms {
         action: &str,
     ) -> Result<UserRow, IamError> {
         if let Some(name) = p.get("UserName") {
-            return self.user_for(caller, name, action).await;
+            return self.entity(caller, name, action, None).await;
         }
         let me = match (&caller.principal.kind, &caller.principal.user_id) {
             (PrincipalType::User, Some(id)) => self.store().user_by_id(id).await?,
@@ -155,41 +92,9 @@ impl Kms {
                 "Must specify userName when calling with non-User credentials".into(),
             )
         })?;
-        self.authorize_iam(caller, action, &user_arn(&me), None, None)
+        self.authorize_iam(caller, action, &me.arn(), None, None)
             .await?;
         Ok(me)
-    }
-
-    /// The group `name` of the caller's account, once `action` on it is allowed (as
-    /// [`user_for`](Self::user_for)).
-    pub(crate) async fn group_for(
-        &self,
-        caller: &Caller,
-        name: &str,
-        action: &str,
-    ) -> Result<GroupRow, IamError> {
-        self.group_for_with(caller, name, action, None).await
-    }
-
-    /// [`group_for`](Self::group_for) with one more condition key.
-    pub(crate) async fn group_for_with(
-        &self,
-        caller: &Caller,
-        name: &str,
-        action: &str,
-        key: Option<(&str, &str)>,
-    ) -> Result<GroupRow, IamError> {
-        check_name(name, "groupName", 128)?;
-        let account = &caller.principal.account;
-        let found = self.store().group_by_name(account, name).await?;
-        let arn = found
-            .as_ref()
-            .map(group_arn)
-            .unwrap_or_else(|| iam_arn(account, "group", "/", name));
-        self.authorize_iam(caller, action, &arn, None, key).await?;
-        found.ok_or_else(|| {
-            IamError::NoSuchEntity(format!("The group with name {name} cannot be found."))
-        })
     }
 
     pub(super) async fn create_user(
@@ -215,7 +120,7 @@ impl Kms {
         };
         self.store().insert_user(&u, None).await?;
         self.identities_changed();
-        Ok(Some(Value::Struct(vec![("User", user_value(&u))])))
+        Ok(Some(Value::Struct(vec![("User", u.value())])))
     }
 
     pub(super) async fn get_user(
@@ -238,7 +143,7 @@ impl Kms {
             )])));
         }
         let u = self.user_or_caller(caller, p, "iam:GetUser").await?;
-        Ok(Some(Value::Struct(vec![("User", user_value(&u))])))
+        Ok(Some(Value::Struct(vec![("User", u.value())])))
     }
 
     pub(super) async fn list_users(
@@ -246,29 +151,8 @@ impl Kms {
         caller: &Caller,
         p: &Params,
     ) -> Result<Option<Value>, IamError> {
-        let account = &caller.principal.account;
-        self.authorize_iam(
-            caller,
-            "iam:ListUsers",
-            &iam_arn(account, "user", "/", ""),
-            None,
-            None,
-        )
-        .await?;
-        let prefix = p.get("PathPrefix").unwrap_or("/");
-        let users: Vec<UserRow> = self
-            .store()
-            .list_users(Some(account))
-            .await?
-            .into_iter()
-            .filter(|u| u.path.starts_with(prefix))
-            .collect();
-        let (users, next) = page(users, |u| u.user_name.to_ascii_lowercase(), p)?;
-        Ok(listing(
-            "Users",
-            users.iter().map(user_value).collect(),
-            next,
-        ))
+        self.list_entities::<UserRow>(caller, p, "iam:ListUsers")
+            .await
     }
 
     pub(super) async fn delete_user(
@@ -277,7 +161,7 @@ impl Kms {
         p: &Params,
     ) -> Result<Option<Value>, IamError> {
         let u = self
-            .user_for(caller, p.required("UserName")?, "iam:DeleteUser")
+            .entity::<UserRow>(caller, p.required("UserName")?, "iam:DeleteUser", None)
             .await?;
         match self.store().delete_user(&u.user_id, false).await? {
             Ok(_) => {}
@@ -407,7 +291,7 @@ impl Kms {
             created_at: crate::now_millis(),
         };
         self.store().insert_group(&g).await?;
-        Ok(Some(Value::Struct(vec![("Group", group_value(&g))])))
+        Ok(Some(Value::Struct(vec![("Group", g.value())])))
     }
 
     pub(super) async fn get_group(
@@ -416,16 +300,16 @@ impl Kms {
         p: &Params,
     ) -> Result<Option<Value>, IamError> {
         let g = self
-            .group_for(caller, p.required("GroupName")?, "iam:GetGroup")
+            .entity::<GroupRow>(caller, p.required("GroupName")?, "iam:GetGroup", None)
             .await?;
         let users = self.store().group_members(&g.group_id).await?;
         let (users, next) = page(users, |u| u.user_name.to_ascii_lowercase(), p)?;
         let Some(Value::Struct(mut m)) =
-            listing("Users", users.iter().map(user_value).collect(), next)
+            listing("Users", users.iter().map(UserRow::value).collect(), next)
         else {
             unreachable!("a listing is a structure")
         };
-        m.insert(0, ("Group", group_value(&g)));
+        m.insert(0, ("Group", g.value()));
         Ok(Some(Value::Struct(m)))
     }
 
@@ -434,29 +318,8 @@ impl Kms {
         caller: &Caller,
         p: &Params,
     ) -> Result<Option<Value>, IamError> {
-        let account = &caller.principal.account;
-        self.authorize_iam(
-            caller,
-            "iam:ListGroups",
-            &iam_arn(account, "group", "/", ""),
-            None,
-            None,
-        )
-        .await?;
-        let prefix = p.get("PathPrefix").unwrap_or("/");
-        let groups: Vec<GroupRow> = self
-            .store()
-            .list_groups(account)
-            .await?
-            .into_iter()
-            .filter(|g| g.path.starts_with(prefix))
-            .collect();
-        let (groups, next) = page(groups, |g| g.group_name.to_ascii_lowercase(), p)?;
-        Ok(listing(
-            "Groups",
-            groups.iter().map(group_value).collect(),
-            next,
-        ))
+        self.list_entities::<GroupRow>(caller, p, "iam:ListGroups")
+            .await
     }
 
     pub(super) async fn list_groups_for_user(
@@ -465,13 +328,18 @@ impl Kms {
         p: &Params,
     ) -> Result<Option<Value>, IamError> {
         let u = self
-            .user_for(caller, p.required("UserName")?, "iam:ListGroupsForUser")
+            .entity::<UserRow>(
+                caller,
+                p.required("UserName")?,
+                "iam:ListGroupsForUser",
+                None,
+            )
             .await?;
         let groups = self.store().groups_of_user(&u.user_id).await?;
         let (groups, next) = page(groups, |g| g.group_name.to_ascii_lowercase(), p)?;
         Ok(listing(
             "Groups",
-            groups.iter().map(group_value).collect(),
+            groups.iter().map(GroupRow::value).collect(),
             next,
         ))
     }
@@ -482,7 +350,7 @@ impl Kms {
         p: &Params,
     ) -> Result<Option<Value>, IamError> {
         let g = self
-            .group_for(caller, p.required("GroupName")?, "iam:DeleteGroup")
+            .entity::<GroupRow>(caller, p.required("GroupName")?, "iam:DeleteGroup", None)
             .await?;
         if let Err(b) = self.store().delete_group(&g.group_id).await? {
             return Err(conflict(b));
@@ -521,7 +389,7 @@ impl Kms {
         } else {
             "iam:RemoveUserFromGroup"
         };
-        let g = self.group_for(caller, group, action).await?;
+        let g = self.entity::<GroupRow>(caller, group, action, None).await?;
         let u = self
             .store()
             .user_by_name(&caller.principal.account, user)

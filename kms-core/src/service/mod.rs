@@ -54,6 +54,81 @@ pub(crate) use principals::generate_access_key;
 pub use principals::{InitialPolicy, PrincipalInfo};
 pub(crate) use root::{SESSION_TOKEN_KEY, SESSION_TOKEN_KEY_AAD};
 
+/// The operations [`Kms::execute`] runs through one table: the operation's name, the method and
+/// its request shape (and whether it is given the caller), the member naming its key (for the
+/// audit log), and what it is authorized on: `key(M)` the key member M names (`key_only`: not by
+/// alias), `blob(M)` the key the ciphertext M names, `account` the caller's account (identity
+/// policies only), the others a method of their own in `authorize.rs`. `dispatch` expands it
+/// into its `match`, and [`operations`] lists its names, so the two cannot disagree.
+macro_rules! kms_operations {
+    ($callback:ident) => {
+        $callback! {
+        "CreateKey" => create_key(CreateKeyRequest); account,
+        "DescribeKey" => describe_key(KeyIdRequest) key key_id; key(key_id),
+        "ListKeys" => list_keys(ListKeysRequest); account,
+        "UpdateKeyDescription" => update_key_description(UpdateKeyDescriptionRequest) key key_id; key_only(key_id),
+        "EnableKey" => enable_key(KeyIdRequest) key key_id; key_only(key_id),
+        "DisableKey" => disable_key(KeyIdRequest) key key_id; key_only(key_id),
+        "ScheduleKeyDeletion" => schedule_key_deletion(ScheduleKeyDeletionRequest) key key_id; key_only(key_id),
+        "CancelKeyDeletion" => cancel_key_deletion(KeyIdRequest) key key_id; key_only(key_id),
+        "GetKeyPolicy" => get_key_policy(GetKeyPolicyRequest) key key_id; key_only(key_id),
+        "PutKeyPolicy" => put_key_policy(PutKeyPolicyRequest) key key_id; key_only(key_id),
+        "ListKeyPolicies" => list_key_policies(ListKeyPoliciesRequest) key key_id; key_only(key_id),
+        "CreateAlias" => create_alias(AliasRequest) key target_key_id; alias,
+        "UpdateAlias" => update_alias(AliasRequest) key target_key_id; alias,
+        "DeleteAlias" => delete_alias(DeleteAliasRequest) key alias_name; delete_alias,
+        "ListAliases" => list_aliases(ListAliasesRequest) key key_id; account,
+        "Encrypt" => encrypt(EncryptRequest) key key_id; key(key_id),
+        "Decrypt" => decrypt(DecryptRequest) key key_id; blob(ciphertext_blob),
+        "ReEncrypt" => re_encrypt(ReEncryptRequest) key destination_key_id; re_encrypt,
+        "GenerateDataKey" => generate_data_key(GenerateDataKeyRequest) key key_id; key(key_id),
+        "GenerateDataKeyWithoutPlaintext" => generate_data_key_without_plaintext(GenerateDataKeyRequest) key key_id; key(key_id),
+        "GenerateRandom" => generate_random(GenerateRandomRequest); account,
+        "EnableKeyRotation" => enable_key_rotation(EnableKeyRotationRequest) key key_id; key_only(key_id),
+        "DisableKeyRotation" => disable_key_rotation(KeyIdRequest) key key_id; key_only(key_id),
+        "GetKeyRotationStatus" => get_key_rotation_status(KeyIdRequest) key key_id; key_only(key_id),
+        "RotateKeyOnDemand" => rotate_key_on_demand(KeyIdRequest) key key_id; key_only(key_id),
+        "ListKeyRotations" => list_key_rotations(ListKeyRotationsRequest) key key_id; key_only(key_id),
+        "TagResource" => tag_resource(TagResourceRequest) key key_id; key_only(key_id),
+        "UntagResource" => untag_resource(UntagResourceRequest) key key_id; key_only(key_id),
+        "ListResourceTags" => list_resource_tags(ListResourceTagsRequest) key key_id; key_only(key_id),
+        "GetParametersForImport" => import_key_material(KeyIdRequest) key key_id; key_only(key_id),
+        "ImportKeyMaterial" => import_key_material(KeyIdRequest) key key_id; key_only(key_id),
+        "DeleteImportedKeyMaterial" => import_key_material(KeyIdRequest) key key_id; key_only(key_id),
+        "CreateCustomKeyStore" => create_custom_key_store(CreateCustomKeyStoreRequest); account,
+        "DescribeCustomKeyStores" => describe_custom_key_stores(DescribeCustomKeyStoresRequest) key custom_key_store_id; account,
+        "ConnectCustomKeyStore" => connect_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id; account,
+        "DisconnectCustomKeyStore" => disconnect_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id; account,
+        "UpdateCustomKeyStore" => update_custom_key_store(UpdateCustomKeyStoreRequest) key custom_key_store_id; account,
+        "DeleteCustomKeyStore" => delete_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id; account,
+        "CreateGrant" => create_grant(CreateGrantRequest, caller) key key_id; key_only(key_id),
+        "ListGrants" => list_grants(ListGrantsRequest) key key_id; key_only(key_id),
+        "ListRetirableGrants" => list_retirable_grants(ListRetirableGrantsRequest); account,
+        // RetireGrant's decision weighs the grant itself (its grantee and retiring principal):
+        // the operation asks `Kms::authorize` once it has the grant.
+        "RetireGrant" => retire_grant(RetireGrantRequest, caller) key key_id; decided_by_operation,
+        "RevokeGrant" => revoke_grant(RevokeGrantRequest) key key_id; key_only(key_id),
+        }
+    };
+}
+
+macro_rules! operation_names {
+    ($($name:literal => $method:ident($req:ty $(, $caller:ident)?) $(key $field:ident)? ; $scope:ident $(($member:ident))?),* $(,)?) => {
+        /// The operations of the table, in its order.
+        const TABLE_OPERATIONS: &[&str] = &[$($name),*];
+    };
+}
+kms_operations!(operation_names);
+
+/// Every operation [`Kms::execute`] knows: those it runs, then those of key kinds it refuses for
+/// its symmetric keys (`Sign`, `GenerateMac`, … answered as AWS answers them for such a key).
+pub fn operations() -> impl Iterator<Item = &'static str> {
+    TABLE_OPERATIONS
+        .iter()
+        .chain(ASYMMETRIC_AND_HMAC_OPERATIONS.iter())
+        .copied()
+}
+
 tokio::task_local! {
     /// Who is calling, for the duration of one [`Kms::execute`].
     static CALLER: Caller;
@@ -314,10 +389,7 @@ impl Kms {
             }
             return to_json(&self.refuse_on_symmetric_key(operation, req).await?);
         }
-        // Each operation: its request shape, the member naming its key (for the audit log), and
-        // what it is authorized on: `key(M)` the key member M names (`key_only`: not by alias),
-        // `blob(M)` the key the ciphertext M names, `account` the caller's account (identity
-        // policies only), `custom` a method of its own in `authorize.rs`.
+        // One arm per row of `kms_operations!`: parse, note the key, authorize, run.
         macro_rules! ops {
             ($($name:literal => $method:ident($req:ty $(, $caller:ident)?) $(key $field:ident)? ; $scope:ident $(($member:ident))?),* $(,)?) => {
                 match operation {
@@ -325,7 +397,7 @@ impl Kms {
                         let req: $req = parse(operation, body)?;
                         $(*key_ref = req.$field.clone();)?
                         ops!(@authorize self, req, action, $scope $(($member))?);
-                        to_json(&self.$method(req $(, $caller)?).await?)
+                        to_json(&ops!(@call self, $method, req $(, $caller)?).await?)
                     })*
                     _ => Err(KmsError::UnknownOperation(format!("Operation {operation} is not known to this service."))),
                 }
@@ -358,54 +430,12 @@ impl Kms {
                 $s.authorize_re_encrypt(&$req).await?;
             };
             (@authorize $s:ident, $req:ident, $action:ident, decided_by_operation) => {};
+            // `caller` is written here, not taken from the table: the table is written outside this
+            // function, where its `caller` would not name this one's argument.
+            (@call $s:ident, $method:ident, $req:ident) => { $s.$method($req) };
+            (@call $s:ident, $method:ident, $req:ident, $caller:ident) => { $s.$method($req, caller) };
         }
-        ops! {
-            "CreateKey" => create_key(CreateKeyRequest); account,
-            "DescribeKey" => describe_key(KeyIdRequest) key key_id; key(key_id),
-            "ListKeys" => list_keys(ListKeysRequest); account,
-            "UpdateKeyDescription" => update_key_description(UpdateKeyDescriptionRequest) key key_id; key_only(key_id),
-            "EnableKey" => enable_key(KeyIdRequest) key key_id; key_only(key_id),
-            "DisableKey" => disable_key(KeyIdRequest) key key_id; key_only(key_id),
-            "ScheduleKeyDeletion" => schedule_key_deletion(ScheduleKeyDeletionRequest) key key_id; key_only(key_id),
-            "CancelKeyDeletion" => cancel_key_deletion(KeyIdRequest) key key_id; key_only(key_id),
-            "GetKeyPolicy" => get_key_policy(GetKeyPolicyRequest) key key_id; key_only(key_id),
-            "PutKeyPolicy" => put_key_policy(PutKeyPolicyRequest) key key_id; key_only(key_id),
-            "ListKeyPolicies" => list_key_policies(ListKeyPoliciesRequest) key key_id; key_only(key_id),
-            "CreateAlias" => create_alias(AliasRequest) key target_key_id; alias,
-            "UpdateAlias" => update_alias(AliasRequest) key target_key_id; alias,
-            "DeleteAlias" => delete_alias(DeleteAliasRequest) key alias_name; delete_alias,
-            "ListAliases" => list_aliases(ListAliasesRequest) key key_id; account,
-            "Encrypt" => encrypt(EncryptRequest) key key_id; key(key_id),
-            "Decrypt" => decrypt(DecryptRequest) key key_id; blob(ciphertext_blob),
-            "ReEncrypt" => re_encrypt(ReEncryptRequest) key destination_key_id; re_encrypt,
-            "GenerateDataKey" => generate_data_key(GenerateDataKeyRequest) key key_id; key(key_id),
-            "GenerateDataKeyWithoutPlaintext" => generate_data_key_without_plaintext(GenerateDataKeyRequest) key key_id; key(key_id),
-            "GenerateRandom" => generate_random(GenerateRandomRequest); account,
-            "EnableKeyRotation" => enable_key_rotation(EnableKeyRotationRequest) key key_id; key_only(key_id),
-            "DisableKeyRotation" => disable_key_rotation(KeyIdRequest) key key_id; key_only(key_id),
-            "GetKeyRotationStatus" => get_key_rotation_status(KeyIdRequest) key key_id; key_only(key_id),
-            "RotateKeyOnDemand" => rotate_key_on_demand(KeyIdRequest) key key_id; key_only(key_id),
-            "ListKeyRotations" => list_key_rotations(ListKeyRotationsRequest) key key_id; key_only(key_id),
-            "TagResource" => tag_resource(TagResourceRequest) key key_id; key_only(key_id),
-            "UntagResource" => untag_resource(UntagResourceRequest) key key_id; key_only(key_id),
-            "ListResourceTags" => list_resource_tags(ListResourceTagsRequest) key key_id; key_only(key_id),
-            "GetParametersForImport" => import_key_material(KeyIdRequest) key key_id; key_only(key_id),
-            "ImportKeyMaterial" => import_key_material(KeyIdRequest) key key_id; key_only(key_id),
-            "DeleteImportedKeyMaterial" => import_key_material(KeyIdRequest) key key_id; key_only(key_id),
-            "CreateCustomKeyStore" => create_custom_key_store(CreateCustomKeyStoreRequest); account,
-            "DescribeCustomKeyStores" => describe_custom_key_stores(DescribeCustomKeyStoresRequest) key custom_key_store_id; account,
-            "ConnectCustomKeyStore" => connect_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id; account,
-            "DisconnectCustomKeyStore" => disconnect_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id; account,
-            "UpdateCustomKeyStore" => update_custom_key_store(UpdateCustomKeyStoreRequest) key custom_key_store_id; account,
-            "DeleteCustomKeyStore" => delete_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id; account,
-            "CreateGrant" => create_grant(CreateGrantRequest, caller) key key_id; key_only(key_id),
-            "ListGrants" => list_grants(ListGrantsRequest) key key_id; key_only(key_id),
-            "ListRetirableGrants" => list_retirable_grants(ListRetirableGrantsRequest); account,
-            // RetireGrant's decision weighs the grant itself (its grantee and retiring principal):
-            // the operation asks `Kms::authorize` once it has the grant.
-            "RetireGrant" => retire_grant(RetireGrantRequest, caller) key key_id; decided_by_operation,
-            "RevokeGrant" => revoke_grant(RevokeGrantRequest) key key_id; key_only(key_id),
-        }
+        kms_operations!(ops)
     }
 }
 

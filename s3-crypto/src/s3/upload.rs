@@ -211,12 +211,20 @@ async fn undone<U: std::future::Future<Output = Result<()>>>(
         None => error,
         Some(undo) => match undo.await {
             Ok(()) => error,
-            Err(also) => Error::S3 {
-                operation: "PutObject",
-                message: format!(
-                    "{error}; putting back what the upload had replaced failed too ({also})"
-                ),
-            },
+            Err(also) => {
+                // Named by the request that failed first (PutObject or CompleteMultipartUpload);
+                // the failed restore (`also`) names its own.
+                let (operation, first) = match error {
+                    Error::S3 { operation, message } => (operation, message),
+                    other => ("PutObject", other.to_string()),
+                };
+                Error::S3 {
+                    operation,
+                    message: format!(
+                        "{first}; putting back what the upload had replaced failed too ({also})"
+                    ),
+                }
+            }
         },
     }
 }
@@ -389,5 +397,34 @@ mod tests {
         assert_eq!(part_size_for(8 * mib, Some(100 << 30)).ok(), Some(11 * mib));
         assert!(part_size_for(mib, None).is_err());
         assert!(part_size_for(8 * mib, Some(6 << 40)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_failed_restore_keeps_the_name_of_the_request_that_failed_first() {
+        let s3 = |operation, message: &str| Error::S3 {
+            operation,
+            message: message.into(),
+        };
+        let failed = s3("CompleteMultipartUpload", "InternalError");
+        let restore = async { Err(s3("PutObject", "SlowDown")) };
+        let e = undone(failed, Some(restore)).await;
+        assert!(
+            matches!(
+                e,
+                Error::S3 {
+                    operation: "CompleteMultipartUpload",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "S3 CompleteMultipartUpload failed: InternalError; putting back what the upload had \
+             replaced failed too (S3 PutObject failed: SlowDown)"
+        );
+        // A restore that worked leaves the first error as it was.
+        let e = undone(s3("PutObject", "InternalError"), Some(async { Ok(()) })).await;
+        assert_eq!(e.to_string(), "S3 PutObject failed: InternalError");
     }
 }
