@@ -144,6 +144,11 @@ struct LimitArgs {
     /// (e.g. `aws,CreateKey=50`). Off by default.
     #[arg(long, value_name = "SPEC")]
     request_quotas: Option<kms_server::QuotaConfig>,
+    /// Longest wait, in seconds, before answering a request that fails authentication: once a
+    /// client address has failed 10 times within a minute, each further failure waits twice as
+    /// long as the one before (from 25 ms) up to this. 0 answers every failure at once.
+    #[arg(long, default_value_t = 1.0, value_parser = delay_seconds)]
+    auth_failure_delay: f64,
 }
 
 impl LimitArgs {
@@ -154,6 +159,7 @@ impl LimitArgs {
             header_timeout: Duration::from_secs_f64(self.header_timeout),
             body_timeout: Duration::from_secs_f64(self.body_timeout),
             h2_max_concurrent_streams: self.h2_max_streams,
+            auth_failure_delay: Duration::from_secs_f64(self.auth_failure_delay),
             ..kms_server::Limits::default()
         }
     }
@@ -165,6 +171,14 @@ fn seconds(s: &str) -> Result<f64, String> {
         .ok()
         .filter(|v| v.is_finite() && *v > 0.0 && *v < 86_400.0)
         .ok_or_else(|| format!("'{s}' is not a number of seconds between 0 and 86400"))
+}
+
+/// Zero to ten seconds (a longer wait would run into the request timeout).
+fn delay_seconds(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| (0.0..=10.0).contains(v))
+        .ok_or_else(|| format!("'{s}' is not a number of seconds from 0 to 10"))
 }
 
 #[derive(Subcommand)]

@@ -35,6 +35,7 @@ mod quota;
 mod router;
 mod server;
 pub mod sigv4;
+mod tarpit;
 mod tls;
 mod xml;
 

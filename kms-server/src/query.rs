@@ -114,7 +114,7 @@ impl App {
         let mut caller = match self.authenticate(parts, &body, request_id, scope).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                self.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+                self.auth_failed(peer).await;
                 tracing::info!(request_id, error = e.query_code(), "request refused");
                 return self.query_fail(
                     service,

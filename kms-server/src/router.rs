@@ -20,6 +20,7 @@ use crate::buffers::{read_body, zeroizing_body, BodyError};
 use crate::metrics::{metrics, Metrics};
 use crate::quota::{caller_account, QuotaConfig, RequestQuotas, THROTTLED};
 use crate::sigv4;
+use crate::tarpit::AuthFailures;
 
 /// Bounds on what one request and one connection may cost. Every field has a default fit for a
 /// public listener; `envelope serve` exposes the ones an operator tunes.
@@ -52,6 +53,10 @@ pub struct Limits {
     pub h2_max_concurrent_streams: u32,
     /// Allowed clock difference between a request's date and ours (15 min).
     pub clock_skew: Duration,
+    /// The longest a request that fails authentication waits for its answer (1 s; zero: never).
+    /// The first failures from one client address are answered at once, then each waits twice
+    /// as long as the one before, up to this (`tarpit.rs`).
+    pub auth_failure_delay: Duration,
 }
 
 impl Default for Limits {
@@ -66,6 +71,7 @@ impl Default for Limits {
             max_connections: 4096,
             h2_max_concurrent_streams: 100,
             clock_skew: Duration::from_secs(15 * 60),
+            auth_failure_delay: Duration::from_secs(1),
         }
     }
 }
@@ -78,6 +84,7 @@ pub struct App {
     pub(crate) limits: Limits,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) quotas: Option<Arc<RequestQuotas>>,
+    pub(crate) auth_failures: Arc<AuthFailures>,
 }
 
 const JSON_11: &str = "application/x-amz-json-1.1";
@@ -99,6 +106,7 @@ impl App {
     pub fn new(kms: Arc<Kms>, limits: Limits) -> Self {
         Self {
             kms,
+            auth_failures: Arc::new(AuthFailures::new(limits.auth_failure_delay)),
             limits,
             metrics: Arc::default(),
             signing_keys: Arc::default(),
@@ -157,6 +165,16 @@ impl App {
         self.fail(status, e.aws_name(), &e.to_string(), request_id)
     }
 
+    /// A request failed authentication: counted, and answered once its client has waited what
+    /// its recent failures earned (`tarpit.rs`).
+    pub(crate) async fn auth_failed(&self, peer: Option<SocketAddr>) {
+        self.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+        let wait = self.auth_failures.failed(peer.map(|p| p.ip()));
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     async fn handle(&self, peer: Option<SocketAddr>, req: Request, request_id: &str) -> Response {
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
         let (parts, body) = req.into_parts();
@@ -209,7 +227,7 @@ impl App {
         {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                self.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+                self.auth_failed(peer).await;
                 tracing::info!(request_id, error = e.aws_name(), "request refused");
                 return self.fail(
                     StatusCode::BAD_REQUEST,

@@ -147,7 +147,8 @@ class Server:
     """One `envelope serve` process."""
 
     def __init__(self, data_dir: Path, *, database_url: str | None = None, extra_args=(), env=None,
-                 listen: str = "127.0.0.1:0", sweep_interval: int | None = 1):
+                 listen: str = "127.0.0.1:0", sweep_interval: int | None = 1,
+                 auth_failure_delay: float | None = 0):
         self.data_dir = Path(data_dir)
         self.database_url = database_url
         self.extra_args = list(extra_args)
@@ -162,6 +163,9 @@ class Server:
         secrets_scan.add(self.env.get("ENVELOPE_ROOT_KEY"), "ENVELOPE_ROOT_KEY")
         self.listen = listen
         self.sweep_interval = sweep_interval
+        # Off unless a test asks for it: many tests refuse requests on purpose, and more than ten
+        # failures from 127.0.0.1 a minute would make each wait (test_abuse.py tests the delay).
+        self.auth_failure_delay = auth_failure_delay
         self.proc: subprocess.Popen | None = None
         self.endpoint: str | None = None
         self.stdout_lines: list[str] = []
@@ -179,6 +183,8 @@ class Server:
             argv += ["--database-url", self.database_url]
         if self.sweep_interval is not None:
             argv += ["--sweep-interval", str(self.sweep_interval)]
+        if self.auth_failure_delay is not None:
+            argv += ["--auth-failure-delay", str(self.auth_failure_delay)]
         return argv + self.extra_args
 
     def spawn(self) -> subprocess.Popen:

@@ -1,7 +1,8 @@
 """Load and abuse against a real `envelope serve`, over raw sockets where a client library would not
 misbehave on purpose: slowloris heads, trickled bodies, idle HTTP/1.1 and HTTP/2 connections by the
 thousand, an HTTP/2 client opening more streams than allowed, a connection flood beyond the limit, and
-AWS's request quotas (ThrottlingException) as boto3's retry logic sees them.
+AWS's request quotas (ThrottlingException) as boto3's retry logic sees them, and the growing wait of a
+client whose requests keep failing authentication.
 
 Each test checks that the abuse is cut off where the limit says and that a legitimate caller is served
 meanwhile. The `limited` server runs with short limits (1 s head and body timeouts, 4 s idle timeout,
@@ -15,13 +16,16 @@ import json
 import os
 import socket
 import struct
+import threading
 import time
 import urllib.request
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import error_code, start_server
+from conftest import REGION, error_code, start_server
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.0
@@ -48,7 +52,7 @@ def limited(tmp_path_factory):
 @pytest.fixture(scope="module")
 def default(tmp_path_factory):
     """A server with every limit at its default and no request quotas."""
-    s = start_server(tmp_path_factory)
+    s = start_server(tmp_path_factory, auth_failure_delay=None)
     yield s
     s.stop()
 
@@ -332,3 +336,64 @@ def test_beyond_the_quota_boto3_gets_throttling_exception_and_its_retries_get_th
         metrics = r.read().decode()
     count = next(int(l.split()[1]) for l in metrics.splitlines() if l.startswith("envelope_throttled_total "))
     assert count >= len(throttled) + retries
+
+
+# -- failed authentication -----------------------------------------------------------------------------
+
+FREE_FAILURES = 10  # kms-server/src/tarpit.rs: FREE
+
+
+def timed(call):
+    t0 = time.monotonic()
+    try:
+        call()
+    except ClientError as e:
+        return time.monotonic() - t0, e
+    return time.monotonic() - t0, None
+
+
+def test_a_client_that_keeps_failing_authentication_waits_longer_each_time_and_others_do_not(
+        tmp_path_factory):
+    longest = 3.0
+    s = start_server(tmp_path_factory, auth_failure_delay=longest)
+    try:
+        ak, sk = s.credentials
+        good = s.client(retries=NO_RETRIES)
+        key = good.create_key()["KeyMetadata"]["KeyId"]
+        forged = s.client(ak, "x" * len(sk), retries=NO_RETRIES)
+        # The first failures are answered at once (a mistyped secret costs nothing), each with its error.
+        for _ in range(FREE_FAILURES):
+            took, e = timed(lambda: forged.describe_key(KeyId=key))
+            assert e is not None and error_code(e) == "InvalidSignatureException"
+        # Then each waits twice as long as the one before: 25, 50, 100, 200, 400, 800, 1600 ms …
+        waits = []
+        for _ in range(7):
+            took, e = timed(lambda: forged.describe_key(KeyId=key))
+            assert e is not None and error_code(e) == "InvalidSignatureException"
+            assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+            waits.append(took)
+        assert waits[-1] >= 1.6 and waits[-2] >= 0.8 and waits[-3] >= 0.4, waits
+        # The next failures wait the longest (3 s); meanwhile a caller whose requests authenticate is
+        # answered at once, from the same address.
+        slow = {}
+        t = threading.Thread(target=lambda: slow.update(r=timed(lambda: forged.describe_key(KeyId=key))))
+        t.start()
+        time.sleep(0.2)
+        took, e = timed(lambda: good.describe_key(KeyId=key))
+        assert e is None and took < longest / 2, took
+        t.join()
+        assert slow["r"][0] >= longest and error_code(slow["r"][1]) == "InvalidSignatureException"
+        # IAM and STS failures count and wait the same way.
+        iam = client_as(s, "iam", ak, "y" * len(sk))
+        took, e = timed(lambda: iam.list_users())
+        assert e is not None and error_code(e) == "SignatureDoesNotMatch" and took >= longest, (took, e)
+        with urllib.request.urlopen(s.endpoint + "/metrics", timeout=5) as r:
+            metrics = r.read().decode()
+        assert f"envelope_auth_failures_total {FREE_FAILURES + 9}\n" in metrics
+    finally:
+        s.stop()
+
+
+def client_as(server, service, ak, sk):
+    return boto3.client(service, endpoint_url=server.endpoint, region_name=REGION, aws_access_key_id=ak,
+                        aws_secret_access_key=sk, config=Config(retries=NO_RETRIES))
