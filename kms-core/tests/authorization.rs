@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
 use kms_core::policy::Principal;
 use kms_core::{
     Caller, InitialPolicy, KeyMaterial, Kms, KmsConfig, KmsError, SoftwareRootKey, Store,
@@ -15,77 +14,7 @@ use serde_json::{json, Value};
 
 mod common;
 
-const HOME: &str = "111122223333";
-const OTHER: &str = "444455556666";
-
-async fn kms() -> (tempfile::TempDir, Kms) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-    let root = Arc::new(SoftwareRootKey::new(
-        KeyMaterial::from_slice(&[9; 32]).unwrap(),
-    ));
-    let kms = Kms::open(
-        Store::connect(&url).await.unwrap(),
-        root,
-        KmsConfig::default(),
-    )
-    .await
-    .unwrap();
-    // The users the tests' policies and grants name exist (a policy naming a missing user is
-    // refused); each is an administrator, as `user` makes them.
-    for name in ["alice", "bob", "app"] {
-        kms.create_principal_in(HOME, name, None, InitialPolicy::Admin)
-            .await
-            .unwrap();
-    }
-    (dir, kms)
-}
-
-fn as_(principal: Principal) -> Caller {
-    Caller {
-        principal,
-        ..Caller::default()
-    }
-}
-
-/// The IAM user `name` of `account` (created on first use with AdministratorAccess, as `envelope
-/// principal create` makes them), as the endpoint authenticates it.
-async fn user(kms: &Kms, account: &str, name: &str) -> Caller {
-    let arn = format!("arn:aws:iam::{account}:user/{name}");
-    if kms.principal_named(&arn).await.is_err() {
-        kms.create_principal_in(account, name, None, InitialPolicy::Admin)
-            .await
-            .unwrap();
-    }
-    as_(kms.principal_named(&arn).await.unwrap())
-}
-
-async fn call(kms: &Kms, caller: &Caller, op: &str, body: Value) -> Result<Value, KmsError> {
-    let out = kms
-        .execute(caller, op, serde_json::to_vec(&body).unwrap().as_slice())
-        .await?;
-    Ok(serde_json::from_slice(&out).unwrap())
-}
-
-async fn create_key(kms: &Kms, caller: &Caller, policy: Option<Value>) -> String {
-    let mut body = json!({});
-    if let Some(p) = policy {
-        body["Policy"] = json!(p.to_string());
-    }
-    let r = call(kms, caller, "CreateKey", body).await.unwrap();
-    r["KeyMetadata"]["Arn"].as_str().unwrap().to_string()
-}
-
-fn b64(b: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(b)
-}
-
-fn denied(r: Result<Value, KmsError>) -> String {
-    match r {
-        Err(KmsError::AccessDenied(m)) => m,
-        other => panic!("expected AccessDeniedException, got {other:?}"),
-    }
-}
+use common::calls::*;
 
 /// A key policy allowing the account root (so IAM policies apply) and denying bob Decrypt.
 fn policy_denying_bob_decrypt() -> Value {
@@ -217,115 +146,6 @@ async fn key_policy_conditions_see_the_encryption_context() {
             .await,
         );
     }
-}
-
-#[tokio::test]
-async fn accounts_are_separate_and_a_key_policy_lets_another_account_in() {
-    let (_d, kms) = kms().await;
-    let home = Caller::default();
-    let other = as_(Principal::root(OTHER));
-    let arn = create_key(&kms, &home, None).await;
-    let id = arn.rsplit('/').next().unwrap().to_string();
-    // Another account sees none of the home account's keys and cannot name them by id.
-    let listed = call(&kms, &other, "ListKeys", json!({})).await.unwrap();
-    assert_eq!(listed["Keys"], json!([]));
-    let e = call(&kms, &other, "DescribeKey", json!({"KeyId": id}))
-        .await
-        .unwrap_err();
-    assert_eq!(e.aws_name(), "NotFoundException");
-    // By ARN, the default key policy (the home account only) refuses it.
-    let m = denied(
-        call(
-            &kms,
-            &other,
-            "Encrypt",
-            json!({"KeyId": arn, "Plaintext": b64(b"s")}),
-        )
-        .await,
-    );
-    assert_eq!(
-        m,
-        format!(
-            "User: arn:aws:iam::{OTHER}:root is not authorized to perform: kms:Encrypt on resource: {arn} \
-             because no resource-based policy allows the kms:Encrypt action"
-        )
-    );
-    // A key ARN of another account that does not exist is refused the same way: no existence oracle.
-    let ghost = format!("arn:aws:kms:us-east-1:{HOME}:key/{}", uuid::Uuid::new_v4());
-    let m2 = denied(
-        call(
-            &kms,
-            &other,
-            "Encrypt",
-            json!({"KeyId": ghost, "Plaintext": b64(b"s")}),
-        )
-        .await,
-    );
-    assert!(m2.contains("no resource-based policy allows"), "{m2}");
-    // The key's account lets OTHER use it (the seed's case: a snapshot restored in another account).
-    let policy = json!({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{HOME}:root")}, "Action": "kms:*", "Resource": "*"},
-        {"Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{OTHER}:root")},
-         "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"], "Resource": "*"}]});
-    call(
-        &kms,
-        &home,
-        "PutKeyPolicy",
-        json!({"KeyId": arn, "PolicyName": "default", "Policy": policy.to_string()}),
-    )
-    .await
-    .unwrap();
-    let ct = call(
-        &kms,
-        &other,
-        "Encrypt",
-        json!({"KeyId": arn, "Plaintext": b64(b"s")}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(ct["KeyId"], arn);
-    let back = call(
-        &kms,
-        &other,
-        "Decrypt",
-        json!({"CiphertextBlob": ct["CiphertextBlob"]}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(back["Plaintext"], b64(b"s"));
-    let d = call(&kms, &other, "DescribeKey", json!({"KeyId": arn}))
-        .await
-        .unwrap();
-    assert_eq!(d["KeyMetadata"]["AWSAccountId"], HOME);
-    // Actions the policy does not grant stay refused, and change nothing.
-    denied(call(&kms, &other, "DisableKey", json!({"KeyId": arn})).await);
-    let d = call(&kms, &home, "DescribeKey", json!({"KeyId": arn}))
-        .await
-        .unwrap();
-    assert_eq!(d["KeyMetadata"]["KeyState"], "Enabled");
-    // Keys OTHER creates are its own, with ARNs in its account, and aliases are per account.
-    let mine = create_key(&kms, &other, None).await;
-    assert!(mine.contains(&format!(":{OTHER}:key/")), "{mine}");
-    for (who, target) in [(&home, &arn), (&other, &mine)] {
-        call(
-            &kms,
-            who,
-            "CreateAlias",
-            json!({"AliasName": "alias/app", "TargetKeyId": target}),
-        )
-        .await
-        .unwrap();
-    }
-    let d = call(&kms, &other, "DescribeKey", json!({"KeyId": "alias/app"}))
-        .await
-        .unwrap();
-    assert_eq!(d["KeyMetadata"]["Arn"], mine);
-    let listed = call(&kms, &other, "ListAliases", json!({})).await.unwrap();
-    assert_eq!(listed["Aliases"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        listed["Aliases"][0]["AliasArn"],
-        format!("arn:aws:kms:us-east-1:{OTHER}:alias/app")
-    );
 }
 
 #[tokio::test]

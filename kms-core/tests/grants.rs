@@ -194,8 +194,10 @@ async fn create_list_and_idempotency(kms: &Kms) {
     assert_eq!(seen, ids(&all));
 
     // ListRetirableGrants: BOB retires two (the named grant and its sibling).
-    let r = call(
+    // Listed by BOB's own account, as AWS requires ("a principal in your AWS account").
+    let r = call_as(
         kms,
+        &user(kms, BOB).await,
         "ListRetirableGrants",
         json!({"RetiringPrincipal": BOB}),
     )
@@ -472,8 +474,10 @@ async fn key_states(kms: &Kms) {
         call(kms, "ListGrants", json!({"KeyId": key})).await,
         "NotFoundException",
     );
-    let r = call(
+    // Listed by BOB's own account, as AWS requires ("a principal in your AWS account").
+    let r = call_as(
         kms,
+        &user(kms, BOB).await,
         "ListRetirableGrants",
         json!({"RetiringPrincipal": BOB}),
     )
@@ -503,7 +507,9 @@ async fn who_may_retire(kms: &Kms) {
         json!({"KeyId": key, "GranteePrincipal": CAROL, "Operations": ["Decrypt"]}),
     )
     .await;
-    let retire = |id: &str| json!({"KeyId": key, "GrantId": id});
+    // Another account names the key by its ARN (a bare key id is looked for in its own account).
+    let arn = format!("arn:aws:kms:us-east-1:{HOME}:key/{key}");
+    let retire = |id: &str| json!({"KeyId": arn, "GrantId": id});
     let (bob, carol) = (user(kms, BOB).await, user(kms, CAROL).await);
     let denied = refused(
         call_as(kms, &carol, "RetireGrant", retire(&by_retiring)).await,
@@ -535,7 +541,7 @@ async fn who_may_retire(kms: &Kms) {
             kms,
             &bob,
             "RetireGrant",
-            json!({"KeyId": key, "GrantId": by_retiring, "DryRun": true}),
+            json!({"KeyId": arn, "GrantId": by_retiring, "DryRun": true}),
         )
         .await,
         "DryRunOperationException",

@@ -243,14 +243,17 @@ def test_awscli_grants(server, kms, new_key):
     aws = aws_cli(server)
     key = new_key()["KeyId"]
     out = json.loads(aws("kms", "create-grant", "--key-id", key, "--grantee-principal", ALICE,
-                         "--retiring-principal", BOB, "--operations", "Encrypt", "Decrypt",
+                         "--retiring-principal", ALICE, "--operations", "Encrypt", "Decrypt",
                          "--constraints", "EncryptionContextSubset={team=red}", "--name", "cli").stdout)
     gid, token = out["GrantId"], out["GrantToken"]
     grants = json.loads(aws("kms", "list-grants", "--key-id", key_arn(key)).stdout)["Grants"]
     assert [(g["GrantId"], g["Name"], g["Constraints"]) for g in grants] == \
         [(gid, "cli", {"EncryptionContextSubset": {"team": "red"}})]
-    retirable = json.loads(aws("kms", "list-retirable-grants", "--retiring-principal", BOB).stdout)["Grants"]
+    retirable = json.loads(aws("kms", "list-retirable-grants", "--retiring-principal", ALICE).stdout)["Grants"]
     assert gid in [g["GrantId"] for g in retirable]
+    # Only for a principal of the caller's account, as AWS requires.
+    r = aws("kms", "list-retirable-grants", "--retiring-principal", BOB, check=False)
+    assert r.returncode != 0 and "AccessDeniedException" in r.stderr, r.stderr
     # A token on a cryptographic operation.
     aws("kms", "encrypt", "--key-id", key, "--plaintext", base64.b64encode(b"hi").decode(),
         "--encryption-context", "team=red", "--grant-tokens", token)

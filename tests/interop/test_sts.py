@@ -199,21 +199,73 @@ def test_forged_and_foreign_session_tokens(server, iam):
     assert error_code(e.value) == "InvalidClientTokenId"
 
 
-def test_session_of_a_deleted_role_has_no_rights(server, iam):
+def test_a_deleted_roles_sessions_are_refused_even_where_a_key_policy_names_the_role(server, iam):
     r = role(iam, trust(ACCOUNT), {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "iam:ListRoles", "Resource": "*"}]})
+    admin_kms = server.client()
+    # A key whose policy lets the role in by its ARN (no identity policy needed).
+    key_policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Allow", "Principal": {"AWS": r["Arn"]}, "Action": "kms:Encrypt", "Resource": "*"}]}
+    key = admin_kms.create_key(Policy=json.dumps(key_policy))["KeyMetadata"]["KeyId"]
     sts = client("sts", server.endpoint, *server.credentials)
     creds = sts.assume_role(RoleArn=r["Arn"], RoleSessionName="s0")["Credentials"]
-    s_iam = session(server, creds, "iam")
+    s_iam, s_kms = session(server, creds, "iam"), session(server, creds, "kms")
     s_iam.list_roles()
+    s_kms.encrypt(KeyId=key, Plaintext=b"x")
     iam.delete_role_policy(RoleName=r["RoleName"], PolicyName="p")
     iam.delete_role(RoleName=r["RoleName"])
-    # Made again under the same name, it is another role: the old session gets none of its rights.
+    # Made again under the same name, it is another role (a new unique id): the old session is not
+    # its session, so neither the key policy nor the new role's policies let it in.
     iam.create_role(RoleName=r["RoleName"], AssumeRolePolicyDocument=trust(ACCOUNT))
     iam.put_role_policy(RoleName=r["RoleName"], PolicyName="p", PolicyDocument=json.dumps(ALLOW_ALL))
-    with pytest.raises(s_iam.exceptions.ClientError) as e:
-        s_iam.list_roles()
-    assert error_code(e.value) == "AccessDenied"
+    for call, service, code in [(s_iam.list_roles, s_iam, "InvalidClientTokenId"),
+                                (lambda: s_kms.encrypt(KeyId=key, Plaintext=b"x"), s_kms, "UnrecognizedClientException"),
+                                (session(server, creds).get_caller_identity, sts, "InvalidClientTokenId")]:
+        with pytest.raises(service.exceptions.ClientError) as e:
+            call()
+        assert error_code(e.value) == code
+    # A session of the new role works.
+    fresh = sts.assume_role(RoleArn=r["Arn"], RoleSessionName="s1")["Credentials"]
+    session(server, fresh, "iam").list_roles()
+
+
+def test_revoking_a_roles_older_sessions_with_aws_token_issue_time(server, iam):
+    """AWS's "Revoke active sessions": an inline policy denying everything to sessions issued
+    before a time (aws:TokenIssueTime)."""
+    r = role(iam, trust(ACCOUNT), ALLOW_ALL)
+    sts = client("sts", server.endpoint, *server.credentials)
+    old = sts.assume_role(RoleArn=r["Arn"], RoleSessionName="old")["Credentials"]
+    key = session(server, old, "kms").create_key()["KeyMetadata"]["KeyId"]
+    time.sleep(1.1)  # token issue times are whole seconds
+    revoked_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    iam.put_role_policy(RoleName=r["RoleName"], PolicyName="AWSRevokeOlderSessions", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": ["*"], "Resource": ["*"],
+                                                 "Condition": {"DateLessThan": {"aws:TokenIssueTime": revoked_at}}}]}))
+    time.sleep(1.1)
+    new = sts.assume_role(RoleArn=r["Arn"], RoleSessionName="new")["Credentials"]
+    old_kms = session(server, old, "kms")
+    with pytest.raises(old_kms.exceptions.ClientError) as e:
+        old_kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+    assert error_code(e.value) == "AccessDeniedException"
+    assert "with an explicit deny in an identity-based policy" in e.value.response["Error"]["Message"]
+    assert server.client().describe_key(KeyId=key)["KeyMetadata"]["KeyState"] == "Enabled"
+    session(server, new, "kms").describe_key(KeyId=key)
+
+
+def test_a_sessions_principal_tags_are_its_roles_tags(server, iam):
+    deny_restricted = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "kms:*", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:PrincipalTag/restricted": "true"}}}]}
+    sts = client("sts", server.endpoint, *server.credentials)
+    tagged = role(iam, trust(ACCOUNT), deny_restricted, Tags=[{"Key": "restricted", "Value": "true"}])
+    plain = role(iam, trust(ACCOUNT), deny_restricted)
+    t = session(server, sts.assume_role(RoleArn=tagged["Arn"], RoleSessionName="tagged")["Credentials"], "kms")
+    with pytest.raises(t.exceptions.ClientError) as e:
+        t.list_keys()
+    assert error_code(e.value) == "AccessDeniedException"
+    session(server, sts.assume_role(RoleArn=plain["Arn"], RoleSessionName="plain")["Credentials"], "kms").list_keys()
 
 
 def test_awscli_sts(server, iam):

@@ -28,7 +28,7 @@ mod tests;
 pub mod token;
 mod users;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
@@ -77,12 +77,18 @@ fn administrator_access() -> &'static IdentityPolicy {
 /// Compiled identity policies and when they were read.
 type CachedPolicies = (Arc<[IdentityPolicy]>, Instant);
 
+/// A role's tags while it exists (`None`: it does not), and when that was read.
+type CachedRole = (Option<Arc<BTreeMap<String, String>>>, Instant);
+
 /// What the service keeps for identities: the identity-based policies by principal, and the
 /// session token key once read.
 #[derive(Default)]
 pub(crate) struct IdentityState {
     /// By the user's or role's unique id: the compiled policies and when they were read.
     policies: RwLock<HashMap<String, CachedPolicies>>,
+    /// By the role's unique id: its tags while it exists (`None`: deleted), and when read. A
+    /// session of a role that no longer exists is refused.
+    roles: RwLock<HashMap<String, CachedRole>>,
     /// Bumped by every local change: a read that began before one must not fill the cache.
     generation: AtomicU64,
     /// The session token key, unwrapped.
@@ -216,5 +222,40 @@ impl Kms {
         if let Ok(mut map) = state.policies.write() {
             map.clear();
         }
+        if let Ok(mut map) = state.roles.write() {
+            map.clear();
+        }
+    }
+
+    /// The tags of the role with unique id `role_id`, or `None` when it no longer exists (deleted,
+    /// or deleted and made again under the same name, which gives it a new id). Cached for the
+    /// cache TTL, as identity policies are.
+    pub(crate) async fn live_role(
+        &self,
+        role_id: &str,
+    ) -> Result<Option<Arc<BTreeMap<String, String>>>> {
+        let state = self.identity_state();
+        if let Some((tags, at)) = state
+            .roles
+            .read()
+            .ok()
+            .and_then(|m| m.get(role_id).cloned())
+        {
+            if at.elapsed() < self.cache_ttl() {
+                return Ok(tags);
+            }
+        }
+        let generation = state.generation.load(Ordering::Acquire);
+        let tags = self
+            .store()
+            .role_by_id(role_id)
+            .await?
+            .map(|r| Arc::new(r.tags));
+        if let Ok(mut map) = state.roles.write() {
+            if state.generation.load(Ordering::Acquire) == generation {
+                map.insert(role_id.to_owned(), (tags.clone(), Instant::now()));
+            }
+        }
+        Ok(tags)
     }
 }

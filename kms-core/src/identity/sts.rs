@@ -109,8 +109,10 @@ impl Kms {
         Ok(key)
     }
 
-    /// The session a session token stands for, if this store issued it and `access_key_id` is the
-    /// session's; `None` for any other token (forged, altered, another store's, another key's).
+    /// The session a session token stands for, if this store issued it, `access_key_id` is the
+    /// session's and its role still exists; `None` for any other token (forged, altered, another
+    /// store's, another key's, a deleted role's). The session carries the role's tags
+    /// (`aws:PrincipalTag/…`) and its issue time (`aws:TokenIssueTime`).
     pub async fn session(
         &self,
         access_key_id: &str,
@@ -123,9 +125,15 @@ impl Kms {
         if claims.access_key_id != access_key_id {
             return Ok(None);
         }
+        let Some(tags) = self.live_role(&claims.role_id).await? else {
+            return Ok(None);
+        };
+        let mut principal = session_principal(&claims);
+        principal.tags = (*tags).clone();
+        principal.token_issue_time = Some(claims.issued);
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         Ok(Some(Session {
-            principal: session_principal(&claims),
+            principal,
             secret: Zeroizing::new(claims.secret.as_bytes().to_vec()),
             expired: now >= claims.expires,
         }))

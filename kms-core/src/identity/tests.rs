@@ -295,6 +295,39 @@ async fn identity_policies_follow_users_groups_and_roles() {
 #[tokio::test]
 async fn session_tokens_open_only_here_and_expire() {
     let kms = open("sqlite::memory:", "111122223333").await;
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"sts:AssumeRole"}]}"#;
+    let role = |action: &str, pairs: &[(&str, &str)]| {
+        let p = Params(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let (kms, action) = (&kms, action.to_string());
+        async move {
+            kms.execute_query(&Caller::default(), QueryService::Iam, &action, &p)
+                .await
+                .unwrap()
+        }
+    };
+    role(
+        "CreateRole",
+        &[
+            ("RoleName", "app"),
+            ("Path", "/ops/"),
+            ("AssumeRolePolicyDocument", trust),
+            ("Tags.member.1.Key", "team"),
+            ("Tags.member.1.Value", "red"),
+        ],
+    )
+    .await;
+    let role_id = kms
+        .store()
+        .role_by_name("111122223333", "app")
+        .await
+        .unwrap()
+        .unwrap()
+        .role_id;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let claims = |expires: i64| SessionClaims {
         expires,
@@ -302,7 +335,7 @@ async fn session_tokens_open_only_here_and_expire() {
         access_key_id: "ASIAEXAMPLE000000001".into(),
         secret: Zeroizing::new("s".repeat(40)),
         account: "111122223333".into(),
-        role_id: "AROAEXAMPLE000000001".into(),
+        role_id: role_id.clone(),
         role_arn: "arn:aws:iam::111122223333:role/ops/app".into(),
         session_name: "s1".into(),
     };
@@ -324,9 +357,15 @@ async fn session_tokens_open_only_here_and_expire() {
     );
     assert_eq!(
         s.principal.user_id.as_deref(),
-        Some("AROAEXAMPLE000000001:s1")
+        Some(format!("{role_id}:s1").as_str())
     );
     assert_eq!(s.secret.as_slice(), "s".repeat(40).as_bytes());
+    // The role's tags are the session's (aws:PrincipalTag/…), and it knows when it was issued.
+    assert_eq!(
+        s.principal.tags.get("team").map(String::as_str),
+        Some("red")
+    );
+    assert_eq!(s.principal.token_issue_time, Some(now - 10));
     // Another access key id with this token: not this session.
     assert!(kms
         .session("ASIAEXAMPLE000000002", &live)
@@ -345,6 +384,13 @@ async fn session_tokens_open_only_here_and_expire() {
     let foreign = token::seal(&[1u8; 32], &claims(now + 60)).unwrap();
     assert!(kms
         .session("ASIAEXAMPLE000000001", &foreign)
+        .await
+        .unwrap()
+        .is_none());
+    // Once the role is deleted, its sessions are no one's.
+    role("DeleteRole", &[("RoleName", "app")]).await;
+    assert!(kms
+        .session("ASIAEXAMPLE000000001", &live)
         .await
         .unwrap()
         .is_none());

@@ -9,6 +9,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::evaluate::RequestedGrant;
 
+/// A time as condition keys hold it: ISO 8601 in UTC.
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 /// Condition key names, as the AWS documentation spells them (comparison ignores case).
 pub mod keys {
     /// `aws:PrincipalArn`: the caller's ARN (for a role session, the role's ARN).
@@ -27,6 +34,9 @@ pub mod keys {
     pub const SOURCE_IP: &str = "aws:SourceIp";
     /// `aws:SecureTransport`: whether the request came over TLS.
     pub const SECURE_TRANSPORT: &str = "aws:SecureTransport";
+    /// `aws:TokenIssueTime`: when the temporary credentials of a role session were issued,
+    /// ISO 8601 (role sessions only; AWS's way to revoke older sessions denies on it).
+    pub const TOKEN_ISSUE_TIME: &str = "aws:TokenIssueTime";
     /// `aws:CurrentTime`: the request time, ISO 8601.
     pub const CURRENT_TIME: &str = "aws:CurrentTime";
     /// `aws:EpochTime`: the request time, seconds since 1970.
@@ -41,6 +51,16 @@ pub mod keys {
     pub const ENCRYPTION_CONTEXT_PREFIX: &str = "kms:EncryptionContext:";
     /// `kms:EncryptionContextKeys`: the encryption context's keys (multivalued).
     pub const ENCRYPTION_CONTEXT_KEYS: &str = "kms:EncryptionContextKeys";
+    /// `kms:EncryptionAlgorithm`: the algorithm of Encrypt, Decrypt, ReEncrypt and the data key
+    /// operations (`SYMMETRIC_DEFAULT` for a symmetric key when the request names none).
+    pub const ENCRYPTION_ALGORITHM: &str = "kms:EncryptionAlgorithm";
+    /// `kms:ReEncryptOnSameKey`: whether a ReEncrypt's source and destination key are one key.
+    pub const REENCRYPT_ON_SAME_KEY: &str = "kms:ReEncryptOnSameKey";
+    /// `kms:RotationPeriodInDays`: EnableKeyRotation's `RotationPeriodInDays`.
+    pub const ROTATION_PERIOD_IN_DAYS: &str = "kms:RotationPeriodInDays";
+    /// `kms:ScheduleKeyDeletionPendingWindowInDays`: ScheduleKeyDeletion's `PendingWindowInDays`.
+    pub const SCHEDULE_KEY_DELETION_PENDING_WINDOW_IN_DAYS: &str =
+        "kms:ScheduleKeyDeletionPendingWindowInDays";
     /// `kms:CallerAccount`: the caller's account id.
     pub const CALLER_ACCOUNT: &str = "kms:CallerAccount";
     /// `kms:RequestAlias`: the alias named in the request.
@@ -116,8 +136,10 @@ pub struct Principal {
     pub username: Option<String>,
     /// For a role session, the role's ARN: `aws:PrincipalArn`, and what a policy naming the role matches.
     pub role_arn: Option<String>,
-    /// The principal's tags (`aws:PrincipalTag/<key>`).
+    /// The principal's tags (`aws:PrincipalTag/<key>`); for a role session, the role's.
     pub tags: BTreeMap<String, String>,
+    /// For a role session, when its credentials were issued (unix seconds): `aws:TokenIssueTime`.
+    pub token_issue_time: Option<i64>,
 }
 
 impl Principal {
@@ -130,6 +152,7 @@ impl Principal {
             username: None,
             role_arn: None,
             tags: BTreeMap::new(),
+            token_issue_time: None,
         }
     }
 
@@ -268,6 +291,12 @@ impl RequestContext {
         for (k, v) in &p.tags {
             ctx.set(&format!("{}{k}", keys::PRINCIPAL_TAG_PREFIX), v);
         }
+        let issued = p
+            .token_issue_time
+            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok());
+        if let Some(issued) = issued {
+            ctx.set(keys::TOKEN_ISSUE_TIME, &rfc3339(issued));
+        }
         ctx
     }
 
@@ -332,10 +361,7 @@ impl RequestContext {
     /// The request time: `aws:CurrentTime` (RFC 3339, UTC) and `aws:EpochTime`.
     pub fn with_time(mut self, now: time::OffsetDateTime) -> RequestContext {
         let now = now.to_offset(time::UtcOffset::UTC);
-        let iso = now
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        self.set(keys::CURRENT_TIME, &iso);
+        self.set(keys::CURRENT_TIME, &rfc3339(now));
         self.set(keys::EPOCH_TIME, &now.unix_timestamp().to_string());
         self
     }

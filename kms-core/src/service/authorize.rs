@@ -146,7 +146,6 @@ no_conditions!(
     KeyIdRequest,
     ListKeysRequest,
     UpdateKeyDescriptionRequest,
-    ScheduleKeyDeletionRequest,
     AliasRequest,
     DeleteAliasRequest,
     ListAliasesRequest,
@@ -155,9 +154,7 @@ no_conditions!(
     DescribeCustomKeyStoresRequest,
     CustomKeyStoreIdRequest,
     UpdateCustomKeyStoreRequest,
-    EnableKeyRotationRequest,
     ListKeyRotationsRequest,
-    UntagResourceRequest,
     ListResourceTagsRequest,
     GetKeyPolicyRequest,
     ListKeyPoliciesRequest,
@@ -181,8 +178,18 @@ fn with_context(ctx: RequestContext, ec: Option<&BTreeMap<String, String>>) -> R
     ctx.with_encryption_context(ec.unwrap_or(&BTreeMap::new()))
 }
 
+/// `kms:EncryptionAlgorithm`: the request's, or `SYMMETRIC_DEFAULT` (the only algorithm of this
+/// server's keys) when it names none.
+fn with_algorithm(ctx: RequestContext, algorithm: Option<&String>) -> RequestContext {
+    ctx.with(
+        keys::ENCRYPTION_ALGORITHM,
+        algorithm.map_or(SYMMETRIC_DEFAULT, String::as_str),
+    )
+}
+
 impl Conditions for EncryptRequest {
     fn conditions(&self, ctx: RequestContext) -> RequestContext {
+        let ctx = with_algorithm(ctx, self.encryption_algorithm.as_ref());
         with_context(ctx, self.encryption_context.as_ref())
     }
 
@@ -193,6 +200,7 @@ impl Conditions for EncryptRequest {
 
 impl Conditions for DecryptRequest {
     fn conditions(&self, ctx: RequestContext) -> RequestContext {
+        let ctx = with_algorithm(ctx, self.encryption_algorithm.as_ref());
         with_context(ctx, self.encryption_context.as_ref())
     }
 
@@ -203,6 +211,7 @@ impl Conditions for DecryptRequest {
 
 impl Conditions for GenerateDataKeyRequest {
     fn conditions(&self, ctx: RequestContext) -> RequestContext {
+        let ctx = with_algorithm(ctx, None);
         with_context(ctx, self.encryption_context.as_ref())
     }
 
@@ -216,6 +225,34 @@ fn request_tags(tags: Option<&Vec<Tag>>) -> BTreeMap<String, String> {
         .flatten()
         .filter_map(|t| Some((t.tag_key.clone()?, t.tag_value.clone().unwrap_or_default())))
         .collect()
+}
+
+impl Conditions for UntagResourceRequest {
+    fn conditions(&self, mut ctx: RequestContext) -> RequestContext {
+        ctx.set_values(keys::TAG_KEYS, self.tag_keys.iter().flatten().cloned());
+        ctx
+    }
+}
+
+impl Conditions for ScheduleKeyDeletionRequest {
+    fn conditions(&self, ctx: RequestContext) -> RequestContext {
+        match self.pending_window_in_days {
+            Some(days) => ctx.with(
+                keys::SCHEDULE_KEY_DELETION_PENDING_WINDOW_IN_DAYS,
+                &days.to_string(),
+            ),
+            None => ctx,
+        }
+    }
+}
+
+impl Conditions for EnableKeyRotationRequest {
+    fn conditions(&self, ctx: RequestContext) -> RequestContext {
+        match self.rotation_period_in_days {
+            Some(days) => ctx.with(keys::ROTATION_PERIOD_IN_DAYS, &days.to_string()),
+            None => ctx,
+        }
+    }
 }
 
 impl Conditions for TagResourceRequest {
@@ -262,17 +299,24 @@ impl Conditions for PutKeyPolicyRequest {
     }
 }
 
-/// ReEncrypt's two halves: the source side sees the source context, the destination side the
-/// destination context.
-struct ReEncryptSide<'a>(Option<&'a BTreeMap<String, String>>, Option<&'a [String]>);
+/// ReEncrypt's two halves: the source side sees the source context and algorithm, the destination
+/// side the destination's; both see whether the two keys are one (`kms:ReEncryptOnSameKey`).
+struct ReEncryptSide<'a> {
+    context: Option<&'a BTreeMap<String, String>>,
+    algorithm: Option<&'a String>,
+    same_key: bool,
+    grant_tokens: Option<&'a [String]>,
+}
 
 impl Conditions for ReEncryptSide<'_> {
     fn conditions(&self, ctx: RequestContext) -> RequestContext {
-        with_context(ctx, self.0)
+        let ctx = with_algorithm(ctx, self.algorithm)
+            .with_bool(keys::REENCRYPT_ON_SAME_KEY, self.same_key);
+        with_context(ctx, self.context)
     }
 
     fn grant_tokens(&self) -> Option<&[String]> {
-        self.1
+        self.grant_tokens
     }
 }
 
@@ -350,6 +394,14 @@ impl Kms {
                 &Denied::NoResourcePolicyAllows,
             ))
         };
+        if account != own && !CROSS_ACCOUNT_ACTIONS.contains(&action) {
+            // Managing another account's key is refused whatever its key policy says, before
+            // anything is looked up.
+            return Err(denied(match &named.key {
+                KeyRef::Key(id) => self.config.partition.key_arn_in(&account, id),
+                KeyRef::Alias(name) => self.config.partition.alias_arn_in(&account, name),
+            }));
+        }
         let (id, alias) = match &named.key {
             KeyRef::Key(id) => (*id, None),
             KeyRef::Alias(name) => match self.alias_key(&account, name, true).await {
@@ -464,23 +516,66 @@ impl Kms {
     /// declares. ReEncrypt is two decisions (`kms:ReEncryptFrom` on the source key, `kms:ReEncryptTo`
     /// on the destination); an alias operation needs the action on the alias and on each key.
     pub(super) async fn authorize_re_encrypt(&self, req: &ReEncryptRequest) -> Result<()> {
+        // One key on both sides: the blob's key and the key the destination names (resolved as the
+        // operation will; a name that resolves to nothing is the operation's to refuse).
+        let source = req
+            .ciphertext_blob
+            .as_deref()
+            .and_then(|b| crate::blob::parse_header(b).ok())
+            .map(|h| h.key_id);
+        let destination = match &req.destination_key_id {
+            Some(d) => self.resolve(d, Accepts::KeyOrAlias, true).await.ok(),
+            None => None,
+        };
+        let same_key = source.is_some() && source == destination;
         if let Some(blob) = &req.ciphertext_blob {
-            let src = ReEncryptSide(
-                req.source_encryption_context.as_ref(),
-                req.grant_tokens.as_deref(),
-            );
+            let src = ReEncryptSide {
+                context: req.source_encryption_context.as_ref(),
+                algorithm: req.source_encryption_algorithm.as_ref(),
+                same_key,
+                grant_tokens: req.grant_tokens.as_deref(),
+            };
             self.authorize_on_blob("kms:ReEncryptFrom", blob, &src)
                 .await?;
         }
         if let Some(dest) = &req.destination_key_id {
-            let dst = ReEncryptSide(
-                req.destination_encryption_context.as_ref(),
-                req.grant_tokens.as_deref(),
-            );
+            let dst = ReEncryptSide {
+                context: req.destination_encryption_context.as_ref(),
+                algorithm: req.destination_encryption_algorithm.as_ref(),
+                same_key,
+                grant_tokens: req.grant_tokens.as_deref(),
+            };
             self.authorize_on_key("kms:ReEncryptTo", dest, Accepts::KeyOrAlias, &dst)
                 .await?;
         }
         Ok(())
+    }
+
+    /// ListRetirableGrants: authorized on the retiring principal it names (identity policies),
+    /// which must be of the caller's account, as in AWS ("You must specify a principal in your
+    /// AWS account"): nobody lists the grants another account's principals may retire. A name
+    /// that is no ARN is the operation's to refuse.
+    pub(super) async fn authorize_retiring(&self, req: &ListRetirableGrantsRequest) -> Result<()> {
+        const ACTION: &str = "kms:ListRetirableGrants";
+        let caller = self.caller();
+        let Some(principal) = req.retiring_principal.as_deref() else {
+            return self.authorize_identity(ACTION, None, &NoConditions).await;
+        };
+        match crate::policy::split_arn(principal) {
+            Some([.., account, _]) if account != caller.principal.account => {
+                Err(KmsError::AccessDenied(access_denied_message(
+                    &caller.principal.arn,
+                    ACTION,
+                    Some(principal),
+                    &Denied::NoIdentityPolicyAllows,
+                )))
+            }
+            Some(_) => {
+                self.authorize_identity(ACTION, Some(principal), &NoConditions)
+                    .await
+            }
+            None => self.authorize_identity(ACTION, None, &NoConditions).await,
+        }
     }
 
     /// CreateAlias, UpdateAlias, DeleteAlias: the action on the alias (identity policies) and on the
@@ -523,6 +618,33 @@ impl Kms {
         Ok(())
     }
 }
+
+/// The actions a principal of another account may be allowed on a key (the operations AWS marks
+/// "Cross-account use: Yes"). A key policy that allows another account anything else allows
+/// nothing: managing a key (its policy, tags, aliases, state, rotation, deletion) stays with its
+/// own account.
+const CROSS_ACCOUNT_ACTIONS: &[&str] = &[
+    "kms:CreateGrant",
+    "kms:Decrypt",
+    "kms:DescribeKey",
+    "kms:DeriveSharedSecret",
+    "kms:Encrypt",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyPair",
+    "kms:GenerateDataKeyPairWithoutPlaintext",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:GenerateMac",
+    "kms:GetKeyRotationStatus",
+    "kms:GetPublicKey",
+    "kms:ListGrants",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:RetireGrant",
+    "kms:RevokeGrant",
+    "kms:Sign",
+    "kms:Verify",
+    "kms:VerifyMac",
+];
 
 /// A request that sets no condition keys of its own.
 pub(super) struct NoConditions;

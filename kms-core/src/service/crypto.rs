@@ -89,14 +89,8 @@ impl Kms {
             ));
         }
         let header = blob::parse_header(blob_bytes)?;
-        if let Some(raw) = expected {
-            let want = self.resolve(raw, Accepts::KeyOrAlias, true).await?;
-            if want != header.key_id {
-                return Err(KmsError::IncorrectKey(
-                    "The key ID in the request does not identify the KMS key that encrypted the ciphertext.".into(),
-                ));
-            }
-        }
+        // The blob's key first: a blob that names no key is InvalidCiphertextException whatever
+        // the request's KeyId names, so a forged blob cannot probe which keys or aliases exist.
         let key = match self.loaded(&header.key_id).await {
             Ok(k) => k,
             Err(KmsError::NotFound(_)) => {
@@ -106,6 +100,14 @@ impl Kms {
             }
             Err(e) => return Err(e),
         };
+        if let Some(raw) = expected {
+            let want = self.resolve(raw, Accepts::KeyOrAlias, true).await?;
+            if want != header.key_id {
+                return Err(KmsError::IncorrectKey(
+                    "The key ID in the request does not identify the KMS key that encrypted the ciphertext.".into(),
+                ));
+            }
+        }
         let arn = key.arn.clone();
         // A key in a custom key store (unless pending deletion, refused below) runs in its token.
         if key.record.custom_key_store_id.is_some()

@@ -2,6 +2,8 @@
 //! DisableKey, ScheduleKeyDeletion and CancelKeyDeletion; resolving a key identifier; reading and
 //! changing a key's row; and the checks of a key's state the other families use.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use super::custom_key_stores::in_token;
@@ -82,16 +84,44 @@ impl Kms {
     // ----- resolution ---------------------------------------------------------------------------
 
     /// Resolves a key identifier to a key id. `cached` allows a cached alias mapping.
-    /// An alias resolves in the account its ARN names, else in the caller's.
+    /// A key id or alias names a key of the account its ARN names, else of the caller's: a bare key
+    /// id of another account's key is NotFoundException, as for a key that does not exist (the
+    /// message names the key in the account asked about, never the one that holds it).
     pub(super) async fn resolve(&self, raw: &str, accepts: Accepts, cached: bool) -> Result<Uuid> {
         let named = self.config.partition.parse_key_name(raw, accepts)?;
+        let account = named.account.unwrap_or_else(|| self.account());
         match named.key {
-            KeyRef::Key(id) => Ok(id),
-            KeyRef::Alias(name) => {
-                let account = named.account.unwrap_or_else(|| self.account());
-                self.alias_key(&account, &name, cached).await
-            }
+            KeyRef::Key(id) => match self.account_of_key(&id).await? {
+                Some(holder) if *holder != *account => Err(KmsError::NotFound(format!(
+                    "Key '{}' does not exist",
+                    self.config.partition.key_arn_in(&account, &id)
+                ))),
+                // A key id that names no key is the operation's to refuse.
+                _ => Ok(id),
+            },
+            KeyRef::Alias(name) => self.alias_key(&account, &name, cached).await,
         }
+    }
+
+    /// The account that holds key `id` (`None`: no such key). A key never changes account, so
+    /// once read this is answered from memory.
+    pub(super) async fn account_of_key(&self, id: &Uuid) -> Result<Option<Arc<str>>> {
+        let known = self
+            .cache
+            .key_accounts
+            .read()
+            .ok()
+            .and_then(|m| m.get(id).cloned());
+        if known.is_some() {
+            return Ok(known);
+        }
+        Ok(match self.store.get_key(id).await? {
+            Some(row) => {
+                self.learn_account(&row);
+                Some(Arc::from(row.account_id.as_str()))
+            }
+            None => None,
+        })
     }
 
     /// The key an alias of `account` names. `cached` allows a cached mapping.

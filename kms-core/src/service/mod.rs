@@ -103,7 +103,7 @@ macro_rules! kms_operations {
         "DeleteCustomKeyStore" => delete_custom_key_store(CustomKeyStoreIdRequest) key custom_key_store_id; account,
         "CreateGrant" => create_grant(CreateGrantRequest, caller) key key_id; key_only(key_id),
         "ListGrants" => list_grants(ListGrantsRequest) key key_id; key_only(key_id),
-        "ListRetirableGrants" => list_retirable_grants(ListRetirableGrantsRequest); account,
+        "ListRetirableGrants" => list_retirable_grants(ListRetirableGrantsRequest); retiring_principal,
         // RetireGrant's decision weighs the grant itself (its grantee and retiring principal):
         // the operation asks `Kms::authorize` once it has the grant.
         "RetireGrant" => retire_grant(RetireGrantRequest, caller) key key_id; decided_by_operation,
@@ -425,6 +425,9 @@ impl Kms {
             };
             (@authorize $s:ident, $req:ident, $action:ident, delete_alias) => {
                 $s.authorize_alias(&$action, $req.alias_name.as_deref(), None).await?;
+            };
+            (@authorize $s:ident, $req:ident, $action:ident, retiring_principal) => {
+                $s.authorize_retiring(&$req).await?;
             };
             (@authorize $s:ident, $req:ident, $action:ident, re_encrypt) => {
                 $s.authorize_re_encrypt(&$req).await?;

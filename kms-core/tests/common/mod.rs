@@ -2,6 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)] // each test crate uses part of it; a panic is the failure report
 
+pub mod calls;
+
 /// A fresh, empty store: a SQLite file in a temporary directory, or a new PostgreSQL database.
 pub struct Fixture {
     _dir: Option<tempfile::TempDir>,

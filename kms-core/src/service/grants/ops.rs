@@ -286,12 +286,43 @@ impl Kms {
                 )
             }
         };
-        // The key's policy (compiled, cached; the default key policy when none was set), its ARN in
-        // its own account, its tags and aliases, as every key action sees them.
-        let Some(auth) = self.key_auth(&key_id).await? else {
-            return Err(self.not_found(&key_id));
+        let denied = |arn: &str| {
+            KmsError::AccessDenied(policy::access_denied_message(
+                &caller.principal.arn,
+                "kms:RetireGrant",
+                Some(arn),
+                &policy::Denied::NoResourcePolicyAllows,
+            ))
         };
-        let grant = self.grant_on_key(&key_id, &grant_id).await?;
+        // The key's policy (compiled, cached; the default key policy when none was set), its ARN in
+        // its own account, its tags and aliases, as every key action sees them. A key of another
+        // account that does not exist is refused as one that does (nobody learns which keys
+        // another account has).
+        let Some(auth) = self.key_auth(&key_id).await? else {
+            let named = req
+                .key_id
+                .as_deref()
+                .and_then(|k| {
+                    self.config
+                        .partition
+                        .parse_key_name(k, Accepts::KeyOnly)
+                        .ok()
+                })
+                .and_then(|n| n.account);
+            return Err(match named {
+                Some(account) if account != caller.principal.account => {
+                    denied(&self.config.partition.key_arn_in(&account, &key_id))
+                }
+                _ => self.not_found(&key_id),
+            });
+        };
+        // Decided before the grant is looked up, so a caller who may not retire it does not learn
+        // whether it exists: without the grant, only the key policy and identity policies count.
+        let grant = match self.grant_on_key(&key_id, &grant_id).await {
+            Ok(g) => Some(g),
+            Err(KmsError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
         let ctx = self.key_context(
             crate::identity::request_context(caller, "kms:RetireGrant"),
             &auth,
@@ -303,9 +334,12 @@ impl Kms {
                 name: &name,
                 policy: &auth.policy,
             }),
-            &retirement_grants(&grant),
+            &grant.as_ref().map(retirement_grants).unwrap_or_default(),
         )
         .await?;
+        if grant.is_none() {
+            return Err(self.grant_not_found(&key_id, &grant_id));
+        }
         check_dry_run(req.dry_run)?;
         if !self.store.delete_grant(&key_id, &grant_id).await? {
             // Retired or revoked meanwhile.
