@@ -279,6 +279,14 @@ async fn a_key_policy_lets_another_account_use_a_key_never_manage_it() {
             "{op}: {m}"
         );
     }
+    // `envelope authz explain` gives the endpoint's decisions.
+    for (action, want) in [("kms:PutKeyPolicy", "Deny"), ("kms:encrypt", "Allow")] {
+        let e = kms
+            .explain(other.principal.clone(), action, Some(&arn), &[])
+            .await
+            .unwrap();
+        assert_eq!(e.decision, want, "{action}: {}", e.decided_by);
+    }
     let after = call(&kms, &home, "DescribeKey", json!({"KeyId": arn}))
         .await
         .unwrap();

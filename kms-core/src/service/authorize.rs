@@ -394,7 +394,7 @@ impl Kms {
                 &Denied::NoResourcePolicyAllows,
             ))
         };
-        if account != own && !CROSS_ACCOUNT_ACTIONS.contains(&action) {
+        if account != own && !cross_account_action(action) {
             // Managing another account's key is refused whatever its key policy says, before
             // anything is looked up.
             return Err(denied(match &named.key {
@@ -623,7 +623,7 @@ impl Kms {
 /// "Cross-account use: Yes"). A key policy that allows another account anything else allows
 /// nothing: managing a key (its policy, tags, aliases, state, rotation, deletion) stays with its
 /// own account.
-const CROSS_ACCOUNT_ACTIONS: &[&str] = &[
+pub(super) const CROSS_ACCOUNT_ACTIONS: &[&str] = &[
     "kms:CreateGrant",
     "kms:Decrypt",
     "kms:DescribeKey",
@@ -645,6 +645,13 @@ const CROSS_ACCOUNT_ACTIONS: &[&str] = &[
     "kms:Verify",
     "kms:VerifyMac",
 ];
+
+/// Whether a key policy may let another account do `action` (IAM compares actions whatever their case).
+pub(super) fn cross_account_action(action: &str) -> bool {
+    CROSS_ACCOUNT_ACTIONS
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(action))
+}
 
 /// A request that sets no condition keys of its own.
 pub(super) struct NoConditions;

@@ -137,6 +137,27 @@ impl Kms {
         }
         evaluated.extend(grants.iter().map(|g| format!("grant {}", g.grant_id)));
         let decision = self.decide(&ctx, resource_policy, &grants).await?;
+        if let Some(k) = key.as_ref().filter(|k| {
+            k.account != principal.account && !super::authorize::cross_account_action(action)
+        }) {
+            // As the endpoint decides: managing another account's key is refused before any policy.
+            return Ok(Explanation {
+                decision: "Deny",
+                decided_by: format!(
+                    "{action} is not a cross-account action: only the key's account may"
+                ),
+                message: Some(crate::policy::access_denied_message(
+                    &principal.arn,
+                    action,
+                    Some(&k.arn),
+                    &crate::policy::Denied::NoResourcePolicyAllows,
+                )),
+                principal: principal.arn,
+                action: action.to_string(),
+                resource: Some(k.arn.clone()),
+                policies_evaluated: Vec::new(),
+            });
+        }
         let audited = super::authorize::audit_decision(&ctx, &decision);
         Ok(Explanation {
             decision: audited.decision,
