@@ -117,8 +117,44 @@ struct ServeArgs {
     /// user PIN.
     #[arg(long = "hsm-cluster", value_name = "cluster-ID=MODULE:LABEL")]
     hsm_clusters: Vec<String>,
+    /// Raise or lower one of AWS's resource quotas (LimitExceededException beyond it), as AWS
+    /// adjusts them on request: keys=N (customer managed keys per account, 100000),
+    /// aliases-per-key=N (50), custom-key-stores=N (per account, 10); repeatable.
+    #[arg(long = "resource-quota", value_name = "NAME=N", value_parser = resource_quota)]
+    resource_quotas: Vec<(String, i64)>,
     #[command(flatten)]
     limits: LimitArgs,
+}
+
+/// `NAME=N` of `--resource-quota`.
+fn resource_quota(s: &str) -> Result<(String, i64), String> {
+    let (name, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not NAME=N"))?;
+    if !["keys", "aliases-per-key", "custom-key-stores"].contains(&name) {
+        return Err(format!(
+            "no resource quota '{name}' (keys, aliases-per-key, custom-key-stores)"
+        ));
+    }
+    let n = n
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| format!("'{n}' is not a count"))?;
+    Ok((name.to_string(), n))
+}
+
+/// AWS's default resource quotas with `--resource-quota`'s changes.
+fn resource_quotas(changes: &[(String, i64)]) -> kms_core::ResourceQuotas {
+    let mut q = kms_core::ResourceQuotas::default();
+    for (name, n) in changes {
+        match name.as_str() {
+            "keys" => q.keys_per_account = *n,
+            "aliases-per-key" => q.aliases_per_key = *n,
+            _ => q.custom_key_stores_per_account = *n,
+        }
+    }
+    q
 }
 
 /// `serve`'s limits on connections and requests (kms_server::Limits documents each).
@@ -439,6 +475,7 @@ pub(crate) async fn open(
             account_id: home.clone(),
         },
         cache_ttl,
+        quotas: kms_core::ResourceQuotas::default(),
     };
     let kms = Kms::open(store, root, config).await.map_err(|e| match e {
         kms_core::KmsError::InvalidState(m) => CliError::Usage(format!(
@@ -552,7 +589,9 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     } = open(&args.store, true, Duration::from_secs(args.cache_ttl)).await?;
     let log =
         AuditLog::open(&data_dir.join("audit.log")).map_err(io_err("cannot open the audit log"))?;
-    let mut kms = kms.with_audit_log(log);
+    let mut kms = kms
+        .with_audit_log(log)
+        .with_resource_quotas(resource_quotas(&args.resource_quotas));
     if let Some(clusters) = clusters {
         tracing::info!(clusters = ?clusters.clusters().keys().collect::<Vec<_>>(), "CloudHSM clusters for custom key stores");
         kms = kms.with_hsm_clusters(Arc::new(clusters));

@@ -50,8 +50,8 @@ pub use ids::Partition;
 pub use material::{KeyMaterial, RootOfTrust, SoftwareRootKey};
 pub use secret::SecretBytes;
 pub use service::{
-    operations, Explanation, InitialPolicy, Kms, KmsConfig, PrincipalInfo, MAX_CIPHERTEXT_BLOB,
-    MAX_ENCRYPT_PLAINTEXT,
+    operations, Explanation, InitialPolicy, Kms, KmsConfig, PrincipalInfo, ResourceQuotas,
+    MAX_CIPHERTEXT_BLOB, MAX_ENCRYPT_PLAINTEXT,
 };
 pub use store::Store;
 

@@ -16,6 +16,7 @@ mod aliases;
 mod custom_key_stores;
 mod grants;
 mod identity;
+mod quotas;
 mod sqlite_file;
 
 pub use grants::{GrantInsert, GrantRow};

@@ -147,3 +147,42 @@ def test_authz_explain_agrees_with_the_endpoint(server, kms, bob):
     assert allow["DecidedBy"] == f'key policy of {arn} statement 1 (Sid "BobIT")'
     bad = envelope(server, "authz", "explain", "--principal", "bob", "--action", "kms:Encrypt", check=False)
     assert bad.returncode != 0 and "--principal bob" in bad.stderr
+
+
+def test_key_policies_are_accepted_and_checked_as_aws_does(kms):
+    key = kms.create_key(Tags=[{"TagKey": "team", "TagValue": "a"}])["KeyMetadata"]["KeyId"]
+    root = {"Sid": "Root", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+            "Action": "kms:*", "Resource": "*"}
+    # Characters as they are, not \u escapes (which are ASCII, and fine with AWS too).
+    policy = lambda *st: json.dumps({"Version": "2012-10-17", "Statement": list(st)}, ensure_ascii=False)  # noqa: E731
+    current = lambda: kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"]  # noqa: E731
+    # A statement without Resource or Action is accepted, and has no effect (AWS: "the policy statement
+    # has no effect ... the CreateKey and PutKeyPolicy API requests succeed").
+    for ineffective in ({"Sid": "NoResource", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "kms:*"},
+                        {"Sid": "NoAction", "Effect": "Deny", "Principal": {"AWS": "*"}, "Resource": "*"}):
+        kms.put_key_policy(KeyId=key, PolicyName="default", Policy=policy(root, ineffective))
+        kms.describe_key(KeyId=key)
+    # The lockout check judges the later PutKeyPolicy as it will be decided: from this address, on this
+    # key with its tags. A policy that lets the caller in only from here and only on keys tagged team=a
+    # passes without the bypass; one that names another network is refused, and changes nothing.
+    here = {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:*", "Resource": "*",
+            "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.0/8"},
+                          "StringEquals": {"aws:ResourceTag/team": "a"}}}
+    kms.put_key_policy(KeyId=key, PolicyName="default", Policy=policy(here))
+    before = current()
+    elsewhere = dict(here, Condition={"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}})
+    with pytest.raises(kms.exceptions.MalformedPolicyDocumentException):
+        kms.put_key_policy(KeyId=key, PolicyName="default", Policy=policy(elsewhere))
+    assert current() == before
+    # PolicyName AWS_RAM: AWS's other name, which cannot be set (ValidationException) and is not there.
+    with pytest.raises(kms.exceptions.ClientError) as e:
+        kms.put_key_policy(KeyId=key, PolicyName="AWS_RAM", Policy=policy(root))
+    assert error_code(e.value) == "ValidationException"
+    with pytest.raises(kms.exceptions.NotFoundException):
+        kms.get_key_policy(KeyId=key, PolicyName="AWS_RAM")
+    # Only tab, line feed, carriage return, printable ASCII and Latin-1 (the API's pattern).
+    with pytest.raises(kms.exceptions.ClientError) as e:
+        kms.put_key_policy(KeyId=key, PolicyName="default", Policy=policy(dict(root, Sid="Root\u2014all")))
+    assert error_code(e.value) == "ValidationException"
+    kms.put_key_policy(KeyId=key, PolicyName="default", Policy=policy(dict(here, Sid="Caf\u00e9")))
+    assert "Caf\u00e9" in current()

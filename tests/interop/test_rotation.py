@@ -116,11 +116,27 @@ def test_list_key_rotations_bad_marker(skms):
         skms.list_key_rotations(KeyId=md["KeyId"], Marker="bogus!!")
 
 
+ON_DEMAND_ROTATIONS = 25  # AWS's quota: "On-demand rotation | 25 | not adjustable"
+
+
 def test_on_demand_rotation_limit_changes_nothing(skms):
-    """The 11th on-demand rotation of a key is LimitExceededException and adds no material."""
+    """The 26th on-demand rotation of a key is LimitExceededException and adds no material."""
     md = skms.create_key()["KeyMetadata"]
-    for _ in range(10):
+    for _ in range(ON_DEMAND_ROTATIONS):
         skms.rotate_key_on_demand(KeyId=md["KeyId"])
     with unchanged(skms, md["KeyId"]) as before, pytest.raises(skms.exceptions.LimitExceededException):
         skms.rotate_key_on_demand(KeyId=md["KeyId"])
-    assert len(before["detail"][md["KeyId"]]["rotations"]) == 10
+    assert len(before["detail"][md["KeyId"]]["rotations"]) == ON_DEMAND_ROTATIONS
+
+
+def test_rotation_status_is_false_while_the_key_is_pending_deletion(skms):
+    """AWS: while pending deletion the rotation status is false; cancelling brings it back."""
+    key = skms.create_key()["KeyMetadata"]["KeyId"]
+    skms.enable_key_rotation(KeyId=key, RotationPeriodInDays=180)
+    skms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+    status = skms.get_key_rotation_status(KeyId=key)
+    assert status["KeyRotationEnabled"] is False
+    assert "RotationPeriodInDays" not in status and "NextRotationDate" not in status
+    skms.cancel_key_deletion(KeyId=key)
+    status = skms.get_key_rotation_status(KeyId=key)
+    assert status["KeyRotationEnabled"] is True and status["RotationPeriodInDays"] == 180

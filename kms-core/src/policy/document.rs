@@ -361,8 +361,11 @@ fn parse_statement(
         (None, None) if kind == PolicyType::Identity => PrincipalBlock::Implicit,
         (None, None) => return Err(missing_member(path, "Principal")),
     };
+    // AWS: a key policy statement without Action or Resource "has no effect", and CreateKey and
+    // PutKeyPolicy accept it; it is kept as a statement that matches nothing.
     let (not_action, actions) = match (get("Action"), get("NotAction")) {
         (Some(_), Some(_)) => return Err(both("Action", "NotAction")),
+        (None, None) if kind == PolicyType::KeyPolicy => (false, Vec::new()),
         (None, None) => return Err(missing_member(path, "Action")),
         (Some(a), None) => (false, parse_actions(a, &format!("{path}.Action"))?),
         (None, Some(a)) => (true, parse_actions(a, &format!("{path}.NotAction"))?),
@@ -379,6 +382,7 @@ fn parse_statement(
             return Err(PolicyError::ResourceInTrustPolicy(path.to_owned()))
         }
         (None, None) if kind == PolicyType::TrustPolicy => (false, None),
+        (None, None) if kind == PolicyType::KeyPolicy => (false, Some(Vec::new())),
         (None, None) => return Err(missing_member(path, "Resource")),
         (Some(r), None) => (
             false,

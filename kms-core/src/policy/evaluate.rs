@@ -74,17 +74,29 @@ pub struct RequestedGrant {
     pub constraints: Option<GrantConstraints>,
 }
 
+/// Whether `ec` holds the pair `k`=`v`: in a grant constraint "the key in each key-value pair is
+/// not case sensitive, but the value is case sensitive" (KMS API reference, GrantConstraints).
+fn holds(ec: &BTreeMap<String, String>, k: &str, v: &str) -> bool {
+    ec.iter()
+        .any(|(ek, ev)| ek.eq_ignore_ascii_case(k) && ev == v)
+}
+
+/// Whether `ec` holds every pair of `want` (keys compared whatever their case).
+fn holds_all(ec: &BTreeMap<String, String>, want: &BTreeMap<String, String>) -> bool {
+    want.iter().all(|(k, v)| holds(ec, k, v))
+}
+
 impl GrantConstraints {
     /// Whether the encryption context `ec` satisfies these constraints.
     pub fn admit(&self, ec: &BTreeMap<String, String>) -> bool {
         let subset = self
             .encryption_context_subset
             .as_ref()
-            .is_none_or(|want| want.iter().all(|(k, v)| ec.get(k) == Some(v)));
+            .is_none_or(|want| holds_all(ec, want));
         let equals = self
             .encryption_context_equals
             .as_ref()
-            .is_none_or(|want| want == ec);
+            .is_none_or(|want| want.len() == ec.len() && holds_all(ec, want));
         subset && equals
     }
 
@@ -102,7 +114,7 @@ impl GrantConstraints {
             .unwrap_or(&empty);
         match child.and_then(|c| c.encryption_context_equals.as_ref()) {
             Some(only) => {
-                let admits_any = child_subset.iter().all(|(k, v)| only.get(k) == Some(v));
+                let admits_any = holds_all(only, child_subset);
                 !admits_any || parent.admit(only)
             }
             None => {
@@ -110,7 +122,7 @@ impl GrantConstraints {
                     && parent
                         .encryption_context_subset
                         .as_ref()
-                        .is_none_or(|want| want.iter().all(|(k, v)| child_subset.get(k) == Some(v)))
+                        .is_none_or(|want| holds_all(child_subset, want))
             }
         }
     }

@@ -43,7 +43,13 @@ impl Kms {
         let id = self.alias_target(req.target_key_id).await?;
         let account = self.account();
         self.store
-            .create_alias(&account, &name, &id, now_millis())
+            .create_alias(
+                &account,
+                &name,
+                &id,
+                now_millis(),
+                self.config.quotas.aliases_per_key,
+            )
             .await?;
         self.cache.key_auth.forget(&id.to_string());
         Ok(Empty {})
@@ -58,7 +64,13 @@ impl Kms {
         let before = self.alias_key(&account, &name, false).await?;
         if !self
             .store
-            .update_alias(&account, &name, &id, now_millis())
+            .update_alias(
+                &account,
+                &name,
+                &id,
+                now_millis(),
+                self.config.quotas.aliases_per_key,
+            )
             .await?
         {
             return Err(self.alias_not_found(&account, &name));

@@ -395,6 +395,12 @@ impl Kms {
             )));
         }
         self.check_cluster_free(&cluster_id, None).await?;
+        let quota = self.config.quotas.custom_key_stores_per_account;
+        if self.store.count_custom_key_stores(&account).await? >= quota {
+            return Err(KmsError::LimitExceeded(format!(
+                "Account {account} has {quota} custom key stores, its quota."
+            )));
+        }
         let id = new_store_id()?;
         let row = CustomKeyStoreRow {
             wrapped_password: self.wrap_password(&id, &password).await?,

@@ -18,11 +18,18 @@ const MAX_POLICY_MEMBER: usize = 131_072;
 /// AWS's quota on a key policy document.
 const MAX_KEY_POLICY_BYTES: usize = 32_768;
 
-fn check_policy_name(name: Option<&str>, required_member: bool) -> Result<()> {
+/// `PolicyName`: optional, `default` when absent. AWS's other value, `AWS_RAM` (a policy AWS RAM
+/// attaches), cannot be set (ValidationException) and no key here has one (NotFoundException).
+fn check_policy_name(name: Option<&str>, put: bool) -> Result<()> {
     match name {
-        None if required_member => Err(KmsError::missing("policyName")),
         None => Ok(()),
         Some(DEFAULT) => Ok(()),
+        Some("AWS_RAM") if put => Err(KmsError::Validation(
+            "PolicyName AWS_RAM cannot be set: only the default key policy can be.".into(),
+        )),
+        Some("AWS_RAM") => Err(KmsError::NotFound(
+            "The key has no AWS_RAM key policy.".into(),
+        )),
         Some(n) if n.is_empty() || n.len() > 128 => Err(KmsError::constraint(
             n,
             "policyName",
@@ -42,12 +49,15 @@ fn check_policy_name(name: Option<&str>, required_member: bool) -> Result<()> {
 }
 
 impl Kms {
-    /// Checks a key policy for key `key_arn`: length, quota, grammar, then (unless bypassed) that
-    /// it lets the caller change it again. Returns it as given.
+    /// Checks a key policy: length, quota, grammar, then (unless bypassed) that it lets the caller
+    /// change it again: `later` is that later PutKeyPolicy request, with everything the real one
+    /// would carry (the caller's address and transport, the time, the key's ARN, tags and
+    /// aliases), so a policy with conditions on them is judged as it will decide. Returns it as
+    /// given.
     pub(super) async fn checked_key_policy(
         &self,
         text: String,
-        key_arn: &str,
+        later: crate::policy::RequestContext,
         bypass: bool,
     ) -> Result<String> {
         let chars = text.chars().count();
@@ -56,6 +66,18 @@ impl Kms {
                 "",
                 "policy",
                 "Member must have length greater than or equal to 1",
+            ));
+        }
+        // The API's pattern: tab, line feed, carriage return, printable ASCII and Latin-1.
+        if let Some(c) = text
+            .chars()
+            .find(|c| !matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{ff}'))
+        {
+            tracing::debug!(character = %c.escape_unicode(), "a key policy character outside the pattern");
+            return Err(KmsError::constraint(
+                "...",
+                "policy",
+                "Member must satisfy regular expression pattern: [\\u0009\\u000A\\u000D\\u0020-\\u00FF]+",
             ));
         }
         if chars > MAX_POLICY_MEMBER {
@@ -79,12 +101,7 @@ impl Kms {
             ));
         }
         if !bypass {
-            let caller = self.caller();
-            let ctx =
-                crate::policy::RequestContext::new(caller.principal.clone(), "kms:PutKeyPolicy")
-                    .with_resource(key_arn)
-                    .with_time(time::OffsetDateTime::now_utc());
-            let ctx = NoConditions.conditions(ctx);
+            let ctx = NoConditions.conditions(later);
             let named = NamedPolicy {
                 name: "the new key policy",
                 policy: &policy,
@@ -131,11 +148,18 @@ impl Kms {
     /// PutKeyPolicy.
     pub async fn put_key_policy(&self, req: PutKeyPolicyRequest) -> Result<Empty> {
         let id = self.key_named(req.key_id).await?;
-        check_policy_name(req.policy_name.as_deref(), false)?;
+        check_policy_name(req.policy_name.as_deref(), true)?;
         let text = required(req.policy, "policy")?;
-        let arn = self.arn(&id);
         let bypass = req.bypass_policy_lockout_safety_check == Some(true);
-        let text = self.checked_key_policy(text, &arn, bypass).await?;
+        let auth = self
+            .key_auth(&id)
+            .await?
+            .ok_or_else(|| self.not_found(&id))?;
+        let later = self.key_context(
+            crate::identity::request_context(&self.caller(), "kms:PutKeyPolicy"),
+            &auth,
+        );
+        let text = self.checked_key_policy(text, later, bypass).await?;
         let r = self
             .change_key(&id, check_not_pending_deletion, |k| {
                 k.policy = text.clone();

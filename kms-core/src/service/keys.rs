@@ -319,15 +319,25 @@ impl Kms {
         check_description(&description)?;
         let id = Uuid::new_v4();
         let account = self.account();
+        let tags = validate_tags(req.tags.as_deref().unwrap_or_default())?;
+        // Counted before the key is made: creates racing at the quota may pass it by their number.
+        let quota = self.config.quotas.keys_per_account;
+        if self.store.count_keys(&account).await? >= quota {
+            return Err(KmsError::LimitExceeded(format!(
+                "Account {account} has {quota} KMS keys, its quota of customer managed keys."
+            )));
+        }
         let policy = match req.policy {
             Some(text) => {
                 let arn = self.config.partition.key_arn_in(&account, &id);
                 let bypass = req.bypass_policy_lockout_safety_check == Some(true);
-                self.checked_key_policy(text, &arn, bypass).await?
+                let later = crate::identity::request_context(&self.caller(), "kms:PutKeyPolicy")
+                    .with_resource(&arn)
+                    .with_resource_tags(&tags.iter().cloned().collect());
+                self.checked_key_policy(text, later, bypass).await?
             }
             None => String::new(),
         };
-        let tags = validate_tags(req.tags.as_deref().unwrap_or_default())?;
         let now = now_millis();
         let mut rec = KeyRow {
             id,

@@ -148,6 +148,31 @@ pub struct KmsConfig {
     /// on one database, a state change made on one node reaches the others within this TTL plus
     /// one second (an expired entry serves while one caller reloads it).
     pub cache_ttl: Duration,
+    /// AWS's resource quotas (LimitExceededException beyond them).
+    pub quotas: ResourceQuotas,
+}
+
+/// How many of each resource an account (or a key) may have: AWS's default resource quotas,
+/// which AWS adjusts on request and an operator here sets with `envelope serve --resource-quota`.
+/// Grants per key (50,000) and on-demand rotations per key (25, not adjustable) are fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceQuotas {
+    /// Customer managed keys per account, whatever their state (100,000).
+    pub keys_per_account: i64,
+    /// Aliases per key (50).
+    pub aliases_per_key: i64,
+    /// Custom key stores per account (10).
+    pub custom_key_stores_per_account: i64,
+}
+
+impl Default for ResourceQuotas {
+    fn default() -> Self {
+        Self {
+            keys_per_account: 100_000,
+            aliases_per_key: 50,
+            custom_key_stores_per_account: 10,
+        }
+    }
 }
 
 impl Default for KmsConfig {
@@ -158,6 +183,7 @@ impl Default for KmsConfig {
                 account_id: "111122223333".into(),
             },
             cache_ttl: Duration::from_secs(5),
+            quotas: ResourceQuotas::default(),
         }
     }
 }
@@ -249,6 +275,12 @@ impl Kms {
     /// Lets custom key stores connect to these clusters.
     pub fn with_hsm_clusters(mut self, clusters: Arc<dyn HsmClusters>) -> Self {
         self.clusters = Some(clusters);
+        self
+    }
+
+    /// Sets the resource quotas (AWS's defaults until then).
+    pub fn with_resource_quotas(mut self, quotas: ResourceQuotas) -> Self {
+        self.config.quotas = quotas;
         self
     }
 

@@ -13,8 +13,9 @@ use crate::material::KeyMaterial;
 use crate::now_millis;
 use crate::store::{KeyRow, MaterialRow};
 
-/// At most this many on-demand rotations per key (AWS's limit).
-pub const MAX_ON_DEMAND_ROTATIONS: usize = 10;
+/// At most this many on-demand rotations per key (AWS's quota, "not adjustable"; it was 10 until
+/// AWS raised it).
+pub const MAX_ON_DEMAND_ROTATIONS: usize = 25;
 
 impl Kms {
     /// EnableKeyRotation: every 90 to 2560 days, 365 by default.
@@ -54,11 +55,15 @@ impl Kms {
     ) -> Result<KeyRotationStatusResponse> {
         let id = self.key_named(req.key_id).await?;
         let k = self.record(&id).await?;
+        // AWS: "While a KMS key is pending deletion, its key rotation status is false"; the period
+        // is kept, so CancelKeyDeletion brings the status back.
+        let enabled = k.rotation_period_days.is_some()
+            && k.state != crate::store::StoredKeyState::PendingDeletion;
         Ok(KeyRotationStatusResponse {
-            key_rotation_enabled: k.rotation_period_days.is_some(),
+            key_rotation_enabled: enabled,
             key_id: self.arn(&id),
-            rotation_period_in_days: k.rotation_period_days,
-            next_rotation_date: k.next_rotation.map(secs),
+            rotation_period_in_days: k.rotation_period_days.filter(|_| enabled),
+            next_rotation_date: k.next_rotation.filter(|_| enabled).map(secs),
             on_demand_rotation_start_date: None,
         })
     }

@@ -8,25 +8,31 @@ use super::{is_unique_violation, uuid_of, AliasRow, Store};
 use crate::error::{KmsError, Result};
 
 impl Store {
-    /// Creates an alias; `AlreadyExists` when the name is taken.
+    /// Creates an alias of `key` (`AlreadyExists` when the name is taken), unless the key has `max_per_key` aliases already (then
+    /// LimitExceededException; counted in the same statement, so SQLite's one writer never lets a
+    /// key pass the quota, and PostgreSQL only by concurrent creates).
     pub async fn create_alias(
         &self,
         account: &str,
         name: &str,
         key: &Uuid,
         now: i64,
+        max_per_key: i64,
     ) -> Result<()> {
         match sqlx::query(
             "INSERT INTO kms_aliases (account_id, alias_name, key_id, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $4)",
+             SELECT $1, $2, $3, $4, $4 \
+             WHERE (SELECT COUNT(*) FROM kms_aliases WHERE key_id = $3) < $5",
         )
         .bind(account)
         .bind(name)
         .bind(key.to_string())
         .bind(now)
+        .bind(max_per_key)
         .execute(&self.pool)
         .await
         {
+            Ok(r) if r.rows_affected() == 0 => Err(aliases_full(key, max_per_key)),
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => Err(KmsError::AlreadyExists(format!(
                 "An alias with the name {name} already exists"
@@ -35,26 +41,34 @@ impl Store {
         }
     }
 
-    /// Points an alias at another key; false if the alias does not exist.
+    /// Points an alias at another key; false if the alias does not exist. LimitExceededException
+    /// when the key has `max_per_key` aliases already (as [`create_alias`](Self::create_alias)).
     pub async fn update_alias(
         &self,
         account: &str,
         name: &str,
         key: &Uuid,
         now: i64,
+        max_per_key: i64,
     ) -> Result<bool> {
-        Ok(sqlx::query(
+        let updated = sqlx::query(
             "UPDATE kms_aliases SET key_id = $1, updated_at = $2 \
-                 WHERE account_id = $3 AND alias_name = $4",
+                 WHERE account_id = $3 AND alias_name = $4 \
+                 AND (key_id = $1 OR (SELECT COUNT(*) FROM kms_aliases WHERE key_id = $1) < $5)",
         )
         .bind(key.to_string())
         .bind(now)
         .bind(account)
         .bind(name)
+        .bind(max_per_key)
         .execute(&self.pool)
         .await?
         .rows_affected()
-            == 1)
+            == 1;
+        if !updated && self.get_alias(account, name).await?.is_some() {
+            return Err(aliases_full(key, max_per_key));
+        }
+        Ok(updated)
     }
 
     /// Deletes an alias; false if it did not exist.
@@ -120,4 +134,10 @@ fn alias_from_row(r: &AnyRow) -> Result<AliasRow> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
+}
+
+fn aliases_full(key: &Uuid, max: i64) -> KmsError {
+    KmsError::LimitExceeded(format!(
+        "The KMS key {key} has {max} aliases, the most a key may have."
+    ))
 }

@@ -416,7 +416,10 @@ fn grants_with_constraints() {
             .is_allowed()
     );
     assert!(!decide_with_grants(&with(&[("Dept", "HR")]), Some(&kp), &[], g).is_allowed());
-    assert!(!decide_with_grants(&with(&[("dept", "IT")]), Some(&kp), &[], g).is_allowed());
+    // The key of a constraint pair matches whatever its case; the value must match exactly
+    // (KMS API reference, GrantConstraints).
+    assert!(decide_with_grants(&with(&[("dept", "IT")]), Some(&kp), &[], g).is_allowed());
+    assert!(!decide_with_grants(&with(&[("Dept", "it")]), Some(&kp), &[], g).is_allowed());
     assert!(!decide_with_grants(&with(&[]), Some(&kp), &[], g).is_allowed());
     let equals = grant(Some(GrantConstraints {
         encryption_context_subset: None,
@@ -424,6 +427,8 @@ fn grants_with_constraints() {
     }));
     let g = std::slice::from_ref(&equals);
     assert!(decide_with_grants(&with(&[("Dept", "IT")]), Some(&kp), &[], g).is_allowed());
+    assert!(decide_with_grants(&with(&[("DEPT", "IT")]), Some(&kp), &[], g).is_allowed());
+    assert!(!decide_with_grants(&with(&[("Dept", "It")]), Some(&kp), &[], g).is_allowed());
     assert!(
         !decide_with_grants(&with(&[("Dept", "IT"), ("Extra", "1")]), Some(&kp), &[], g)
             .is_allowed()
@@ -552,4 +557,41 @@ fn default_key_policy_with_administrators_and_users() {
         decide(&ctx, Some(&kp), &[]).denial_message(&ctx).as_deref(),
         Some("User: arn:aws:sts::111122223333:assumed-role/KeyUser/u is not authorized to perform: kms:CreateGrant on resource: arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab because no identity-based policy allows the kms:CreateGrant action")
     );
+}
+
+#[test]
+fn a_key_policy_statement_without_action_or_resource_is_accepted_and_has_no_effect() {
+    // AWS: "If either of the required Resource or Action elements are missing from a key policy
+    // statement, the policy statement has no effect", and CreateKey/PutKeyPolicy succeed.
+    let alice_arn = "arn:aws:iam::111122223333:user/alice";
+    for statement in [
+        format!(
+            r#"{{"Effect": "Allow", "Principal": {{"AWS": "{alice_arn}"}}, "Action": "kms:Decrypt"}}"#
+        ),
+        format!(r#"{{"Effect": "Allow", "Principal": {{"AWS": "{alice_arn}"}}, "Resource": "*"}}"#),
+    ] {
+        let key = key_policy(&statement);
+        assert!(
+            !decide(&decrypt(alice()), Some(&key), &[]).is_allowed(),
+            "{statement}"
+        );
+    }
+    // A Deny without Resource denies nothing either.
+    let key = key_policy(&format!(
+        r#"{ROOT_STATEMENT}, {{"Effect": "Deny", "Principal": "*", "Action": "kms:Decrypt"}}"#
+    ));
+    assert!(decide(
+        &decrypt(alice()),
+        Some(&key),
+        &[&identity(
+            r#"{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}"#
+        )]
+    )
+    .is_allowed());
+    // Identity policies still need both.
+    assert!(Policy::parse(
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:Decrypt"}]}"#,
+        PolicyType::Identity
+    )
+    .is_err());
 }
