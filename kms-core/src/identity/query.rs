@@ -275,6 +275,21 @@ impl Kms {
     }
 }
 
+/// `MaxItems`: 1 to 1000, 100 when absent, as every paged IAM action takes it.
+pub(crate) fn max_items(p: &Params) -> Result<usize, IamError> {
+    match p.get("MaxItems") {
+        None => Ok(100),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => Err(IamError::constraint(
+                s,
+                "maxItems",
+                "Member must have value between 1 and 1000",
+            )),
+        },
+    }
+}
+
 /// One page of `items` in the order of `key` (bytewise, whatever order the database's collation
 /// returned them in, so a marker means the same on SQLite and PostgreSQL): `Marker` is the key to
 /// start at, `MaxItems` 1 to 1000 (default 100). Returns the page and the next marker when truncated.
@@ -284,19 +299,7 @@ pub(crate) fn page<T>(
     p: &Params,
 ) -> Result<(Vec<T>, Option<String>), IamError> {
     items.sort_by_cached_key(|i| key(i));
-    let max = match p.get("MaxItems") {
-        None => 100,
-        Some(s) => match s.parse::<usize>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                return Err(IamError::constraint(
-                    s,
-                    "maxItems",
-                    "Member must have value between 1 and 1000",
-                ))
-            }
-        },
-    };
+    let max = max_items(p)?;
     let mut rest: Vec<T> = match p.get("Marker") {
         Some(m) => items.into_iter().filter(|i| key(i).as_str() >= m).collect(),
         None => items,
