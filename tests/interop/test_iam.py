@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from xml.etree import ElementTree
 
 import boto3
 import pytest
@@ -709,6 +710,67 @@ def test_simulate_source_arn_must_be_the_entitys(server, iam):
     out = caller.simulate_principal_policy(PolicySourceArn=f"arn:aws:iam::{ACCOUNT}:user/sandbox/{mine}",
                                            ActionNames=["kms:Decrypt"])
     assert decisions(out) == {("kms:Decrypt", "*"): "implicitDeny"}
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+
+
+def query(server, body: bytes):
+    """A signed IAM request with this form body: (status, body parsed as XML by the standard library)."""
+    status, _, raw = server.raw(None, body, service="iam", headers=FORM)
+    return status, ElementTree.fromstring(raw)
+
+
+def test_tags_and_descriptions_are_held_to_iams_patterns(server, iam):
+    """Tags and descriptions are stored and answered in XML: a character outside IAM's patterns
+    (U+FFFE is not even an XML character) is refused with ValidationError, and listings keep working."""
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": ACCOUNT}, "Action": "sts:AssumeRole"}]})
+    doc = json.dumps(ALLOW_ALL)
+    refused = [
+        lambda: iam.create_user(UserName=unique("u"), Tags=[{"Key": "k", "Value": "\ufffea\x01b<"}]),
+        lambda: iam.create_user(UserName=unique("u"), Tags=[{"Key": "bad<key", "Value": "v"}]),
+        lambda: iam.create_user(UserName=unique("u"), Tags=[{"Key": "", "Value": "v"}]),
+        lambda: iam.create_user(UserName=unique("u"), Tags=[{"Key": "k" * 129, "Value": "v"}]),
+        lambda: iam.create_user(UserName=unique("u"), Tags=[{"Key": "k", "Value": "v" * 257}]),
+        lambda: iam.create_role(RoleName=unique("r"), AssumeRolePolicyDocument=trust, Tags=[{"Key": "\x7f", "Value": ""}]),
+        lambda: iam.create_role(RoleName=unique("r"), AssumeRolePolicyDocument=trust, Description="\uffff"),
+        lambda: iam.create_role(RoleName=unique("r"), AssumeRolePolicyDocument=trust, Description="a\x0bb"),
+        lambda: iam.create_role(RoleName=unique("r"), AssumeRolePolicyDocument=trust, Description="d" * 1001),
+        lambda: iam.create_policy(PolicyName=unique("p"), PolicyDocument=doc, Description="A" * 5000),
+        lambda: iam.create_policy(PolicyName=unique("p"), PolicyDocument=doc, Description="\u0100"),
+    ]
+    for i, call in enumerate(refused):
+        with pytest.raises(iam.exceptions.ClientError) as e:
+            call()
+        assert error_code(e.value) == "ValidationError", i
+    # What the patterns allow is kept as given: letters, separators and digits of any script,
+    # `_.:/=+-@`, an empty value; descriptions of Latin-1 with tabs and line ends.
+    tags = [{"Key": "Ünïcode κλειδί 1", "Value": ""}, {"Key": "a_.:/=+-@", "Value": "値 ٣\u2003x"}]
+    name = unique("u")
+    iam.create_user(UserName=name, Tags=tags)
+    assert sorted(iam.get_user(UserName=name)["User"]["Tags"], key=lambda t: t["Key"]) == \
+        sorted(tags, key=lambda t: t["Key"])
+    description = "déjà vu\tline\r\nnext ÿ"
+    role = iam.create_role(RoleName=unique("r"), AssumeRolePolicyDocument=trust, Description=description)["Role"]
+    assert iam.get_role(RoleName=role["RoleName"])["Role"]["Description"] == description
+    policy = iam.create_policy(PolicyName=unique("p"), PolicyDocument=doc, Description="d" * 1000)["Policy"]
+    assert iam.get_policy(PolicyArn=policy["Arn"])["Policy"]["Description"] == "d" * 1000
+    assert name in user_names(iam)
+    assert role["RoleName"] in {r["RoleName"] for r in iam.list_roles()["Roles"]}
+
+
+def test_echoed_characters_give_well_formed_xml(server, iam):
+    """An error message that echoes what was sent stays well-formed XML whatever was sent: U+FFFF is
+    no XML character and used to reach the answer as it was."""
+    status, doc = query(server, b"Action=%EF%BF%BF&Version=2010-05-08")
+    ns = "{https://iam.amazonaws.com/doc/2010-05-08/}"
+    assert status == 400 and doc.find(f"{ns}Error/{ns}Code").text == "InvalidAction"
+    status, doc = query(server, b"Action=GetRole&Version=2010-05-08&RoleName=nope%EF%BF%BF%01")
+    assert status == 400 and doc.find(f"{ns}Error/{ns}Code").text == "ValidationError"
+    with pytest.raises(iam.exceptions.ClientError) as e:
+        iam.get_role(RoleName="nope\uffff")
+    assert error_code(e.value) == "ValidationError"
 
 
 def test_the_home_account_is_the_stores(tmp_path_factory):
