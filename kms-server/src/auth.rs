@@ -33,8 +33,8 @@ impl Service {
 }
 
 /// The service a request's `Authorization` header scopes its credential to, if it has one.
-pub(crate) fn scope_service(parts: &axum::http::request::Parts) -> Option<&str> {
-    let auth = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+pub(crate) fn scope_service(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     sigv4::parse_authorization(auth).ok().map(|a| a.service)
 }
 
