@@ -142,7 +142,7 @@ impl App {
                 tracing::info!(request_id, error = e.query_code(), "request refused");
                 return self.query_fail(
                     service,
-                    StatusCode::FORBIDDEN,
+                    StatusCode::from_u16(e.query_status()).unwrap_or(StatusCode::FORBIDDEN),
                     e.query_code(),
                     &e.to_string(),
                     request_id,

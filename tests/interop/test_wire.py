@@ -291,3 +291,17 @@ def test_query_body_failures_are_answered_in_xml(server):
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400"), reply[:300]
     assert query_code(body) == "InvalidQueryParameter", body
+
+
+def test_query_authentication_errors_carry_iams_statuses(server):
+    """IAM's common errors: IncompleteSignature is 400; a missing, unknown or wrong credential 403."""
+    ak, sk = server.credentials
+    incomplete = lambda h, b: ({**h, "Authorization": h["Authorization"].split(", Signature=")[0]}, b)  # noqa: E731
+    for kw, status, code in [
+        ({"tamper": incomplete}, 400, "IncompleteSignature"),
+        ({"secret_key": ("X" if sk[0] != "X" else "Y") + sk[1:]}, 403, "SignatureDoesNotMatch"),
+        ({"access_key": "AKIAUNKNOWNUNKNOWN00"}, 403, "InvalidClientTokenId"),
+        ({"sign": False}, 403, "MissingAuthenticationToken"),
+    ]:
+        got, _, body = server.raw(None, LIST_USERS, service="iam", headers=FORM, **kw)
+        assert (got, query_code(body)) == (status, code), (kw, body)
