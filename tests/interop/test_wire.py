@@ -305,3 +305,13 @@ def test_query_authentication_errors_carry_iams_statuses(server):
     ]:
         got, _, body = server.raw(None, LIST_USERS, service="iam", headers=FORM, **kw)
         assert (got, query_code(body)) == (status, code), (kw, body)
+
+
+def test_query_request_authenticated_two_ways_is_refused(server):
+    """A header-signed IAM request whose (signed) query string also carries presigned-URL parameters:
+    AWS refuses two authentication mechanisms rather than pick one; for IAM, SignatureDoesNotMatch."""
+    presign = "&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=x&X-Amz-Signature=00"
+    for method, headers in [("GET", {}), ("POST", FORM)]:
+        status, body = signed_iam(server, method, LIST_USERS + presign, headers=headers)
+        assert (status, query_code(body)) == (403, "SignatureDoesNotMatch"), body
+        assert b"Found both" in body
