@@ -177,11 +177,7 @@ impl App {
     }
 
     pub(crate) fn kms_error(&self, e: &KmsError, request_id: &str) -> Response {
-        let status = if e.is_internal() {
-            StatusCode::INTERNAL_SERVER_ERROR
-        } else {
-            StatusCode::BAD_REQUEST
-        };
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
         self.fail(status, e.aws_name(), &e.to_string(), request_id)
     }
 
