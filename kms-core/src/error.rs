@@ -145,6 +145,17 @@ impl KmsError {
         matches!(self, KmsError::Internal(_))
     }
 
+    /// The HTTP status the endpoint answers it with: 500 for the service's faults, 412 for a dry
+    /// run that would have succeeded (KMS's model: `DryRunOperationException` is
+    /// `httpError: 412`, as EC2's `DryRunOperation` is), 400 for the rest.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            KmsError::Internal(_) => 500,
+            KmsError::DryRunOperation(_) => 412,
+            _ => 400,
+        }
+    }
+
     /// AWS's wording for a failed constraint, e.g. `Value '5' at 'pendingWindowInDays' failed to
     /// satisfy constraint: Member must have value greater than or equal to 7`.
     pub(crate) fn constraint(value: impl std::fmt::Display, field: &str, constraint: &str) -> Self {

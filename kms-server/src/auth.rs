@@ -33,8 +33,8 @@ impl Service {
 }
 
 /// The service a request's `Authorization` header scopes its credential to, if it has one.
-pub(crate) fn scope_service(parts: &axum::http::request::Parts) -> Option<&str> {
-    let auth = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+pub(crate) fn scope_service(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     sigv4::parse_authorization(auth).ok().map(|a| a.service)
 }
 
@@ -47,10 +47,24 @@ impl App {
         request_id: &str,
         service: Service,
     ) -> Result<Result<Caller, SigV4Error>, KmsError> {
+        if let Some(name) = SINGLE_HEADERS
+            .iter()
+            .find(|n| parts.headers.get_all(**n).iter().nth(1).is_some())
+        {
+            return Ok(Err(SigV4Error::Incomplete(format!(
+                "The request carries the header '{name}' more than once."
+            ))));
+        }
         let auth = parts.headers.get(header::AUTHORIZATION);
         let Some(auth) = auth.filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace)) else {
             return Ok(Err(SigV4Error::MissingToken));
         };
+        if presigned(parts.uri.query().unwrap_or("")) {
+            return Ok(Err(SigV4Error::Invalid(
+                "Found both 'X-Amz-Algorithm' as a query-string param and 'Authorization' as HTTP header."
+                    .into(),
+            )));
+        }
         let Ok(auth) = auth.to_str() else {
             return Ok(Err(SigV4Error::Incomplete(
                 "The Authorization header is not ASCII.".into(),
@@ -141,13 +155,24 @@ impl App {
             .map(|(n, v)| (n.as_str(), v.as_bytes()))
             .chain(authority.filter(|_| !has_host).map(|a| ("host", a)))
             .collect();
+        let payload = sigv4::sha256_hex(body);
+        if let Some(declared) = parts.headers.get("x-amz-content-sha256") {
+            // Signed (every x-amz-* header must be), so whoever reads it would trust it: it must
+            // be the body's hash. UNSIGNED-PAYLOAD and the streaming forms are S3's, not ours.
+            if !declared.as_bytes().eq_ignore_ascii_case(payload.as_bytes()) {
+                return Ok(Err(SigV4Error::Invalid(
+                    "The provided 'x-amz-content-sha256' header does not match what was computed."
+                        .into(),
+                )));
+            }
+        }
         let creq = sigv4::canonical_request(
             parts.method.as_str(),
             parts.uri.path(),
             parts.uri.query().unwrap_or(""),
             headers.iter().copied(),
             a.signed_headers,
-            &sigv4::sha256_hex(body),
+            &payload,
         );
         let scope = format!("{}/{}/{}/aws4_request", a.date, a.region, a.service);
         let sts = sigv4::string_to_sign(amz_date, &scope, &creq);
@@ -172,6 +197,33 @@ impl App {
             secure_transport: false,
         }))
     }
+}
+
+/// Headers a request may carry once only: SigV4 joins repeated values with commas in the canonical
+/// request, so a repeat could be signed, yet each reader here takes one value (the first), and what
+/// was signed would not be what is acted on (the date checked, the operation run).
+const SINGLE_HEADERS: [&str; 5] = [
+    "authorization",
+    "x-amz-date",
+    "x-amz-target",
+    "x-amz-security-token",
+    "x-amz-content-sha256",
+];
+
+/// Whether the query string carries SigV4's query-parameter authentication (a presigned URL's
+/// `X-Amz-Algorithm`, `X-Amz-Credential`, `X-Amz-Signature`, `X-Amz-SignedHeaders`). AWS refuses a
+/// request authenticated both ways rather than choose one.
+fn presigned(query: &str) -> bool {
+    form_urlencoded::parse(query.as_bytes()).any(|(k, _)| {
+        [
+            "X-Amz-Algorithm",
+            "X-Amz-Credential",
+            "X-Amz-Signature",
+            "X-Amz-SignedHeaders",
+        ]
+        .iter()
+        .any(|p| k.eq_ignore_ascii_case(p))
+    })
 }
 
 /// The headers a request must sign: the endpoint always, and whichever of these it carries (the

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use kms_core::identity::{IamError, Params, QueryService};
 
@@ -18,7 +19,7 @@ use crate::xml;
 const FORM: &str = "application/x-www-form-urlencoded";
 
 /// Whether the request's `Content-Type` is a form (parameters such as a charset allowed).
-fn is_form(headers: &axum::http::HeaderMap) -> bool {
+fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -26,15 +27,37 @@ fn is_form(headers: &axum::http::HeaderMap) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case(FORM))
 }
 
-/// The Query service a request is for: its credential scope names `iam` or `sts`, or it is an
-/// unsigned form (answered as IAM: MissingAuthenticationToken). `None`: a KMS request.
-pub(crate) fn query_service(parts: &axum::http::request::Parts) -> Option<QueryService> {
-    match scope_service(parts) {
+/// The Query service a request is for, decided from its head alone (so that a body too large,
+/// too slow or unreadable is answered in the protocol the request speaks): its credential scope
+/// names `iam` or `sts`, or it is unsigned and looks like a Query request (a form body, or an
+/// `Action` in the query string), answered as IAM: MissingAuthenticationToken. `None`: a KMS
+/// request.
+pub(crate) fn query_service(uri: &Uri, headers: &HeaderMap) -> Option<QueryService> {
+    match scope_service(headers) {
         Some("iam") => Some(QueryService::Iam),
         Some("sts") => Some(QueryService::Sts),
-        None if is_form(&parts.headers) => Some(QueryService::Iam),
+        None if is_form(headers) || names_action(uri) => Some(QueryService::Iam),
         _ => None,
     }
+}
+
+/// Whether the query string has an `Action` parameter.
+fn names_action(uri: &Uri) -> bool {
+    uri.query()
+        .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "Action"))
+}
+
+/// A Query request's parameters as IAM takes them: from the query string (a GET, or a POST with
+/// an empty body), the form body, or both; a name given in both is given twice.
+fn form_of(parts: &Parts, body: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
+    let query = parts.uri.query().unwrap_or("").as_bytes();
+    let mut form = zeroize::Zeroizing::new(Vec::with_capacity(query.len() + 1 + body.len()));
+    form.extend_from_slice(query);
+    if !query.is_empty() && !body.is_empty() {
+        form.push(b'&');
+    }
+    form.extend_from_slice(body);
+    form
 }
 
 fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response {
@@ -48,7 +71,7 @@ fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response 
 }
 
 impl App {
-    fn query_fail(
+    pub(crate) fn query_fail(
         &self,
         service: QueryService,
         status: StatusCode,
@@ -77,16 +100,17 @@ impl App {
         self.query_fail(service, status, e.code(), &e.to_string(), request_id)
     }
 
-    /// Answers one IAM or STS request whose body has been read.
+    /// Answers one IAM or STS request whose body has been read. Served on GET as on POST, as IAM
+    /// serves both: the parameters may be in the query string, which the signature covers.
     pub(crate) async fn handle_query(
         &self,
         peer: Option<SocketAddr>,
-        parts: &axum::http::request::Parts,
+        parts: &Parts,
         body: zeroize::Zeroizing<Vec<u8>>,
         request_id: &str,
         service: QueryService,
     ) -> Response {
-        if !is_form(&parts.headers) {
+        if !body.is_empty() && !is_form(&parts.headers) {
             return self.query_fail(
                 service,
                 StatusCode::BAD_REQUEST,
@@ -95,7 +119,7 @@ impl App {
                 request_id,
             );
         }
-        let (action, params) = match read_form(&body, service) {
+        let (action, params) = match read_form(&form_of(parts, &body), service) {
             Ok(read) => read,
             Err((code, message)) => {
                 return self.query_fail(
@@ -118,7 +142,7 @@ impl App {
                 tracing::info!(request_id, error = e.query_code(), "request refused");
                 return self.query_fail(
                     service,
-                    StatusCode::FORBIDDEN,
+                    StatusCode::from_u16(e.query_status()).unwrap_or(StatusCode::FORBIDDEN),
                     e.query_code(),
                     &e.to_string(),
                     request_id,

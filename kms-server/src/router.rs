@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use kms_core::identity::QueryService;
 use kms_core::{Kms, KmsError};
 
 use crate::buffers::{read_body, zeroizing_body, BodyError};
@@ -121,10 +122,12 @@ impl App {
         self
     }
 
-    /// The axum router: `POST /` for the KMS API, `GET /health`, `GET /metrics`.
+    /// The axum router: `POST /` for the KMS API and the IAM and STS Query APIs, `GET /` for
+    /// Query requests only (as IAM serves them; a GET that is not one is answered 404),
+    /// `GET /health`, `GET /metrics`.
     pub fn router(self) -> Router {
         Router::new()
-            .route("/", post(kms_handler).fallback(not_found))
+            .route("/", post(kms_handler).get(kms_handler).fallback(not_found))
             .route("/health", get(|| async { "ok\n" }))
             .route("/metrics", get(metrics))
             .fallback(not_found)
@@ -147,21 +150,34 @@ impl App {
         error_response(status, name, message, request_id)
     }
 
-    fn request_timeout(&self, request_id: &str) -> Response {
-        self.fail(
+    /// A failure before the operation is known, in the shape of the protocol the request speaks:
+    /// KMS's JSON (`json_name`), or IAM's and STS's XML (`query_code`).
+    fn fail_as(
+        &self,
+        query: Option<QueryService>,
+        status: StatusCode,
+        (json_name, query_code): (&str, &str),
+        message: &str,
+        request_id: &str,
+    ) -> Response {
+        match query {
+            Some(service) => self.query_fail(service, status, query_code, message, request_id),
+            None => self.fail(status, json_name, message, request_id),
+        }
+    }
+
+    fn request_timeout(&self, query: Option<QueryService>, request_id: &str) -> Response {
+        self.fail_as(
+            query,
             StatusCode::REQUEST_TIMEOUT,
-            "RequestTimeoutException",
+            ("RequestTimeoutException", "RequestTimeout"),
             "The request was not completed in time.",
             request_id,
         )
     }
 
     pub(crate) fn kms_error(&self, e: &KmsError, request_id: &str) -> Response {
-        let status = if e.is_internal() {
-            StatusCode::INTERNAL_SERVER_ERROR
-        } else {
-            StatusCode::BAD_REQUEST
-        };
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
         self.fail(status, e.aws_name(), &e.to_string(), request_id)
     }
 
@@ -175,18 +191,28 @@ impl App {
         }
     }
 
-    async fn handle(&self, peer: Option<SocketAddr>, req: Request, request_id: &str) -> Response {
+    async fn handle(
+        &self,
+        peer: Option<SocketAddr>,
+        req: Request,
+        request_id: &str,
+        query: Option<QueryService>,
+    ) -> Response {
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
         let (parts, body) = req.into_parts();
+        if parts.method == Method::GET && query.is_none() {
+            return not_found().await;
+        }
         // Zeroized on drop: an Encrypt body carries a plaintext.
         let body = read_body(body, self.limits.max_body_bytes);
         let body = match tokio::time::timeout(self.limits.body_timeout, body).await {
-            Err(_) => return self.request_timeout(request_id),
+            Err(_) => return self.request_timeout(query, request_id),
             Ok(Ok(b)) => b,
             Ok(Err(BodyError::TooLarge)) => {
-                return self.fail(
+                return self.fail_as(
+                    query,
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "ValidationException",
+                    ("ValidationException", "ValidationError"),
                     &format!(
                         "The request body is larger than {} bytes.",
                         self.limits.max_body_bytes
@@ -195,15 +221,16 @@ impl App {
                 )
             }
             Ok(Err(BodyError::Unreadable)) => {
-                return self.fail(
+                return self.fail_as(
+                    query,
                     StatusCode::BAD_REQUEST,
-                    "SerializationException",
+                    ("SerializationException", "InvalidQueryParameter"),
                     "The request body could not be read.",
                     request_id,
                 )
             }
         };
-        if let Some(service) = crate::query::query_service(&parts) {
+        if let Some(service) = query {
             return self
                 .handle_query(peer, &parts, body, request_id, service)
                 .await;
@@ -297,14 +324,15 @@ async fn kms_handler(State(app): State<App>, req: Request) -> Response {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    let query = crate::query::query_service(req.uri(), req.headers());
     match tokio::time::timeout(
         app.limits.request_timeout,
-        app.handle(peer, req, &request_id),
+        app.handle(peer, req, &request_id, query),
     )
     .await
     {
         Ok(r) => r,
-        Err(_) => app.request_timeout(&request_id),
+        Err(_) => app.request_timeout(query, &request_id),
     }
 }
 

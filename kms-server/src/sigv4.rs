@@ -74,6 +74,16 @@ impl SigV4Error {
             SigV4Error::ExpiredToken => "ExpiredToken",
         }
     }
+
+    /// The HTTP status IAM and STS answer it with (IAM API Reference, "Common Errors"): a malformed
+    /// signature is the request's fault (400); a missing, unknown, expired or wrong credential is a
+    /// refusal (403). KMS answers every one of them 400.
+    pub fn query_status(&self) -> u16 {
+        match self {
+            SigV4Error::Incomplete(_) => 400,
+            _ => 403,
+        }
+    }
 }
 
 /// The parts of an `Authorization: AWS4-HMAC-SHA256 ...` header.

@@ -4,8 +4,11 @@
 
 use kms_core::identity::Value;
 
-/// `text` with `&`, `<`, `>`, `"` and `'` escaped (and control characters other than tab and line
-/// ends dropped: XML 1.0 cannot carry them).
+/// `text` as XML character data: `&`, `<`, `>`, `"` and `'` escaped, a carriage return as `&#xD;`
+/// (a parser would turn a literal one into a line feed). A character XML 1.0 cannot carry at all,
+/// even as a reference (a control character other than tab and line ends, U+FFFE, U+FFFF), becomes
+/// U+FFFD, visibly: input is checked so that nothing stored holds one, but an error message may echo
+/// a refused value, and one such character would make the whole answer unreadable.
 pub(crate) fn escape(text: &str, out: &mut String) {
     for c in text.chars() {
         match c {
@@ -14,11 +17,17 @@ pub(crate) fn escape(text: &str, out: &mut String) {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if c < ' ' => {}
-            c => out.push(c),
+            '\r' => out.push_str("&#xD;"),
+            c if is_xml_char(c) => out.push(c),
+            _ => out.push(char::REPLACEMENT_CHARACTER),
         }
     }
+}
+
+/// XML 1.0's `Char` production: `#x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] |
+/// [#x10000-#x10FFFF]` (a Rust `char` is never a surrogate).
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{fffd}' | '\u{10000}'..)
 }
 
 fn element(name: &str, v: &Value, out: &mut String) {
@@ -113,8 +122,28 @@ mod tests {
         );
         assert_eq!(
             error("ns", true, "NoSuchEntity", "no \u{1}user", "r3"),
-            "<ErrorResponse xmlns=\"ns\"><Error><Type>Sender</Type><Code>NoSuchEntity</Code><Message>no user\
+            "<ErrorResponse xmlns=\"ns\"><Error><Type>Sender</Type><Code>NoSuchEntity</Code><Message>no \u{fffd}user\
              </Message></Error><RequestId>r3</RequestId></ErrorResponse>"
         );
+    }
+
+    #[test]
+    fn escapes_only_to_xml_chars() {
+        let mut out = String::new();
+        escape(
+            "a\u{0}\u{8}\u{b}\u{c}\u{1f}\t\n\r\u{7f}\u{d7ff}\u{e000}\u{fffd}\u{fffe}\u{ffff}\u{10000}\u{10ffff}",
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            "a\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\t\n&#xD;\u{7f}\u{d7ff}\u{e000}\u{fffd}\u{fffd}\u{fffd}\
+             \u{10000}\u{10ffff}"
+        );
+        // Whatever the text, the output holds XML characters only.
+        assert!((0..=0x10ffff).filter_map(char::from_u32).all(|c| {
+            let mut one = String::new();
+            escape(&c.to_string(), &mut one);
+            one.chars().all(is_xml_char)
+        }));
     }
 }

@@ -308,8 +308,8 @@ class Server:
 
     def raw(self, target: str | None, body: bytes | str | dict, *, access_key=None, secret_key=None,
             sign: bool = True, when: datetime.datetime | None = None, headers: dict | None = None,
-            tamper=None, timeout: float = 30.0):
-        """Send one request with http.client, SigV4-signed by botocore unless sign=False.
+            tamper=None, timeout: float = 30.0, service: str = "kms"):
+        """Send one request with http.client, SigV4-signed by botocore (for `service`) unless sign=False.
 
         `when` signs with that (naive UTC) time; `tamper(headers, body) -> (headers, body)` changes the
         request after signing. Returns (status, headers, parsed JSON or raw bytes)."""
@@ -327,10 +327,10 @@ class Server:
             ak, sk = self.credentials
             creds = Credentials(access_key or ak, secret_key or sk)
             if when is None:
-                SigV4Auth(creds, "kms", REGION).add_auth(req)
+                SigV4Auth(creds, service, REGION).add_auth(req)
             else:
                 with mock.patch.object(botocore.auth, "get_current_datetime", return_value=when):
-                    SigV4Auth(creds, "kms", REGION).add_auth(req)
+                    SigV4Auth(creds, service, REGION).add_auth(req)
         out_headers = {k: v for k, v in req.headers.items()}
         if tamper is not None:
             out_headers, body = tamper(out_headers, body)

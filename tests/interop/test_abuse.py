@@ -172,10 +172,13 @@ def test_a_trickled_request_head_is_cut_off_at_the_header_timeout(limited):
     legit_call_works(limited)
 
 
-def test_a_trickled_body_is_answered_408_at_the_body_timeout(limited):
+@pytest.mark.parametrize("protocol", ["kms", "iam"])
+def test_a_trickled_body_is_answered_408_at_the_body_timeout(limited, protocol):
+    """In the protocol the request speaks, known from its head: KMS's JSON, or IAM's XML for a form."""
     s = connect(limited)
-    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.1\r\n"
-              b"X-Amz-Target: TrentService.ListKeys\r\nContent-Length: 100\r\n\r\n{")
+    head = (b"Content-Type: application/x-amz-json-1.1\r\nX-Amz-Target: TrentService.ListKeys\r\n"
+            if protocol == "kms" else b"Content-Type: application/x-www-form-urlencoded\r\n")
+    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n" + head + b"Content-Length: 100\r\n\r\n{")
     started = time.monotonic()
     s.settimeout(0.2)
     reply = b""
@@ -188,8 +191,12 @@ def test_a_trickled_body_is_answered_408_at_the_body_timeout(limited):
         except OSError:
             break
     assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
-    body = reply.split(b"\r\n\r\n", 1)[1] + (read_response(s, 2) if b"}" not in reply else b"")
-    assert json.loads(body[:body.rindex(b"}") + 1])["__type"] == "RequestTimeoutException"
+    end = b"}" if protocol == "kms" else b"</ErrorResponse>"
+    body = reply.split(b"\r\n\r\n", 1)[1] + (read_response(s, 2) if end not in reply else b"")
+    if protocol == "kms":
+        assert json.loads(body[:body.rindex(b"}") + 1])["__type"] == "RequestTimeoutException"
+    else:
+        assert b"<Code>RequestTimeout</Code>" in body, body
     s.close()
     legit_call_works(limited)
 

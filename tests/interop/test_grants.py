@@ -124,9 +124,11 @@ def test_key_states(kms, new_key):
 
 
 def test_dry_run(kms, new_key):
+    """A dry run that would succeed is DryRunOperationException with HTTP 412, KMS's status for it."""
     key = new_key()["KeyId"]
-    with pytest.raises(kms.exceptions.DryRunOperationException):
+    with pytest.raises(kms.exceptions.DryRunOperationException) as e:
         kms.create_grant(KeyId=key, GranteePrincipal=ALICE, Operations=["Decrypt"], DryRun=True)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
     assert grant_ids(kms, key) == []
     out = kms.create_grant(KeyId=key, GranteePrincipal=ALICE, Operations=["Decrypt"])
     with pytest.raises(kms.exceptions.DryRunOperationException):
@@ -195,7 +197,9 @@ def test_create_grant_refusals_change_nothing(kms, refusal_key, case, change, na
     with pytest.raises(kms.exceptions.ClientError) as e:
         kms.create_grant(**args)
     assert error_code(e.value) == name, e.value
-    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    # A dry run that would succeed is 412 (KMS's status for DryRunOperationException), the rest 400.
+    status = 412 if name == "DryRunOperationException" else 400
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
     assert grant_ids(kms, key) == [kept]
 
 

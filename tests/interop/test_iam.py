@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from xml.etree import ElementTree
 
 import boto3
 import pytest
@@ -603,6 +605,172 @@ def test_awscli_simulate_principal_policy(server, iam):
                 "--context-entries", "ContextKeyName=kms:EncryptionContext:app,ContextKeyValues=web,ContextKeyType=string")
     assert r.returncode == 0, r.stderr
     assert decisions(json.loads(r.stdout)) == {("kms:Encrypt", "*"): "allowed", ("kms:Decrypt", "*"): "explicitDeny"}
+
+
+def test_simulate_pages_its_results(iam):
+    """As IAM: MaxItems (default 100) results a call, the rest behind Marker; botocore's paginator
+    follows it."""
+    name, _ = new_user(iam, SIMULATED)
+    arn = iam.get_user(UserName=name)["User"]["Arn"]
+    actions = ["kms:Encrypt", "kms:Decrypt", "kms:CreateKey"]
+    keys = [f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{unique('k')}" for _ in range(2)]
+    first = iam.simulate_principal_policy(PolicySourceArn=arn, ActionNames=actions, ResourceArns=keys, MaxItems=4)
+    assert first["IsTruncated"] is True and len(first["EvaluationResults"]) == 4
+    rest = iam.simulate_principal_policy(PolicySourceArn=arn, ActionNames=actions, ResourceArns=keys, MaxItems=4,
+                                         Marker=first["Marker"])
+    assert rest["IsTruncated"] is False and "Marker" not in rest
+    got = [(r["EvalActionName"], r["EvalResourceName"]) for r in first["EvaluationResults"] + rest["EvaluationResults"]]
+    assert got == [(a, k) for a in actions for k in keys]
+    pages = iam.get_paginator("simulate_principal_policy").paginate(
+        PolicySourceArn=arn, ActionNames=actions, ResourceArns=keys, PaginationConfig={"PageSize": 5})
+    assert [(r["EvalActionName"], r["EvalResourceName"]) for p in pages for r in p["EvaluationResults"]] == got
+    for kw in [{"MaxItems": 0}, {"MaxItems": 1001}, {"Marker": "6"}, {"Marker": "x"}]:
+        with pytest.raises(iam.exceptions.ClientError) as e:
+            iam.simulate_principal_policy(PolicySourceArn=arn, ActionNames=actions, ResourceArns=keys, **kw)
+        assert error_code(e.value) in ("ValidationError", "InvalidInput"), kw
+
+
+def long_wildcards(size):
+    """An identity policy of about `size` characters whose wildcards are slow to match a long key ARN:
+    `key/*aaaa…b` against `key/aaaa…a` backtracks at every position."""
+    stmt = {"Effect": "Deny", "Action": "*", "Resource": "arn:aws:kms:*:*:key/*" + "a" * 200 + "b"}
+    n = size // len(json.dumps(stmt))
+    return json.dumps({"Version": "2012-10-17", "Statement": [stmt] * n})
+
+
+def test_simulate_work_is_bounded(server, iam):
+    """100 actions on 100 long ARNs against long wildcards took 86 s of CPU in one call, kept running
+    past the request timeout and stalled every other request. Now each input document is held to a
+    managed policy's size, and a page ends once its work is spent: the call answers quickly, a page
+    at a time, and a KMS call beside it is served at once."""
+    arn = iam.get_user(UserName="admin")["User"]["Arn"]
+    too_big = long_wildcards(7000)
+    for kw in [{"PolicyInputList": [too_big]}, {"ResourcePolicy": too_big}]:
+        with pytest.raises(iam.exceptions.ClientError) as e:
+            iam.simulate_principal_policy(PolicySourceArn=arn, ActionNames=["kms:Encrypt"], **kw)
+        assert error_code(e.value) == "LimitExceeded", kw
+    actions = [f"kms:Action{i}" for i in range(100)]
+    keys = [f"arn:aws:kms:{REGION}:{ACCOUNT}:key/" + "a" * 400 + f"{i:03}" for i in range(100)]
+    worst = dict(PolicySourceArn=arn, ActionNames=actions, ResourceArns=keys, PolicyInputList=[long_wildcards(6000)])
+    kms = server.client()
+    result, lags = {}, []
+
+    def simulate():
+        t = time.monotonic()
+        result["out"] = iam.simulate_principal_policy(**worst)
+        result["took"] = time.monotonic() - t
+
+    th = threading.Thread(target=simulate)
+    th.start()
+    while th.is_alive():
+        t = time.monotonic()
+        kms.list_keys()
+        lags.append(time.monotonic() - t)
+    th.join()
+    out = result["out"]
+    assert result["took"] < 10, result["took"]
+    assert out["IsTruncated"] is True and 0 < len(out["EvaluationResults"]) < 100
+    assert {r["EvalDecision"] for r in out["EvaluationResults"]} == {"allowed"}
+    assert max(lags) < 2, lags
+    # The next page starts where this one ended.
+    more = iam.simulate_principal_policy(Marker=out["Marker"], MaxItems=1, **worst)
+    assert more["EvaluationResults"][0]["EvalResourceName"] == keys[len(out["EvaluationResults"]) % 100]
+
+
+def test_simulate_source_arn_must_be_the_entitys(server, iam):
+    """The call is authorized on PolicySourceArn, so the user or role found by its name must have
+    exactly that ARN, path included: a caller allowed to simulate `user/sandbox/*` cannot read the
+    permissions of `user/admins/x` by calling it `user/sandbox/x`."""
+    sandbox = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:SimulatePrincipalPolicy",
+         "Resource": [f"arn:aws:iam::{ACCOUNT}:user/sandbox/*", f"arn:aws:iam::{ACCOUNT}:role/sandbox/*"]}]}
+    _, key = new_user(iam, sandbox)
+    caller = as_user(server, key)
+    admin, _ = new_user(iam, ALLOW_ALL, Path="/admins/")
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": ACCOUNT}, "Action": "sts:AssumeRole"}]}
+    role = unique("r")
+    iam.create_role(RoleName=role, Path="/admins/", AssumeRolePolicyDocument=json.dumps(trust))
+    for kind, name in [("user", admin), ("role", role)]:
+        with pytest.raises(caller.exceptions.ClientError) as e:
+            caller.simulate_principal_policy(PolicySourceArn=f"arn:aws:iam::{ACCOUNT}:{kind}/sandbox/{name}",
+                                             ActionNames=["kms:Decrypt"])
+        assert error_code(e.value) == "NoSuchEntity", kind
+        # Its real ARN is not the caller's to simulate; the admin may, with the path.
+        with pytest.raises(caller.exceptions.ClientError) as e:
+            caller.simulate_principal_policy(PolicySourceArn=f"arn:aws:iam::{ACCOUNT}:{kind}/admins/{name}",
+                                             ActionNames=["kms:Decrypt"])
+        assert error_code(e.value) == "AccessDenied", kind
+        out = iam.simulate_principal_policy(PolicySourceArn=f"arn:aws:iam::{ACCOUNT}:{kind}/admins/{name}",
+                                            ActionNames=["kms:Decrypt"])
+        assert len(out["EvaluationResults"]) == 1
+    # A sandbox user of its own is the caller's to simulate.
+    mine = unique("s")
+    iam.create_user(UserName=mine, Path="/sandbox/")
+    out = caller.simulate_principal_policy(PolicySourceArn=f"arn:aws:iam::{ACCOUNT}:user/sandbox/{mine}",
+                                           ActionNames=["kms:Decrypt"])
+    assert decisions(out) == {("kms:Decrypt", "*"): "implicitDeny"}
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+
+
+def query(server, body: bytes):
+    """A signed IAM request with this form body: (status, body parsed as XML by the standard library)."""
+    status, _, raw = server.raw(None, body, service="iam", headers=FORM)
+    return status, ElementTree.fromstring(raw)
+
+
+def test_tags_and_descriptions_are_held_to_iams_patterns(server, iam):
+    """Tags and descriptions are stored and answered in XML: a character outside IAM's patterns
+    (U+FFFE is not even an XML character) is refused with ValidationError, and listings keep working."""
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": ACCOUNT}, "Action": "sts:AssumeRole"}]})
+    doc = json.dumps(ALLOW_ALL)
+    refused = [
+        lambda: iam.create_user(UserName=unique("u"), Tags=[{"Key": "k", "Value": "\ufffea\x01b<"}]),
+        lambda: iam.create_user(UserName=unique("u"), Tags=[{"Key": "bad<key", "Value": "v"}]),
+        lambda: iam.create_user(UserName=unique("u"), Tags=[{"Key": "", "Value": "v"}]),
+        lambda: iam.create_user(UserName=unique("u"), Tags=[{"Key": "k" * 129, "Value": "v"}]),
+        lambda: iam.create_user(UserName=unique("u"), Tags=[{"Key": "k", "Value": "v" * 257}]),
+        lambda: iam.create_role(RoleName=unique("r"), AssumeRolePolicyDocument=trust, Tags=[{"Key": "\x7f", "Value": ""}]),
+        lambda: iam.create_role(RoleName=unique("r"), AssumeRolePolicyDocument=trust, Description="\uffff"),
+        lambda: iam.create_role(RoleName=unique("r"), AssumeRolePolicyDocument=trust, Description="a\x0bb"),
+        lambda: iam.create_role(RoleName=unique("r"), AssumeRolePolicyDocument=trust, Description="d" * 1001),
+        lambda: iam.create_policy(PolicyName=unique("p"), PolicyDocument=doc, Description="A" * 5000),
+        lambda: iam.create_policy(PolicyName=unique("p"), PolicyDocument=doc, Description="\u0100"),
+    ]
+    for i, call in enumerate(refused):
+        with pytest.raises(iam.exceptions.ClientError) as e:
+            call()
+        assert error_code(e.value) == "ValidationError", i
+    # What the patterns allow is kept as given: letters, separators and digits of any script,
+    # `_.:/=+-@`, an empty value; descriptions of Latin-1 with tabs and line ends.
+    tags = [{"Key": "Ünïcode κλειδί 1", "Value": ""}, {"Key": "a_.:/=+-@", "Value": "値 ٣\u2003x"}]
+    name = unique("u")
+    iam.create_user(UserName=name, Tags=tags)
+    assert sorted(iam.get_user(UserName=name)["User"]["Tags"], key=lambda t: t["Key"]) == \
+        sorted(tags, key=lambda t: t["Key"])
+    description = "déjà vu\tline\r\nnext ÿ"
+    role = iam.create_role(RoleName=unique("r"), AssumeRolePolicyDocument=trust, Description=description)["Role"]
+    assert iam.get_role(RoleName=role["RoleName"])["Role"]["Description"] == description
+    policy = iam.create_policy(PolicyName=unique("p"), PolicyDocument=doc, Description="d" * 1000)["Policy"]
+    assert iam.get_policy(PolicyArn=policy["Arn"])["Policy"]["Description"] == "d" * 1000
+    assert name in user_names(iam)
+    assert role["RoleName"] in {r["RoleName"] for r in iam.list_roles()["Roles"]}
+
+
+def test_echoed_characters_give_well_formed_xml(server, iam):
+    """An error message that echoes what was sent stays well-formed XML whatever was sent: U+FFFF is
+    no XML character and used to reach the answer as it was."""
+    status, doc = query(server, b"Action=%EF%BF%BF&Version=2010-05-08")
+    ns = "{https://iam.amazonaws.com/doc/2010-05-08/}"
+    assert status == 400 and doc.find(f"{ns}Error/{ns}Code").text == "InvalidAction"
+    status, doc = query(server, b"Action=GetRole&Version=2010-05-08&RoleName=nope%EF%BF%BF%01")
+    assert status == 400 and doc.find(f"{ns}Error/{ns}Code").text == "ValidationError"
+    with pytest.raises(iam.exceptions.ClientError) as e:
+        iam.get_role(RoleName="nope\uffff")
+    assert error_code(e.value) == "ValidationError"
 
 
 def test_the_home_account_is_the_stores(tmp_path_factory):

@@ -13,6 +13,8 @@ Corpus format (one JSON object per line; lines starting with `#` are comments, b
   target        X-Amz-Target value, or null to send none (default TrentService.ListKeys)
   content_type  Content-Type value, or null to send none (default application/x-amz-json-1.1)
   headers       extra headers {name: value}, added before signing (signed when the name is signable)
+  repeat_headers  [[name, value], ...]: more headers added after `headers`, before signing, a name
+                that is already there included (SigV4 signs a repeated header's values joined by commas)
   body          request body as text, after placeholder expansion (see expand()); default "{}"
   body_b64      request body as base64 (for bytes that are not UTF-8); placeholders not expanded
   sign          how to sign (see sign_request()); default: a correct SigV4 signature of all headers
@@ -144,7 +146,8 @@ def sign_request(headers: list[tuple[str, str]], body: bytes, spec: dict, creds:
     these names are listed and signed), unsigned (list of header names present but left out of
     SignedHeaders), signature (upper|short|long|nonhex|zeros|empty|flip), authorization (a literal
     Authorization value; {ak} {scope} {signed} {sig} are filled in), drop_after (header names removed after
-    signing), set_after ({name: value} set after signing), body_after (text: body sent instead).
+    signing), set_after ({name: value} set after signing), body_after (text: body sent instead), query
+    (the canonical query string signed; the case's wire path must carry it).
     Returns (headers, body)."""
     if spec.get("none"):
         return headers, body
@@ -179,7 +182,8 @@ def sign_request(headers: list[tuple[str, str]], body: bytes, spec: dict, creds:
     for name in signed:
         vals = [" ".join(v.split()) for n, v in headers if n.lower() == name]
         canon_headers += f"{name}:{','.join(vals)}\n"
-    creq = "\n".join(["POST", "/", "", canon_headers, ";".join(signed), hashlib.sha256(body).hexdigest()])
+    creq = "\n".join(["POST", "/", spec.get("query", ""), canon_headers, ";".join(signed),
+                      hashlib.sha256(body).hexdigest()])
     sts = "\n".join(["AWS4-HMAC-SHA256", date_value, scope, hashlib.sha256(creq.encode()).hexdigest()])
     key = ("AWS4" + sk).encode()
     for part in (scope_date, region, service, terminator):
@@ -272,6 +276,8 @@ def run_case(server, env, case):
     if target is not None:
         headers.append(("X-Amz-Target", target))
     for n, v in case.get("headers", {}).items():
+        headers.append((n, v))
+    for n, v in case.get("repeat_headers", []):
         headers.append((n, v))
     if "body_b64" in case:
         body = base64.b64decode(case["body_b64"])

@@ -2,11 +2,17 @@
 failures, malformed requests and limits get AWS's 400 errors, never a 5xx."""
 
 import datetime
+import http.client
 import json
+import socket
+from xml.etree import ElementTree
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
-from conftest import error_type, unchanged
+from conftest import REGION, error_type, unchanged
 
 
 def utcnow():
@@ -218,3 +224,94 @@ def test_oversized_headers_are_refused_not_crashing(server):
         assert 400 <= status < 500, reply[:200]
     status, _, _ = server.raw("TrentService.ListKeys", {})
     assert status == 200
+
+
+# -- IAM and STS (the Query protocol) on the same endpoint ------------------------------------------
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+LIST_USERS = "Action=ListUsers&Version=2010-05-08"
+
+
+def query_code(body: bytes) -> str:
+    """The error code of a Query `<ErrorResponse>` (the body must be well-formed XML)."""
+    ns = "{https://iam.amazonaws.com/doc/2010-05-08/}"
+    return ElementTree.fromstring(body).find(f"{ns}Error/{ns}Code").text
+
+
+def signed_iam(server, method: str, query: str, body: bytes = b"", headers=None):
+    """A request signed by botocore for IAM with this query string and body: (status, body bytes)."""
+    req = AWSRequest(method=method, url=f"{server.endpoint}/?{query}" if query else server.endpoint + "/",
+                     data=body, headers=dict(headers or {}))
+    SigV4Auth(Credentials(*server.credentials), "iam", REGION).add_auth(req)
+    conn = http.client.HTTPConnection(*server.hostport(), timeout=30)
+    try:
+        conn.request(method, req.url[len(server.endpoint):], body=body or None, headers=dict(req.headers.items()))
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_query_requests_are_served_on_get_and_from_the_query_string(server):
+    """IAM takes its parameters from the query string too, on GET and on POST: answered as IAM does,
+    in XML (a signed GET used to get a JSON 404)."""
+    for method, headers in [("GET", {}), ("POST", FORM)]:
+        status, body = signed_iam(server, method, LIST_USERS, headers=headers)
+        assert status == 200, body
+        assert ElementTree.fromstring(body).tag.endswith("ListUsersResponse"), body
+    # Both at once: one list of parameters, each at most once.
+    status, body = signed_iam(server, "POST", "Action=ListUsers", b"Version=2010-05-08", FORM)
+    assert status == 200, body
+    status, body = signed_iam(server, "POST", LIST_USERS, b"Action=ListUsers", FORM)
+    assert status == 400 and query_code(body) == "InvalidInput", body
+    # Unsigned, it is still a Query request: MissingAuthenticationToken in XML.
+    conn = http.client.HTTPConnection(*server.hostport(), timeout=30)
+    conn.request("GET", "/?" + LIST_USERS)
+    resp = conn.getresponse()
+    assert resp.status == 403 and query_code(resp.read()) == "MissingAuthenticationToken"
+    conn.close()
+
+
+def test_query_body_failures_are_answered_in_xml(server):
+    """A body refused before it is parsed (too large, unreadable) is answered in the protocol the
+    request's head names: IAM's XML, not KMS's JSON."""
+    big = (LIST_USERS + "&X=" + "a" * 70_000).encode()
+    status, _, body = server.raw(None, big, service="iam", headers=FORM)
+    assert status == 413 and query_code(body) == "ValidationError", body
+    status, _, body = server.raw(None, big, sign=False, headers=FORM)
+    assert status == 413 and query_code(body) == "ValidationError", body
+    # A chunked body that is not chunked: unreadable.
+    s = socket.create_connection(server.hostport(), timeout=10)
+    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+              b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
+    reply = b""
+    while chunk := s.recv(65536):
+        reply += chunk
+    s.close()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), reply[:300]
+    assert query_code(body) == "InvalidQueryParameter", body
+
+
+def test_query_authentication_errors_carry_iams_statuses(server):
+    """IAM's common errors: IncompleteSignature is 400; a missing, unknown or wrong credential 403."""
+    ak, sk = server.credentials
+    incomplete = lambda h, b: ({**h, "Authorization": h["Authorization"].split(", Signature=")[0]}, b)  # noqa: E731
+    for kw, status, code in [
+        ({"tamper": incomplete}, 400, "IncompleteSignature"),
+        ({"secret_key": ("X" if sk[0] != "X" else "Y") + sk[1:]}, 403, "SignatureDoesNotMatch"),
+        ({"access_key": "AKIAUNKNOWNUNKNOWN00"}, 403, "InvalidClientTokenId"),
+        ({"sign": False}, 403, "MissingAuthenticationToken"),
+    ]:
+        got, _, body = server.raw(None, LIST_USERS, service="iam", headers=FORM, **kw)
+        assert (got, query_code(body)) == (status, code), (kw, body)
+
+
+def test_query_request_authenticated_two_ways_is_refused(server):
+    """A header-signed IAM request whose (signed) query string also carries presigned-URL parameters:
+    AWS refuses two authentication mechanisms rather than pick one; for IAM, SignatureDoesNotMatch."""
+    presign = "&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=x&X-Amz-Signature=00"
+    for method, headers in [("GET", {}), ("POST", FORM)]:
+        status, body = signed_iam(server, method, LIST_USERS + presign, headers=headers)
+        assert (status, query_code(body)) == (403, "SignatureDoesNotMatch"), body
+        assert b"Found both" in body

@@ -94,7 +94,10 @@ impl Params {
         })
     }
 
-    /// `Name.member.N.Key`/`Value` pairs (tags), in order of N.
+    /// `Name.member.N.Key`/`Value` pairs (tags), in order of N, each held to IAM's pattern: a key
+    /// of 1 to 128 and a value of at most 256 letters, separators, digits and `_.:/=+-@`
+    /// (`[\p{L}\p{Z}\p{N}_.:/=+\-@]`). Stored tags are answered in XML: a character IAM refuses
+    /// (U+FFFE, a control character) would break every listing of its entity.
     pub(crate) fn tags(&self, name: &str) -> Result<BTreeMap<String, String>, IamError> {
         let mut out = BTreeMap::new();
         for n in 1.. {
@@ -104,11 +107,9 @@ impl Params {
             let v = self
                 .get(&format!("{name}.member.{n}.Value"))
                 .unwrap_or_default();
-            if k.is_empty() || k.len() > 128 || v.len() > 256 {
-                return Err(IamError::Validation(format!(
-                    "The tag {k:?} is not valid: keys are 1 to 128 characters, values at most 256."
-                )));
-            }
+            let field = |member| format!("tags.{n}.member.{member}");
+            check_text(k, &field("key"), 1, 128, TAG_PATTERN, is_tag_char)?;
+            check_text(v, &field("value"), 0, 256, TAG_PATTERN_EMPTY, is_tag_char)?;
             if out.insert(k.to_string(), v.to_string()).is_some() {
                 return Err(IamError::InvalidInput(format!(
                     "Duplicate tag keys found. Please note that Tag keys are case insensitive: {k}"
@@ -122,6 +123,66 @@ impl Params {
         }
         Ok(out)
     }
+
+    /// `Description` (of a role, of a managed policy): at most 1000 characters of tab, line ends,
+    /// printable ASCII and U+00A1 to U+00FF, IAM's pattern.
+    pub(crate) fn description(&self) -> Result<Option<String>, IamError> {
+        let Some(d) = self.get("Description") else {
+            return Ok(None);
+        };
+        check_text(
+            d,
+            "description",
+            0,
+            1000,
+            DESCRIPTION_PATTERN,
+            |c| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{7e}' | '\u{a1}'..='\u{ff}'),
+        )?;
+        Ok(Some(d.to_owned()))
+    }
+}
+
+const TAG_PATTERN: &str = "[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]+";
+const TAG_PATTERN_EMPTY: &str = "[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*";
+const DESCRIPTION_PATTERN: &str = "[\\u0009\\u000A\\u000D\\u0020-\\u007E\\u00A1-\\u00FF]*";
+
+/// A character of IAM's tag pattern: a letter, a separator, a number (Unicode general categories
+/// L, Z, N) or one of `_.:/=+-@`.
+fn is_tag_char(c: char) -> bool {
+    use unicode_properties::{GeneralCategoryGroup as G, UnicodeGeneralCategory};
+    "_.:/=+-@".contains(c)
+        || matches!(
+            c.general_category_group(),
+            G::Letter | G::Separator | G::Number
+        )
+}
+
+/// Refuses `value` unless it has `min` to `max` characters, each one `allowed`, with AWS's
+/// wording (the length first, then the pattern).
+fn check_text(
+    value: &str,
+    field: &str,
+    min: usize,
+    max: usize,
+    pattern: &str,
+    allowed: impl Fn(char) -> bool,
+) -> Result<(), IamError> {
+    let len = value.chars().count();
+    if len < min || len > max {
+        return Err(IamError::constraint(
+            value,
+            field,
+            &format!("Member must have length less than or equal to {max} and greater than or equal to {min}"),
+        ));
+    }
+    if !value.chars().all(allowed) {
+        return Err(IamError::constraint(
+            value,
+            field,
+            &format!("Member must satisfy regular expression pattern: {pattern}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The request context of a call by `caller` for `action`: the principal's keys, the time, and the
@@ -275,6 +336,21 @@ impl Kms {
     }
 }
 
+/// `MaxItems`: 1 to 1000, 100 when absent, as every paged IAM action takes it.
+pub(crate) fn max_items(p: &Params) -> Result<usize, IamError> {
+    match p.get("MaxItems") {
+        None => Ok(100),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => Err(IamError::constraint(
+                s,
+                "maxItems",
+                "Member must have value between 1 and 1000",
+            )),
+        },
+    }
+}
+
 /// One page of `items` in the order of `key` (bytewise, whatever order the database's collation
 /// returned them in, so a marker means the same on SQLite and PostgreSQL): `Marker` is the key to
 /// start at, `MaxItems` 1 to 1000 (default 100). Returns the page and the next marker when truncated.
@@ -284,19 +360,7 @@ pub(crate) fn page<T>(
     p: &Params,
 ) -> Result<(Vec<T>, Option<String>), IamError> {
     items.sort_by_cached_key(|i| key(i));
-    let max = match p.get("MaxItems") {
-        None => 100,
-        Some(s) => match s.parse::<usize>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                return Err(IamError::constraint(
-                    s,
-                    "maxItems",
-                    "Member must have value between 1 and 1000",
-                ))
-            }
-        },
-    };
+    let max = max_items(p)?;
     let mut rest: Vec<T> = match p.get("Marker") {
         Some(m) => items.into_iter().filter(|i| key(i).as_str() >= m).collect(),
         None => items,

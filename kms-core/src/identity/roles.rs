@@ -43,17 +43,7 @@ impl Kms {
         check_name(name, "roleName", 64)?;
         let path = path_of(p)?;
         let trust = p.required("AssumeRolePolicyDocument")?;
-        let description = p.get("Description").map(str::to_owned);
-        if description
-            .as_ref()
-            .is_some_and(|d| d.chars().count() > 1000)
-        {
-            return Err(IamError::constraint(
-                "…",
-                "description",
-                "Member must have length less than or equal to 1000",
-            ));
-        }
+        let description = p.description()?;
         let max = match p.get("MaxSessionDuration") {
             None => 3600,
             Some(s) => match s.parse::<i64>() {

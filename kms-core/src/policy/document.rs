@@ -80,6 +80,8 @@ pub struct Policy {
     version: Version,
     id: Option<String>,
     statements: Vec<Statement>,
+    /// The length of the document it was parsed from, bytes (see [`Policy::size`]).
+    size: usize,
 }
 
 impl Policy {
@@ -165,6 +167,7 @@ impl Policy {
             version,
             id,
             statements,
+            size: text.len(),
         })
     }
 
@@ -181,6 +184,13 @@ impl Policy {
     /// The statements, in document order.
     pub fn statements(&self) -> &[Statement] {
         &self.statements
+    }
+
+    /// The length of the document, bytes: a bound on the patterns and values weighing one request
+    /// against it compares, so what a caller may ask to be evaluated can be bounded in advance
+    /// (SimulatePrincipalPolicy).
+    pub fn size(&self) -> usize {
+        self.size
     }
 }
 
