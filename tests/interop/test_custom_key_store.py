@@ -249,6 +249,19 @@ def test_wrong_password_and_missing_token_fail_the_connection(tmp_path, tokens):
     assert "custom key store connection failed" in s.stderr_text()
 
 
+def test_custom_key_stores_per_account_quota(tmp_path, tokens):
+    """AWS's resource quota (10 per account, lowered here to 2): the third is LimitExceededException."""
+    s = cks_server(tmp_path, tokens, extra_args=["--resource-quota", "custom-key-stores=2"]).start()
+    try:
+        kms = s.client()
+        new_store(kms, tokens)
+        new_store(kms, tokens, "store-b", OTHER_CLUSTER, OTHER_PIN)
+        expect("LimitExceededException", new_store, kms, tokens, "store-c", MISSING_CLUSTER, "whatever-pin")
+        assert len(kms.describe_custom_key_stores()["CustomKeyStores"]) == 2
+    finally:
+        s.stop()
+
+
 @pytest.mark.parametrize("store", STORES)
 def test_custom_key_stores_belong_to_an_account(tmp_path, tokens, store):
     """Another account neither sees nor touches a store: every operation on it is
