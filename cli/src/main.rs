@@ -282,16 +282,22 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) 
 /// The AWS SDK's request log, capped below trace (where it prints request bodies).
 const SDK_REQUEST_LOG: &str = "aws_smithy_runtime::client::orchestrator=debug";
 
+/// Whether `filter` can let a trace event through (so the AWS SDK's request log must be capped).
+fn reaches_trace(filter: &tracing_subscriber::EnvFilter) -> bool {
+    filter
+        .max_level_hint()
+        .is_none_or(|max| max >= tracing_subscriber::filter::LevelFilter::TRACE)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("ENVELOPE_LOG")
         .unwrap_or_else(|_| "info".into());
     // At trace level the AWS SDK logs every request it sends with its body: an Encrypt carries the
-    // data key. Whatever ENVELOPE_LOG asks, that target stops at debug. (Only when trace is asked
-    // for: a directive sets its target's level, so added always it would raise the SDK's request
-    // log to debug under the default `info`.)
-    let asks_trace =
-        std::env::var("ENVELOPE_LOG").is_ok_and(|v| v.to_ascii_lowercase().contains("trace"));
+    // data key. Whatever ENVELOPE_LOG asks, that target stops at debug. (Only when the filter can
+    // reach trace, however it says so: `trace`, `5`, a target with no level. A directive sets its
+    // target's level, so added always it would raise the SDK's request log to debug under `info`.)
+    let asks_trace = reaches_trace(&filter);
     let filter = match SDK_REQUEST_LOG.parse() {
         Ok(cap) if asks_trace => filter.add_directive(cap),
         _ => filter,
@@ -366,6 +372,29 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), CliError> {
     f.write_all(contents)
         .and_then(|()| f.sync_all())
         .map_err(io_err(format!("cannot write {}", path.display())))
+}
+
+/// A data directory file (the root key, the credentials) that others may read is narrowed to its
+/// owner (0600), with a warning, as the store and the audit log are.
+fn narrow_to_owner(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+                Ok(()) => {
+                    tracing::warn!(file = %path.display(), mode = format!("{mode:o}"), "the file was readable by others; narrowed to 0600")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "the file is readable by others and cannot be narrowed")
+                }
+            }
+        }
+    }
 }
 
 /// Key bytes as a key file or variable holds them: base64 text (surrounding whitespace ignored) or
@@ -587,6 +616,9 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         created_root,
         ..
     } = open(&args.store, true, Duration::from_secs(args.cache_ttl)).await?;
+    for name in ["root.key", "credentials", "config"] {
+        narrow_to_owner(&data_dir.join(name));
+    }
     let log =
         AuditLog::open(&data_dir.join("audit.log")).map_err(io_err("cannot open the audit log"))?;
     let mut kms = kms
@@ -789,6 +821,24 @@ async fn principal(cmd: PrincipalCommand) -> Result<(), CliError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_sdk_request_log_is_capped_however_trace_is_asked_for() {
+        let reaches = |f: &str| super::reaches_trace(&tracing_subscriber::EnvFilter::new(f));
+        for f in [
+            "trace",
+            "TRACE",
+            "5",
+            "aws_smithy_runtime",
+            "info,aws_smithy_runtime=trace",
+        ] {
+            assert!(reaches(f), "{f}");
+        }
+        for f in ["info", "debug", "warn,envelope=debug", "4"] {
+            assert!(!reaches(f), "{f}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -13,8 +13,17 @@ use zeroize::Zeroizing;
 
 /// Bytes that are a secret (a plaintext, a data key, random bytes that will become a key): zeroized
 /// on drop, redacted in `Debug`, base64 in JSON.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+/// In constant time (for equal lengths): a comparison of secrets must not tell how much matched.
+impl PartialEq for SecretBytes {
+    fn eq(&self, other: &Self) -> bool {
+        aws_lc_rs::constant_time::verify_slices_are_equal(&self.0, &other.0).is_ok()
+    }
+}
+
+impl Eq for SecretBytes {}
 
 impl SecretBytes {
     /// Takes ownership of `bytes` (zeroized from now on).

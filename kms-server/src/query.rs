@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use zeroize::Zeroizing;
 
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
@@ -60,8 +61,11 @@ fn form_of(parts: &Parts, body: &[u8]) -> zeroize::Zeroizing<Vec<u8>> {
     form
 }
 
-fn xml_response(status: StatusCode, body: String, request_id: &str) -> Response {
-    let mut r = (status, body).into_response();
+fn xml_response(status: StatusCode, body: Zeroizing<String>, request_id: &str) -> Response {
+    let mut body = body;
+    // The answer may carry a secret: served from the zeroizing buffer itself, never a copy.
+    let bytes = Zeroizing::new(std::mem::take(&mut *body).into_bytes());
+    let mut r = (status, crate::buffers::zeroizing_body(bytes)).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
     if let Ok(v) = HeaderValue::from_str(request_id) {
@@ -92,7 +96,7 @@ impl App {
             message,
             request_id,
         );
-        xml_response(status, body, request_id)
+        xml_response(status, Zeroizing::new(body), request_id)
     }
 
     fn iam_error(&self, service: QueryService, e: &IamError, request_id: &str) -> Response {
@@ -211,7 +215,7 @@ pub fn render(
     action: &str,
     outcome: &Result<Option<kms_core::identity::Value>, IamError>,
     request_id: &str,
-) -> (u16, String) {
+) -> (u16, Zeroizing<String>) {
     match outcome {
         Ok(result) => (
             200,
@@ -219,13 +223,13 @@ pub fn render(
         ),
         Err(e) => (
             e.status(),
-            xml::error(
+            Zeroizing::new(xml::error(
                 service.namespace(),
                 e.status() < 500,
                 e.code(),
                 &e.to_string(),
                 request_id,
-            ),
+            )),
         ),
     }
 }

@@ -402,12 +402,26 @@ impl SigningKeyCache {
             key: signing_key(secret, date, region, service),
         });
         if let Ok(mut map) = self.entries.write() {
+            // A signing key is good for its day only: entries of other days are dropped (and
+            // their secrets zeroized) as soon as another day's key is made, so no secret (a deleted
+            // access key's, an expired session's) stays cached much past its last use.
+            map.retain(|_, c| c.scope.split('/').next() == Some(date));
             if map.len() > 10_000 {
                 map.clear();
             }
             map.insert(access_key_id.to_string(), entry.clone());
         }
         entry
+    }
+
+    /// How many signing keys are cached.
+    pub fn len(&self) -> usize {
+        self.entries.read().map_or(0, |m| m.len())
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -532,5 +546,19 @@ mod tests {
         let mut v = String::new();
         push_canonical_header_value(&mut v, b"  a   b  ");
         assert_eq!(v, "a b");
+    }
+
+    #[test]
+    fn signing_keys_of_other_days_are_dropped_when_a_new_days_key_is_made() {
+        let cache = SigningKeyCache::default();
+        cache.get("AKIA1", b"s1", "20261204", "us-east-1", "kms");
+        cache.get("AKIA2", b"s2", "20261204", "us-east-1", "kms");
+        assert_eq!(cache.len(), 2);
+        cache.get("AKIA3", b"s3", "20261205", "us-east-1", "kms");
+        assert_eq!(cache.len(), 1);
+        // The same day keeps what it has; a changed secret replaces its entry.
+        cache.get("AKIA3", b"s3b", "20261205", "us-east-1", "kms");
+        cache.get("AKIA4", b"s4", "20261205", "us-east-1", "kms");
+        assert_eq!(cache.len(), 2);
     }
 }

@@ -3,13 +3,14 @@
 //! place here).
 
 use kms_core::identity::Value;
+use zeroize::Zeroizing;
 
 /// `text` as XML character data: `&`, `<`, `>`, `"` and `'` escaped, a carriage return as `&#xD;`
 /// (a parser would turn a literal one into a line feed). A character XML 1.0 cannot carry at all,
 /// even as a reference (a control character other than tab and line ends, U+FFFE, U+FFFF), becomes
 /// U+FFFD, visibly: input is checked so that nothing stored holds one, but an error message may echo
 /// a refused value, and one such character would make the whole answer unreadable.
-pub(crate) fn escape(text: &str, out: &mut String) {
+pub(crate) fn escape(text: &str, out: &mut impl Sink) {
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -30,12 +31,42 @@ fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{fffd}' | '\u{10000}'..)
 }
 
-fn element(name: &str, v: &Value, out: &mut String) {
+/// Where XML is written: a `String`, or a [`Count`] of the bytes it would take.
+pub(crate) trait Sink {
+    fn push_str(&mut self, s: &str);
+    fn push(&mut self, c: char);
+}
+
+impl Sink for String {
+    fn push_str(&mut self, s: &str) {
+        String::push_str(self, s);
+    }
+    fn push(&mut self, c: char) {
+        String::push(self, c);
+    }
+}
+
+/// The length of what would be written.
+#[derive(Default)]
+struct Count(usize);
+
+impl Sink for Count {
+    fn push_str(&mut self, s: &str) {
+        self.0 += s.len();
+    }
+    fn push(&mut self, c: char) {
+        self.0 += c.len_utf8();
+    }
+}
+
+fn element(name: &str, v: &Value, out: &mut impl Sink) {
     out.push('<');
     out.push_str(name);
     out.push('>');
     match v {
         Value::Text(t) => escape(t, out),
+        // Secrets are base64 or base64url text; one that were not UTF-8 is written as U+FFFDs.
+        Value::Secret(b) => escape(&String::from_utf8_lossy(b.expose()), out),
         Value::List(items) => {
             for item in items {
                 element("member", item, out);
@@ -52,24 +83,39 @@ fn element(name: &str, v: &Value, out: &mut String) {
     out.push('>');
 }
 
-/// `<ActionResponse xmlns=…><ActionResult>…</ActionResult><ResponseMetadata><RequestId>…`.
+/// `<ActionResponse xmlns=…><ActionResult>…</ActionResult><ResponseMetadata><RequestId>…`, in a
+/// buffer zeroized when dropped and allocated once at its final size (measured first), so a secret
+/// in the response (CreateAccessKey's, AssumeRole's) leaves no copy behind in freed memory.
 pub(crate) fn response(
     action: &str,
     namespace: &str,
     result: Option<&Value>,
     request_id: &str,
-) -> String {
-    let mut out = String::with_capacity(512);
+) -> Zeroizing<String> {
+    let mut count = Count::default();
+    write_response(action, namespace, result, request_id, &mut count);
+    let mut out = Zeroizing::new(String::with_capacity(count.0));
+    write_response(action, namespace, result, request_id, &mut *out);
+    debug_assert_eq!(out.len(), count.0);
+    out
+}
+
+fn write_response(
+    action: &str,
+    namespace: &str,
+    result: Option<&Value>,
+    request_id: &str,
+    out: &mut impl Sink,
+) {
     out.push_str(&format!("<{action}Response xmlns=\"{namespace}\">"));
     if let Some(r) = result {
-        element(&format!("{action}Result"), r, &mut out);
+        element(&format!("{action}Result"), r, out);
     }
     out.push_str("<ResponseMetadata><RequestId>");
-    escape(request_id, &mut out);
+    escape(request_id, out);
     out.push_str(&format!(
         "</RequestId></ResponseMetadata></{action}Response>"
     ));
-    out
 }
 
 /// `<ErrorResponse><Error><Type>Sender</Type><Code>…</Code><Message>…</Message></Error><RequestId>…`.
@@ -110,13 +156,13 @@ mod tests {
             ("IsTruncated", Value::Text("false".into())),
         ]);
         assert_eq!(
-            response("ListUsers", "ns", Some(&v), "r1"),
+            response("ListUsers", "ns", Some(&v), "r1").as_str(),
             "<ListUsersResponse xmlns=\"ns\"><ListUsersResult><Users><member><UserName>a&lt;&amp;&gt;&quot;&apos;\
              </UserName></member></Users><IsTruncated>false</IsTruncated></ListUsersResult><ResponseMetadata>\
              <RequestId>r1</RequestId></ResponseMetadata></ListUsersResponse>"
         );
         assert_eq!(
-            response("DeleteUser", "ns", None, "r2"),
+            response("DeleteUser", "ns", None, "r2").as_str(),
             "<DeleteUserResponse xmlns=\"ns\"><ResponseMetadata><RequestId>r2</RequestId></ResponseMetadata>\
              </DeleteUserResponse>"
         );
@@ -145,5 +191,29 @@ mod tests {
             escape(&c.to_string(), &mut one);
             one.chars().all(is_xml_char)
         }));
+    }
+
+    #[test]
+    fn a_secret_is_written_into_a_buffer_of_its_exact_size_and_never_debug_printed() {
+        let v = Value::Struct(vec![(
+            "Credentials",
+            Value::Struct(vec![
+                ("AccessKeyId", Value::Text("ASIAEXAMPLE".into())),
+                (
+                    "SecretAccessKey",
+                    Value::Secret(kms_core::SecretBytes::new(
+                        b"wJalr/K7MDENG+bPxRfiCY".to_vec(),
+                    )),
+                ),
+            ]),
+        )]);
+        let out = response("AssumeRole", "ns", Some(&v), "r3");
+        assert!(out.contains("<SecretAccessKey>wJalr/K7MDENG+bPxRfiCY</SecretAccessKey>"));
+        assert_eq!(
+            out.capacity(),
+            out.len(),
+            "allocated once, at its final size"
+        );
+        assert!(!format!("{v:?}").contains("wJalr"));
     }
 }

@@ -83,6 +83,16 @@ def test_data_dir_files_are_owner_only_whatever_the_umask(tmp_path):
         assert not wider, wider
     finally:
         s.stop()
+    # Files someone widened are narrowed again at the next start, with a warning.
+    for name in ("root.key", "credentials", "config", "audit.log", "envelope.db"):
+        (data / name).chmod(0o644)
+    s = Server(data).start()
+    try:
+        wider = {p.name: oct(mode(p)) for p in data.iterdir() if mode(p) != 0o600}
+        assert not wider, wider
+    finally:
+        s.stop()
+    assert "narrowed to 0600" in s.stderr_text()
 
 
 def test_restart_keeps_keys_and_credentials(tmp_path):

@@ -42,6 +42,9 @@ impl QueryService {
 pub enum Value {
     /// Text (numbers, booleans and timestamps as AWS writes them).
     Text(String),
+    /// Text that is a secret (a secret access key, a session token): zeroized when dropped and
+    /// redacted in `Debug`; the writer puts it in a response buffer that is zeroized too.
+    Secret(crate::SecretBytes),
     /// A list.
     List(Vec<Value>),
     /// A structure: members in order.
@@ -51,6 +54,10 @@ pub enum Value {
 impl Value {
     pub(crate) fn text(s: impl Into<String>) -> Value {
         Value::Text(s.into())
+    }
+
+    pub(crate) fn secret(s: &str) -> Value {
+        Value::Secret(crate::SecretBytes::new(s.as_bytes().to_vec()))
     }
 
     pub(crate) fn bool(b: bool) -> Value {

@@ -248,15 +248,15 @@ impl Kms {
             role_arn: role.arn(),
             session_name: session_name.to_string(),
         };
-        let token = token::seal(self.token_key().await?, &claims)?;
+        let token = Zeroizing::new(token::seal(self.token_key().await?, &claims)?);
         let session = session_principal(&claims);
         Ok(Some(Value::Struct(vec![
             (
                 "Credentials",
                 Value::Struct(vec![
                     ("AccessKeyId", Value::text(access_key_id)),
-                    ("SecretAccessKey", Value::text(secret.as_str())),
-                    ("SessionToken", Value::text(token)),
+                    ("SecretAccessKey", Value::secret(secret.as_str())),
+                    ("SessionToken", Value::secret(&token)),
                     ("Expiration", Value::time(claims.expires * 1000)),
                 ]),
             ),

@@ -25,7 +25,8 @@ const AAD: &[u8] = b"envelope/session-token/v1";
 const TAG_LEN: usize = 16;
 
 /// What a session token carries.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
+#[cfg_attr(test, derive(PartialEq, Eq))] // compared only by tests: a comparison of secrets would not be constant-time
 pub struct SessionClaims {
     /// Unix seconds after which the token is refused (ExpiredToken).
     pub expires: i64,

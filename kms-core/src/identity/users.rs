@@ -193,7 +193,7 @@ impl Kms {
         }
         self.access_key_created(&row.access_key_id).await;
         let mut m = key_value(&row, &u);
-        m.push(("SecretAccessKey", Value::text(secret.as_str())));
+        m.push(("SecretAccessKey", Value::secret(secret.as_str())));
         m.push(("CreateDate", Value::time(row.created_at)));
         Ok(Some(Value::Struct(vec![("AccessKey", Value::Struct(m))])))
     }

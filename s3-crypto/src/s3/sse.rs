@@ -86,11 +86,24 @@ impl SseKms {
 /// An SSE-C key (AES-256): the base64 key and the base64 MD5 of the key, as S3 wants them in
 /// `x-amz-server-side-encryption-customer-key` and `…-key-MD5`. Zeroized on drop; `Debug` shows
 /// only the key MD5, which identifies the key without revealing it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct SseCustomerKey {
     key_base64: Zeroizing<String>,
     key_md5: String,
 }
+
+/// In constant time (for equal lengths): comparing keys must not tell how much matched.
+impl PartialEq for SseCustomerKey {
+    fn eq(&self, other: &Self) -> bool {
+        aws_lc_rs::constant_time::verify_slices_are_equal(
+            self.key_base64.as_bytes(),
+            other.key_base64.as_bytes(),
+        )
+        .is_ok()
+    }
+}
+
+impl Eq for SseCustomerKey {}
 
 impl std::fmt::Debug for SseCustomerKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
