@@ -106,12 +106,7 @@ impl Kms {
     /// The account that holds key `id` (`None`: no such key). A key never changes account, so
     /// once read this is answered from memory.
     pub(super) async fn account_of_key(&self, id: &Uuid) -> Result<Option<Arc<str>>> {
-        let known = self
-            .cache
-            .key_accounts
-            .read()
-            .ok()
-            .and_then(|m| m.get(id).cloned());
+        let known = self.known_account(id);
         if known.is_some() {
             return Ok(known);
         }

@@ -343,16 +343,20 @@ impl Kms {
     /// A key's ARN, in the key's own account (a key never changes account: the account is learnt
     /// when the key's row is first read or written, and the caller's account stands in until then).
     fn arn(&self, id: &Uuid) -> String {
-        let account = self
-            .cache
-            .key_accounts
-            .read()
-            .ok()
-            .and_then(|m| m.get(id).cloned());
-        match account {
+        match self.known_account(id) {
             Some(a) => self.config.partition.key_arn_in(&a, id),
             None => self.config.partition.key_arn_in(&self.account(), id),
         }
+    }
+
+    /// The account of key `id`, if this node has read or written the key (a key never changes
+    /// account).
+    pub(super) fn known_account(&self, id: &Uuid) -> Option<Arc<str>> {
+        self.cache
+            .key_accounts
+            .read()
+            .ok()
+            .and_then(|m| m.get(id).cloned())
     }
 
     /// Remembers the account of a key whose row was read or written.
