@@ -189,6 +189,19 @@ async fn another_account_cannot_point_an_alias_at_a_key_it_does_not_own() {
     assert_eq!(d["KeyMetadata"]["Arn"], own);
     let listed = call(&kms, &other, "ListAliases", json!({})).await.unwrap();
     assert_eq!(listed["Aliases"].as_array().unwrap().len(), 1, "{listed}");
+    // An alias an earlier version let OTHER point at the home key is OTHER's to delete.
+    kms.store()
+        .create_alias(OTHER, "alias/stale", &uuid, 0, 50)
+        .await
+        .unwrap();
+    call(
+        &kms,
+        &other,
+        "DeleteAlias",
+        json!({"AliasName": "alias/stale"}),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -439,7 +452,8 @@ async fn retire_grant_tells_another_account_nothing_about_its_keys_or_grants() {
         .await
         .unwrap();
     assert_eq!(listed["Grants"].as_array().unwrap().len(), 1);
-    // Its own account's refusals stay as they were: a missing grant is NotFoundException.
+    // Its own account's refusals stay as they were: a missing grant is NotFoundException, also for
+    // a retiring principal with no other right retrying a retirement that went through.
     let r = call(
         &kms,
         &home,
@@ -448,6 +462,28 @@ async fn retire_grant_tells_another_account_nothing_about_its_keys_or_grants() {
     )
     .await;
     assert_eq!(code(r), "NotFoundException");
+    kms.create_principal_in(HOME, "carol", None, InitialPolicy::None)
+        .await
+        .unwrap();
+    let carol_arn = format!("arn:aws:iam::{HOME}:user/carol");
+    let carol = as_(kms.principal_named(&carol_arn).await.unwrap());
+    let g = call(
+        &kms,
+        &home,
+        "CreateGrant",
+        json!({"KeyId": arn, "GranteePrincipal": alice,
+        "RetiringPrincipal": carol_arn, "Operations": ["Decrypt"]}),
+    )
+    .await
+    .unwrap();
+    let retire = json!({"KeyId": arn, "GrantId": g["GrantId"]});
+    call(&kms, &carol, "RetireGrant", retire.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        code(call(&kms, &carol, "RetireGrant", retire).await),
+        "NotFoundException"
+    );
 }
 
 #[tokio::test]

@@ -29,13 +29,22 @@ const MAX_CLIENTS: usize = 65_536;
 #[derive(Debug)]
 pub(crate) struct AuthFailures {
     longest: Duration,
-    clients: Mutex<HashMap<IpAddr, Recent>>,
+    clients: Mutex<Clients>,
+}
+
+#[derive(Debug, Default)]
+struct Clients {
+    by_address: HashMap<IpAddr, Recent>,
+    /// When the full table was last swept of addresses whose window has passed (at most once a
+    /// second, so a flood of new addresses cannot make every failure a sweep).
+    swept: Option<Instant>,
 }
 
 #[derive(Debug)]
 struct Recent {
     failures: u32,
-    last: Instant,
+    /// When this address's current window began: its failures count from here for [`WINDOW`].
+    since: Instant,
 }
 
 impl AuthFailures {
@@ -43,7 +52,7 @@ impl AuthFailures {
     pub(crate) fn new(longest: Duration) -> Self {
         Self {
             longest,
-            clients: Mutex::new(HashMap::new()),
+            clients: Mutex::new(Clients::default()),
         }
     }
 
@@ -57,21 +66,32 @@ impl AuthFailures {
         let Ok(mut clients) = self.clients.lock() else {
             return self.longest;
         };
-        if clients.len() >= MAX_CLIENTS && !clients.contains_key(&client) {
-            clients.retain(|_, r| now.duration_since(r.last) < WINDOW);
-            if clients.len() >= MAX_CLIENTS {
+        let clients = &mut *clients;
+        if clients.by_address.len() >= MAX_CLIENTS && !clients.by_address.contains_key(&client) {
+            let may_sweep = clients
+                .swept
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+            if may_sweep {
+                clients.swept = Some(now);
+                clients
+                    .by_address
+                    .retain(|_, r| now.duration_since(r.since) < WINDOW);
+            }
+            if clients.by_address.len() >= MAX_CLIENTS {
                 return self.longest;
             }
         }
-        let recent = clients.entry(client).or_insert(Recent {
+        let recent = clients.by_address.entry(client).or_insert(Recent {
             failures: 0,
-            last: now,
+            since: now,
         });
-        if now.duration_since(recent.last) >= WINDOW {
+        // A fixed window: a client failing now and then (an expired key in a cron job) starts a
+        // new count each minute, whatever the gaps between its failures.
+        if now.duration_since(recent.since) >= WINDOW {
             recent.failures = 0;
+            recent.since = now;
         }
         recent.failures = recent.failures.saturating_add(1);
-        recent.last = now;
         delay_after(recent.failures, self.longest)
     }
 }
@@ -150,11 +170,21 @@ mod tests {
         let t = AuthFailures::new(SECOND);
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let long_ago = Instant::now().checked_sub(WINDOW).unwrap();
-        t.clients.lock().unwrap().insert(
+        t.clients.lock().unwrap().by_address.insert(
             ip,
             Recent {
                 failures: 100,
-                last: long_ago,
+                since: long_ago,
+            },
+        );
+        assert!(t.failed(Some(ip)).is_zero());
+        // Failures spread out: a window that began a minute ago is over, however recent the last.
+        let a_while_ago = Instant::now().checked_sub(WINDOW / 2).unwrap();
+        t.clients.lock().unwrap().by_address.insert(
+            ip,
+            Recent {
+                failures: 100,
+                since: long_ago.min(a_while_ago),
             },
         );
         assert!(t.failed(Some(ip)).is_zero());
@@ -167,11 +197,11 @@ mod tests {
             let mut clients = t.clients.lock().unwrap();
             let now = Instant::now();
             for i in 0..MAX_CLIENTS as u32 {
-                clients.insert(
+                clients.by_address.insert(
                     IpAddr::V4(std::net::Ipv4Addr::from(i)),
                     Recent {
                         failures: 1,
-                        last: now,
+                        since: now,
                     },
                 );
             }

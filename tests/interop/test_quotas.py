@@ -37,6 +37,9 @@ def test_aliases_per_key(small):
     kms.create_alias(AliasName="alias/b0", TargetKeyId=b)
     with pytest.raises(kms.exceptions.LimitExceededException):
         kms.create_alias(AliasName="alias/a-extra", TargetKeyId=a)
+    # A name already taken is AlreadyExists first, as without the quota.
+    with pytest.raises(kms.exceptions.AlreadyExistsException):
+        kms.create_alias(AliasName="alias/a0", TargetKeyId=a)
     # Repointing an alias at a key that is full is refused too, and leaves the alias where it was.
     with pytest.raises(kms.exceptions.ClientError) as e:
         kms.update_alias(AliasName="alias/b0", TargetKeyId=a)

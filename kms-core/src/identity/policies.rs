@@ -268,7 +268,7 @@ impl Kms {
         check_name(name, "policyName", 128)?;
         let path = path_of(p)?;
         let document = p.required("PolicyDocument")?;
-        let description = p.description()?;
+        let description = p.policy_description()?;
         let account = &caller.principal.account;
         let arn = iam_arn(account, "policy", &path, name);
         self.authorize_iam(caller, "iam:CreatePolicy", &arn, None, None)

@@ -147,6 +147,23 @@ impl Params {
         )?;
         Ok(Some(d.to_owned()))
     }
+
+    /// A managed policy's `Description`: IAM holds it to 1000 characters and no pattern (a role's
+    /// has one, [`description`](Self::description)); only what XML cannot carry is refused.
+    pub(crate) fn policy_description(&self) -> Result<Option<String>, IamError> {
+        let Some(d) = self.get("Description") else {
+            return Ok(None);
+        };
+        check_text(
+            d,
+            "description",
+            0,
+            1000,
+            "[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F]*",
+            |c| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{fffd}' | '\u{10000}'..),
+        )?;
+        Ok(Some(d.to_owned()))
+    }
 }
 
 const TAG_PATTERN: &str = "[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]+";

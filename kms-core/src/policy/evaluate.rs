@@ -96,7 +96,11 @@ impl GrantConstraints {
         let equals = self
             .encryption_context_equals
             .as_ref()
-            .is_none_or(|want| want.len() == ec.len() && holds_all(ec, want));
+            // Both ways: with keys compared whatever their case, two constraint keys differing
+            // only in case could both match one pair and leave another pair unchecked.
+            .is_none_or(|want| {
+                want.len() == ec.len() && holds_all(ec, want) && holds_all(want, ec)
+            });
         subset && equals
     }
 

@@ -593,13 +593,21 @@ impl Kms {
                 .await?;
             if action != "kms:CreateAlias" {
                 if let Ok(current) = self.alias_key(&account, name, false).await {
-                    self.authorize_on_key(
-                        action,
-                        &current.to_string(),
-                        Accepts::KeyOnly,
-                        &NoConditions,
-                    )
-                    .await?;
+                    // An alias an earlier version let point at another account's key is its own
+                    // account's to repoint or delete: that key's policy is not asked.
+                    let foreign = self
+                        .key_auth(&current)
+                        .await?
+                        .is_some_and(|a| a.account != account);
+                    if !foreign {
+                        self.authorize_on_key(
+                            action,
+                            &current.to_string(),
+                            Accepts::KeyOnly,
+                            &NoConditions,
+                        )
+                        .await?;
+                    }
                 }
             }
         }

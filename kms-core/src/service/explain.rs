@@ -56,9 +56,10 @@ impl Kms {
                     .role_by_name(&p.account, role)
                     .await?
                     .ok_or_else(unknown)?;
-                Ok(Principal::assumed_role(
-                    &p.account, role, session, &r.role_id,
-                ))
+                // As its sessions are: with the role's tags (aws:PrincipalTag/…).
+                let mut session = Principal::assumed_role(&p.account, role, session, &r.role_id);
+                session.tags = r.tags;
+                Ok(session)
             }
             _ => Ok(p),
         }

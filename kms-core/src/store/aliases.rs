@@ -32,7 +32,14 @@ impl Store {
         .execute(&self.pool)
         .await
         {
-            Ok(r) if r.rows_affected() == 0 => Err(aliases_full(key, max_per_key)),
+            // Nothing inserted: the name is taken (AlreadyExists comes first, as without the
+            // quota) or the key is full.
+            Ok(r) if r.rows_affected() == 0 => match self.get_alias(account, name).await? {
+                Some(_) => Err(KmsError::AlreadyExists(format!(
+                    "An alias with the name {name} already exists"
+                ))),
+                None => Err(aliases_full(key, max_per_key)),
+            },
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => Err(KmsError::AlreadyExists(format!(
                 "An alias with the name {name} already exists"

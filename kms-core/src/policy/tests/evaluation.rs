@@ -428,6 +428,16 @@ fn grants_with_constraints() {
     let g = std::slice::from_ref(&equals);
     assert!(decide_with_grants(&with(&[("Dept", "IT")]), Some(&kp), &[], g).is_allowed());
     assert!(decide_with_grants(&with(&[("DEPT", "IT")]), Some(&kp), &[], g).is_allowed());
+    // Keys that differ only in case cannot both be matched by one pair of the request.
+    let twice = grant(Some(GrantConstraints {
+        encryption_context_subset: None,
+        encryption_context_equals: Some(ec(&[("Dept", "IT"), ("dept", "IT")])),
+    }));
+    let t = std::slice::from_ref(&twice);
+    assert!(
+        !decide_with_grants(&with(&[("Dept", "IT"), ("Other", "x")]), Some(&kp), &[], t)
+            .is_allowed()
+    );
     assert!(!decide_with_grants(&with(&[("Dept", "It")]), Some(&kp), &[], g).is_allowed());
     assert!(
         !decide_with_grants(&with(&[("Dept", "IT"), ("Extra", "1")]), Some(&kp), &[], g)

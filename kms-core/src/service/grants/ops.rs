@@ -320,6 +320,11 @@ impl Kms {
         // whether it exists: without the grant, only the key policy and identity policies count.
         let grant = match self.grant_on_key(&key_id, &grant_id).await {
             Ok(g) => Some(g),
+            // In the key's own account a missing grant is NotFoundException, as before (a retry
+            // of a retirement that went through must see that); only another account learns nothing.
+            Err(e @ KmsError::NotFound(_)) if auth.account == caller.principal.account => {
+                return Err(e)
+            }
             Err(KmsError::NotFound(_)) => None,
             Err(e) => return Err(e),
         };
