@@ -280,7 +280,12 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) 
 }
 
 /// The AWS SDK's request log, capped below trace (where it prints request bodies).
-const SDK_REQUEST_LOG: &str = "aws_smithy_runtime::client::orchestrator=debug";
+/// The AWS SDK's targets that print requests at trace: the orchestrator (bodies: an Encrypt carries
+/// the data key) and the SigV4 signer (headers: an SSE-C request carries the customer key).
+const SDK_REQUEST_LOGS: [&str; 2] = [
+    "aws_smithy_runtime::client::orchestrator=debug",
+    "aws_sigv4=debug",
+];
 
 /// Whether `filter` can let a trace event through (so the AWS SDK's request log must be capped).
 fn reaches_trace(filter: &tracing_subscriber::EnvFilter) -> bool {
@@ -293,15 +298,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("ENVELOPE_LOG")
         .unwrap_or_else(|_| "info".into());
-    // At trace level the AWS SDK logs every request it sends with its body: an Encrypt carries the
-    // data key. Whatever ENVELOPE_LOG asks, that target stops at debug. (Only when the filter can
+    // At trace level the AWS SDK logs every request it sends with its body and headers: an Encrypt
+    // carries the data key, an SSE-C request the customer key. Whatever ENVELOPE_LOG asks, those
+    // targets stop at debug. (Only when the filter can
     // reach trace, however it says so: `trace`, `5`, a target with no level. A directive sets its
     // target's level, so added always it would raise the SDK's request log to debug under `info`.)
     let asks_trace = reaches_trace(&filter);
-    let filter = match SDK_REQUEST_LOG.parse() {
-        Ok(cap) if asks_trace => filter.add_directive(cap),
-        _ => filter,
-    };
+    let mut filter = filter;
+    if asks_trace {
+        for cap in SDK_REQUEST_LOGS.iter().filter_map(|d| d.parse().ok()) {
+            filter = filter.add_directive(cap);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -277,9 +277,16 @@ async fn multipart_layout(
     } else {
         part_len(2).await?
     };
+    layout_fits(parts, first, size, total)
+}
+
+/// Whether `parts` parts, the first of `first` bytes and the others of `size` but the last (at most
+/// `size`), make `total`. The count comes from the ETag and the sizes from HEAD: a hostile store's
+/// numbers must not overflow (no layout then, so no check against it).
+fn layout_fits(parts: u32, first: u64, size: u64, total: u64) -> Option<(u64, u64)> {
     let n = u64::from(parts);
-    let before_last = first + (n - 2) * size;
-    (first > 0 && size > 0 && before_last < total && total <= before_last + size)
+    let before_last = n.checked_sub(2)?.checked_mul(size)?.checked_add(first)?;
+    (first > 0 && size > 0 && before_last < total && total <= before_last.checked_add(size)?)
         .then_some((first, size))
 }
 
@@ -406,6 +413,18 @@ fn parse_etag(etag: &str) -> Option<([u8; 16], Option<u32>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hostile_part_count_or_size_gives_no_layout_instead_of_overflowing() {
+        let mib = 1 << 20;
+        assert_eq!(
+            layout_fits(3, 5 * mib, 5 * mib, 12 * mib),
+            Some((5 * mib, 5 * mib))
+        );
+        assert_eq!(layout_fits(3, 5 * mib, 5 * mib, 16 * mib), None);
+        assert_eq!(layout_fits(4_000_000_000, 5 * mib, 1 << 40, 100), None);
+        assert_eq!(layout_fits(u32::MAX, u64::MAX, u64::MAX, u64::MAX), None);
+    }
 
     #[test]
     fn md5_and_multipart_etags_are_recognised() {
