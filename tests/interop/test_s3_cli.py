@@ -975,6 +975,37 @@ def test_an_upload_whose_object_put_fails_after_its_instruction_file_puts_the_ol
     assert read_back(store, env, kms_key, tmp_path, key, "v3") == old
 
 
+def test_an_instruction_file_upload_that_cannot_read_the_file_it_would_replace_writes_nothing(
+        store, s3, env, kms_key, tmp_path):
+    """An existing instruction file this caller cannot read (here: stored under another SSE-C key)
+    could not be put back if the upload failed, leaving the old object unreadable: the upload is
+    refused before anything is written, and the old object stays as it was."""
+    sse_a, sse_b = tmp_path / "a.key", tmp_path / "b.key"
+    for f in (sse_a, sse_b):
+        raw = os.urandom(32)
+        secrets_scan.add(raw, "SSE-C key")
+        f.write_bytes(base64.b64encode(raw))
+    old = tmp_path / "old"
+    old.write_bytes(os.urandom(2000))
+    key = fresh_key("unreadable-instruction")
+    envelope(["s3", "cp", str(old), url(store, key), "--key", kms_key, "--format", "v3", "--instruction-file",
+              "--sse", "c", "--sse-c-key-file", str(sse_a), "-q", *conn(store)], env)
+    etag = s3.head_object(Bucket=store["BUCKET"], Key=key, SSECustomerAlgorithm="AES256",
+                          SSECustomerKey=base64.b64decode(sse_a.read_bytes()))["ETag"]
+    new = tmp_path / "new"
+    new.write_bytes(os.urandom(1000))
+    p = envelope(["s3", "cp", str(new), url(store, key), "--key", kms_key, "--format", "v3", "--instruction-file",
+                  "--sse", "c", "--sse-c-key-file", str(sse_b), *conn(store)], env, ok=False)
+    err = p.stderr.decode()
+    assert p.returncode == 1 and "cannot be read" in err and "nothing was written" in err, err
+    assert s3.head_object(Bucket=store["BUCKET"], Key=key, SSECustomerAlgorithm="AES256",
+                          SSECustomerKey=base64.b64decode(sse_a.read_bytes()))["ETag"] == etag
+    out = tmp_path / "out"
+    envelope(["s3", "cp", url(store, key), str(out), "--key", kms_key, "--sse-c-key-file", str(sse_a), "-q",
+              *conn(store)], env)
+    assert out.read_bytes() == old.read_bytes()
+
+
 @pytest.mark.parametrize("fmt,extra", [("framed", []), ("v3", []), ("v3", ["--instruction-file"])],
                          ids=["framed", "v3", "v3-instruction-file"])
 def test_an_interrupted_upload_over_an_object_leaves_the_old_one_readable(store, s3, env, kms_key, tmp_path, fmt,

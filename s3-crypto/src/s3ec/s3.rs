@@ -136,7 +136,7 @@ async fn put_encrypted<R: AsyncRead + Unpin>(
     // What an instruction file written before the object replaces, to put back if the object then
     // does not appear (so that an existing object stays readable with its own file).
     let previous = match &instruction_file {
-        Some(_) => Some(previous_instruction_file(client, bucket, key, options).await),
+        Some(_) => Some(previous_instruction_file(client, bucket, key, options).await?),
         None => None,
     };
     let before_commit =
@@ -215,27 +215,36 @@ enum PreviousInstructionFile {
     Absent,
     /// Its body (an instruction file is at most [`MAX_INSTRUCTION_FILE_LEN`] bytes).
     Body(Vec<u8>),
-    /// It could not be read (another SSE-C key, no permission, too long): it cannot be put back.
-    Unreadable,
 }
 
+/// The instruction file a put is about to replace. One that exists but cannot be read (another
+/// SSE-C key, no permission to read it, longer than an instruction file may be) refuses the put
+/// before anything is written: were the upload then to fail, it could not be put back, and the
+/// object it belongs to would be left unreadable.
 async fn previous_instruction_file(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     options: &PutOptions,
-) -> PreviousInstructionFile {
+) -> Result<PreviousInstructionFile> {
     let instruction_key = format!("{key}{INSTRUCTION_FILE_SUFFIX}");
+    let unreadable = |e: Error| Error::S3 {
+        operation: "GetObject",
+        message: format!(
+            "the existing instruction file {instruction_key} cannot be read ({e}): an upload that \
+             failed after replacing it could not put it back, and the object it belongs to would \
+             be left unreadable, so nothing was written; delete it first, or upload without \
+             --instruction-file"
+        ),
+    };
     match get_object_with(client, bucket, &instruction_key, options.sse_c()).await {
-        Ok(None) => PreviousInstructionFile::Absent,
-        Ok(Some(object)) => match object
+        Ok(None) => Ok(PreviousInstructionFile::Absent),
+        Ok(Some(object)) => object
             .read_all_limited(MAX_INSTRUCTION_FILE_LEN, "an instruction file")
             .await
-        {
-            Ok(body) => PreviousInstructionFile::Body(body),
-            Err(_) => PreviousInstructionFile::Unreadable,
-        },
-        Err(_) => PreviousInstructionFile::Unreadable,
+            .map(PreviousInstructionFile::Body)
+            .map_err(unreadable),
+        Err(e) => Err(unreadable(e)),
     }
 }
 
@@ -249,7 +258,6 @@ async fn restore_instruction_file(
 ) -> Result<()> {
     let instruction_key = format!("{key}{INSTRUCTION_FILE_SUFFIX}");
     match previous {
-        PreviousInstructionFile::Unreadable => Ok(()),
         PreviousInstructionFile::Body(body) => {
             let marker = [(INSTRUCTION_FILE_MARKER.to_owned(), String::new())].into();
             put_object_with(client, bucket, &instruction_key, body, &marker, options).await?;
