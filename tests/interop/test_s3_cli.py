@@ -975,6 +975,25 @@ def test_an_upload_whose_object_put_fails_after_its_instruction_file_puts_the_ol
     assert read_back(store, env, kms_key, tmp_path, key, "v3") == old
 
 
+@pytest.mark.parametrize("size", [1000, 6 * MIB + 5], ids=["put", "multipart"])
+def test_an_upload_whose_commit_landed_but_whose_answer_was_lost_keeps_the_new_object(
+        store, s3, env, kms_key, tmp_path, size):
+    """The object's PutObject (or CompleteMultipartUpload) reaches the store and is done, but every answer
+    to it comes back as a 500 (a 5xx after the store acted, an answer lost on the way). Putting the old
+    instruction file back would leave the new object with the old one's key material, readable by
+    neither: the client finds the object changed, keeps the new instruction file, and the upload went
+    through."""
+    old = os.urandom(300_000)
+    key = upload_small(store, env, kms_key, tmp_path, "v3", "lost-answer", old, ["--instruction-file"])
+    new = tmp_path / "new"
+    new.write_bytes(os.urandom(size))
+    p = envelope(["s3", "cp", str(new), url(store, key), "--key", kms_key, "--format", "v3", "--instruction-file",
+                  "--part-size", "5MiB", *conn(store)], dict(env, ENVELOPE_TEST_LOSE_ANSWERS="100"), ok=False)
+    assert p.returncode == 0, p.stderr.decode()
+    assert read_back(store, env, kms_key, tmp_path, key, "v3") == new.read_bytes()
+    assert s3.list_multipart_uploads(Bucket=store["BUCKET"], Prefix=key).get("Uploads", []) == []
+
+
 def test_an_instruction_file_upload_that_cannot_read_the_file_it_would_replace_writes_nothing(
         store, s3, env, kms_key, tmp_path):
     """An existing instruction file this caller cannot read (here: stored under another SSE-C key)

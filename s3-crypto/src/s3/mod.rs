@@ -58,8 +58,8 @@ pub use multipart::{MultipartUpload, PartUpload};
 use sse::apply_sse;
 pub use sse::{ServerSideEncryption, SseCustomerKey, SseKms};
 pub use tokio_util::sync::CancellationToken;
-pub(crate) use upload::upload_stream;
 pub use upload::{part_size_for, put_stream};
+pub(crate) use upload::{upload_stream, Undone};
 
 /// How many times a request is sent, by default, when the store reports a digest mismatch or a
 /// transient failure.

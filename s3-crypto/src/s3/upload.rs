@@ -69,7 +69,7 @@ pub async fn put_stream<R: AsyncRead + Unpin>(
         false,
         None::<fn(&[u8], bool, &mut Vec<u8>) -> Result<()>>,
         None::<std::future::Ready<Result<()>>>,
-        None::<std::future::Ready<Result<()>>>,
+        None::<std::future::Ready<Result<Undone>>>,
     )
     .await
 }
@@ -81,8 +81,10 @@ pub async fn put_stream<R: AsyncRead + Unpin>(
 /// object appears (the PutObject, or the CompleteMultipartUpload): an upload that fails or is
 /// cancelled before then has not run it (an instruction file is written there, so that a failed
 /// upload over an object leaves that object's instruction file, and the object, as they were).
-/// `undo_commit` runs when `before_commit` ran but the object then did not appear (the PutObject
-/// or the CompleteMultipartUpload failed): it puts back what `before_commit` replaced.
+/// `undo_commit` runs when `before_commit` ran and the PutObject or CompleteMultipartUpload then
+/// answered an error: it finds whether the object appeared all the same (a 5xx after the store
+/// acted, an answer lost on the way back) and, only if it did not, puts back what `before_commit`
+/// replaced. When it did, the upload went through and is answered as such.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn upload_stream<R, T, C, U>(
     client: &aws_sdk_s3::Client,
@@ -100,7 +102,7 @@ where
     R: AsyncRead + Unpin,
     T: FnMut(&[u8], bool, &mut Vec<u8>) -> Result<()>,
     C: std::future::Future<Output = Result<()>>,
-    U: std::future::Future<Output = Result<()>>,
+    U: std::future::Future<Output = Result<Undone>>,
 {
     let mut before_commit = before_commit.map(Box::pin);
     let mut undo_commit = undo_commit;
@@ -130,8 +132,15 @@ where
                 commit_ran = true;
                 commit.await?;
             }
-            put_object_with(client, bucket, key, body, metadata, options).await?;
-            return Ok(Err(n));
+            match put_object_with(client, bucket, key, body, metadata, options).await {
+                Ok(_) => return Ok(Err(n)),
+                // The object may be there all the same: then the upload went through.
+                Err(e) if commit_ran => {
+                    undone(e, undo_commit.take()).await?;
+                    return Ok(Err(n));
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok::<Result<(Vec<u8>, Option<u8>), u64>, Error>(Ok((
             first,
@@ -147,7 +156,16 @@ where
     let (first, carry) = match outcome {
         Ok(Err(done)) => return Ok(done),
         Ok(Ok(multipart)) => multipart,
-        Err(e) if commit_ran => return Err(undone(e, undo_commit.take()).await),
+        Err(e) if commit_ran => {
+            return Err(match undone(e, undo_commit.take()).await {
+                // Only a PutObject error can find the object written, and it returns above.
+                Ok(()) => Error::S3 {
+                    operation: "PutObject",
+                    message: "the upload's outcome is unknown".into(),
+                },
+                Err(e) => e,
+            });
+        }
         Err(e) => return Err(e),
     };
     let mut upload = MultipartUpload::create_with(client, bucket, key, metadata, options).await?;
@@ -182,7 +200,11 @@ where
             };
             match completed {
                 Ok(()) => return Ok(total),
-                Err(e) if commit_ran => undone(e, undo_commit.take()).await,
+                Err(e) if commit_ran => match undone(e, undo_commit.take()).await {
+                    // Completed after all (its answer lost): nothing to abort.
+                    Ok(()) => return Ok(total),
+                    Err(e) => e,
+                },
                 Err(e) => e,
             }
         }
@@ -202,15 +224,26 @@ where
     })
 }
 
-/// `error`, after running `undo` (if any); an undo that fails too is said in the error.
-async fn undone<U: std::future::Future<Output = Result<()>>>(
+/// What undoing a commit found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Undone {
+    /// The object did not appear: what the commit replaced is back.
+    PutBack,
+    /// The object appeared all the same (only the answer was an error): nothing was undone.
+    ObjectWritten,
+}
+
+/// After a commit answered `error`: runs `undo` (if any). `Ok(())` when the object was written all
+/// the same (the upload went through); else the error, with a failed undo said in it.
+async fn undone<U: std::future::Future<Output = Result<Undone>>>(
     error: Error,
     undo: Option<U>,
-) -> Error {
-    match undo {
+) -> std::result::Result<(), Error> {
+    Err(match undo {
         None => error,
         Some(undo) => match undo.await {
-            Ok(()) => error,
+            Ok(Undone::ObjectWritten) => return Ok(()),
+            Ok(Undone::PutBack) => error,
             Err(also) => {
                 // Named by the request that failed first (PutObject or CompleteMultipartUpload);
                 // the failed restore (`also`) names its own.
@@ -226,7 +259,7 @@ async fn undone<U: std::future::Future<Output = Result<()>>>(
                 }
             }
         },
-    }
+    })
 }
 
 async fn read_part<R: AsyncRead + Unpin>(
@@ -407,7 +440,7 @@ mod tests {
         };
         let failed = s3("CompleteMultipartUpload", "InternalError");
         let restore = async { Err(s3("PutObject", "SlowDown")) };
-        let e = undone(failed, Some(restore)).await;
+        let e = undone(failed, Some(restore)).await.unwrap_err();
         assert!(
             matches!(
                 e,
@@ -424,7 +457,17 @@ mod tests {
              replaced failed too (S3 PutObject failed: SlowDown)"
         );
         // A restore that worked leaves the first error as it was.
-        let e = undone(s3("PutObject", "InternalError"), Some(async { Ok(()) })).await;
+        let e = undone(
+            s3("PutObject", "InternalError"),
+            Some(async { Ok(Undone::PutBack) }),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.to_string(), "S3 PutObject failed: InternalError");
+        // An object that appeared all the same: the upload went through.
+        let written = async { Ok(Undone::ObjectWritten) };
+        assert!(undone(s3("PutObject", "InternalError"), Some(written))
+            .await
+            .is_ok());
     }
 }

@@ -9,8 +9,8 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::s3::{
-    get_object_with, part_size_for, put_object, put_object_with, upload_stream, PutOptions,
-    SseCustomerKey,
+    get_object_with, head_object, part_size_for, put_object, put_object_with, upload_stream,
+    PutOptions, SseCustomerKey, Undone,
 };
 
 /// The longest instruction file read (bytes). The official clients' are a few hundred bytes of
@@ -141,8 +141,18 @@ async fn put_encrypted<R: AsyncRead + Unpin>(
     };
     let before_commit =
         instruction_file.map(|file| put_instruction_file(client, bucket, key, file, options));
-    let undo_commit =
-        previous.map(|previous| restore_instruction_file(client, bucket, key, previous, options));
+    // The object as it is before the put (its ETag; `None`: there is none), to tell afterwards
+    // whether a commit that answered an error went through all the same. Unknown when it cannot
+    // be read (then a failed commit is undone, as if the object had not appeared).
+    let before = match &previous {
+        Some(_) => head_object(client, bucket, key, options.sse_c())
+            .await
+            .map(|h| h.and_then(|h| h.e_tag))
+            .ok(),
+        None => None,
+    };
+    let undo_commit = previous
+        .map(|previous| undo_instruction_file(client, bucket, key, previous, before, options));
     let mut enc = Some(enc);
     let total = upload_stream(
         client,
@@ -246,6 +256,31 @@ async fn previous_instruction_file(
             .map_err(unreadable),
         Err(e) => Err(unreadable(e)),
     }
+}
+
+/// After the object's PutObject or CompleteMultipartUpload answered an error: if the object has
+/// changed since before the put (`before`, its ETag then), the put went through all the same (a
+/// 5xx after the store acted, an answer lost) and the new instruction file is the new object's:
+/// nothing is undone. Otherwise (or when that cannot be told) the instruction file the put
+/// replaced is put back, so the old object stays readable.
+async fn undo_instruction_file(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    previous: PreviousInstructionFile,
+    before: Option<Option<String>>,
+    options: &PutOptions,
+) -> Result<Undone> {
+    if let Some(before) = before {
+        let now = head_object(client, bucket, key, options.sse_c())
+            .await
+            .map(|h| h.and_then(|h| h.e_tag));
+        if now.is_ok_and(|now| now != before) {
+            return Ok(Undone::ObjectWritten);
+        }
+    }
+    restore_instruction_file(client, bucket, key, previous, options).await?;
+    Ok(Undone::PutBack)
 }
 
 /// Puts back the instruction file a failed put had replaced (or deletes the one it made).
