@@ -134,34 +134,32 @@ impl Params {
     /// `Description` (of a role, of a managed policy): at most 1000 characters of tab, line ends,
     /// printable ASCII and U+00A1 to U+00FF, IAM's pattern.
     pub(crate) fn description(&self) -> Result<Option<String>, IamError> {
-        let Some(d) = self.get("Description") else {
-            return Ok(None);
-        };
-        check_text(
-            d,
-            "description",
-            0,
-            1000,
+        self.description_of(
             DESCRIPTION_PATTERN,
             |c| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{7e}' | '\u{a1}'..='\u{ff}'),
-        )?;
-        Ok(Some(d.to_owned()))
+        )
     }
 
     /// A managed policy's `Description`: IAM holds it to 1000 characters and no pattern (a role's
     /// has one, [`description`](Self::description)); only what XML cannot carry is refused.
     pub(crate) fn policy_description(&self) -> Result<Option<String>, IamError> {
+        self.description_of(
+            "[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F]*",
+            |c| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{fffd}' | '\u{10000}'..),
+        )
+    }
+
+    /// `Description`, optional: at most 1000 characters, each `allowed` (`pattern` names them in
+    /// the error).
+    fn description_of(
+        &self,
+        pattern: &str,
+        allowed: impl Fn(char) -> bool,
+    ) -> Result<Option<String>, IamError> {
         let Some(d) = self.get("Description") else {
             return Ok(None);
         };
-        check_text(
-            d,
-            "description",
-            0,
-            1000,
-            "[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F]*",
-            |c| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{fffd}' | '\u{10000}'..),
-        )?;
+        check_text(d, "description", 0, 1000, pattern, allowed)?;
         Ok(Some(d.to_owned()))
     }
 }

@@ -145,10 +145,7 @@ async fn put_encrypted<R: AsyncRead + Unpin>(
     // whether a commit that answered an error went through all the same. Unknown when it cannot
     // be read (then a failed commit is undone, as if the object had not appeared).
     let before = match &previous {
-        Some(_) => head_object(client, bucket, key, options.sse_c())
-            .await
-            .map(|h| h.and_then(|h| h.e_tag))
-            .ok(),
+        Some(_) => etag_of(client, bucket, key, options).await.ok(),
         None => None,
     };
     let undo_commit = previous
@@ -272,15 +269,25 @@ async fn undo_instruction_file(
     options: &PutOptions,
 ) -> Result<Undone> {
     if let Some(before) = before {
-        let now = head_object(client, bucket, key, options.sse_c())
-            .await
-            .map(|h| h.and_then(|h| h.e_tag));
+        let now = etag_of(client, bucket, key, options).await;
         if now.is_ok_and(|now| now != before) {
             return Ok(Undone::ObjectWritten);
         }
     }
     restore_instruction_file(client, bucket, key, previous, options).await?;
     Ok(Undone::PutBack)
+}
+
+/// The object's ETag (`None`: there is no object), read with the put's SSE-C key.
+async fn etag_of(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    options: &PutOptions,
+) -> Result<Option<String>> {
+    Ok(head_object(client, bucket, key, options.sse_c())
+        .await?
+        .and_then(|h| h.e_tag))
 }
 
 /// Puts back the instruction file a failed put had replaced (or deletes the one it made).
