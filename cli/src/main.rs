@@ -692,6 +692,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         .local_addr()
         .map_err(io_err("cannot read the listening address"))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let shutdown = shutdown_signal()?;
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on {scheme}://{addr}");
@@ -702,7 +703,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         app = app.with_request_quotas(quotas);
     }
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    kms_server::serve(listener, app, acceptor, shutdown_signal())
+    kms_server::serve(listener, app, acceptor, shutdown)
         .await
         .map_err(io_err("server failed"))?;
     sweeper.abort();
@@ -711,27 +712,31 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now (before "listening on" is printed, so a signal in
+/// the server's first instants is a clean stop, not death by the signal) and returns the future that
+/// completes on the first of them.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, CliError> {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+    let wait = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install = || io_err("cannot install the signal handlers");
+        let mut term = signal(SignalKind::terminate()).map_err(install())?;
+        let mut int = signal(SignalKind::interrupt()).map_err(install())?;
+        async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
         }
-    }
+    };
     #[cfg(not(unix))]
-    {
+    let wait = async {
         let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("shutting down: draining in-flight requests");
+    };
+    Ok(async move {
+        wait.await;
+        tracing::info!("shutting down: draining in-flight requests");
+    })
 }
 
 /// The store arguments with the server's home account (ENVELOPE_ACCOUNT_ID, else the default):
