@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use s3_crypto::esdk::s3 as framed;
@@ -58,6 +59,24 @@ pub struct ConnectionArgs {
     /// Profile of the shared AWS config and credentials files.
     #[arg(long, value_name = "NAME")]
     profile: Option<String>,
+    /// Seconds to wait for an answer to begin once a request is sent (S3 and KMS; an upload
+    /// waits longer by its size, allowing 32 KiB/s); 0 waits for ever. A store that never
+    /// answers then fails the request, which is retried, instead of hanging the copy.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, value_parser = parse_read_timeout)]
+    read_timeout: f64,
+}
+
+impl ConnectionArgs {
+    fn read_timeout(&self) -> Option<Duration> {
+        (self.read_timeout > 0.0).then(|| Duration::from_secs_f64(self.read_timeout))
+    }
+}
+
+fn parse_read_timeout(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=86_400.0).contains(&v) => Ok(v),
+        _ => Err("a number of seconds from 0 (for ever) to 86400".into()),
+    }
 }
 
 /// Client-side encryption keys.
@@ -252,7 +271,9 @@ fn s3_err(e: s3_crypto::Error) -> CliError {
 }
 
 async fn s3_client(c: &ConnectionArgs) -> Result<aws_sdk_s3::Client, CliError> {
-    let mut b = s3_crypto::s3::S3ClientBuilder::new().path_style(c.path_style);
+    let mut b = s3_crypto::s3::S3ClientBuilder::new()
+        .path_style(c.path_style)
+        .read_timeout(c.read_timeout());
     if let Some(url) = &c.endpoint_url {
         b = b.endpoint_url(url);
     }
@@ -451,6 +472,7 @@ fn kms_client(keys: &S3KeyArgs, connection: &ConnectionArgs) -> s3_crypto::KmsCl
         connection.profile.as_deref(),
         connection.region.as_deref(),
     )
+    .read_timeout(connection.read_timeout())
 }
 
 /// What framed objects do not do.

@@ -5,16 +5,20 @@
 /// `ENVELOPE_TEST_CORRUPT_PUTS`: `ENVELOPE_TEST_CORRUPT_PUTS=N` flips a byte of the first N
 /// PutObject/UploadPart bodies after their Content-MD5 was computed (damage on the way), so the
 /// interop tests can see the store's BadDigest surface through the real binary; `K:N` lets the
-/// first K bodies through, then damages N.
+/// first K bodies through, then damages N. `ENVELOPE_TEST_LOSE_ANSWERS` and
+/// `ENVELOPE_TEST_WRONG_ETAGS` are described at their interceptors. Each hook says on stderr
+/// every time it acts, so that a test can count the requests sent.
 #[cfg(debug_assertions)]
 mod hooks {
-    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 
     use aws_sdk_s3::config::interceptors::{
         BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextMut,
-        BeforeTransmitInterceptorContextRef,
+        BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextMut,
     };
     use aws_sdk_s3::config::{ConfigBag, Intercept, RequestChecksumCalculation, RuntimeComponents};
+    use aws_sdk_s3::operation::put_object::PutObjectOutput;
+    use aws_sdk_s3::operation::upload_part::UploadPartOutput;
     use aws_sdk_s3::primitives::SdkBody;
 
     pub fn wrap(client: aws_sdk_s3::Client) -> aws_sdk_s3::Client {
@@ -24,10 +28,10 @@ mod hooks {
                 Some((k, n)) => Some((k.parse::<u32>().ok()?, n.parse::<u32>().ok()?)),
                 None => Some((0, v.parse::<u32>().ok()?)),
             });
-        let lose = std::env::var("ENVELOPE_TEST_LOSE_ANSWERS")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok());
-        if corrupt.is_none() && lose.is_none() {
+        let count = |name| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
+        let lose = count("ENVELOPE_TEST_LOSE_ANSWERS");
+        let wrong_etags = count("ENVELOPE_TEST_WRONG_ETAGS");
+        if corrupt.is_none() && lose.is_none() && wrong_etags.is_none() {
             return client;
         }
         let mut config = client
@@ -43,23 +47,80 @@ mod hooks {
         if let Some(n) = lose {
             config = config.interceptor(LoseAnswers {
                 remaining: AtomicU32::new(n),
-                armed: AtomicBool::new(false),
+                armed: AtomicU8::new(NOTHING),
+                heads_fail: std::env::var_os("ENVELOPE_TEST_FAIL_HEADS_AFTER").is_some(),
+                lost: AtomicBool::new(false),
+            });
+        }
+        if let Some(n) = wrong_etags {
+            config = config.interceptor(WrongEtags {
+                remaining: AtomicU32::new(n),
             });
         }
         aws_sdk_s3::Client::from_conf(config.build())
     }
 
+    /// `ENVELOPE_TEST_WRONG_ETAGS=N`: the first N PutObject/UploadPart answers carry the ETag of
+    /// other bytes (an MD5, not the one of the body sent), as from a store that stored something
+    /// else than it was sent.
+    #[derive(Debug)]
+    struct WrongEtags {
+        remaining: AtomicU32,
+    }
+
+    impl Intercept for WrongEtags {
+        fn name(&self) -> &'static str {
+            "WrongEtagsForTests"
+        }
+
+        fn modify_before_attempt_completion(
+            &self,
+            context: &mut FinalizerInterceptorContextMut<'_>,
+            _: &RuntimeComponents,
+            _: &mut ConfigBag,
+        ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            let Some(Ok(output)) = context.output_or_error_mut() else {
+                return Ok(());
+            };
+            let etag = if let Some(out) = output.downcast_mut::<PutObjectOutput>() {
+                &mut out.e_tag
+            } else if let Some(out) = output.downcast_mut::<UploadPartOutput>() {
+                &mut out.e_tag
+            } else {
+                return Ok(());
+            };
+            if self
+                .remaining
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                // The MD5 of "abc", which no test uploads.
+                *etag = Some("\"900150983cd24fb0d6963f7d28e17f72\"".to_owned());
+                eprintln!("test hook: ETag of other bytes answered");
+            }
+            Ok(())
+        }
+    }
+
     /// `ENVELOPE_TEST_LOSE_ANSWERS=N`: the store's answers to the first N requests that make an
     /// object appear (a PutObject of the object, not of its instruction file or a part; a
     /// CompleteMultipartUpload) are replaced by a 500 InternalError after the store has acted, as
-    /// when an answer is lost on the way back.
+    /// when an answer is lost on the way back. With `ENVELOPE_TEST_FAIL_HEADS_AFTER` set too, every
+    /// HeadObject after the first lost answer is answered 503, as from a store gone away.
     #[derive(Debug)]
     struct LoseAnswers {
         remaining: AtomicU32,
-        /// Whether the request in flight makes an object appear. A commit is sent alone (its
-        /// parts and its instruction file are done by then), so one flag is enough.
-        armed: AtomicBool,
+        /// What the request in flight is: [`NOTHING`], [`COMMIT`] or [`HEAD`]. A commit (its parts
+        /// and its instruction file done by then) and the HEAD that judges it are sent alone, so
+        /// one mark is enough.
+        armed: AtomicU8,
+        heads_fail: bool,
+        lost: AtomicBool,
     }
+
+    const NOTHING: u8 = 0;
+    const COMMIT: u8 = 1;
+    const HEAD: u8 = 2;
 
     impl Intercept for LoseAnswers {
         fn name(&self) -> &'static str {
@@ -76,12 +137,15 @@ mod hooks {
             let r = context.request();
             let uri = r.uri();
             let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
-            let commits = match r.method() {
-                "PUT" => !path.ends_with(".instruction") && !query.contains("partNumber="),
-                "POST" => query.contains("uploadId="),
-                _ => false,
+            let mark = match r.method() {
+                "PUT" if !path.ends_with(".instruction") && !query.contains("partNumber=") => {
+                    COMMIT
+                }
+                "POST" if query.contains("uploadId=") => COMMIT,
+                "HEAD" if self.heads_fail && !path.ends_with(".instruction") => HEAD,
+                _ => NOTHING,
             };
-            self.armed.store(commits, Ordering::SeqCst);
+            self.armed.store(mark, Ordering::SeqCst);
             Ok(())
         }
 
@@ -91,20 +155,23 @@ mod hooks {
             _: &RuntimeComponents,
             _: &mut ConfigBag,
         ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-            let commits = self.armed.swap(false, Ordering::SeqCst);
-            if !commits
-                || self
-                    .remaining
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_err()
-            {
-                return Ok(());
-            }
+            let (status, body, said) = match self.armed.swap(NOTHING, Ordering::SeqCst) {
+                COMMIT
+                    if self
+                        .remaining
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok() =>
+                {
+                    self.lost.store(true, Ordering::SeqCst);
+                    (500u16, "<Error><Code>InternalError</Code><Message>The answer was lost (test hook).</Message></Error>", "answer lost")
+                }
+                HEAD if self.lost.load(Ordering::SeqCst) => (503, "", "HEAD failed"),
+                _ => return Ok(()),
+            };
+            eprintln!("test hook: {said}");
             let response = context.response_mut();
-            *response.status_mut() = 500u16.try_into()?;
-            *response.body_mut() = SdkBody::from(
-                "<Error><Code>InternalError</Code><Message>The answer was lost (test hook).</Message></Error>",
-            );
+            *response.status_mut() = status.try_into()?;
+            *response.body_mut() = SdkBody::from(body);
             Ok(())
         }
     }
@@ -150,6 +217,7 @@ mod hooks {
                 .bytes()
                 .map(<[u8]>::to_vec)
                 .unwrap_or_default();
+            eprintln!("test hook: body damaged");
             match bytes.first_mut() {
                 Some(b) => *b ^= 0x01,
                 None => bytes.push(0),

@@ -141,6 +141,18 @@ pub enum Error {
         /// How many times the request was sent.
         attempts: u32,
     },
+    /// The store accepted a PutObject or UploadPart each time it was sent, but answered with an
+    /// ETag that is an MD5 and not the MD5 of the bytes sent: what it stored is not what was sent
+    /// (a store that ignores `Content-MD5`, damage after its check).
+    #[error("the store answered {operation} {attempts} times with ETag {etag}, which is not the MD5 of the bytes sent: it did not store what was sent")]
+    StoredDigestMismatch {
+        /// The S3 operation.
+        operation: &'static str,
+        /// The last ETag the store answered.
+        etag: String,
+        /// How many times the request was sent.
+        attempts: u32,
+    },
     /// The download does not match its ETag (an MD5, or an MD5 of the parts' MD5s): the bytes were
     /// damaged on the way or the object changed while it was read.
     #[error("s3://{bucket}/{key}: the bytes received do not match the object's ETag {etag}")]

@@ -15,6 +15,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_config::BehaviorVersion;
@@ -633,6 +634,9 @@ pub(crate) fn quote(bytes: &[u8]) -> String {
 ///   `default`; static keys, `role_arn`, `credential_process`), web identity, the ECS container
 ///   endpoint, instance metadata (IMDSv2). SSO profiles are not supported (the `sso` feature of
 ///   `aws-config` is left out to keep the build lean).
+///
+/// A request whose answer has not begun [`DEFAULT_READ_TIMEOUT`] after it was sent fails as a
+/// timeout (the AWS CLI's default); [`read_timeout`](Self::read_timeout) changes that.
 #[derive(Clone, Default)]
 pub struct KmsClientBuilder {
     endpoint_url: Option<String>,
@@ -641,6 +645,20 @@ pub struct KmsClientBuilder {
     credentials: Option<(String, Zeroizing<String>, Option<Zeroizing<String>>)>,
     config_file: Option<PathBuf>,
     credentials_file: Option<PathBuf>,
+    read_timeout: ReadTimeout,
+}
+
+/// How long a client waits for the first byte of an answer, by default: 60 s, as the AWS CLI.
+/// (An upload waits longer, by its size: see [`crate::s3`].)
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, Debug)]
+struct ReadTimeout(Option<Duration>);
+
+impl Default for ReadTimeout {
+    fn default() -> Self {
+        Self(Some(DEFAULT_READ_TIMEOUT))
+    }
 }
 
 impl std::fmt::Debug for KmsClientBuilder {
@@ -655,6 +673,7 @@ impl std::fmt::Debug for KmsClientBuilder {
             )
             .field("config_file", &self.config_file)
             .field("credentials_file", &self.credentials_file)
+            .field("read_timeout", &self.read_timeout.0)
             .finish_non_exhaustive()
     }
 }
@@ -697,6 +716,14 @@ impl KmsClientBuilder {
             Zeroizing::new(secret_access_key.into()),
             session_token.map(Zeroizing::new),
         ));
+        self
+    }
+
+    /// How long to wait for the first byte of an answer once a request is sent (`None`: for ever).
+    /// A store or key service that takes a request and never answers then fails the call as a
+    /// timeout, which the callers retry as a transient failure, instead of hanging it.
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.read_timeout = ReadTimeout(timeout);
         self
     }
 
@@ -746,6 +773,9 @@ impl KmsClientBuilder {
     /// for the S3 client.
     pub(crate) async fn sdk_config(&self) -> Result<aws_config::SdkConfig> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let mut timeouts = aws_config::timeout::TimeoutConfig::builder();
+        timeouts.set_read_timeout(self.read_timeout.0);
+        loader = loader.timeout_config(timeouts.build());
         let files = self.profile_files();
         if let Some(files) = &files {
             loader = loader.profile_files(files.clone());

@@ -85,6 +85,8 @@ pub use esdk::{
     DEFAULT_FRAME_LENGTH, DEFAULT_MAX_BUFFERED_CONTENT, DEFAULT_MAX_ENCRYPTED_DATA_KEYS,
 };
 #[cfg(feature = "kms")]
-pub use kms::{DiscoveryFilter, KmsArn, KmsClientBuilder, KmsKeyring, KMS_PROVIDER_ID};
+pub use kms::{
+    DiscoveryFilter, KmsArn, KmsClientBuilder, KmsKeyring, DEFAULT_READ_TIMEOUT, KMS_PROVIDER_ID,
+};
 pub use policy::CommitmentPolicy;
 pub use range::ByteRange;

@@ -93,7 +93,8 @@ def kms_key(store, kms_server):
 def env(store, kms_server):
     e = dict(os.environ)
     for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_KMS",
-                "ENVELOPE_TEST_CORRUPT_PUTS", "ENVELOPE_TEST_LOSE_ANSWERS"):
+                "ENVELOPE_TEST_CORRUPT_PUTS", "ENVELOPE_TEST_LOSE_ANSWERS", "ENVELOPE_TEST_WRONG_ETAGS",
+                "ENVELOPE_TEST_FAIL_HEADS_AFTER"):
         e.pop(var, None)
     e.update(AWS_ACCESS_KEY_ID=store["ACCESS_KEY_ID"], AWS_SECRET_ACCESS_KEY=store["SECRET_ACCESS_KEY"],
              AWS_REGION=store["REGION"], AWS_EC2_METADATA_DISABLED="true",
@@ -682,6 +683,64 @@ class StallingProxy:
             sock.close()
 
 
+class BlackHole:
+    """A TCP server that reads every request and never answers: a store that takes requests and hangs."""
+
+    def __init__(self):
+        self.requests = 0
+        self.lock = threading.Lock()
+        self.sockets: list[socket.socket] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.sockets.append(client)
+            threading.Thread(target=self._swallow, args=(client,), daemon=True).start()
+
+    def _swallow(self, client: socket.socket):
+        try:
+            while data := client.recv(1 << 16):
+                # Request lines (bodies are random bytes; a request line in one is unlikely).
+                with self.lock:
+                    self.requests += sum(data.count(m) for m in (b"GET /", b"PUT /", b"HEAD /", b"POST /"))
+        except OSError:
+            pass
+
+    def close(self):
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+@pytest.mark.parametrize("direction", ["upload", "download"])
+def test_a_store_that_never_answers_fails_the_copy_instead_of_hanging_it(env, kms_key, tmp_path, direction):
+    """With `--read-timeout 1`, each request to a store that never answers times out after a second
+    (an upload's allowance for its 1,000 bytes adds nothing), is retried, and the copy fails saying
+    so; a download leaves no file. Without a read timeout the copy waited for ever."""
+    hole = BlackHole()
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.write_bytes(os.urandom(1000))
+    paths = [str(src), "s3://bucket/never"] if direction == "upload" else ["s3://bucket/never", str(out)]
+    start = time.monotonic()
+    try:
+        p = envelope(["s3", "cp", *paths, "--key", kms_key, "--endpoint-url", hole.endpoint, "--path-style",
+                      "--read-timeout", "1"], env, ok=False, timeout=120)
+    finally:
+        hole.close()
+    took = time.monotonic() - start
+    err = p.stderr.decode()
+    assert p.returncode == 1 and "timeout" in err.lower(), err
+    # Three attempts of a second each, and the backoff between them.
+    assert 3 <= hole.requests <= 4 and took < 30, (hole.requests, took, err)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("fmt", ["v3", "framed"])
 def test_ctrl_c_during_a_download_leaves_no_file(store, s3, env, kms_key, tmp_path, fmt):
     size = 64 * MIB
@@ -990,8 +1049,91 @@ def test_an_upload_whose_commit_landed_but_whose_answer_was_lost_keeps_the_new_o
     p = envelope(["s3", "cp", str(new), url(store, key), "--key", kms_key, "--format", "v3", "--instruction-file",
                   "--part-size", "5MiB", *conn(store)], dict(env, ENVELOPE_TEST_LOSE_ANSWERS="100"), ok=False)
     assert p.returncode == 0, p.stderr.decode()
+    # Three requests, not three of the client's attempts each with three of the SDK's own (nine).
+    assert p.stderr.decode().count("test hook: answer lost") == 3, p.stderr.decode()
     assert read_back(store, env, kms_key, tmp_path, key, "v3") == new.read_bytes()
     assert s3.list_multipart_uploads(Bucket=store["BUCKET"], Prefix=key).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize("size", [1000, 11 * MIB], ids=["put", "multipart"])
+def test_an_etag_that_is_not_the_md5_sent_is_retried_then_refused(store, s3, env, kms_key, tmp_path, size):
+    """A store that answers a PutObject or UploadPart with the MD5 of other bytes stored something else
+    than it was sent: the request is sent again, and after three such answers the upload fails, saying
+    so, with no multipart upload left behind. One such answer, and the retry puts the object right."""
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(size))
+    key = fresh_key("wrong-etag")
+    args = ["s3", "cp", str(src), url(store, key), "--key", kms_key, "--part-size", "5MiB", *conn(store)]
+    p = envelope(args, dict(env, ENVELOPE_TEST_WRONG_ETAGS="100"), ok=False)
+    err = p.stderr.decode()
+    assert p.returncode == 1 and "not the MD5 of the bytes sent" in err, err
+    answered = err.count("test hook: ETag of other bytes answered")
+    # Three times the one request, or (parts in flight together) three per part at most.
+    assert answered == 3 if size < 5 * MIB else 3 <= answered <= 3 * 3, err
+    assert s3.list_multipart_uploads(Bucket=store["BUCKET"], Prefix=key).get("Uploads", []) == []
+    if size < 5 * MIB:
+        # A single PutObject did land (with what the store says is other bytes): nothing to abort.
+        s3.delete_object(Bucket=store["BUCKET"], Key=key)
+    else:
+        no_uploads_left(s3, store["BUCKET"], key)
+    p = envelope([*args, "-q"], dict(env, ENVELOPE_TEST_WRONG_ETAGS="1"))
+    assert p.stderr.decode().count("test hook: ETag of other bytes answered") == 1, p.stderr.decode()
+    out = tmp_path / "out"
+    envelope(["s3", "cp", url(store, key), str(out), "--key", kms_key, "-q", *conn(store)], env)
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_a_lost_answer_that_cannot_be_judged_puts_the_old_file_back_and_says_so(
+        store, s3, env, kms_key, tmp_path):
+    """The object's PutObject lands but its answer is lost, and the store then answers no HEAD: whether
+    the object changed cannot be told. The old instruction file is put back (the likelier case is that
+    the store refused the put), and the error says that the object cannot be read if it was replaced."""
+    old = os.urandom(300_000)
+    key = upload_small(store, env, kms_key, tmp_path, "v3", "untold", old, ["--instruction-file"])
+    ikey = key + ".instruction"
+    old_file = s3.get_object(Bucket=store["BUCKET"], Key=ikey)["Body"].read()
+    new = tmp_path / "new"
+    new.write_bytes(os.urandom(1000))
+    p = envelope(["s3", "cp", str(new), url(store, key), "--key", kms_key, "--format", "v3", "--instruction-file",
+                  *conn(store)], dict(env, ENVELOPE_TEST_LOSE_ANSWERS="100", ENVELOPE_TEST_FAIL_HEADS_AFTER="1"),
+                 ok=False)
+    err = p.stderr.decode()
+    assert p.returncode == 1 and "could not be told" in err and "was put back" in err, err
+    assert "test hook: HEAD failed" in err, err
+    assert s3.get_object(Bucket=store["BUCKET"], Key=ikey)["Body"].read() == old_file
+
+
+def test_an_instruction_file_upload_over_an_object_it_cannot_read_writes_nothing(store, s3, env, kms_key, tmp_path):
+    """An existing object this caller cannot HEAD (stored under another SSE-C key, its instruction file
+    readable) would leave a failed commit unjudgeable: the upload is refused before anything is written."""
+    sse_a, sse_b = tmp_path / "a.key", tmp_path / "b.key"
+    raw = {}
+    for f in (sse_a, sse_b):
+        raw[f] = os.urandom(32)
+        secrets_scan.add(raw[f], "SSE-C key")
+        f.write_bytes(base64.b64encode(raw[f]))
+    old = tmp_path / "old"
+    old.write_bytes(os.urandom(2000))
+    key = fresh_key("unreadable-object")
+    ikey = key + ".instruction"
+    envelope(["s3", "cp", str(old), url(store, key), "--key", kms_key, "--format", "v3", "--instruction-file",
+              "--sse", "c", "--sse-c-key-file", str(sse_a), "-q", *conn(store)], env)
+    # The instruction file again, under key B: readable with the new upload's key, the object not.
+    ssec_a = dict(SSECustomerAlgorithm="AES256", SSECustomerKey=raw[sse_a])
+    ssec_b = dict(SSECustomerAlgorithm="AES256", SSECustomerKey=raw[sse_b])
+    instruction = s3.get_object(Bucket=store["BUCKET"], Key=ikey, **ssec_a)
+    s3.put_object(Bucket=store["BUCKET"], Key=ikey, Body=instruction["Body"].read(),
+                  Metadata=instruction["Metadata"], **ssec_b)
+    before = (s3.head_object(Bucket=store["BUCKET"], Key=key, **ssec_a)["ETag"],
+              s3.head_object(Bucket=store["BUCKET"], Key=ikey, **ssec_b)["ETag"])
+    new = tmp_path / "new"
+    new.write_bytes(os.urandom(1000))
+    p = envelope(["s3", "cp", str(new), url(store, key), "--key", kms_key, "--format", "v3", "--instruction-file",
+                  "--sse", "c", "--sse-c-key-file", str(sse_b), *conn(store)], env, ok=False)
+    err = p.stderr.decode()
+    assert p.returncode == 1 and "existing object" in err and "nothing was written" in err, err
+    assert (s3.head_object(Bucket=store["BUCKET"], Key=key, **ssec_a)["ETag"],
+            s3.head_object(Bucket=store["BUCKET"], Key=ikey, **ssec_b)["ETag"]) == before
 
 
 def test_an_instruction_file_upload_that_cannot_read_the_file_it_would_replace_writes_nothing(

@@ -46,6 +46,14 @@ impl S3ClientBuilder {
         self
     }
 
+    /// How long to wait for the first byte of an answer once a request is sent; `None`: for ever.
+    /// [`DEFAULT_READ_TIMEOUT`](crate::DEFAULT_READ_TIMEOUT) unless set. A PutObject or UploadPart
+    /// waits this plus the time its body takes at 32 KiB/s (the clock starts as the body starts).
+    pub fn read_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.base = self.base.read_timeout(timeout);
+        self
+    }
+
     /// Resolves the configuration and builds the client.
     pub async fn build(self) -> Result<aws_sdk_s3::Client> {
         let sdk = self.base.sdk_config().await?;

@@ -394,7 +394,7 @@ fn encode_key(key: &str) -> String {
 
 /// An ETag that is an MD5 (`"<32 hex>"`) or an MD5 of part MD5s (`"<32 hex>-N"`): the digest, and
 /// N for the latter.
-fn parse_etag(etag: &str) -> Option<([u8; 16], Option<u32>)> {
+pub(crate) fn parse_etag(etag: &str) -> Option<([u8; 16], Option<u32>)> {
     let etag = etag.trim_matches('"');
     let (hex, parts) = match etag.split_once('-') {
         Some((hex, n)) => (hex, Some(n.parse::<u32>().ok().filter(|n| *n >= 1)?)),

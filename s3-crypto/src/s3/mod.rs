@@ -235,29 +235,42 @@ pub(crate) async fn put_object_hashed(
     options: &PutOptions,
 ) -> Result<Option<String>> {
     let metadata = to_hash_map(metadata);
-    let out = send_with_retry("PutObject", bucket, key, &options.retry, || {
-        let request = client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .content_md5(md5)
-            .set_metadata(metadata.clone())
-            .body(ByteStream::from(body.clone()));
-        apply_sse!(request, options.sse.as_ref()).send()
-    })
+    let out = send_with_retry(
+        "PutObject",
+        bucket,
+        key,
+        &options.retry,
+        || {
+            let request = client
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .content_md5(md5)
+                .set_metadata(metadata.clone())
+                .body(ByteStream::from(body.clone()));
+            apply_sse!(request, options.sse.as_ref())
+                .customize()
+                .config_override(one_attempt(client, body.len()))
+                .send()
+        },
+        |out| etag_confirms(out.e_tag(), md5, etag_is_md5(options.sse.as_ref())),
+    )
     .await?;
     Ok(out.e_tag().map(str::to_owned))
 }
 
 /// Sends a request built by `send` until it succeeds, fails for good, or `policy.attempts` are
 /// spent: the one retry loop of every write (digest mismatches and transient failures, with
-/// exponential backoff).
+/// exponential backoff). `send` must build its request with [`one_attempt`], so that the SDK's own
+/// retries do not multiply these. `stored` judges a success: `Err(etag)` when the store's ETag
+/// says it stored other bytes than were sent, which is retried as a digest mismatch.
 pub(crate) async fn send_with_retry<T, E, R, F, Fut>(
     operation: &'static str,
     bucket: &str,
     key: &str,
     policy: &RetryPolicy,
     mut send: F,
+    stored: impl Fn(&T) -> std::result::Result<(), String>,
 ) -> Result<T>
 where
     F: FnMut() -> Fut,
@@ -269,7 +282,21 @@ where
     let mut failed = 0;
     loop {
         let err = match send().await {
-            Ok(out) => return Ok(out),
+            Ok(out) => match stored(&out) {
+                Ok(()) => return Ok(out),
+                Err(etag) => {
+                    failed += 1;
+                    if failed >= attempts {
+                        return Err(Error::StoredDigestMismatch {
+                            operation,
+                            etag,
+                            attempts,
+                        });
+                    }
+                    tokio::time::sleep(policy.backoff(failed)).await;
+                    continue;
+                }
+            },
             Err(e) => e,
         };
         failed += 1;
@@ -293,6 +320,64 @@ where
         }
         tokio::time::sleep(policy.backoff(failed)).await;
     }
+}
+
+/// The configuration override of a request sent through [`send_with_retry`] by `client` with a
+/// body of `body_len` bytes: one attempt, as that loop does the retrying (the SDK's standard
+/// retries inside it sent 3 × 3 requests); and the client's read timeout, whose clock starts as
+/// the body starts, lengthened by the time the body takes at [`UPLOAD_FLOOR_RATE`].
+pub(crate) fn one_attempt(
+    client: &aws_sdk_s3::Client,
+    body_len: usize,
+) -> aws_sdk_s3::config::Builder {
+    let mut config = aws_sdk_s3::config::Builder::new()
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled());
+    if let Some(timeouts) = client.config().timeout_config() {
+        if let Some(base) = timeouts.read_timeout() {
+            config = config.timeout_config(
+                timeouts
+                    .to_builder()
+                    .read_timeout(upload_read_timeout(base, body_len))
+                    .build(),
+            );
+        }
+    }
+    config
+}
+
+/// The slowest upload a read timeout allows for: 32 KiB/s per request in flight.
+pub const UPLOAD_FLOOR_RATE: u64 = 32 * 1024;
+
+/// `base` plus `body_len` at [`UPLOAD_FLOOR_RATE`], rounded up to a whole number of `base`s (the
+/// SDK keeps a connection pool per distinct timeout: parts of one size share one).
+fn upload_read_timeout(base: Duration, body_len: usize) -> Duration {
+    let base_ms = base.as_millis().max(1);
+    let sending_ms =
+        u128::try_from(body_len).unwrap_or(u128::MAX) * 1000 / u128::from(UPLOAD_FLOOR_RATE);
+    let bases = 1 + sending_ms.div_ceil(base_ms);
+    Duration::from_millis(u64::try_from(bases.saturating_mul(base_ms)).unwrap_or(u64::MAX))
+}
+
+/// Whether an answer's ETag confirms the bytes whose `Content-MD5` was `content_md5`: `Err` with
+/// the ETag when it is an MD5 and another one. Only where S3 makes the ETag the body's MD5
+/// (`etag_is_md5`: no SSE-KMS, no SSE-C); an ETag of a store's own scheme is not judged, as on
+/// download.
+pub(crate) fn etag_confirms(
+    etag: Option<&str>,
+    content_md5: &str,
+    etag_is_md5: bool,
+) -> std::result::Result<(), String> {
+    match etag.filter(|_| etag_is_md5).and_then(get::parse_etag) {
+        Some((digest, None)) if crate::md5::content_md5_header(&digest) != content_md5 => {
+            Err(etag.unwrap_or_default().to_owned())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether S3 makes a PutObject's or UploadPart's ETag the MD5 of its body under `sse`.
+pub(crate) fn etag_is_md5(sse: Option<&ServerSideEncryption>) -> bool {
+    matches!(sse, None | Some(ServerSideEncryption::S3))
 }
 
 /// The HTTP status of a raw response, for telling transient failures apart.
@@ -369,5 +454,43 @@ mod tests {
         assert_eq!(p.backoff(1), Duration::from_millis(100));
         assert_eq!(p.backoff(2), Duration::from_millis(200));
         assert_eq!(p.backoff(40), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_upload_waits_the_read_timeout_plus_its_body_at_the_floor_rate() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(upload_read_timeout(minute, 0), minute);
+        assert_eq!(upload_read_timeout(minute, 1), minute);
+        assert_eq!(upload_read_timeout(minute, 61 * 32 * 1024), 3 * minute);
+        // 8 MiB at 32 KiB/s is 256 s: five minutes on top of the one.
+        assert_eq!(upload_read_timeout(minute, 8 << 20), 6 * minute);
+        assert_eq!(
+            upload_read_timeout(Duration::from_secs(1), 64 * 1024),
+            Duration::from_secs(3)
+        );
+        assert!(upload_read_timeout(minute, usize::MAX) > Duration::from_secs(1 << 40));
+    }
+
+    #[test]
+    fn an_etag_confirms_the_upload_only_when_it_is_the_md5_sent() {
+        let sent = content_md5(b"abc");
+        let abc = Some("\"900150983cd24fb0d6963f7d28e17f72\"");
+        let other = Some("\"d41d8cd98f00b204e9800998ecf8427e\"");
+        assert_eq!(etag_confirms(abc, &sent, true), Ok(()));
+        assert_eq!(
+            etag_confirms(other, &sent, true),
+            Err("\"d41d8cd98f00b204e9800998ecf8427e\"".to_owned())
+        );
+        // Not judged: SSE-KMS or SSE-C, a store's own scheme, a multipart form, no ETag.
+        assert_eq!(etag_confirms(other, &sent, false), Ok(()));
+        assert_eq!(etag_confirms(Some("\"v1-xyz\""), &sent, true), Ok(()));
+        assert_eq!(
+            etag_confirms(Some("\"d41d8cd98f00b204e9800998ecf8427e-2\""), &sent, true),
+            Ok(())
+        );
+        assert_eq!(etag_confirms(None, &sent, true), Ok(()));
+        assert!(etag_is_md5(None) && etag_is_md5(Some(&ServerSideEncryption::S3)));
+        let key = SseCustomerKey::new(&[7u8; 32]).unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(!etag_is_md5(Some(&ServerSideEncryption::Customer(key))));
     }
 }

@@ -8,7 +8,8 @@ use aws_sdk_s3::primitives::ByteStream;
 
 use super::sse::{apply_sse, apply_sse_c};
 use super::{
-    s3_error, send_with_retry, to_hash_map, PutOptions, RetryPolicy, SseCustomerKey, MAX_PARTS,
+    etag_confirms, etag_is_md5, one_attempt, s3_error, send_with_retry, to_hash_map, PutOptions,
+    RetryPolicy, SseCustomerKey, MAX_PARTS,
 };
 use crate::error::{Error, Result};
 use crate::md5::content_md5;
@@ -31,6 +32,8 @@ struct Target {
     key: String,
     upload_id: String,
     sse_c: Option<SseCustomerKey>,
+    /// Whether the store's part ETags are the parts' MD5s (no SSE-KMS or SSE-C).
+    etag_is_md5: bool,
     retry: RetryPolicy,
 }
 
@@ -82,6 +85,7 @@ impl MultipartUpload {
                 key: key.to_owned(),
                 upload_id: upload_id.to_owned(),
                 sse_c: options.sse_c().cloned(),
+                etag_is_md5: etag_is_md5(options.sse.as_ref()),
                 retry: options.retry,
             }),
             next_number: 1,
@@ -162,14 +166,23 @@ impl MultipartUpload {
     /// AbortMultipartUpload: the store drops the parts uploaded so far.
     pub async fn abort(self) -> Result<()> {
         let t = &self.target;
-        send_with_retry("AbortMultipartUpload", &t.bucket, &t.key, &t.retry, || {
-            t.client
-                .abort_multipart_upload()
-                .bucket(&t.bucket)
-                .key(&t.key)
-                .upload_id(&t.upload_id)
-                .send()
-        })
+        send_with_retry(
+            "AbortMultipartUpload",
+            &t.bucket,
+            &t.key,
+            &t.retry,
+            || {
+                t.client
+                    .abort_multipart_upload()
+                    .bucket(&t.bucket)
+                    .key(&t.key)
+                    .upload_id(&t.upload_id)
+                    .customize()
+                    .config_override(one_attempt(&t.client, 0))
+                    .send()
+            },
+            |_| Ok(()),
+        )
         .await?;
         Ok(())
     }
@@ -195,18 +208,28 @@ impl PartUpload {
         md5: &str,
     ) -> Result<aws_sdk_s3::types::CompletedPart> {
         let t = &self.target;
-        let out = send_with_retry("UploadPart", &t.bucket, &t.key, &t.retry, || {
-            let request = t
-                .client
-                .upload_part()
-                .bucket(&t.bucket)
-                .key(&t.key)
-                .upload_id(&t.upload_id)
-                .part_number(self.number)
-                .content_md5(md5)
-                .body(ByteStream::from(body.clone()));
-            apply_sse_c!(request, t.sse_c.as_ref()).send()
-        })
+        let out = send_with_retry(
+            "UploadPart",
+            &t.bucket,
+            &t.key,
+            &t.retry,
+            || {
+                let request = t
+                    .client
+                    .upload_part()
+                    .bucket(&t.bucket)
+                    .key(&t.key)
+                    .upload_id(&t.upload_id)
+                    .part_number(self.number)
+                    .content_md5(md5)
+                    .body(ByteStream::from(body.clone()));
+                apply_sse_c!(request, t.sse_c.as_ref())
+                    .customize()
+                    .config_override(one_attempt(&t.client, 0))
+                    .send()
+            },
+            |out| etag_confirms(out.e_tag(), md5, t.etag_is_md5),
+        )
         .await
         .map_err(|e| match e {
             Error::S3 { operation, message } => Error::S3 {

@@ -225,10 +225,12 @@ where
 }
 
 /// What undoing a commit found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Undone {
     /// The object did not appear: what the commit replaced is back.
     PutBack,
+    /// Whether the object appeared could not be told (why): what the commit replaced is back.
+    PutBackUntold(String),
     /// The object appeared all the same (only the answer was an error): nothing was undone.
     ObjectWritten,
 }
@@ -244,6 +246,20 @@ async fn undone<U: std::future::Future<Output = Result<Undone>>>(
         Some(undo) => match undo.await {
             Ok(Undone::ObjectWritten) => return Ok(()),
             Ok(Undone::PutBack) => error,
+            Ok(Undone::PutBackUntold(why)) => {
+                let (operation, first) = match error {
+                    Error::S3 { operation, message } => (operation, message),
+                    other => ("PutObject", other.to_string()),
+                };
+                Error::S3 {
+                    operation,
+                    message: format!(
+                        "{first}; whether the object was replaced all the same could not be told \
+                         ({why}), and the instruction file the upload had replaced was put back: \
+                         if the object was replaced, it cannot be read until it is uploaded again"
+                    ),
+                }
+            }
             Err(also) => {
                 // Named by the request that failed first (PutObject or CompleteMultipartUpload);
                 // the failed restore (`also`) names its own.

@@ -142,14 +142,27 @@ async fn put_encrypted<R: AsyncRead + Unpin>(
     let before_commit =
         instruction_file.map(|file| put_instruction_file(client, bucket, key, file, options));
     // The object as it is before the put (its ETag; `None`: there is none), to tell afterwards
-    // whether a commit that answered an error went through all the same. Unknown when it cannot
-    // be read (then a failed commit is undone, as if the object had not appeared).
+    // whether a commit that answered an error went through all the same. An object that cannot
+    // be read refuses the upload before anything is written: a failed commit could not be judged.
     let before = match &previous {
-        Some(_) => etag_of(client, bucket, key, options).await.ok(),
+        Some(_) => Some(
+            etag_of(client, bucket, key, options)
+                .await
+                .map_err(|e| Error::S3 {
+                    operation: "HeadObject",
+                    message: format!(
+                "the existing object s3://{bucket}/{key} cannot be read ({e}): an upload that \
+                 failed could not tell whether it had replaced it, and might leave it without \
+                 its instruction file, so nothing was written; delete it first, or upload with \
+                 the SSE-C key it was stored with"
+            ),
+                })?,
+        ),
         None => None,
     };
-    let undo_commit = previous
-        .map(|previous| undo_instruction_file(client, bucket, key, previous, before, options));
+    let undo_commit = previous.zip(before).map(|(previous, before)| {
+        undo_instruction_file(client, bucket, key, previous, before, options)
+    });
     let mut enc = Some(enc);
     let total = upload_stream(
         client,
@@ -258,24 +271,24 @@ async fn previous_instruction_file(
 /// After the object's PutObject or CompleteMultipartUpload answered an error: if the object has
 /// changed since before the put (`before`, its ETag then), the put went through all the same (a
 /// 5xx after the store acted, an answer lost) and the new instruction file is the new object's:
-/// nothing is undone. Otherwise (or when that cannot be told) the instruction file the put
-/// replaced is put back, so the old object stays readable.
+/// nothing is undone. Otherwise the instruction file the put replaced is put back, so the old
+/// object stays readable; when whether the object changed cannot be told (the store does not
+/// answer the HEAD), it is put back too, and the error says so.
 async fn undo_instruction_file(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     previous: PreviousInstructionFile,
-    before: Option<Option<String>>,
+    before: Option<String>,
     options: &PutOptions,
 ) -> Result<Undone> {
-    if let Some(before) = before {
-        let now = etag_of(client, bucket, key, options).await;
-        if now.is_ok_and(|now| now != before) {
-            return Ok(Undone::ObjectWritten);
-        }
-    }
+    let undone = match etag_of(client, bucket, key, options).await {
+        Ok(now) if now != before => return Ok(Undone::ObjectWritten),
+        Ok(_) => Undone::PutBack,
+        Err(e) => Undone::PutBackUntold(e.to_string()),
+    };
     restore_instruction_file(client, bucket, key, previous, options).await?;
-    Ok(Undone::PutBack)
+    Ok(undone)
 }
 
 /// The object's ETag (`None`: there is no object), read with the put's SSE-C key.
