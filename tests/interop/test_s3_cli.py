@@ -625,18 +625,11 @@ def test_framed_uploads_take_sse_s3_and_sse_kms(store, s3, env, kms_key, tmp_pat
         assert p.returncode == 1 and "--sse s3|kms is for uploads" in p.stderr.decode(), p.stderr
 
 
-class StallingProxy:
-    """A TCP relay to the store that lets `limit` bytes of answers through, then holds back the rest until
-    closed: a download through it is mid-way, with part of the object received, for as long as the test
-    wants; no timing luck involved."""
+class LoopbackServer:
+    """A TCP server on loopback: each connection is served by `_serve(client)` on a thread of its own;
+    `close` closes the listener and every socket."""
 
-    def __init__(self, endpoint: str, limit: int):
-        u = urlsplit(endpoint)
-        self.target = (u.hostname, u.port)
-        self.limit = limit
-        self.passed = 0
-        self.lock = threading.Lock()
-        self.stalled = threading.Event()
+    def __init__(self):
         self.closed = threading.Event()
         self.sockets: list[socket.socket] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -649,10 +642,48 @@ class StallingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(self.target)
-            self.sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+            self.sockets.append(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket):
+        raise NotImplementedError
+
+    def close(self):
+        self.closed.set()
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+class Relay(LoopbackServer):
+    """Relays every connection to `endpoint`, each way through `_pump(src, dst, answers)`."""
+
+    def __init__(self, endpoint: str):
+        u = urlsplit(endpoint)
+        self.target = (u.hostname, u.port)
+        super().__init__()
+
+    def _serve(self, client: socket.socket):
+        upstream = socket.create_connection(self.target)
+        self.sockets.append(upstream)
+        threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+        self._pump(upstream, client, True)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, answers: bool):
+        raise NotImplementedError
+
+
+class StallingProxy(Relay):
+    """A TCP relay to the store that lets `limit` bytes of answers through, then holds back the rest until
+    closed: a download through it is mid-way, with part of the object received, for as long as the test
+    wants; no timing luck involved."""
+
+    def __init__(self, endpoint: str, limit: int):
+        self.limit = limit
+        self.passed = 0
+        self.lock = threading.Lock()
+        self.stalled = threading.Event()
+        super().__init__(endpoint)
 
     def _pump(self, src: socket.socket, dst: socket.socket, answers: bool):
         try:
@@ -676,34 +707,16 @@ class StallingProxy:
                 except OSError:
                     pass
 
-    def close(self):
-        self.closed.set()
-        self.listener.close()
-        for sock in self.sockets:
-            sock.close()
 
-
-class BlackHole:
+class BlackHole(LoopbackServer):
     """A TCP server that reads every request and never answers: a store that takes requests and hangs."""
 
     def __init__(self):
         self.requests = 0
         self.lock = threading.Lock()
-        self.sockets: list[socket.socket] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            self.sockets.append(client)
-            threading.Thread(target=self._swallow, args=(client,), daemon=True).start()
-
-    def _swallow(self, client: socket.socket):
+    def _serve(self, client: socket.socket):
         try:
             while data := client.recv(1 << 16):
                 # Request lines (bodies are random bytes; a request line in one is unlikely).
@@ -711,11 +724,6 @@ class BlackHole:
                     self.requests += sum(data.count(m) for m in (b"GET /", b"PUT /", b"HEAD /", b"POST /"))
         except OSError:
             pass
-
-    def close(self):
-        self.listener.close()
-        for sock in self.sockets:
-            sock.close()
 
 
 @pytest.mark.parametrize("direction", ["upload", "download"])
@@ -839,32 +847,16 @@ def test_streaming_upload_memory_stays_within_part_size_times_concurrency_plus_o
         assert head["ContentLength"] > size
 
 
-class TamperingProxy:
+class TamperingProxy(Relay):
     """A TCP relay to the store that damages the first answer of each connection on its way back: `flip`
     flips one byte of the body at that offset (the bytes were damaged in flight), `etag` changes one hex
     digit of the ETag header (the body intact, its ETag not). Lengths are kept, so HTTP framing is intact
     and only the client's checks can notice. Downloads with `--format` send GETs only."""
 
     def __init__(self, endpoint: str, *, flip: int | None = None, etag: bool = False):
-        u = urlsplit(endpoint)
-        self.target = (u.hostname, u.port)
         self.flip, self.etag = flip, etag
         self.damaged = 0
-        self.sockets: list[socket.socket] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self.sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+        super().__init__(endpoint)
 
     def _damage(self, head: bytes, body_at: int) -> bytes:
         """The first answer's bytes so far, damaged once its head is complete (`body_at` bytes in)."""
@@ -901,11 +893,6 @@ class TamperingProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-
-    def close(self):
-        self.listener.close()
-        for sock in self.sockets:
-            sock.close()
 
 
 def upload_small(store, env, kms_key, tmp_path, fmt: str, name: str, data: bytes, extra=()) -> str:

@@ -246,36 +246,33 @@ async fn undone<U: std::future::Future<Output = Result<Undone>>>(
         Some(undo) => match undo.await {
             Ok(Undone::ObjectWritten) => return Ok(()),
             Ok(Undone::PutBack) => error,
-            Ok(Undone::PutBackUntold(why)) => {
-                let (operation, first) = match error {
-                    Error::S3 { operation, message } => (operation, message),
-                    other => ("PutObject", other.to_string()),
-                };
-                Error::S3 {
-                    operation,
-                    message: format!(
-                        "{first}; whether the object was replaced all the same could not be told \
-                         ({why}), and the instruction file the upload had replaced was put back: \
-                         if the object was replaced, it cannot be read until it is uploaded again"
-                    ),
-                }
-            }
-            Err(also) => {
-                // Named by the request that failed first (PutObject or CompleteMultipartUpload);
-                // the failed restore (`also`) names its own.
-                let (operation, first) = match error {
-                    Error::S3 { operation, message } => (operation, message),
-                    other => ("PutObject", other.to_string()),
-                };
-                Error::S3 {
-                    operation,
-                    message: format!(
-                        "{first}; putting back what the upload had replaced failed too ({also})"
-                    ),
-                }
-            }
+            Ok(Undone::PutBackUntold(why)) => also_said(
+                error,
+                &format!(
+                    "whether the object was replaced all the same could not be told ({why}), and \
+                     the instruction file the upload had replaced was put back: if the object was \
+                     replaced, it cannot be read until it is uploaded again"
+                ),
+            ),
+            Err(also) => also_said(
+                error,
+                &format!("putting back what the upload had replaced failed too ({also})"),
+            ),
         },
     })
+}
+
+/// The commit's `error` with what undoing it found: still named by the request that failed first
+/// (PutObject or CompleteMultipartUpload).
+fn also_said(error: Error, also: &str) -> Error {
+    let (operation, first) = match error {
+        Error::S3 { operation, message } => (operation, message),
+        other => ("PutObject", other.to_string()),
+    };
+    Error::S3 {
+        operation,
+        message: format!("{first}; {also}"),
+    }
 }
 
 async fn read_part<R: AsyncRead + Unpin>(
