@@ -253,7 +253,14 @@ pub(crate) async fn put_object_hashed(
                 .config_override(one_attempt(client, body.len()))
                 .send()
         },
-        |out| etag_confirms(out.e_tag(), md5, etag_is_md5(options.sse.as_ref())),
+        |out| {
+            etag_confirms(
+                out.e_tag(),
+                md5,
+                out.server_side_encryption(),
+                out.sse_customer_algorithm(),
+            )
+        },
     )
     .await?;
     Ok(out.e_tag().map(str::to_owned))
@@ -359,25 +366,24 @@ fn upload_read_timeout(base: Duration, body_len: usize) -> Duration {
 }
 
 /// Whether an answer's ETag confirms the bytes whose `Content-MD5` was `content_md5`: `Err` with
-/// the ETag when it is an MD5 and another one. Only where S3 makes the ETag the body's MD5
-/// (`etag_is_md5`: no SSE-KMS, no SSE-C); an ETag of a store's own scheme is not judged, as on
-/// download.
+/// the ETag when it is an MD5 and another one. Only where S3 makes the ETag the body's MD5: the
+/// answer says no SSE-KMS (`server_side_encryption` absent or `AES256`; a bucket's default
+/// encryption counts, whatever the request asked) and no SSE-C. An ETag of a store's own scheme is
+/// not judged, as on download.
 pub(crate) fn etag_confirms(
     etag: Option<&str>,
     content_md5: &str,
-    etag_is_md5: bool,
+    server_side_encryption: Option<&aws_sdk_s3::types::ServerSideEncryption>,
+    sse_customer_algorithm: Option<&str>,
 ) -> std::result::Result<(), String> {
+    let etag_is_md5 = server_side_encryption.is_none_or(|s| s.as_str() == "AES256")
+        && sse_customer_algorithm.is_none();
     match etag.filter(|_| etag_is_md5).and_then(get::parse_etag) {
         Some((digest, None)) if crate::md5::content_md5_header(&digest) != content_md5 => {
             Err(etag.unwrap_or_default().to_owned())
         }
         _ => Ok(()),
     }
-}
-
-/// Whether S3 makes a PutObject's or UploadPart's ETag the MD5 of its body under `sse`.
-pub(crate) fn etag_is_md5(sse: Option<&ServerSideEncryption>) -> bool {
-    matches!(sse, None | Some(ServerSideEncryption::S3))
 }
 
 /// The HTTP status of a raw response, for telling transient failures apart.
@@ -473,24 +479,32 @@ mod tests {
 
     #[test]
     fn an_etag_confirms_the_upload_only_when_it_is_the_md5_sent() {
+        use aws_sdk_s3::types::ServerSideEncryption as Sse;
         let sent = content_md5(b"abc");
         let abc = Some("\"900150983cd24fb0d6963f7d28e17f72\"");
         let other = Some("\"d41d8cd98f00b204e9800998ecf8427e\"");
-        assert_eq!(etag_confirms(abc, &sent, true), Ok(()));
+        assert_eq!(etag_confirms(abc, &sent, None, None), Ok(()));
+        assert_eq!(etag_confirms(abc, &sent, Some(&Sse::Aes256), None), Ok(()));
+        let mismatch = Err("\"d41d8cd98f00b204e9800998ecf8427e\"".to_owned());
+        assert_eq!(etag_confirms(other, &sent, None, None), mismatch);
         assert_eq!(
-            etag_confirms(other, &sent, true),
-            Err("\"d41d8cd98f00b204e9800998ecf8427e\"".to_owned())
+            etag_confirms(other, &sent, Some(&Sse::Aes256), None),
+            mismatch
         );
-        // Not judged: SSE-KMS or SSE-C, a store's own scheme, a multipart form, no ETag.
-        assert_eq!(etag_confirms(other, &sent, false), Ok(()));
-        assert_eq!(etag_confirms(Some("\"v1-xyz\""), &sent, true), Ok(()));
+        // Not judged: the answer says SSE-KMS (asked for, or the bucket's default) or SSE-C; a
+        // store's own scheme; a multipart form; no ETag.
         assert_eq!(
-            etag_confirms(Some("\"d41d8cd98f00b204e9800998ecf8427e-2\""), &sent, true),
+            etag_confirms(other, &sent, Some(&Sse::AwsKms), None),
             Ok(())
         );
-        assert_eq!(etag_confirms(None, &sent, true), Ok(()));
-        assert!(etag_is_md5(None) && etag_is_md5(Some(&ServerSideEncryption::S3)));
-        let key = SseCustomerKey::new(&[7u8; 32]).unwrap_or_else(|e| unreachable!("{e}"));
-        assert!(!etag_is_md5(Some(&ServerSideEncryption::Customer(key))));
+        assert_eq!(
+            etag_confirms(other, &sent, Some(&Sse::AwsKmsDsse), None),
+            Ok(())
+        );
+        assert_eq!(etag_confirms(other, &sent, None, Some("AES256")), Ok(()));
+        assert_eq!(etag_confirms(Some("\"v1-xyz\""), &sent, None, None), Ok(()));
+        let multipart = Some("\"d41d8cd98f00b204e9800998ecf8427e-2\"");
+        assert_eq!(etag_confirms(multipart, &sent, None, None), Ok(()));
+        assert_eq!(etag_confirms(None, &sent, None, None), Ok(()));
     }
 }

@@ -8,8 +8,8 @@ use aws_sdk_s3::primitives::ByteStream;
 
 use super::sse::{apply_sse, apply_sse_c};
 use super::{
-    etag_confirms, etag_is_md5, one_attempt, s3_error, send_with_retry, to_hash_map, PutOptions,
-    RetryPolicy, SseCustomerKey, MAX_PARTS,
+    etag_confirms, one_attempt, s3_error, send_with_retry, to_hash_map, PutOptions, RetryPolicy,
+    SseCustomerKey, MAX_PARTS,
 };
 use crate::error::{Error, Result};
 use crate::md5::content_md5;
@@ -32,8 +32,6 @@ struct Target {
     key: String,
     upload_id: String,
     sse_c: Option<SseCustomerKey>,
-    /// Whether the store's part ETags are the parts' MD5s (no SSE-KMS or SSE-C).
-    etag_is_md5: bool,
     retry: RetryPolicy,
 }
 
@@ -85,7 +83,6 @@ impl MultipartUpload {
                 key: key.to_owned(),
                 upload_id: upload_id.to_owned(),
                 sse_c: options.sse_c().cloned(),
-                etag_is_md5: etag_is_md5(options.sse.as_ref()),
                 retry: options.retry,
             }),
             next_number: 1,
@@ -228,7 +225,14 @@ impl PartUpload {
                     .config_override(one_attempt(&t.client, 0))
                     .send()
             },
-            |out| etag_confirms(out.e_tag(), md5, t.etag_is_md5),
+            |out| {
+                etag_confirms(
+                    out.e_tag(),
+                    md5,
+                    out.server_side_encryption(),
+                    out.sse_customer_algorithm(),
+                )
+            },
         )
         .await
         .map_err(|e| match e {
