@@ -714,7 +714,8 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
 
 /// Installs the SIGTERM and SIGINT handlers now (before "listening on" is printed, so a signal in
 /// the server's first instants is a clean stop, not death by the signal) and returns the future that
-/// completes on the first of them.
+/// completes on the first of them. (Elsewhere than Unix: Ctrl-C, whose handler tokio installs when
+/// the future is first polled.)
 fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, CliError> {
     #[cfg(unix)]
     let wait = {

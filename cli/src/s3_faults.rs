@@ -24,13 +24,12 @@ mod hooks {
     pub fn wrap(client: aws_sdk_s3::Client) -> aws_sdk_s3::Client {
         let corrupt = std::env::var("ENVELOPE_TEST_CORRUPT_PUTS")
             .ok()
-            .and_then(|v| match v.split_once(':') {
-                Some((k, n)) => Some((k.parse::<u32>().ok()?, n.parse::<u32>().ok()?)),
-                None => Some((0, v.parse::<u32>().ok()?)),
-            });
+            .and_then(|v| skip_then(&v));
         let count = |name| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
         let lose = count("ENVELOPE_TEST_LOSE_ANSWERS");
-        let wrong_etags = count("ENVELOPE_TEST_WRONG_ETAGS");
+        let wrong_etags = std::env::var("ENVELOPE_TEST_WRONG_ETAGS")
+            .ok()
+            .and_then(|v| skip_then(&v));
         if corrupt.is_none() && lose.is_none() && wrong_etags.is_none() {
             return client;
         }
@@ -52,19 +51,39 @@ mod hooks {
                 lost: AtomicBool::new(false),
             });
         }
-        if let Some(n) = wrong_etags {
+        if let Some((skip, n)) = wrong_etags {
             config = config.interceptor(WrongEtags {
+                skip: AtomicU32::new(skip),
                 remaining: AtomicU32::new(n),
             });
         }
         aws_sdk_s3::Client::from_conf(config.build())
     }
 
-    /// `ENVELOPE_TEST_WRONG_ETAGS=N`: the first N PutObject/UploadPart answers carry the ETag of
-    /// other bytes (an MD5, not the one of the body sent), as from a store that stored something
-    /// else than it was sent.
+    /// `N` (act on the first N) or `K:N` (let K through, then act on N).
+    fn skip_then(v: &str) -> Option<(u32, u32)> {
+        match v.split_once(':') {
+            Some((k, n)) => Some((k.parse().ok()?, n.parse().ok()?)),
+            None => Some((0, v.parse().ok()?)),
+        }
+    }
+
+    /// Counts one more request a hook sees: whether it acts on it (past the first `skip`, within
+    /// the next `remaining`).
+    fn acts(skip: &AtomicU32, remaining: &AtomicU32) -> bool {
+        skip.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_err()
+            && remaining
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+    }
+
+    /// `ENVELOPE_TEST_WRONG_ETAGS=N` (or `K:N`, after K): the first N PutObject/UploadPart
+    /// answers carry the ETag of other bytes (an MD5, not the one of the body sent), as from a
+    /// store that stored something else than it was sent.
     #[derive(Debug)]
     struct WrongEtags {
+        skip: AtomicU32,
         remaining: AtomicU32,
     }
 
@@ -89,11 +108,7 @@ mod hooks {
             } else {
                 return Ok(());
             };
-            if self
-                .remaining
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-            {
+            if acts(&self.skip, &self.remaining) {
                 // The MD5 of "abc", which no test uploads.
                 *etag = Some("\"900150983cd24fb0d6963f7d28e17f72\"".to_owned());
                 eprintln!("test hook: ETag of other bytes answered");
@@ -106,7 +121,7 @@ mod hooks {
     /// object appear (a PutObject of the object, not of its instruction file or a part; a
     /// CompleteMultipartUpload) are replaced by a 500 InternalError after the store has acted, as
     /// when an answer is lost on the way back. With `ENVELOPE_TEST_FAIL_HEADS_AFTER` set too, every
-    /// HeadObject after the first lost answer is answered 503, as from a store gone away.
+    /// HeadObject after the first lost answer is answered 503, as from a store gone away (whatever its value).
     #[derive(Debug)]
     struct LoseAnswers {
         remaining: AtomicU32,
@@ -198,17 +213,7 @@ mod hooks {
             {
                 return Ok(());
             }
-            let passed = self
-                .skip
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-            if passed.is_ok() {
-                return Ok(());
-            }
-            if self
-                .remaining
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_err()
-            {
+            if !acts(&self.skip, &self.remaining) {
                 return Ok(());
             }
             let mut bytes = context

@@ -144,10 +144,10 @@ pub enum Error {
     /// The store accepted a PutObject or UploadPart each time it was sent, but answered with an
     /// ETag that is an MD5 and not the MD5 of the bytes sent: what it stored is not what was sent
     /// (a store that ignores `Content-MD5`, damage after its check).
-    #[error("the store answered {operation} {attempts} times with ETag {etag}, which is not the MD5 of the bytes sent: it did not store what was sent")]
+    #[error("the store answered {request} {attempts} times with ETag {etag}, which is not the MD5 of the bytes sent: it did not store what was sent")]
     StoredDigestMismatch {
-        /// The S3 operation.
-        operation: &'static str,
+        /// The S3 request (`PutObject`, `UploadPart (part 3)`).
+        request: String,
         /// The last ETag the store answered.
         etag: String,
         /// How many times the request was sent.

@@ -127,7 +127,8 @@ pub struct PutOptions {
     pub part_size: usize,
     /// Parts uploaded at once (≥ 1).
     pub concurrency: usize,
-    /// Retries of each request.
+    /// Retries of each request. PutObject, UploadPart and AbortMultipartUpload are retried by this
+    /// policy alone: the client's own retry configuration is turned off for them.
     pub retry: RetryPolicy,
     /// The input's length when known (a file): the part size is chosen from it up front.
     /// Unknown (stdin), parts double in size every 1,000 parts.
@@ -295,12 +296,12 @@ where
                     failed += 1;
                     if failed >= attempts {
                         return Err(Error::StoredDigestMismatch {
-                            operation,
+                            request: operation.to_owned(),
                             etag,
                             attempts,
                         });
                     }
-                    tokio::time::sleep(policy.backoff(failed)).await;
+                    tokio::time::sleep(jittered(policy.backoff(failed))).await;
                     continue;
                 }
             },
@@ -325,8 +326,25 @@ where
                 }
             });
         }
-        tokio::time::sleep(policy.backoff(failed)).await;
+        // Throttled: at least a second, as the SDK's own retries wait for throttling errors.
+        let wait = policy.backoff(failed);
+        let wait = if is_throttling(&err) {
+            wait.max(Duration::from_secs(1))
+        } else {
+            wait
+        };
+        tokio::time::sleep(jittered(wait)).await;
     }
+}
+
+/// `wait` scaled by a random factor in [0.5, 1): parts retried together do not retry in step.
+fn jittered(wait: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let unit = match crate::random::fill(&mut b) {
+        Ok(()) => f64::from(u16::from_le_bytes(b)) / 65_536.0,
+        Err(_) => 0.5,
+    };
+    wait.mul_f64(0.5 + unit / 2.0)
 }
 
 /// The configuration override of a request sent through [`send_with_retry`] by `client` with a
@@ -356,11 +374,16 @@ pub(crate) fn one_attempt(
 pub const UPLOAD_FLOOR_RATE: u64 = 32 * 1024;
 
 /// `base` plus `body_len` at [`UPLOAD_FLOOR_RATE`], rounded up to a whole number of `base`s (the
-/// SDK keeps a connection pool per distinct timeout: parts of one size share one).
+/// SDK keeps a connection pool per distinct timeout: parts of one size share one); `base` alone
+/// for a body that takes under an eighth of it.
 fn upload_read_timeout(base: Duration, body_len: usize) -> Duration {
     let base_ms = base.as_millis().max(1);
     let sending_ms =
         u128::try_from(body_len).unwrap_or(u128::MAX) * 1000 / u128::from(UPLOAD_FLOOR_RATE);
+    // A body sent in under an eighth of the base needs no more time (and no second pool).
+    if sending_ms < base_ms / 8 {
+        return base;
+    }
     let bases = 1 + sending_ms.div_ceil(base_ms);
     Duration::from_millis(u64::try_from(bases.saturating_mul(base_ms)).unwrap_or(u64::MAX))
 }
@@ -404,13 +427,47 @@ fn is_transient<E: ProvideErrorMetadata, R: HttpStatus>(e: &SdkError<E, R>) -> b
         }
         SdkError::ServiceError(s) => {
             s.raw().status() >= 500
+                || is_throttling(e)
                 || matches!(
                     s.err().code(),
-                    Some("SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable")
+                    // A clock the store finds skewed: the SDK learns the skew from the answer,
+                    // and the next attempt is signed with the corrected time.
+                    Some(
+                        "RequestTimeout"
+                            | "RequestTimeoutException"
+                            | "InternalError"
+                            | "ServiceUnavailable"
+                            | "RequestTimeTooSkewed"
+                            | "RequestExpired"
+                    )
                 )
         }
         _ => false,
     }
+}
+
+/// A throttling answer (the codes the SDK's own retry classifier treats as such,
+/// `aws_runtime::retries::classifiers::THROTTLING_ERRORS`).
+fn is_throttling<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    matches!(
+        e.as_service_error().and_then(|s| s.code()),
+        Some(
+            "SlowDown"
+                | "Throttling"
+                | "ThrottlingException"
+                | "ThrottledException"
+                | "RequestThrottledException"
+                | "TooManyRequestsException"
+                | "ProvisionedThroughputExceededException"
+                | "TransactionInProgressException"
+                | "RequestLimitExceeded"
+                | "BandwidthLimitExceeded"
+                | "LimitExceededException"
+                | "RequestThrottled"
+                | "PriorRequestNotComplete"
+                | "EC2ThrottledException"
+        )
+    )
 }
 
 fn is_digest_error<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
@@ -455,6 +512,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn jitter_keeps_a_wait_between_half_and_all_of_it() {
+        let wait = Duration::from_millis(800);
+        let waits: Vec<Duration> = (0..64).map(|_| jittered(wait)).collect();
+        assert!(
+            waits.iter().all(|w| *w >= wait / 2 && *w < wait),
+            "{waits:?}"
+        );
+        assert!(waits.iter().any(|w| *w != waits[0]), "{waits:?}");
+    }
+
+    #[test]
     fn backoff_doubles_up_to_the_cap() {
         let p = RetryPolicy::default();
         assert_eq!(p.backoff(1), Duration::from_millis(100));
@@ -467,6 +535,9 @@ mod tests {
         let minute = Duration::from_secs(60);
         assert_eq!(upload_read_timeout(minute, 0), minute);
         assert_eq!(upload_read_timeout(minute, 1), minute);
+        // Under 7.5 s at the floor rate: the base alone; from there, whole bases on top.
+        assert_eq!(upload_read_timeout(minute, 7 * 32 * 1024), minute);
+        assert_eq!(upload_read_timeout(minute, 8 * 32 * 1024), 2 * minute);
         assert_eq!(upload_read_timeout(minute, 61 * 32 * 1024), 3 * minute);
         // 8 MiB at 32 KiB/s is 256 s: five minutes on top of the one.
         assert_eq!(upload_read_timeout(minute, 8 << 20), 6 * minute);

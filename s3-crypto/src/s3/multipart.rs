@@ -222,7 +222,7 @@ impl PartUpload {
                     .body(ByteStream::from(body.clone()));
                 apply_sse_c!(request, t.sse_c.as_ref())
                     .customize()
-                    .config_override(one_attempt(&t.client, 0))
+                    .config_override(one_attempt(&t.client, body.len()))
                     .send()
             },
             |out| {
@@ -239,6 +239,15 @@ impl PartUpload {
             Error::S3 { operation, message } => Error::S3 {
                 operation,
                 message: format!("part {}: {message}", self.number),
+            },
+            Error::StoredDigestMismatch {
+                request,
+                etag,
+                attempts,
+            } => Error::StoredDigestMismatch {
+                request: format!("{request} (part {})", self.number),
+                etag,
+                attempts,
             },
             other => other,
         })?;

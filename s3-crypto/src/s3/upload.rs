@@ -244,7 +244,12 @@ async fn undone<U: std::future::Future<Output = Result<Undone>>>(
     Err(match undo {
         None => error,
         Some(undo) => match undo.await {
-            Ok(Undone::ObjectWritten) => return Ok(()),
+            // The object changed: the commit went through after all, unless the store's answer
+            // said it stored other bytes than were sent (then the change is that damage).
+            Ok(Undone::ObjectWritten) if !matches!(error, Error::StoredDigestMismatch { .. }) => {
+                return Ok(())
+            }
+            Ok(Undone::ObjectWritten) => error,
             Ok(Undone::PutBack) => error,
             Ok(Undone::PutBackUntold(why)) => also_said(
                 error,

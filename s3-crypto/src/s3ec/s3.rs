@@ -154,7 +154,7 @@ async fn put_encrypted<R: AsyncRead + Unpin>(
                 "the existing object s3://{bucket}/{key} cannot be read ({e}): an upload that \
                  failed could not tell whether it had replaced it, and might leave it without \
                  its instruction file, so nothing was written; delete it first, or upload with \
-                 the SSE-C key it was stored with"
+                 the SSE-C key it was stored with (or with none, if it has none)"
             ),
                 })?,
         ),
@@ -257,7 +257,17 @@ async fn previous_instruction_file(
              --instruction-file"
         ),
     };
-    match get_object_with(client, bucket, &instruction_key, options.sse_c()).await {
+    // With the put's SSE-C key, or without one when that fails (a file stored without SSE-C
+    // refuses a GET that brings a key).
+    let got = match get_object_with(client, bucket, &instruction_key, options.sse_c()).await {
+        Err(e) if options.sse_c().is_some() => {
+            get_object_with(client, bucket, &instruction_key, None)
+                .await
+                .map_err(|_| e)
+        }
+        got => got,
+    };
+    match got {
         Ok(None) => Ok(PreviousInstructionFile::Absent),
         Ok(Some(object)) => object
             .read_all_limited(MAX_INSTRUCTION_FILE_LEN, "an instruction file")
@@ -291,16 +301,21 @@ async fn undo_instruction_file(
     Ok(undone)
 }
 
-/// The object's ETag (`None`: there is no object), read with the put's SSE-C key.
+/// The object's ETag (`None`: there is no object), read with the put's SSE-C key, or without one
+/// when that fails (an object stored without SSE-C refuses a HEAD that brings a key).
 async fn etag_of(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     options: &PutOptions,
 ) -> Result<Option<String>> {
-    Ok(head_object(client, bucket, key, options.sse_c())
-        .await?
-        .and_then(|h| h.e_tag))
+    let head = match head_object(client, bucket, key, options.sse_c()).await {
+        Err(e) if options.sse_c().is_some() => head_object(client, bucket, key, None)
+            .await
+            .map_err(|_| e)?,
+        head => head?,
+    };
+    Ok(head.and_then(|h| h.e_tag))
 }
 
 /// Puts back the instruction file a failed put had replaced (or deletes the one it made).
