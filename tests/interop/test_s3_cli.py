@@ -655,6 +655,14 @@ class LoopbackServer:
             sock.close()
 
 
+def hang_up(*socks: socket.socket):
+    for sock in socks:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class Relay(LoopbackServer):
     """Relays every connection to `endpoint`, each way through `_pump(src, dst, answers)`."""
 
@@ -701,11 +709,7 @@ class StallingProxy(Relay):
         except OSError:
             pass
         finally:
-            for sock in (src, dst):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            hang_up(src, dst)
 
 
 class BlackHole(LoopbackServer):
@@ -766,11 +770,7 @@ class SlowUplink(Relay):
         except OSError:
             pass
         finally:
-            for sock in (src, dst):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            hang_up(src, dst)
 
 
 def test_a_slow_uplink_gets_its_parts_time_beyond_the_read_timeout(store, env, kms_key, tmp_path):
@@ -930,11 +930,7 @@ class TamperingProxy(Relay):
         except OSError:
             pass
         finally:
-            for sock in (src, dst):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            hang_up(src, dst)
 
 
 def upload_small(store, env, kms_key, tmp_path, fmt: str, name: str, data: bytes, extra=()) -> str:

@@ -254,14 +254,7 @@ pub(crate) async fn put_object_hashed(
                 .config_override(one_attempt(client, body.len()))
                 .send()
         },
-        |out| {
-            etag_confirms(
-                out.e_tag(),
-                md5,
-                out.server_side_encryption(),
-                out.sse_customer_algorithm(),
-            )
-        },
+        |out| etag_confirms(out, md5),
     )
     .await?;
     Ok(out.e_tag().map(str::to_owned))
@@ -388,19 +381,47 @@ fn upload_read_timeout(base: Duration, body_len: usize) -> Duration {
     Duration::from_millis(u64::try_from(bases.saturating_mul(base_ms)).unwrap_or(u64::MAX))
 }
 
+/// What a PutObject or UploadPart answer says of what the store stored.
+pub(crate) trait StoredAnswer {
+    fn e_tag(&self) -> Option<&str>;
+    fn server_side_encryption(&self) -> Option<&aws_sdk_s3::types::ServerSideEncryption>;
+    fn sse_customer_algorithm(&self) -> Option<&str>;
+}
+
+macro_rules! stored_answer {
+    ($($output:ty),*) => {$(
+        impl StoredAnswer for $output {
+            fn e_tag(&self) -> Option<&str> {
+                self.e_tag()
+            }
+            fn server_side_encryption(&self) -> Option<&aws_sdk_s3::types::ServerSideEncryption> {
+                self.server_side_encryption()
+            }
+            fn sse_customer_algorithm(&self) -> Option<&str> {
+                self.sse_customer_algorithm()
+            }
+        }
+    )*};
+}
+stored_answer!(
+    aws_sdk_s3::operation::put_object::PutObjectOutput,
+    aws_sdk_s3::operation::upload_part::UploadPartOutput
+);
+
 /// Whether an answer's ETag confirms the bytes whose `Content-MD5` was `content_md5`: `Err` with
 /// the ETag when it is an MD5 and another one. Only where S3 makes the ETag the body's MD5: the
 /// answer says no SSE-KMS (`server_side_encryption` absent or `AES256`; a bucket's default
 /// encryption counts, whatever the request asked) and no SSE-C. An ETag of a store's own scheme is
 /// not judged, as on download.
 pub(crate) fn etag_confirms(
-    etag: Option<&str>,
+    answer: &impl StoredAnswer,
     content_md5: &str,
-    server_side_encryption: Option<&aws_sdk_s3::types::ServerSideEncryption>,
-    sse_customer_algorithm: Option<&str>,
 ) -> std::result::Result<(), String> {
-    let etag_is_md5 = server_side_encryption.is_none_or(|s| s.as_str() == "AES256")
-        && sse_customer_algorithm.is_none();
+    let etag_is_md5 = answer
+        .server_side_encryption()
+        .is_none_or(|s| s.as_str() == "AES256")
+        && answer.sse_customer_algorithm().is_none();
+    let etag = answer.e_tag();
     match etag.filter(|_| etag_is_md5).and_then(get::parse_etag) {
         Some((digest, None)) if crate::md5::content_md5_header(&digest) != content_md5 => {
             Err(etag.unwrap_or_default().to_owned())
@@ -550,32 +571,33 @@ mod tests {
 
     #[test]
     fn an_etag_confirms_the_upload_only_when_it_is_the_md5_sent() {
+        use aws_sdk_s3::operation::put_object::PutObjectOutput;
         use aws_sdk_s3::types::ServerSideEncryption as Sse;
-        let sent = content_md5(b"abc");
-        let abc = Some("\"900150983cd24fb0d6963f7d28e17f72\"");
-        let other = Some("\"d41d8cd98f00b204e9800998ecf8427e\"");
-        assert_eq!(etag_confirms(abc, &sent, None, None), Ok(()));
-        assert_eq!(etag_confirms(abc, &sent, Some(&Sse::Aes256), None), Ok(()));
-        let mismatch = Err("\"d41d8cd98f00b204e9800998ecf8427e\"".to_owned());
-        assert_eq!(etag_confirms(other, &sent, None, None), mismatch);
-        assert_eq!(
-            etag_confirms(other, &sent, Some(&Sse::Aes256), None),
-            mismatch
-        );
+        let judge = |etag: &str, sse: Option<Sse>, sse_c: Option<&str>| {
+            let answer = PutObjectOutput::builder()
+                .e_tag(etag)
+                .set_server_side_encryption(sse)
+                .set_sse_customer_algorithm(sse_c.map(str::to_owned))
+                .build();
+            etag_confirms(&answer, &content_md5(b"abc"))
+        };
+        let abc = "\"900150983cd24fb0d6963f7d28e17f72\"";
+        let other = "\"d41d8cd98f00b204e9800998ecf8427e\"";
+        assert_eq!(judge(abc, None, None), Ok(()));
+        assert_eq!(judge(abc, Some(Sse::Aes256), None), Ok(()));
+        assert_eq!(judge(other, None, None), Err(other.to_owned()));
+        assert_eq!(judge(other, Some(Sse::Aes256), None), Err(other.to_owned()));
         // Not judged: the answer says SSE-KMS (asked for, or the bucket's default) or SSE-C; a
-        // store's own scheme; a multipart form; no ETag.
+        // store's own scheme; a multipart form.
+        assert_eq!(judge(other, Some(Sse::AwsKms), None), Ok(()));
+        assert_eq!(judge(other, Some(Sse::AwsKmsDsse), None), Ok(()));
+        assert_eq!(judge(other, None, Some("AES256")), Ok(()));
+        assert_eq!(judge("\"v1-xyz\"", None, None), Ok(()));
         assert_eq!(
-            etag_confirms(other, &sent, Some(&Sse::AwsKms), None),
+            judge("\"d41d8cd98f00b204e9800998ecf8427e-2\"", None, None),
             Ok(())
         );
-        assert_eq!(
-            etag_confirms(other, &sent, Some(&Sse::AwsKmsDsse), None),
-            Ok(())
-        );
-        assert_eq!(etag_confirms(other, &sent, None, Some("AES256")), Ok(()));
-        assert_eq!(etag_confirms(Some("\"v1-xyz\""), &sent, None, None), Ok(()));
-        let multipart = Some("\"d41d8cd98f00b204e9800998ecf8427e-2\"");
-        assert_eq!(etag_confirms(multipart, &sent, None, None), Ok(()));
-        assert_eq!(etag_confirms(None, &sent, None, None), Ok(()));
+        let no_etag = PutObjectOutput::builder().build();
+        assert_eq!(etag_confirms(&no_etag, &content_md5(b"abc")), Ok(()));
     }
 }

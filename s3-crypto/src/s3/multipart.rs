@@ -225,14 +225,7 @@ impl PartUpload {
                     .config_override(one_attempt(&t.client, body.len()))
                     .send()
             },
-            |out| {
-                etag_confirms(
-                    out.e_tag(),
-                    md5,
-                    out.server_side_encryption(),
-                    out.sse_customer_algorithm(),
-                )
-            },
+            |out| etag_confirms(out, md5),
         )
         .await
         .map_err(|e| match e {
