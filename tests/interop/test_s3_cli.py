@@ -1080,6 +1080,24 @@ def test_an_upload_whose_commit_landed_but_whose_answer_was_lost_keeps_the_new_o
     assert s3.list_multipart_uploads(Bucket=store["BUCKET"], Prefix=key).get("Uploads", []) == []
 
 
+@pytest.mark.parametrize("fmt", ["v3", "framed"])
+def test_a_completion_that_landed_but_whose_answers_were_lost_is_a_success(store, s3, env, kms_key, tmp_path, fmt):
+    """Without an instruction file to judge by: every answer to the CompleteMultipartUpload is lost (the
+    first landed; the SDK's retries find no upload), and the object's ETag, the MD5 of exactly the parts'
+    MD5s, shows the upload went through. It used to be reported failed, the object complete."""
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(11 * MIB))
+    key = fresh_key(f"lost-completion-{fmt}")
+    p = envelope(["s3", "cp", str(src), url(store, key), "--key", kms_key, "--format", fmt, "--part-size", "5MiB",
+                  *conn(store)], dict(env, ENVELOPE_TEST_LOSE_ANSWERS="100"), ok=False)
+    err = p.stderr.decode()
+    assert p.returncode == 0 and "test hook: answer lost" in err, err
+    assert s3.list_multipart_uploads(Bucket=store["BUCKET"], Prefix=key).get("Uploads", []) == []
+    out = tmp_path / "out"
+    envelope(["s3", "cp", url(store, key), str(out), "--key", kms_key, "-q", *conn(store)], env)
+    assert out.read_bytes() == src.read_bytes()
+
+
 @pytest.mark.parametrize("size", [1000, 11 * MIB], ids=["put", "multipart"])
 def test_an_etag_that_is_not_the_md5_sent_is_retried_then_refused(store, s3, env, kms_key, tmp_path, size):
     """A store that answers a PutObject or UploadPart with the MD5 of other bytes stored something else
