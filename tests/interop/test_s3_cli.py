@@ -1216,6 +1216,88 @@ def test_an_sse_c_instruction_file_upload_over_an_object_without_sse_c_goes_thro
     assert out.read_bytes() == new.read_bytes()
 
 
+def test_a_failed_sse_c_upload_over_an_object_without_sse_c_puts_its_file_back_without_the_key(
+        store, s3, env, kms_key, tmp_path):
+    """The instruction file an SSE-C upload replaces was stored without SSE-C (read without the key):
+    when the object's PUT then fails, it goes back without the key too, and the old object stays
+    readable as before."""
+    old = os.urandom(300_000)
+    key = upload_small(store, env, kms_key, tmp_path, "v3", "plain-file-back", old, ["--instruction-file"])
+    sse = tmp_path / "c.key"
+    raw = os.urandom(32)
+    secrets_scan.add(raw, "SSE-C key")
+    sse.write_bytes(base64.b64encode(raw))
+    new = tmp_path / "new"
+    new.write_bytes(os.urandom(1000))
+    # The new instruction file's PUT goes through; the object's three are damaged.
+    p = envelope(["s3", "cp", str(new), url(store, key), "--key", kms_key, "--format", "v3", "--instruction-file",
+                  "--sse", "c", "--sse-c-key-file", str(sse), *conn(store)],
+                 dict(env, ENVELOPE_TEST_CORRUPT_PUTS="1:3"), ok=False)
+    assert p.returncode == 1 and "BadDigest" in p.stderr.decode(), p.stderr
+    assert "ServerSideEncryption" not in s3.head_object(Bucket=store["BUCKET"], Key=key + ".instruction")
+    assert read_back(store, env, kms_key, tmp_path, key, "v3") == old
+
+
+class SlowDownOnce(Relay):
+    """A relay to the store that answers the first PutObject itself, with 503 SlowDown (and closes that
+    connection), and relays everything else."""
+
+    def __init__(self, endpoint: str):
+        self.refused_at: float | None = None
+        super().__init__(endpoint)
+
+    def _serve(self, client: socket.socket):
+        if self.refused_at is not None:
+            return super()._serve(client)
+        data = b""
+        while b"\r\n\r\n" not in data and (chunk := client.recv(1 << 16)):
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"PUT ") or self.refused_at is not None:
+            upstream = socket.create_connection(self.target)
+            self.sockets.append(upstream)
+            upstream.sendall(data)
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            return self._pump(upstream, client, True)
+        self.refused_at = time.monotonic()
+        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        while len(body) < length and (chunk := client.recv(1 << 16)):
+            body += chunk
+        answer = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+        client.sendall(b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (len(answer), answer))
+        hang_up(client)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, answers: bool):
+        try:
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            hang_up(src, dst)
+
+
+def test_a_throttled_put_waits_at_least_a_second_and_goes_through(store, env, kms_key, tmp_path):
+    """`SlowDown` is retried by the client's own loop (the SDK's retries being off for writes), after at
+    least a second, as the SDK's throttling backoff would have waited."""
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(1000))
+    key = fresh_key("slow-down")
+    relay = SlowDownOnce(store["ENDPOINT"])
+    try:
+        envelope(["s3", "cp", str(src), url(store, key), "--key", kms_key, "-q", "--endpoint-url", relay.endpoint,
+                  "--path-style"], env, timeout=60)
+        done = time.monotonic()
+    finally:
+        relay.close()
+    assert relay.refused_at is not None and done - relay.refused_at >= 1.0, (relay.refused_at, done)
+    out = tmp_path / "out"
+    envelope(["s3", "cp", url(store, key), str(out), "--key", kms_key, "-q", *conn(store)], env)
+    assert out.read_bytes() == src.read_bytes()
+
+
 def test_an_instruction_file_upload_that_cannot_read_the_file_it_would_replace_writes_nothing(
         store, s3, env, kms_key, tmp_path):
     """An existing instruction file this caller cannot read (here: stored under another SSE-C key)

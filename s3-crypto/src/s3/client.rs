@@ -47,8 +47,9 @@ impl S3ClientBuilder {
     }
 
     /// How long to wait for the first byte of an answer once a request is sent; `None`: for ever.
-    /// [`DEFAULT_READ_TIMEOUT`](crate::DEFAULT_READ_TIMEOUT) unless set. A PutObject or UploadPart
-    /// waits this plus the time its body takes at 32 KiB/s (the clock starts as the body starts).
+    /// [`DEFAULT_READ_TIMEOUT`](crate::DEFAULT_READ_TIMEOUT) unless set. The clock starts when the
+    /// request is sent, so it includes the body: a PutObject or UploadPart also gets its body's time
+    /// at 32 KiB/s, in whole multiples of this (nothing more for a body sent in under an eighth).
     pub fn read_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
         self.base = self.base.read_timeout(timeout);
         self

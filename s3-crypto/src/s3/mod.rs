@@ -320,13 +320,13 @@ where
             });
         }
         // Throttled: at least a second, as the SDK's own retries wait for throttling errors.
-        let wait = policy.backoff(failed);
+        let wait = jittered(policy.backoff(failed));
         let wait = if is_throttling(&err) {
             wait.max(Duration::from_secs(1))
         } else {
             wait
         };
-        tokio::time::sleep(jittered(wait)).await;
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -342,8 +342,8 @@ fn jittered(wait: Duration) -> Duration {
 
 /// The configuration override of a request sent through [`send_with_retry`] by `client` with a
 /// body of `body_len` bytes: one attempt, as that loop does the retrying (the SDK's standard
-/// retries inside it sent 3 × 3 requests); and the client's read timeout, whose clock starts as
-/// the body starts, lengthened by the time the body takes at [`UPLOAD_FLOOR_RATE`].
+/// retries inside it sent 3 × 3 requests); and the client's read timeout, whose clock starts when
+/// the request is sent (so it includes the body), lengthened as [`upload_read_timeout`] says.
 pub(crate) fn one_attempt(
     client: &aws_sdk_s3::Client,
     body_len: usize,

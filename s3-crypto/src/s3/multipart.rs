@@ -158,18 +158,60 @@ impl MultipartUpload {
         let Err(e) = apply_sse_c!(request, t.sse_c.as_ref()).send().await else {
             return Ok(());
         };
-        // A completion that landed but whose answer was lost (its retry then finds no upload): the
-        // object's ETag is the MD5 of exactly these parts' MD5s.
-        if let Some(expected) = expected {
-            if let Ok(Some(head)) =
-                head_object(&t.client, &t.bucket, &t.key, t.sse_c.as_ref()).await
-            {
-                if head.e_tag.as_deref().map(|e| e.trim_matches('"')) == Some(expected.as_str()) {
-                    return Ok(());
-                }
-            }
+        // A completion that landed but whose answer was lost (its retry then finds no upload):
+        // the upload is gone, and the object's ETag is the MD5 of exactly these parts' MD5s.
+        let error = s3_error("CompleteMultipartUpload", &t.bucket, &t.key, e);
+        match expected {
+            Some(expected) if self.upload_is_gone().await => match self.etag().await {
+                Ok(Some(etag)) if etag.trim_matches('"').eq_ignore_ascii_case(&expected) => Ok(()),
+                Ok(_) => Err(error),
+                Err(head) => Err(Error::S3 {
+                    operation: "CompleteMultipartUpload",
+                    message: format!(
+                        "{error}; the upload is gone (an earlier attempt may have completed it), \
+                         but whether the object is it could not be told ({head})"
+                    ),
+                }),
+            },
+            _ => Err(error),
         }
-        Err(s3_error("CompleteMultipartUpload", &t.bucket, &t.key, e))
+    }
+
+    /// Whether the store no longer knows the upload (ListParts answers NoSuchUpload): it was
+    /// completed or aborted.
+    async fn upload_is_gone(&self) -> bool {
+        let t = &self.target;
+        let listed = t
+            .client
+            .list_parts()
+            .bucket(&t.bucket)
+            .key(&t.key)
+            .upload_id(&t.upload_id)
+            .max_parts(1)
+            .customize()
+            .config_override(one_attempt(&t.client, 0))
+            .send()
+            .await;
+        listed
+            .err()
+            .and_then(|e| e.into_service_error().meta().code().map(str::to_owned))
+            .is_some_and(|code| code == "NoSuchUpload")
+    }
+
+    /// The object's ETag now, in one attempt (this runs while completing, which Ctrl-C does not
+    /// interrupt: it must not take the SDK's retries on top).
+    async fn etag(&self) -> Result<Option<String>> {
+        let t = &self.target;
+        let once = aws_sdk_s3::Client::from_conf(
+            t.client
+                .config()
+                .to_builder()
+                .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+                .build(),
+        );
+        Ok(head_object(&once, &t.bucket, &t.key, t.sse_c.as_ref())
+            .await?
+            .and_then(|h| h.e_tag))
     }
 
     /// AbortMultipartUpload: the store drops the parts uploaded so far.
@@ -198,7 +240,9 @@ impl MultipartUpload {
 }
 
 /// The ETag S3 gives the object these parts make, where each part's ETag is its MD5: the MD5 of
-/// the parts' MD5s, `-N` (`None` when a part's ETag is not an MD5: SSE-KMS, SSE-C, a store's own).
+/// the parts' MD5s, `-N`; `None` when a part's ETag does not look like an MD5 (a store's own
+/// scheme). SSE-KMS and SSE-C part ETags look like MD5s and are not: the object's ETag then does
+/// not match, and a failed completion stays failed.
 fn expected_etag(parts: &[aws_sdk_s3::types::CompletedPart]) -> Option<String> {
     let mut digests = Vec::with_capacity(parts.len() * 16);
     for part in parts {

@@ -214,6 +214,8 @@ where
     while in_flight.join_next().await.is_some() {}
     Err(match upload.abort().await {
         Ok(()) => result,
+        // Completed or aborted already (a completion whose answers were lost): no parts remain.
+        Err(Error::S3 { message, .. }) if message.starts_with("NoSuchUpload") => result,
         Err(abort) => Error::S3 {
             operation: "AbortMultipartUpload",
             message: format!(
@@ -249,7 +251,10 @@ async fn undone<U: std::future::Future<Output = Result<Undone>>>(
             Ok(Undone::ObjectWritten) if !matches!(error, Error::StoredDigestMismatch { .. }) => {
                 return Ok(())
             }
-            Ok(Undone::ObjectWritten) => error,
+            Ok(Undone::ObjectWritten) => also_said(
+                error,
+                "the object was replaced all the same, by what the store stored",
+            ),
             Ok(Undone::PutBack) => error,
             Ok(Undone::PutBackUntold(why)) => also_said(
                 error,

@@ -233,8 +233,9 @@ async fn object_metadata_with(
 enum PreviousInstructionFile {
     /// There was none: a new one is deleted again.
     Absent,
-    /// Its body (an instruction file is at most [`MAX_INSTRUCTION_FILE_LEN`] bytes).
-    Body(Vec<u8>),
+    /// Its body (an instruction file is at most [`MAX_INSTRUCTION_FILE_LEN`] bytes), and whether
+    /// it was stored under the put's SSE-C key (else without SSE-C): it is put back as it was.
+    Body { body: Vec<u8>, with_sse_c: bool },
 }
 
 /// The instruction file a put is about to replace. One that exists but cannot be read (another
@@ -259,20 +260,22 @@ async fn previous_instruction_file(
     };
     // With the put's SSE-C key, or without one when that fails (a file stored without SSE-C
     // refuses a GET that brings a key).
-    let got = match get_object_with(client, bucket, &instruction_key, options.sse_c()).await {
-        Err(e) if options.sse_c().is_some() => {
-            get_object_with(client, bucket, &instruction_key, None)
-                .await
-                .map_err(|_| e)
-        }
-        got => got,
-    };
+    let (got, with_sse_c) =
+        match get_object_with(client, bucket, &instruction_key, options.sse_c()).await {
+            Err(e) if options.sse_c().is_some() => (
+                get_object_with(client, bucket, &instruction_key, None)
+                    .await
+                    .map_err(|_| e),
+                false,
+            ),
+            got => (got, options.sse_c().is_some()),
+        };
     match got {
         Ok(None) => Ok(PreviousInstructionFile::Absent),
         Ok(Some(object)) => object
             .read_all_limited(MAX_INSTRUCTION_FILE_LEN, "an instruction file")
             .await
-            .map(PreviousInstructionFile::Body)
+            .map(|body| PreviousInstructionFile::Body { body, with_sse_c })
             .map_err(unreadable),
         Err(e) => Err(unreadable(e)),
     }
@@ -328,8 +331,19 @@ async fn restore_instruction_file(
 ) -> Result<()> {
     let instruction_key = format!("{key}{INSTRUCTION_FILE_SUFFIX}");
     match previous {
-        PreviousInstructionFile::Body(body) => {
+        PreviousInstructionFile::Body { body, with_sse_c } => {
             let marker = [(INSTRUCTION_FILE_MARKER.to_owned(), String::new())].into();
+            // A file read without the put's SSE-C key goes back without it (and without SSE).
+            let without_key;
+            let options = if with_sse_c || options.sse_c().is_none() {
+                options
+            } else {
+                without_key = PutOptions {
+                    sse: None,
+                    ..options.clone()
+                };
+                &without_key
+            };
             put_object_with(client, bucket, &instruction_key, body, &marker, options).await?;
             Ok(())
         }
