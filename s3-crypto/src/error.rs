@@ -143,8 +143,9 @@ pub enum Error {
     },
     /// The store accepted a PutObject or UploadPart each time it was sent, but answered with an
     /// ETag that is an MD5 and not the MD5 of the bytes sent: what it stored is not what was sent
-    /// (a store that ignores `Content-MD5`, damage after its check).
-    #[error("the store answered {request} {attempts} times with ETag {etag}, which is not the MD5 of the bytes sent: it did not store what was sent")]
+    /// (a store that ignores `Content-MD5`, damage after its check). After a PutObject the object
+    /// has been replaced all the same; a multipart upload is aborted.
+    #[error("the store answered {request} {attempts} times with ETag {etag}, which is not the MD5 of the bytes sent: what it holds is not what was sent")]
     StoredDigestMismatch {
         /// The S3 request (`PutObject`, `UploadPart (part 3)`).
         request: String,

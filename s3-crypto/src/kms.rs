@@ -721,7 +721,9 @@ impl KmsClientBuilder {
 
     /// How long to wait for the first byte of an answer once a request is sent (`None`: for ever).
     /// A store or key service that takes a request and never answers then fails the call as a
-    /// timeout, which the callers retry as a transient failure, instead of hanging it.
+    /// timeout, which the callers retry as a transient failure, instead of hanging it. It is also
+    /// the grace period of the SDK's stalled-stream protection: a body that stops (under 1 B/s)
+    /// for that long fails; `None` turns that protection off.
     pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.read_timeout = ReadTimeout(timeout);
         self
@@ -776,6 +778,13 @@ impl KmsClientBuilder {
         let mut timeouts = aws_config::timeout::TimeoutConfig::builder();
         timeouts.set_read_timeout(self.read_timeout.0);
         loader = loader.timeout_config(timeouts.build());
+        // A body (an answer's, or an upload's) that stops for the read timeout fails too: the
+        // SDK's stalled-stream protection, whose grace period is otherwise 5 s whatever was asked.
+        use aws_config::stalled_stream_protection::StalledStreamProtectionConfig as Stalled;
+        loader = loader.stalled_stream_protection(match self.read_timeout.0 {
+            Some(timeout) => Stalled::enabled().grace_period(timeout).build(),
+            None => Stalled::disabled(),
+        });
         let files = self.profile_files();
         if let Some(files) = &files {
             loader = loader.profile_files(files.clone());

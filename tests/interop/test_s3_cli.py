@@ -753,6 +753,41 @@ def test_a_store_that_never_answers_fails_the_copy_instead_of_hanging_it(env, km
     assert not out.exists()
 
 
+@pytest.mark.parametrize("read_timeout", ["2", "0"])
+def test_a_download_body_that_stops_fails_after_the_read_timeout_or_waits_with_0(
+        store, env, kms_key, tmp_path, read_timeout):
+    """A body that stops after its first MiB: with `--read-timeout 2` the download fails about two seconds
+    later (the SDK's stalled-stream grace period, 5 s by default, is the read timeout), leaving no file;
+    with 0 it waits for ever (still running after 8 s)."""
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(4 * MIB))
+    key = fresh_key("stopped-body")
+    envelope(["s3", "cp", str(src), url(store, key), "--key", kms_key, "-q", *conn(store)], env)
+    out = tmp_path / "out"
+    proxy = StallingProxy(store["ENDPOINT"], limit=MIB)
+    proc = subprocess.Popen(
+        [envelope_bin(), "s3", "cp", url(store, key), str(out), "--key", kms_key, "--endpoint-url", proxy.endpoint,
+         "--path-style", "--read-timeout", read_timeout], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proxy.stalled.wait(60)
+        stalled = time.monotonic()
+        try:
+            proc.wait(timeout=8)
+        except subprocess.TimeoutExpired:
+            pass
+        waited = time.monotonic() - stalled
+    finally:
+        proxy.close()
+        proc.kill()
+        _, err = proc.communicate()
+    if read_timeout == "0":
+        assert waited >= 8, err.decode()
+    else:
+        assert proc.returncode == 1 and waited < 4.5, (waited, err.decode())
+        assert "throughput" in err.decode() or "stall" in err.decode().lower(), err.decode()
+    assert not out.exists()
+
+
 class SlowUplink(Relay):
     """A relay to the store that lets requests through at `rate` bytes/s per connection (answers at full
     speed): a slow uplink."""

@@ -7,9 +7,17 @@
 //!   A store that answers `BadDigest` or `InvalidDigest` (the bytes were damaged on the way), and
 //!   a transient failure (timeout, connection, 5xx, `SlowDown`), is retried with exponential
 //!   backoff ([`RetryPolicy`]); when the store keeps rejecting the digest the failure is
-//!   [`Error::ContentDigestMismatch`]. Downloads check the ETag where it is an MD5 of the body or
+//!   [`Error::ContentDigestMismatch`]. An answer whose ETag is an MD5 (the answer names no SSE-KMS
+//!   and no SSE-C) must be the MD5 sent; another one is retried the same way, then
+//!   [`Error::StoredDigestMismatch`] (a PutObject has then replaced the object all the same).
+//!   Downloads check the ETag where it is an MD5 of the body or
 //!   an MD5 of the parts' MD5s (`…-N`, parts of equal size but the last); not for SSE-KMS and
 //!   SSE-C objects, whose ETags are something else.
+//! - **Your client's configuration.** Writes (PutObject, UploadPart, AbortMultipartUpload) are
+//!   retried by [`RetryPolicy`] alone: the client's retry configuration is turned off for them, so
+//!   that retries do not multiply. A client with a read timeout gives an upload request more: its
+//!   body's time at [`UPLOAD_FLOOR_RATE`]. Other requests (CreateMultipartUpload,
+//!   CompleteMultipartUpload, GetObject, HeadObject) keep the client's own retries.
 //! - **Streaming.** [`put_stream`] reads an [`AsyncRead`](tokio::io::AsyncRead) one part at a
 //!   time: input that ends within the first part goes up in one PutObject, anything longer as a
 //!   multipart upload of parts sent concurrently, memory within part size × (concurrency + 1).
@@ -77,7 +85,8 @@ pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
 pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// How a failed request is retried: `attempts` in all, waiting `initial_backoff`, then twice as
-/// long each time, at most `max_backoff`.
+/// long each time, at most `max_backoff`; each wait scaled by a random factor in [0.5, 1), and a
+/// throttling answer (`SlowDown`, …) waited for at least a second whatever `max_backoff` says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryPolicy {

@@ -56,7 +56,8 @@ impl MultipartUpload {
     }
 
     /// CreateMultipartUpload with the server-side encryption and retry policy of `options`
-    /// (which every part then uses).
+    /// (the parts and the abort then use both; CreateMultipartUpload itself keeps the client's own
+    /// retries).
     pub async fn create_with(
         client: &aws_sdk_s3::Client,
         bucket: &str,
@@ -124,7 +125,11 @@ impl MultipartUpload {
     }
 
     /// CompleteMultipartUpload with the parts recorded, in part-number order. If that fails, the
-    /// upload is aborted (so no parts stay behind) and the completion error returned.
+    /// upload is aborted (so no parts stay behind) and the completion error returned; except when
+    /// an earlier attempt completed it and only its answer was lost: the store no longer knows the
+    /// upload (ListParts: NoSuchUpload) and the object's ETag is the MD5 of these parts' ETags,
+    /// `-N`; then `Ok`. (That judging needs `s3:ListMultipartUploadParts` and `s3:GetObject`;
+    /// without them the error stands.)
     pub async fn complete(mut self) -> Result<()> {
         match self.complete_parts().await {
             Ok(()) => Ok(()),
@@ -239,10 +244,9 @@ impl MultipartUpload {
     }
 }
 
-/// The ETag S3 gives the object these parts make, where each part's ETag is its MD5: the MD5 of
-/// the parts' MD5s, `-N`; `None` when a part's ETag does not look like an MD5 (a store's own
-/// scheme). SSE-KMS and SSE-C part ETags look like MD5s and are not: the object's ETag then does
-/// not match, and a failed completion stays failed.
+/// The ETag S3 gives the object these parts make: the MD5 of the parts' ETags (as 16 bytes each),
+/// `-N`; `None` when a part's ETag is not 32 hex digits (a store's own scheme). The parts' ETags
+/// are their MD5s, or (SSE-KMS, SSE-C) other digests that identify them as well.
 fn expected_etag(parts: &[aws_sdk_s3::types::CompletedPart]) -> Option<String> {
     let mut digests = Vec::with_capacity(parts.len() * 16);
     for part in parts {
