@@ -40,6 +40,10 @@ pub struct KeyArgs {
     /// AWS region of the KMS calls.
     #[arg(long, value_name = "REGION")]
     region: Option<String>,
+    /// Seconds a KMS call may wait for its answer to begin; 0 waits for ever.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0,
+          value_parser = crate::s3::parse_read_timeout)]
+    read_timeout: f64,
     /// File with a raw AES wrapping key (16, 24 or 32 bytes, raw or base64).
     #[arg(long, value_name = "FILE", requires = "key_name")]
     raw_key_file: Option<PathBuf>,
@@ -245,6 +249,7 @@ async fn keyring(args: &KeyArgs, decrypting: bool) -> Result<Box<dyn Keyring>, C
             args.profile.as_deref(),
             args.region.as_deref(),
         )
+        .read_timeout(crate::s3::read_timeout_of(args.read_timeout))
         .build()
         .await
         .map_err(crypto_err)?;

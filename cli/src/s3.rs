@@ -68,11 +68,16 @@ pub struct ConnectionArgs {
 
 impl ConnectionArgs {
     fn read_timeout(&self) -> Option<Duration> {
-        (self.read_timeout > 0.0).then(|| Duration::from_secs_f64(self.read_timeout))
+        read_timeout_of(self.read_timeout)
     }
 }
 
-fn parse_read_timeout(s: &str) -> Result<f64, String> {
+/// `--read-timeout`'s seconds as the clients take them (0: none).
+pub(crate) fn read_timeout_of(seconds: f64) -> Option<Duration> {
+    (seconds > 0.0).then(|| Duration::from_secs_f64(seconds))
+}
+
+pub(crate) fn parse_read_timeout(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=86_400.0).contains(&v) => Ok(v),
         _ => Err("a number of seconds from 0 (for ever) to 86400".into()),
@@ -856,7 +861,8 @@ fn sse_c_hint(e: &s3_crypto::Error, sse_c_given: bool) -> &'static str {
     match (refused, sse_c_given) {
         (false, _) => "",
         (true, false) => {
-            " (if the object is stored with SSE-C, give its key: --sse-c-key-file FILE)"
+            " (if the object is stored with SSE-C, give its key: --sse-c-key-file FILE; a 403 also \
+             comes from credentials, permissions, or a clock far off, which a HEAD cannot say)"
         }
         (true, true) => " (check that --sse-c-key-file holds the key the object was stored with)",
     }

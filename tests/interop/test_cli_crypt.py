@@ -2,7 +2,10 @@
 what a refused decryption leaves behind (raw keys, no server)."""
 
 import os
+import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -255,3 +258,37 @@ def test_trace_logging_prints_no_data_key_or_secret(server, kms, tmp_path):
         assert "TRACE" in p.stderr, f"{what} did not log at trace level"
         assert "Plaintext" not in p.stderr, f"{what} logged a data key"
         assert sk not in p.stderr, f"{what} logged the secret access key"
+
+
+def test_a_kms_that_never_answers_fails_encrypt_after_the_read_timeout(tmp_path):
+    """`--read-timeout 1`: each KMS call to an endpoint that takes requests and never answers times out
+    after a second, the SDK retries it, and encrypt fails with no output file instead of hanging."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def swallow():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    threading.Thread(target=swallow, daemon=True).start()
+    src, out = tmp_path / "plain", tmp_path / "out"
+    src.write_bytes(b"x" * 100)
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDEXAMPLE", AWS_SECRET_ACCESS_KEY="secret", AWS_REGION="us-east-1",
+               AWS_EC2_METADATA_DISABLED="true")
+    start = time.monotonic()
+    try:
+        p = subprocess.run([envelope_bin(), "encrypt", str(src), "-o", str(out), "--key", "alias/never",
+                            "--endpoint-url", f"http://127.0.0.1:{listener.getsockname()[1]}", "--read-timeout", "1"],
+                           env=env, capture_output=True, timeout=60)
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+    err = p.stderr.decode()
+    assert p.returncode != 0 and "read timeout" in err.lower(), err
+    assert time.monotonic() - start < 15, err
+    assert not out.exists()
