@@ -258,18 +258,10 @@ async fn previous_instruction_file(
              --instruction-file"
         ),
     };
-    // With the put's SSE-C key, or without one when that fails (a file stored without SSE-C
-    // refuses a GET that brings a key).
-    let (got, with_sse_c) =
-        match get_object_with(client, bucket, &instruction_key, options.sse_c()).await {
-            Err(e) if options.sse_c().is_some() => (
-                get_object_with(client, bucket, &instruction_key, None)
-                    .await
-                    .map_err(|_| e),
-                false,
-            ),
-            got => (got, options.sse_c().is_some()),
-        };
+    let (got, with_sse_c) = with_key_or_without(options, |sse_c| {
+        get_object_with(client, bucket, &instruction_key, sse_c)
+    })
+    .await;
     match got {
         Ok(None) => Ok(PreviousInstructionFile::Absent),
         Ok(Some(object)) => object
@@ -304,21 +296,31 @@ async fn undo_instruction_file(
     Ok(undone)
 }
 
-/// The object's ETag (`None`: there is no object), read with the put's SSE-C key, or without one
-/// when that fails (an object stored without SSE-C refuses a HEAD that brings a key).
+/// The object's ETag (`None`: there is no object), read with the put's SSE-C key or without
+/// ([`with_key_or_without`]).
 async fn etag_of(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     options: &PutOptions,
 ) -> Result<Option<String>> {
-    let head = match head_object(client, bucket, key, options.sse_c()).await {
-        Err(e) if options.sse_c().is_some() => head_object(client, bucket, key, None)
-            .await
-            .map_err(|_| e)?,
-        head => head?,
-    };
-    Ok(head.and_then(|h| h.e_tag))
+    let (head, _) =
+        with_key_or_without(options, |sse_c| head_object(client, bucket, key, sse_c)).await;
+    Ok(head?.and_then(|h| h.e_tag))
+}
+
+/// A read with the put's SSE-C key, or, when that fails, without one (an object stored without
+/// SSE-C refuses a read that brings a key); the first error if both fail. Also says whether the
+/// read that answered brought the key.
+async fn with_key_or_without<'a, T, F, Fut>(options: &'a PutOptions, read: F) -> (Result<T>, bool)
+where
+    F: Fn(Option<&'a SseCustomerKey>) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    match (read(options.sse_c()).await, options.sse_c()) {
+        (Err(e), Some(_)) => (read(None).await.map_err(|_| e), false),
+        (got, key) => (got, key.is_some()),
+    }
 }
 
 /// Puts back the instruction file a failed put had replaced (or deletes the one it made).
