@@ -18,6 +18,7 @@ mod grants;
 mod identity;
 mod quotas;
 mod sqlite_file;
+mod tags;
 
 pub use grants::{GrantInsert, GrantRow};
 pub use identity::{AccessKeyRow, Blocker, GroupRow, ManagedPolicyRow, RoleRow, UserRow};
@@ -237,6 +238,8 @@ pub enum WrappedSecret {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite (one writer) rather than PostgreSQL: how [`Store::begin_counted`] serializes.
+    sqlite: bool,
 }
 
 fn uuid_of(s: &str) -> Result<Uuid> {
@@ -343,7 +346,7 @@ impl Store {
                 }
             }
         };
-        let store = Store { pool };
+        let store = Store { pool, sqlite };
         store.migrate().await?;
         Ok(store)
     }
@@ -443,14 +446,20 @@ impl Store {
     }
 
     /// Inserts a new key with its first material version (none for a key in a custom key store,
-    /// whose material is in the token) and tags, atomically.
+    /// whose material is in the token) and tags, atomically, unless its account has `max_keys`
+    /// keys already (then false, nothing written). Counted and written in one counted transaction.
     pub async fn insert_key(
         &self,
         k: &KeyRow,
         material: Option<&MaterialRow>,
         tags: &[(String, String)],
-    ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        max_keys: i64,
+    ) -> Result<bool> {
+        let mut tx = self.begin_counted("keys", &k.account_id).await?;
+        if quotas::count_on(&mut *tx, quotas::KEYS, &k.account_id).await? >= max_keys {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO kms_keys (key_id, created_at, description, key_state, key_usage, key_spec, origin, \
              policy, deletion_date, pending_window_days, rotation_period_days, next_rotation, revision, \
@@ -486,7 +495,7 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// A key by id.
@@ -613,91 +622,6 @@ impl Store {
             tx.rollback().await?;
             Ok(false)
         }
-    }
-
-    /// Adds tags or replaces their values, in one transaction that first locks the key's row and
-    /// counts: when the key would have more than `max` tags, writes nothing and answers false.
-    pub async fn put_tags(
-        &self,
-        key: &Uuid,
-        tags: &[(String, String)],
-        max: usize,
-    ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        // A write to the key's row serializes concurrent tag changes of one key (on PostgreSQL as on
-        // SQLite), so two requests cannot both pass the count.
-        sqlx::query("UPDATE kms_keys SET key_id = key_id WHERE key_id = $1")
-            .bind(key.to_string())
-            .execute(&mut *tx)
-            .await?;
-        let existing: Vec<String> =
-            sqlx::query_scalar("SELECT tag_key FROM kms_tags WHERE key_id = $1")
-                .bind(key.to_string())
-                .fetch_all(&mut *tx)
-                .await?;
-        let added = tags.iter().filter(|(k, _)| !existing.contains(k)).count();
-        if existing.len() + added > max {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        for (k, v) in tags {
-            sqlx::query(
-                "INSERT INTO kms_tags (key_id, tag_key, tag_value) VALUES ($1, $2, $3) \
-                 ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
-            )
-            .bind(key.to_string())
-            .bind(k)
-            .bind(v)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// Removes tags by key.
-    pub async fn delete_tags(&self, key: &Uuid, tag_keys: &[String]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for k in tag_keys {
-            sqlx::query("DELETE FROM kms_tags WHERE key_id = $1 AND tag_key = $2")
-                .bind(key.to_string())
-                .bind(k)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Tags of a key in tag-key order after `after`.
-    pub async fn list_tags(
-        &self,
-        key: &Uuid,
-        after: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query(
-            "SELECT tag_key, tag_value FROM kms_tags WHERE key_id = $1 AND tag_key > $2 \
-             ORDER BY tag_key LIMIT $3",
-        )
-        .bind(key.to_string())
-        .bind(after.unwrap_or(""))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("tag_key")?, r.try_get("tag_value")?)))
-            .collect()
-    }
-
-    /// Number of tags on a key.
-    pub async fn count_tags(&self, key: &Uuid) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM kms_tags WHERE key_id = $1")
-                .bind(key.to_string())
-                .fetch_one(&self.pool)
-                .await?,
-        )
     }
 
     /// Replaces every wrapped secret (all key material versions, all access keys' secrets, all
@@ -979,9 +903,9 @@ mod tests {
         let mut other = row.clone();
         other.id = "cks-2".into();
         other.account_id = "444455556666".into();
-        store.insert_custom_key_store(&other).await.unwrap();
+        assert!(store.insert_custom_key_store(&other, 10).await.unwrap());
         other.id = "cks-3".into();
-        let e = store.insert_custom_key_store(&other).await.unwrap_err();
+        let e = store.insert_custom_key_store(&other, 10).await.unwrap_err();
         assert!(matches!(e, KmsError::CustomKeyStoreNameInUse(_)), "{e:?}");
         // Foreign keys still hold against the rebuilt table; a store with keys cannot be dropped.
         let dangling = sqlx::query(

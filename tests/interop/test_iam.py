@@ -462,6 +462,21 @@ def test_principal_create_in_another_account_with_a_policy(server, tmp_path):
     assert r.returncode == 0 and "has no policy" in r.stderr
     assert iam.list_attached_user_policies(UserName="bare")["AttachedPolicies"] == []
     assert iam.list_user_policies(UserName="bare")["PolicyNames"] == []
+    # A policy over a user's 2,048 characters of inline policy (whitespace not counted) is refused
+    # as PutUserPolicy refuses it, and no user is made.
+    policy.write_text(json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "s" * 2000, "Effect": "Allow", "Action": "iam:GetUser", "Resource": "*"}]}))
+    r = subprocess.run([envelope_bin(), "principal", "create", "big", "--account-id", "444455556666",
+                        "--policy-file", str(policy), *store],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode != 0 and "2048" in r.stderr, r.stderr
+    # No user "big" was left behind: the name is free for the next try.
+    policy.write_text(json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:GetUser", "Resource": "*"}]}))
+    r = subprocess.run([envelope_bin(), "principal", "create", "big", "--account-id", "444455556666",
+                        "--policy-file", str(policy), *store],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
 
 
 def test_policy_arn_condition_limits_what_may_be_attached(server, iam):

@@ -13,7 +13,7 @@ use crate::store::{GroupRow, ManagedPolicyRow, RoleRow, UserRow};
 use crate::Kms;
 
 /// IAM's quota of managed policies attached to one user, group or role.
-const ATTACHED_PER_ENTITY: usize = 10;
+pub(crate) const ATTACHED_PER_ENTITY: usize = 10;
 
 /// Whose policies: a user's, a group's or a role's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,15 +107,11 @@ impl Kms {
             .await?;
         check_identity_policy(document)?;
         let limit = kind.limit();
-        let others: usize = self
+        if !self
             .store()
-            .inline_policies(&owner.id)
+            .put_inline_policy(&owner.id, policy_name, document, limit)
             .await?
-            .iter()
-            .filter(|(n, _)| n != policy_name)
-            .map(|(_, d)| limit.measure(d))
-            .sum();
-        if others + limit.measure(document) > limit.max() {
+        {
             return Err(IamError::LimitExceeded(format!(
                 "Maximum policy size of {} bytes exceeded for {} {}",
                 limit.max(),
@@ -123,9 +119,6 @@ impl Kms {
                 owner.name
             )));
         }
-        self.store()
-            .put_inline_policy(&owner.id, policy_name, document)
-            .await?;
         self.identities_changed();
         Ok(None)
     }
@@ -412,14 +405,16 @@ impl Kms {
             )
             .await?;
         self.managed_policy(caller, arn).await?;
-        let attached = self.store().attached_policies(&owner.id).await?;
-        if !attached.iter().any(|a| a == arn) && attached.len() >= ATTACHED_PER_ENTITY {
+        if !self
+            .store()
+            .attach_policy(&owner.id, arn, ATTACHED_PER_ENTITY)
+            .await?
+        {
             return Err(IamError::LimitExceeded(format!(
                 "Cannot exceed quota for PoliciesPer{}: {ATTACHED_PER_ENTITY}",
                 kind.name()
             )));
         }
-        self.store().attach_policy(&owner.id, arn).await?;
         self.identities_changed();
         Ok(None)
     }

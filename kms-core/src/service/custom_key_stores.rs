@@ -395,11 +395,10 @@ impl Kms {
             )));
         }
         self.check_cluster_free(&cluster_id, None).await?;
+        // A first look; the insert counts again, atomically.
         let quota = self.config.quotas.custom_key_stores_per_account;
         if self.store.count_custom_key_stores(&account).await? >= quota {
-            return Err(KmsError::LimitExceeded(format!(
-                "Account {account} has {quota} custom key stores, its quota."
-            )));
+            return Err(stores_full(&account, quota));
         }
         let id = new_store_id()?;
         let row = CustomKeyStoreRow {
@@ -414,7 +413,9 @@ impl Kms {
             created_at: now_millis(),
             revision: 0,
         };
-        self.store.insert_custom_key_store(&row).await?;
+        if !self.store.insert_custom_key_store(&row, quota).await? {
+            return Err(stores_full(&row.account_id, quota));
+        }
         tracing::info!(store = %id, cluster = %row.cluster_id, "custom key store created");
         Ok(CreateCustomKeyStoreResponse {
             custom_key_store_id: id,
@@ -682,4 +683,11 @@ pub(crate) async fn in_token<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(token.as_ref()))
         .await
         .map_err(|_| KmsError::Internal("The HSM call did not complete.".into()))?
+}
+
+/// LimitExceededException for an account at its custom key stores quota.
+fn stores_full(account: &str, quota: i64) -> KmsError {
+    KmsError::LimitExceeded(format!(
+        "Account {account} has {quota} custom key stores, its quota."
+    ))
 }

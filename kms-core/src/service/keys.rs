@@ -315,12 +315,10 @@ impl Kms {
         let id = Uuid::new_v4();
         let account = self.account();
         let tags = validate_tags(req.tags.as_deref().unwrap_or_default())?;
-        // Counted before the key is made: creates racing at the quota may pass it by their number.
+        // A first look, before any work (a key in a token); the insert counts again, atomically.
         let quota = self.config.quotas.keys_per_account;
         if self.store.count_keys(&account).await? >= quota {
-            return Err(KmsError::LimitExceeded(format!(
-                "Account {account} has {quota} KMS keys, its quota of customer managed keys."
-            )));
+            return Err(keys_full(&account, quota));
         }
         let policy = match req.policy {
             Some(text) => {
@@ -364,9 +362,14 @@ impl Kms {
             .await?;
             rec.origin = "AWS_CLOUDHSM".into();
             rec.custom_key_store_id = Some(store_id);
-            if let Err(e) = self.store.insert_key(&rec, None, &tags).await {
-                let _ = in_token(token, move |t| t.destroy_key(&label)).await;
-                return Err(e);
+            match self.store.insert_key(&rec, None, &tags, quota).await {
+                Ok(true) => {}
+                refused => {
+                    let _ = in_token(token, move |t| t.destroy_key(&label)).await;
+                    return Err(refused
+                        .err()
+                        .unwrap_or_else(|| keys_full(&rec.account_id, quota)));
+                }
             }
         } else {
             let material = KeyMaterial::generate()?;
@@ -376,7 +379,13 @@ impl Kms {
                 created_at: now,
                 rotation_type: None,
             };
-            self.store.insert_key(&rec, Some(&row), &tags).await?;
+            if !self
+                .store
+                .insert_key(&rec, Some(&row), &tags, quota)
+                .await?
+            {
+                return Err(keys_full(&rec.account_id, quota));
+            }
         }
         Ok(KeyMetadataResponse {
             key_metadata: self.metadata(&rec).await?,
@@ -497,4 +506,11 @@ impl Kms {
         })
         .await
     }
+}
+
+/// LimitExceededException for an account at its keys quota.
+fn keys_full(account: &str, quota: i64) -> KmsError {
+    KmsError::LimitExceeded(format!(
+        "Account {account} has {quota} KMS keys, its quota of customer managed keys."
+    ))
 }

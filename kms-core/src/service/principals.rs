@@ -19,7 +19,7 @@ use crate::error::{KmsError, Result};
 use crate::identity::{IdentityState, ADMINISTRATOR_ACCESS};
 use crate::material;
 use crate::now_millis;
-use crate::policy::{Policy, PolicyType, Principal};
+use crate::policy::{check_size, Policy, PolicyType, Principal, SizeLimit};
 use crate::store::{AccessKeyRow, UserRow};
 
 /// A principal as `principal list` shows it: a user and one of its access keys.
@@ -89,6 +89,7 @@ impl Kms {
         }
         if let InitialPolicy::Document(doc) = &policy {
             crate::policy::check_characters(doc)
+                .and_then(|()| check_size(doc, SizeLimit::UserInlinePolicies))
                 .and_then(|()| Policy::parse(doc, PolicyType::Identity).map(|_| ()))
                 .map_err(|e| KmsError::Validation(format!("The policy is not valid: {e}")))?;
         }
@@ -103,18 +104,24 @@ impl Kms {
         let (key, secret) = self.new_access_key(&user.user_id, adopt).await?;
         self.store.ensure_account(account).await?;
         self.store.insert_user(&user, Some(&key)).await?;
-        match &policy {
-            InitialPolicy::None => {}
+        // A new user has no policy: either fits (the document's size was checked above).
+        let fits = match &policy {
+            InitialPolicy::None => true,
             InitialPolicy::Admin => {
                 self.store
-                    .attach_policy(&user.user_id, ADMINISTRATOR_ACCESS)
+                    .attach_policy(&user.user_id, ADMINISTRATOR_ACCESS, 1)
                     .await?
             }
             InitialPolicy::Document(doc) => {
                 self.store
-                    .put_inline_policy(&user.user_id, "initial", doc)
+                    .put_inline_policy(&user.user_id, "initial", doc, SizeLimit::UserInlinePolicies)
                     .await?
             }
+        };
+        if !fits {
+            return Err(KmsError::Internal(
+                "The initial policy does not fit.".into(),
+            ));
         }
         self.access_key_created(&key.access_key_id).await;
         Ok((principal_info(&user, &key), secret))

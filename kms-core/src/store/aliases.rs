@@ -8,9 +8,9 @@ use super::{is_unique_violation, uuid_of, AliasRow, Store};
 use crate::error::{KmsError, Result};
 
 impl Store {
-    /// Creates an alias of `key` (`AlreadyExists` when the name is taken), unless the key has `max_per_key` aliases already (then
-    /// LimitExceededException; counted in the same statement, so SQLite's one writer never lets a
-    /// key pass the quota, and PostgreSQL only by concurrent creates).
+    /// Creates an alias of `key` (`AlreadyExists` when the name is taken), unless the key has
+    /// `max_per_key` aliases already (then LimitExceededException). Counted and written in one
+    /// counted transaction for the key, so racing creates cannot pass the quota.
     pub async fn create_alias(
         &self,
         account: &str,
@@ -19,7 +19,8 @@ impl Store {
         now: i64,
         max_per_key: i64,
     ) -> Result<()> {
-        match sqlx::query(
+        let mut tx = self.begin_counted("aliases", &key.to_string()).await?;
+        let created = match sqlx::query(
             "INSERT INTO kms_aliases (account_id, alias_name, key_id, created_at, updated_at) \
              SELECT $1, $2, $3, $4, $4 \
              WHERE (SELECT COUNT(*) FROM kms_aliases WHERE key_id = $3) < $5",
@@ -29,27 +30,27 @@ impl Store {
         .bind(key.to_string())
         .bind(now)
         .bind(max_per_key)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         {
+            Ok(r) => r.rows_affected() == 1,
+            Err(e) if is_unique_violation(&e) => return Err(alias_exists(name)),
+            Err(e) => return Err(e.into()),
+        };
+        tx.commit().await?;
+        match created {
+            true => Ok(()),
             // Nothing inserted: the name is taken (AlreadyExists comes first, as without the
             // quota) or the key is full.
-            Ok(r) if r.rows_affected() == 0 => match self.get_alias(account, name).await? {
-                Some(_) => Err(KmsError::AlreadyExists(format!(
-                    "An alias with the name {name} already exists"
-                ))),
+            false => match self.get_alias(account, name).await? {
+                Some(_) => Err(alias_exists(name)),
                 None => Err(aliases_full(key, max_per_key)),
             },
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(KmsError::AlreadyExists(format!(
-                "An alias with the name {name} already exists"
-            ))),
-            Err(e) => Err(e.into()),
         }
     }
 
     /// Points an alias at another key; false if the alias does not exist. LimitExceededException
-    /// when the key has `max_per_key` aliases already (as [`create_alias`](Self::create_alias)).
+    /// when the key has `max_per_key` aliases already (counted as by [`create_alias`](Self::create_alias)).
     pub async fn update_alias(
         &self,
         account: &str,
@@ -58,6 +59,7 @@ impl Store {
         now: i64,
         max_per_key: i64,
     ) -> Result<bool> {
+        let mut tx = self.begin_counted("aliases", &key.to_string()).await?;
         let updated = sqlx::query(
             "UPDATE kms_aliases SET key_id = $1, updated_at = $2 \
                  WHERE account_id = $3 AND alias_name = $4 \
@@ -68,10 +70,11 @@ impl Store {
         .bind(account)
         .bind(name)
         .bind(max_per_key)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected()
             == 1;
+        tx.commit().await?;
         if !updated && self.get_alias(account, name).await?.is_some() {
             return Err(aliases_full(key, max_per_key));
         }
@@ -147,4 +150,8 @@ fn aliases_full(key: &Uuid, max: i64) -> KmsError {
     KmsError::LimitExceeded(format!(
         "The KMS key {key} has {max} aliases, the most a key may have."
     ))
+}
+
+fn alias_exists(name: &str) -> KmsError {
+    KmsError::AlreadyExists(format!("An alias with the name {name} already exists"))
 }

@@ -4,7 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{is_unique_violation, CustomKeyStoreRow, Store};
+use super::{is_unique_violation, quotas, CustomKeyStoreRow, Store};
 use crate::custom_key_store::ConnectionState;
 use crate::error::{KmsError, Result};
 
@@ -14,8 +14,16 @@ const COLUMNS: &str = "store_id, account_id, store_name, cluster_id, trust_ancho
     wrapped_password, connection_state, connection_error, created_at, revision";
 
 impl Store {
-    /// Adds a custom key store; `CustomKeyStoreNameInUse` when the name is taken.
-    pub async fn insert_custom_key_store(&self, c: &CustomKeyStoreRow) -> Result<()> {
+    /// Adds a custom key store; `CustomKeyStoreNameInUse` when the name is taken. False, nothing
+    /// written, when its account has `max` stores already (counted and written in one counted
+    /// transaction).
+    pub async fn insert_custom_key_store(&self, c: &CustomKeyStoreRow, max: i64) -> Result<bool> {
+        let mut tx = self
+            .begin_counted("custom-key-stores", &c.account_id)
+            .await?;
+        if quotas::count_on(&mut *tx, quotas::CUSTOM_KEY_STORES, &c.account_id).await? >= max {
+            return Ok(false);
+        }
         match sqlx::query(
             "INSERT INTO custom_key_stores (store_id, store_name, cluster_id, trust_anchor, \
              wrapped_password, connection_state, connection_error, created_at, revision, \
@@ -31,16 +39,20 @@ impl Store {
         .bind(c.created_at)
         .bind(c.revision)
         .bind(&c.account_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(KmsError::CustomKeyStoreNameInUse(format!(
-                "A custom key store named {} already exists.",
-                c.name
-            ))),
-            Err(e) => Err(e.into()),
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(KmsError::CustomKeyStoreNameInUse(format!(
+                    "A custom key store named {} already exists.",
+                    c.name
+                )))
+            }
+            Err(e) => return Err(e.into()),
         }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// A custom key store by id.

@@ -9,6 +9,7 @@ use sqlx::Row;
 
 use super::{is_unique_violation, Store};
 use crate::error::{KmsError, Result};
+use crate::policy::SizeLimit;
 
 /// An IAM user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,7 +344,7 @@ impl Store {
 
     /// Adds an access key unless its user already has `max` (IAM: 2); false when at the limit.
     pub async fn insert_access_key(&self, k: &AccessKeyRow, max: i64) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_counted("access-keys", &k.user_id).await?;
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM iam_access_keys WHERE user_id = $1")
             .bind(&k.user_id)
             .fetch_one(&mut *tx)
@@ -646,14 +647,28 @@ impl Store {
 
     // ----- policies ------------------------------------------------------------------------------
 
-    /// Puts (adds or replaces) an inline policy of a user, group or role.
+    /// Puts (adds or replaces) an inline policy of a user, group or role, unless the owner's inline
+    /// policies would then measure more than `limit` allows (false, nothing written). Measured and
+    /// written in one counted transaction for the owner.
     pub async fn put_inline_policy(
         &self,
         owner_id: &str,
         name: &str,
         document: &str,
-    ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        limit: SizeLimit,
+    ) -> Result<bool> {
+        let mut tx = self.begin_counted("inline-policies", owner_id).await?;
+        let others: Vec<String> = sqlx::query_scalar(
+            "SELECT document FROM iam_inline_policies WHERE owner_id = $1 AND policy_name <> $2",
+        )
+        .bind(owner_id)
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?;
+        let size = others.iter().map(|d| limit.measure(d)).sum::<usize>() + limit.measure(document);
+        if size > limit.max() {
+            return Ok(false);
+        }
         sqlx::query("DELETE FROM iam_inline_policies WHERE owner_id = $1 AND policy_name = $2")
             .bind(owner_id)
             .bind(name)
@@ -668,7 +683,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// The inline policies of an owner: (name, document), by name.
@@ -777,20 +792,31 @@ impl Store {
         )
     }
 
-    /// Attaches a managed policy (no-op if attached).
-    pub async fn attach_policy(&self, owner_id: &str, arn: &str) -> Result<()> {
-        match sqlx::query(
+    /// Attaches a managed policy (no-op if attached), unless the owner has `max` attached already
+    /// (false, nothing written). Counted and written in one counted transaction for the owner.
+    pub async fn attach_policy(&self, owner_id: &str, arn: &str, max: usize) -> Result<bool> {
+        let mut tx = self.begin_counted("attachments", owner_id).await?;
+        let attached: Vec<String> =
+            sqlx::query_scalar("SELECT policy_arn FROM iam_attachments WHERE owner_id = $1")
+                .bind(owner_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        if attached.iter().any(|a| a == arn) {
+            return Ok(true);
+        }
+        if attached.len() >= max {
+            return Ok(false);
+        }
+        sqlx::query(
             "INSERT INTO iam_attachments (owner_id, policy_arn, attached_at) VALUES ($1, $2, $3)",
         )
         .bind(owner_id)
         .bind(arn)
         .bind(crate::now_millis())
-        .execute(&self.pool)
-        .await
-        {
-            Err(e) if !is_unique_violation(&e) => Err(e.into()),
-            _ => Ok(()),
-        }
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Detaches a managed policy; false if it was not attached.
