@@ -17,11 +17,14 @@ mod custom_key_stores;
 mod grants;
 mod identity;
 mod quotas;
+mod serial;
 mod sqlite_file;
 mod tags;
 
+pub use custom_key_stores::NewStore;
 pub use grants::{GrantInsert, GrantRow};
 pub use identity::{AccessKeyRow, Blocker, GroupRow, ManagedPolicyRow, RoleRow, UserRow};
+pub use serial::Checked;
 
 use sqlite_file::restrict_sqlite_file;
 
@@ -358,7 +361,7 @@ impl Store {
         .execute(&self.pool)
         .await?;
         for (version, migration) in MIGRATIONS {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let sql = match migration {
                 Migration::Portable(sql) => sql,
                 Migration::PerBackend { sqlite, postgres } => {
@@ -397,7 +400,7 @@ impl Store {
     /// Gives every row the migration to accounts left without one (`''`) to `home`, the server's
     /// home account. Idempotent; a no-op once done.
     pub async fn adopt_unowned_rows(&self, home: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for table in ["kms_keys", "kms_aliases", "custom_key_stores"] {
             sqlx::query(&format!(
                 "UPDATE {table} SET account_id = $1 WHERE account_id = ''"
@@ -447,18 +450,32 @@ impl Store {
 
     /// Inserts a new key with its first material version (none for a key in a custom key store,
     /// whose material is in the token) and tags, atomically, unless its account has `max_keys`
-    /// keys already (then false, nothing written). Counted and written in one counted transaction.
+    /// keys already ([`Checked::Full`]) or its custom key store is gone or no longer connected
+    /// ([`Checked::NoOwner`]). Counted and written in one counted transaction, the store's row
+    /// locked.
     pub async fn insert_key(
         &self,
         k: &KeyRow,
         material: Option<&MaterialRow>,
         tags: &[(String, String)],
         max_keys: i64,
-    ) -> Result<bool> {
+    ) -> Result<Checked> {
         let mut tx = self.begin_counted("keys", &k.account_id).await?;
         if quotas::count_on(&mut *tx, quotas::KEYS, &k.account_id).await? >= max_keys {
-            tx.rollback().await?;
-            return Ok(false);
+            return Ok(Checked::Full);
+        }
+        if let Some(store_id) = &k.custom_key_store_id {
+            let connected = sqlx::query(
+                "UPDATE custom_key_stores SET store_id = store_id \
+                 WHERE store_id = $1 AND connection_state = 'CONNECTED'",
+            )
+            .bind(store_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if connected != 1 {
+                return Ok(Checked::NoOwner);
+            }
         }
         sqlx::query(
             "INSERT INTO kms_keys (key_id, created_at, description, key_state, key_usage, key_spec, origin, \
@@ -495,7 +512,7 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(Checked::Written)
     }
 
     /// A key by id.
@@ -533,7 +550,7 @@ impl Store {
 
     /// Writes a changed key if nobody changed it since `k.revision` was read; false on a conflict.
     pub async fn update_key(&self, k: &KeyRow) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let ok = update_key_in(&mut tx, k).await?;
         tx.commit().await?;
         Ok(ok)
@@ -541,7 +558,7 @@ impl Store {
 
     /// Adds a material version and writes the key (compare-and-swap), atomically.
     pub async fn add_material(&self, k: &KeyRow, material: &MaterialRow) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if !update_key_in(&mut tx, k).await? {
             return Ok(false);
         }
@@ -599,7 +616,7 @@ impl Store {
     /// `revision`. Returns whether it was deleted.
     pub async fn destroy_key(&self, k: &KeyRow) -> Result<bool> {
         let id = k.id.to_string();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // Children first (foreign keys), then the key row under the revision check.
         for table in ["kms_aliases", "kms_tags", "kms_key_material"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE key_id = $1"))
@@ -649,7 +666,7 @@ impl Store {
                 "The key store changed while re-wrapping; nothing was changed.".into(),
             )
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (old, new) in all.iter().zip(&new) {
             let q = match old {
                 WrappedSecret::Material {
@@ -903,9 +920,18 @@ mod tests {
         let mut other = row.clone();
         other.id = "cks-2".into();
         other.account_id = "444455556666".into();
-        assert!(store.insert_custom_key_store(&other, 10).await.unwrap());
+        assert_eq!(
+            store
+                .insert_custom_key_store(&other, 10, &|_| false)
+                .await
+                .unwrap(),
+            NewStore::Created
+        );
         other.id = "cks-3".into();
-        let e = store.insert_custom_key_store(&other, 10).await.unwrap_err();
+        let e = store
+            .insert_custom_key_store(&other, 10, &|_| false)
+            .await
+            .unwrap_err();
         assert!(matches!(e, KmsError::CustomKeyStoreNameInUse(_)), "{e:?}");
         // Foreign keys still hold against the rebuilt table; a store with keys cannot be dropped.
         let dangling = sqlx::query(

@@ -380,6 +380,35 @@ def error_code(exc) -> str:
     return exc.response["Error"]["Code"]
 
 
+def race(calls) -> list[str]:
+    """Runs each zero-argument call in its own thread, all released at once; each call's outcome, in
+    order: "ok" or its error code (clients that never retry show a 500 as one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from botocore.exceptions import ClientError
+
+    gate = threading.Barrier(len(calls))
+
+    def one(call):
+        gate.wait()
+        try:
+            call()
+            return "ok"
+        except ClientError as e:
+            return error_code(e)
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(one, calls))
+
+
+def iam_client(server, access_key: str | None = None, secret_key: str | None = None):
+    """A boto3 IAM client for the server (the admin's credentials unless given), without retries."""
+    ak, sk = server.credentials
+    return boto3.client("iam", endpoint_url=server.endpoint, region_name=REGION,
+                        aws_access_key_id=access_key or ak, aws_secret_access_key=secret_key or sk,
+                        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+
+
 # -- proving that a refused call changed nothing ----------------------------------------------------
 
 def all_pages(call, items: str, **kw) -> list:

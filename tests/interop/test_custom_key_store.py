@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import STORES, Server, audit_records, create_principal, error_code, fresh_postgres_database, kms_client, unchanged
+from conftest import (STORES, Server, audit_records, create_principal, error_code, fresh_postgres_database, kms_client,
+                      race, unchanged, unique)
 from softhsm import Token, token  # noqa: F401  (the fixture)
 
 CLUSTER = "cluster-envelopetok1"
@@ -363,5 +364,58 @@ def test_custom_key_store_beside_an_hsm_root_of_trust(tmp_path, tokens):
         kms.create_key()
         kms.connect_custom_key_store(CustomKeyStoreId=sid)
         round_trip(kms, key_id, soft)
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_stores_racing_for_one_cluster_leave_one(tmp_path, tokens, store):
+    """Eight CreateCustomKeyStore calls with one cluster (two of them by its other name) at once: one
+    store is made, the rest are CloudHsmClusterInUseException. The cluster is checked again where the
+    row is written; a read, then a write, let several through."""
+    db = fresh_postgres_database() if store == "postgres" else None
+    s = cks_server(tmp_path, tokens, database_url=db).start()
+    try:
+        kms = s.client()
+        clients = [s.client() for _ in range(8)]
+        for _ in range(4):
+            clusters = [CLUSTER] * 6 + [ALIAS_OF_CLUSTER] * 2
+            got = race([lambda c=c, k=k: new_store(c, tokens, unique("race"), k)
+                        for c, k in zip(clients, clusters)])
+            assert sorted(got) == ["CloudHsmClusterInUseException"] * 7 + ["ok"], got
+            made = kms.describe_custom_key_stores()["CustomKeyStores"]
+            assert len(made) == 1
+            kms.delete_custom_key_store(CustomKeyStoreId=made[0]["CustomKeyStoreId"])
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_a_key_made_while_its_store_is_deleted_is_refused_not_a_500(tmp_path, tokens, store):
+    """CreateKey in a store racing DisconnectCustomKeyStore + DeleteCustomKeyStore: either the key is
+    made (and the delete refused, CustomKeyStoreHasCMKsException) or the key is refused as the store's
+    state then says; never a foreign-key violation answered as KMSInternalException."""
+    db = fresh_postgres_database() if store == "postgres" else None
+    s = cks_server(tmp_path, tokens, database_url=db).start()
+    try:
+        kms, a, b = s.client(), s.client(), s.client()
+        for _ in range(8):
+            sid = new_store(kms, tokens, unique("race"))
+            kms.connect_custom_key_store(CustomKeyStoreId=sid)
+            assert store_of(kms, sid)["ConnectionState"] == "CONNECTED"
+
+            def drop():
+                b.disconnect_custom_key_store(CustomKeyStoreId=sid)
+                b.delete_custom_key_store(CustomKeyStoreId=sid)
+
+            made, dropped = race([lambda: hsm_key(a, sid), drop])
+            assert made in ("ok", "CustomKeyStoreInvalidStateException", "CustomKeyStoreNotFoundException"), made
+            assert dropped in ("ok", "CustomKeyStoreHasCMKsException"), dropped
+            assert (made == "ok") == (dropped != "ok"), (made, dropped)
+            if made == "ok":
+                key = [k for k in kms.list_keys()["Keys"]
+                       if kms.describe_key(KeyId=k["KeyId"])["KeyMetadata"].get("CustomKeyStoreId") == sid]
+                assert len(key) == 1
+                break  # the store stays, with its key, on the only cluster
     finally:
         s.stop()

@@ -5,15 +5,10 @@ access keys per user, managed policies per user, the size of a user's inline pol
 
 import json
 import subprocess
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 import pytest
-from botocore.config import Config
-from botocore.exceptions import ClientError
 
-from conftest import REGION, STORES, envelope_bin, error_code, start_server, unique
+from conftest import STORES, envelope_bin, error_code, iam_client, race, start_server, unique
 
 KEYS = 3
 ALIASES_PER_KEY = 2
@@ -78,33 +73,15 @@ def racing(request, tmp_path_factory):
     s.stop()
 
 
-def race(clients, call) -> list[str]:
-    """call(client, i) in one thread per client, all released at once: each call's outcome, "ok" or
-    its error code (the clients never retry, so a 500 shows as one)."""
-    gate = threading.Barrier(len(clients))
-
-    def one(i):
-        gate.wait()
-        try:
-            call(clients[i], i)
-            return "ok"
-        except ClientError as e:
-            return error_code(e)
-
-    with ThreadPoolExecutor(len(clients)) as pool:
-        return sorted(pool.map(one, range(len(clients))))
-
-
-def iam_client(server):
-    return boto3.client("iam", endpoint_url=server.endpoint, region_name=REGION,
-                        aws_access_key_id=server.credentials[0], aws_secret_access_key=server.credentials[1],
-                        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+def race_all(clients, call) -> list[str]:
+    """call(client, i) for every client at once: the outcomes, sorted."""
+    return sorted(race([lambda c=c, i=i: call(c, i) for i, c in enumerate(clients)]))
 
 
 def test_racing_creates_stop_at_the_key_quota(racing):
     kms = racing.client()
     left = KEYS - len(kms.list_keys()["Keys"])
-    outcomes = race([racing.client() for _ in range(RACERS)], lambda c, i: c.create_key(Description=f"racer {i}"))
+    outcomes = race_all([racing.client() for _ in range(RACERS)], lambda c, i: c.create_key(Description=f"racer {i}"))
     assert outcomes == ["LimitExceededException"] * (RACERS - left) + ["ok"] * left
     assert len(kms.list_keys()["Keys"]) == KEYS
 
@@ -114,7 +91,7 @@ def test_racing_aliases_stop_at_the_quota_of_their_key(racing):
     keys = kms.list_keys()["Keys"]
     key = keys[0]["KeyId"] if keys else kms.create_key()["KeyMetadata"]["KeyId"]
     left = ALIASES_PER_KEY - len(kms.list_aliases(KeyId=key)["Aliases"])
-    outcomes = race([racing.client() for _ in range(RACERS)],
+    outcomes = race_all([racing.client() for _ in range(RACERS)],
                     lambda c, i: c.create_alias(AliasName=f"alias/{unique('race')}", TargetKeyId=key))
     assert outcomes == ["LimitExceededException"] * (RACERS - left) + ["ok"] * left
     assert len(kms.list_aliases(KeyId=key)["Aliases"]) == ALIASES_PER_KEY
@@ -124,7 +101,7 @@ def test_racing_access_keys_stop_at_two_per_user(racing):
     iam = iam_client(racing)
     name = unique("racer")
     iam.create_user(UserName=name)
-    outcomes = race([iam_client(racing) for _ in range(RACERS)], lambda c, i: c.create_access_key(UserName=name))
+    outcomes = race_all([iam_client(racing) for _ in range(RACERS)], lambda c, i: c.create_access_key(UserName=name))
     assert outcomes == ["LimitExceeded"] * (RACERS - 2) + ["ok"] * 2
     assert len(iam.list_access_keys(UserName=name)["AccessKeyMetadata"]) == 2
 
@@ -136,7 +113,7 @@ def test_racing_attachments_stop_at_ten_per_user(racing):
     doc = json.dumps({"Version": "2012-10-17",
                       "Statement": [{"Effect": "Allow", "Action": "kms:DescribeKey", "Resource": "*"}]})
     arns = [iam.create_policy(PolicyName=unique("p"), PolicyDocument=doc)["Policy"]["Arn"] for _ in range(RACERS)]
-    outcomes = race([iam_client(racing) for _ in range(RACERS)],
+    outcomes = race_all([iam_client(racing) for _ in range(RACERS)],
                     lambda c, i: c.attach_user_policy(UserName=name, PolicyArn=arns[i]))
     assert outcomes == ["LimitExceeded"] * (RACERS - 10) + ["ok"] * 10
     assert len(iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]) == 10
@@ -152,7 +129,7 @@ def test_racing_inline_policies_stop_at_the_size_quota_of_their_user(racing):
         {"Effect": "Allow", "Action": "kms:DescribeKey", "Resource": "*", "Sid": "x" * 600}]}, separators=(",", ":"))
     doc = doc.replace("x" * 600, "x" * (600 - (len(doc) - 600)))
     assert len(doc) == 600
-    outcomes = race([iam_client(racing) for _ in range(RACERS)],
+    outcomes = race_all([iam_client(racing) for _ in range(RACERS)],
                     lambda c, i: c.put_user_policy(UserName=name, PolicyName=f"p{i}", PolicyDocument=doc))
     assert outcomes == ["LimitExceeded"] * (RACERS - 3) + ["ok"] * 3
     assert len(iam.list_user_policies(UserName=name)["PolicyNames"]) == 3

@@ -9,7 +9,7 @@ use super::users::{check_name, conflict, path_of};
 use super::{iam_arn, new_id, IamError, ADMINISTRATOR_ACCESS, ADMINISTRATOR_ACCESS_DOCUMENT};
 use crate::audit::Caller;
 use crate::policy::{check_characters, check_size, Policy, PolicyType, SizeLimit};
-use crate::store::{GroupRow, ManagedPolicyRow, RoleRow, UserRow};
+use crate::store::{Checked, GroupRow, ManagedPolicyRow, RoleRow, UserRow};
 use crate::Kms;
 
 /// IAM's quota of managed policies attached to one user, group or role.
@@ -68,6 +68,19 @@ fn check_identity_policy(text: &str) -> Result<Policy, IamError> {
     Ok(Policy::parse(text, PolicyType::Identity)?)
 }
 
+/// NoSuchEntity for an owner deleted between its lookup and the write.
+fn owner_gone(kind: Kind, owner: &Owner) -> IamError {
+    IamError::NoSuchEntity(format!(
+        "The {} with name {} cannot be found.",
+        kind.name().to_ascii_lowercase(),
+        owner.name
+    ))
+}
+
+fn no_such_policy(arn: &str) -> IamError {
+    IamError::NoSuchEntity(format!("Policy {arn} does not exist or is not attachable."))
+}
+
 fn policy_name_of(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
 }
@@ -107,17 +120,21 @@ impl Kms {
             .await?;
         check_identity_policy(document)?;
         let limit = kind.limit();
-        if !self
+        match self
             .store()
             .put_inline_policy(&owner.id, policy_name, document, limit)
             .await?
         {
-            return Err(IamError::LimitExceeded(format!(
-                "Maximum policy size of {} bytes exceeded for {} {}",
-                limit.max(),
-                kind.name().to_ascii_lowercase(),
-                owner.name
-            )));
+            Checked::Written => {}
+            Checked::Full => {
+                return Err(IamError::LimitExceeded(format!(
+                    "Maximum policy size of {} bytes exceeded for {} {}",
+                    limit.max(),
+                    kind.name().to_ascii_lowercase(),
+                    owner.name
+                )))
+            }
+            Checked::NoOwner | Checked::NoTarget => return Err(owner_gone(kind, &owner)),
         }
         self.identities_changed();
         Ok(None)
@@ -227,9 +244,7 @@ impl Kms {
         } else {
             None
         };
-        found.ok_or_else(|| {
-            IamError::NoSuchEntity(format!("Policy {arn} does not exist or is not attachable."))
-        })
+        found.ok_or_else(|| no_such_policy(arn))
     }
 
     async fn policy_value(&self, p: &ManagedPolicyRow) -> Result<Value, IamError> {
@@ -405,15 +420,21 @@ impl Kms {
             )
             .await?;
         self.managed_policy(caller, arn).await?;
-        if !self
+        match self
             .store()
             .attach_policy(&owner.id, arn, ATTACHED_PER_ENTITY)
             .await?
         {
-            return Err(IamError::LimitExceeded(format!(
-                "Cannot exceed quota for PoliciesPer{}: {ATTACHED_PER_ENTITY}",
-                kind.name()
-            )));
+            Checked::Written => {}
+            Checked::Full => {
+                return Err(IamError::LimitExceeded(format!(
+                    "Cannot exceed quota for PoliciesPer{}: {ATTACHED_PER_ENTITY}",
+                    kind.name()
+                )))
+            }
+            // Deleted since they were looked up.
+            Checked::NoOwner => return Err(owner_gone(kind, &owner)),
+            Checked::NoTarget => return Err(no_such_policy(arn)),
         }
         self.identities_changed();
         Ok(None)

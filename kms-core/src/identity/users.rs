@@ -5,7 +5,7 @@ use super::query::{listing, page, Params, Value};
 use super::{iam_arn, new_id, IamError};
 use crate::audit::Caller;
 use crate::policy::PrincipalType;
-use crate::store::{AccessKeyRow, Blocker, GroupRow, UserRow};
+use crate::store::{AccessKeyRow, Blocker, Checked, GroupRow, UserRow};
 use crate::Kms;
 
 /// IAM's quota of access keys per user.
@@ -182,14 +182,19 @@ impl Kms {
         let (row, secret) = self.new_access_key(&u.user_id, None).await?;
         let secret =
             secret.ok_or_else(|| IamError::ServiceFailure("No secret was generated.".into()))?;
-        if !self
+        match self
             .store()
             .insert_access_key(&row, ACCESS_KEYS_PER_USER)
             .await?
         {
-            return Err(IamError::LimitExceeded(format!(
-                "Cannot exceed quota for AccessKeysPerUser: {ACCESS_KEYS_PER_USER}"
-            )));
+            Checked::Written => {}
+            Checked::Full => {
+                return Err(IamError::LimitExceeded(format!(
+                    "Cannot exceed quota for AccessKeysPerUser: {ACCESS_KEYS_PER_USER}"
+                )))
+            }
+            // Deleted since it was looked up.
+            Checked::NoOwner | Checked::NoTarget => return Err(no_such_user(&u.user_name)),
         }
         self.access_key_created(&row.access_key_id).await;
         let mut m = key_value(&row, &u);
@@ -394,11 +399,18 @@ impl Kms {
             .store()
             .user_by_name(&caller.principal.account, user)
             .await?
-            .ok_or_else(|| {
-                IamError::NoSuchEntity(format!("The user with name {user} cannot be found."))
-            })?;
+            .ok_or_else(|| no_such_user(user))?;
         if add {
-            self.store().add_member(&g.group_id, &u.user_id).await?;
+            // The group or the user may have been deleted since they were looked up.
+            match self.store().add_member(&g.group_id, &u.user_id).await? {
+                Checked::Written | Checked::Full => {}
+                Checked::NoOwner => {
+                    return Err(IamError::NoSuchEntity(format!(
+                        "The group with name {group} cannot be found."
+                    )))
+                }
+                Checked::NoTarget => return Err(no_such_user(user)),
+            }
         } else if !self.store().remove_member(&g.group_id, &u.user_id).await? {
             return Err(IamError::NoSuchEntity(format!(
                 "The user with name {user} cannot be found in group {group}."
@@ -407,6 +419,10 @@ impl Kms {
         self.identities_changed();
         Ok(None)
     }
+}
+
+fn no_such_user(name: &str) -> IamError {
+    IamError::NoSuchEntity(format!("The user with name {name} cannot be found."))
 }
 
 fn no_such_key(id: &str) -> IamError {

@@ -337,6 +337,7 @@ impl Kms {
         if let Some(a) = self.cache.key_auth.fresh(&slot, self.config.cache_ttl) {
             return Ok(Some(a));
         }
+        let ticket = self.cache.key_auth.ticket();
         let Some(row) = self.store.get_key(id).await? else {
             return Ok(None);
         };
@@ -367,7 +368,7 @@ impl Kms {
             tags,
             aliases: self.store.aliases_of_key(id).await?,
         });
-        self.cache.key_auth.put(slot, auth.clone());
+        self.cache.key_auth.put(slot, auth.clone(), ticket);
         Ok(Some(auth))
     }
 

@@ -3,7 +3,7 @@
 //! principals' secrets and custom key store rows, each for the configured TTL.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -17,15 +17,21 @@ use crate::material::KeyMaterial;
 use crate::store::{CustomKeyStoreRow, KeyRow};
 
 /// The service's caches. With several nodes on one database, a change made on one node reaches the
-/// others when their entries expire.
+/// others when their entries expire; on the node that made it, at once: a change forgets what it
+/// changed, and a load that read the store before the change does not put what it read (each cache
+/// counts its changes, and a load puts only if the count is what it was when the load began).
 #[derive(Default)]
 pub(super) struct Caches {
     /// Keys with their unwrapped material, by key id.
     keys: RwLock<HashMap<Uuid, Arc<LoadedKey>>>,
+    /// Changes to keys on this node ([`Kms::invalidate`]).
+    keys_changed: Changes,
     /// Alias name to key id.
     pub(super) aliases: Expiring<Uuid>,
     /// Principals' secrets, by access key id.
     pub(super) principals: RwLock<HashMap<String, Arc<CachedPrincipal>>>,
+    /// Access keys deleted or deactivated on this node.
+    pub(super) principals_changed: Changes,
     /// Every access key id the store holds, as last read: the negative cache that answers an
     /// unknown access key without a store query.
     pub(super) known_access_keys: tokio::sync::Mutex<KnownAccessKeys>,
@@ -63,13 +69,43 @@ impl KnownAccessKeys {
 /// Values by name, each serving for a TTL after it was put.
 pub(super) struct Expiring<V> {
     entries: RwLock<HashMap<String, (V, Instant)>>,
+    changes: Changes,
 }
 
 impl<V> Default for Expiring<V> {
     fn default() -> Self {
         Self {
             entries: RwLock::default(),
+            changes: Changes::default(),
         }
+    }
+}
+
+/// How many changes a cache has been told of: a load takes a [`Ticket`] before it reads the store,
+/// and puts what it read only if no change came since. Without it, a load that read a key just
+/// before DisableKey committed put the enabled key back after DisableKey forgot it, and the key
+/// served for a whole TTL more on the node that disabled it.
+#[derive(Default)]
+pub(super) struct Changes(AtomicU64);
+
+/// The count of changes when a load began.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct Ticket(u64);
+
+impl Changes {
+    /// Taken before a load reads the store.
+    pub(super) fn ticket(&self) -> Ticket {
+        Ticket(self.0.load(Ordering::Acquire))
+    }
+
+    /// Counts a change; call it after the change is in the store.
+    pub(super) fn count(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether no change came since `ticket` was taken (ask under the cache's write lock).
+    pub(super) fn none_since(&self, ticket: Ticket) -> bool {
+        self.ticket() == ticket
     }
 }
 
@@ -81,16 +117,25 @@ impl<V: Clone> Expiring<V> {
         (at.elapsed() < ttl).then(|| v.clone())
     }
 
-    /// Puts `v` under `name`, from now.
-    pub(super) fn put(&self, name: String, v: V) {
+    /// What a load presents to [`Self::put`]: take it before reading the store.
+    pub(super) fn ticket(&self) -> Ticket {
+        self.changes.ticket()
+    }
+
+    /// Puts `v` under `name`, from now, unless something was forgotten since `ticket` was taken
+    /// (then `v` may be what that change replaced).
+    pub(super) fn put(&self, name: String, v: V, ticket: Ticket) {
         if let Ok(mut map) = self.entries.write() {
-            map.insert(name, (v, Instant::now()));
+            if self.changes.none_since(ticket) {
+                map.insert(name, (v, Instant::now()));
+            }
         }
     }
 
     /// Forgets `name`.
     pub(super) fn forget(&self, name: &str) {
         if let Ok(mut map) = self.entries.write() {
+            self.changes.count();
             map.remove(name);
         }
     }
@@ -98,6 +143,7 @@ impl<V: Clone> Expiring<V> {
     /// Forgets every value `f` picks.
     pub(super) fn forget_where(&self, f: impl Fn(&V) -> bool) {
         if let Ok(mut map) = self.entries.write() {
+            self.changes.count();
             map.retain(|_, (v, _)| !f(v));
         }
     }
@@ -162,6 +208,7 @@ impl Kms {
     /// Loads a key's record and material; material whose wrapped bytes are those `previous` (the
     /// expired cache entry) was unwrapped from is reused, not unwrapped again.
     async fn load_key(&self, id: &Uuid, previous: Option<&LoadedKey>) -> Result<Arc<LoadedKey>> {
+        let ticket = self.cache.keys_changed.ticket();
         let record = self.record(id).await?;
         let rows = self.store.get_materials(id).await?;
         for (i, row) in rows.iter().enumerate() {
@@ -216,12 +263,15 @@ impl Kms {
             stale: AtomicBool::new(false),
         });
         if let Ok(mut map) = self.cache.keys.write() {
-            map.insert(*id, k.clone());
+            if self.cache.keys_changed.none_since(ticket) {
+                map.insert(*id, k.clone());
+            }
         }
         Ok(k)
     }
 
     pub(super) fn invalidate(&self, id: &Uuid) {
+        self.cache.keys_changed.count();
         if let Ok(map) = self.cache.keys.read() {
             if let Some(k) = map.get(id) {
                 k.stale.store(true, Ordering::Release);

@@ -20,7 +20,7 @@ use crate::custom_key_store::{
 use crate::error::{KmsError, Result};
 use crate::material::{self, RootOfTrust};
 use crate::now_millis;
-use crate::store::{CustomKeyStoreRow, StoredKeyState};
+use crate::store::{CustomKeyStoreRow, NewStore, StoredKeyState};
 
 const CLOUDHSM: &str = "AWS_CLOUDHSM";
 
@@ -124,12 +124,15 @@ impl Kms {
                 return Ok(row);
             }
         }
+        let ticket = self.cache.store_rows.ticket();
         let row = self
             .store
             .get_custom_key_store(id)
             .await?
             .ok_or_else(|| not_found(id))?;
-        self.cache.store_rows.put(id.to_string(), row.clone());
+        self.cache
+            .store_rows
+            .put(id.to_string(), row.clone(), ticket);
         Ok(row)
     }
 
@@ -315,17 +318,8 @@ impl Kms {
                 let same = r.cluster_id == cluster_id
                     || self.clusters()?.token_identity(&r.cluster_id).as_deref()
                         == Some(identity.as_str());
-                if same && r.account_id == self.account() {
-                    return Err(KmsError::CloudHsmClusterInUse(format!(
-                        "Cluster {cluster_id} is already associated with custom key store {}.",
-                        r.id
-                    )));
-                }
                 if same {
-                    // Another account's store: in use, without naming it.
-                    return Err(KmsError::CloudHsmClusterInUse(format!(
-                        "Cluster {cluster_id} is already associated with a custom key store."
-                    )));
+                    return Err(self.cluster_in_use(cluster_id, &r.id, &r.account_id));
                 }
             }
             if rows.len() < 100 {
@@ -333,6 +327,16 @@ impl Kms {
             }
             after = rows.last().map(|r| r.id.clone());
         }
+    }
+
+    /// CloudHsmClusterInUseException: `cluster_id` backs store `store_id` of `account_id`, named
+    /// only to its own account.
+    fn cluster_in_use(&self, cluster_id: &str, store_id: &str, account_id: &str) -> KmsError {
+        KmsError::CloudHsmClusterInUse(if account_id == self.account() {
+            format!("Cluster {cluster_id} is already associated with custom key store {store_id}.")
+        } else {
+            format!("Cluster {cluster_id} is already associated with a custom key store.")
+        })
     }
 
     async fn wrap_password(&self, store_id: &str, p: &KeyStorePassword) -> Result<Vec<u8>> {
@@ -394,7 +398,7 @@ impl Kms {
                 "A custom key store named {name} already exists."
             )));
         }
-        self.check_cluster_free(&cluster_id, None).await?;
+        let identity = self.check_cluster_free(&cluster_id, None).await?;
         // A first look; the insert counts again, atomically.
         let quota = self.config.quotas.custom_key_stores_per_account;
         if self.store.count_custom_key_stores(&account).await? >= quota {
@@ -413,8 +417,24 @@ impl Kms {
             created_at: now_millis(),
             revision: 0,
         };
-        if !self.store.insert_custom_key_store(&row, quota).await? {
-            return Err(stores_full(&row.account_id, quota));
+        // Checked again where the row is written: a create racing this one may have taken the
+        // cluster (or the last place) since.
+        let clusters = self.clusters()?;
+        let same = |other: &str| {
+            other == row.cluster_id
+                || clusters.token_identity(other).as_deref() == Some(identity.as_str())
+        };
+        match self
+            .store
+            .insert_custom_key_store(&row, quota, &same)
+            .await?
+        {
+            NewStore::Created => {}
+            NewStore::Full => return Err(stores_full(&row.account_id, quota)),
+            NewStore::ClusterInUse {
+                store_id,
+                account_id,
+            } => return Err(self.cluster_in_use(&row.cluster_id, &store_id, &account_id)),
         }
         tracing::info!(store = %id, cluster = %row.cluster_id, "custom key store created");
         Ok(CreateCustomKeyStoreResponse {

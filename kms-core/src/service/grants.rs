@@ -287,9 +287,10 @@ impl Kms {
         if let Some(g) = self.cache.grants.fresh(&name, self.config.cache_ttl) {
             return Ok(g);
         }
+        let ticket = self.cache.grants.ticket();
         let rows = self.store.grants_of_key(key_id).await?;
         let grants: Arc<[policy::Grant]> = rows.iter().map(engine_grant).collect();
-        self.cache.grants.put(name, grants.clone());
+        self.cache.grants.put(name, grants.clone(), ticket);
         Ok(grants)
     }
 

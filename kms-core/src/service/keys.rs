@@ -14,7 +14,7 @@ use crate::error::{KmsError, Result};
 use crate::ids::{Accepts, KeyRef};
 use crate::material::KeyMaterial;
 use crate::now_millis;
-use crate::store::{KeyRow, MaterialRow, StoredKeyState};
+use crate::store::{Checked, KeyRow, MaterialRow, StoredKeyState};
 
 /// Where the alias cache keeps an alias of an account.
 pub(super) fn alias_slot(account: &str, name: &str) -> String {
@@ -127,12 +127,13 @@ impl Kms {
                 return Ok(id);
             }
         }
+        let ticket = self.cache.aliases.ticket();
         let alias = self
             .store
             .get_alias(account, name)
             .await?
             .ok_or_else(|| self.alias_not_found(account, name))?;
-        self.cache.aliases.put(slot, alias.key_id);
+        self.cache.aliases.put(slot, alias.key_id, ticket);
         Ok(alias.key_id)
     }
 
@@ -361,15 +362,30 @@ impl Kms {
             })
             .await?;
             rec.origin = "AWS_CLOUDHSM".into();
-            rec.custom_key_store_id = Some(store_id);
-            match self.store.insert_key(&rec, None, &tags, quota).await {
-                Ok(true) => {}
-                refused => {
-                    let _ = in_token(token, move |t| t.destroy_key(&label)).await;
-                    return Err(refused
-                        .err()
-                        .unwrap_or_else(|| keys_full(&rec.account_id, quota)));
-                }
+            rec.custom_key_store_id = Some(store_id.clone());
+            let refusal = match self.store.insert_key(&rec, None, &tags, quota).await {
+                Ok(Checked::Written) => None,
+                Ok(Checked::Full) => Some(keys_full(&rec.account_id, quota)),
+                // Disconnected or deleted meanwhile: the answer a call made now would get.
+                Ok(Checked::NoOwner | Checked::NoTarget) => Some(
+                    self.connected_token(
+                        &store_id,
+                        "keys can be created only in a CONNECTED store",
+                    )
+                    .await
+                    .err()
+                    .unwrap_or_else(|| {
+                        KmsError::CustomKeyStoreInvalidState(format!(
+                            "Custom key store {store_id} changed state; keys can be created \
+                                 only in a CONNECTED store."
+                        ))
+                    }),
+                ),
+                Err(e) => Some(e),
+            };
+            if let Some(e) = refusal {
+                let _ = in_token(token, move |t| t.destroy_key(&label)).await;
+                return Err(e);
             }
         } else {
             let material = KeyMaterial::generate()?;
@@ -379,10 +395,11 @@ impl Kms {
                 created_at: now,
                 rotation_type: None,
             };
-            if !self
+            if self
                 .store
                 .insert_key(&rec, Some(&row), &tags, quota)
                 .await?
+                != Checked::Written
             {
                 return Err(keys_full(&rec.account_id, quota));
             }

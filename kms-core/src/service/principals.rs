@@ -20,7 +20,7 @@ use crate::identity::{IdentityState, ADMINISTRATOR_ACCESS};
 use crate::material;
 use crate::now_millis;
 use crate::policy::{check_size, Policy, PolicyType, Principal, SizeLimit};
-use crate::store::{AccessKeyRow, UserRow};
+use crate::store::{AccessKeyRow, Checked, UserRow};
 
 /// A principal as `principal list` shows it: a user and one of its access keys.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -105,8 +105,8 @@ impl Kms {
         self.store.ensure_account(account).await?;
         self.store.insert_user(&user, Some(&key)).await?;
         // A new user has no policy: either fits (the document's size was checked above).
-        let fits = match &policy {
-            InitialPolicy::None => true,
+        let done = match &policy {
+            InitialPolicy::None => Checked::Written,
             InitialPolicy::Admin => {
                 self.store
                     .attach_policy(&user.user_id, ADMINISTRATOR_ACCESS, 1)
@@ -118,10 +118,10 @@ impl Kms {
                     .await?
             }
         };
-        if !fits {
-            return Err(KmsError::Internal(
-                "The initial policy does not fit.".into(),
-            ));
+        if done != Checked::Written {
+            return Err(KmsError::Internal(format!(
+                "The initial policy was not stored ({done:?})."
+            )));
         }
         self.access_key_created(&key.access_key_id).await;
         Ok((principal_info(&user, &key), secret))
@@ -241,6 +241,7 @@ impl Kms {
     /// signed with it asks the store.
     pub(crate) fn forget_access_key(&self, access_key_id: &str) {
         if let Ok(mut map) = self.cache.principals.write() {
+            self.cache.principals_changed.count();
             map.remove(access_key_id);
         }
     }
@@ -295,6 +296,7 @@ impl Kms {
         if cached.is_none() && !self.may_hold_access_key(access_key_id).await? {
             return Ok(None);
         }
+        let ticket = self.cache.principals_changed.ticket();
         let found = self.store.access_key(access_key_id).await?;
         let Some((key, user)) = found.filter(|(k, _)| k.active) else {
             self.forget_access_key(access_key_id);
@@ -310,15 +312,18 @@ impl Kms {
         };
         let principal = crate::identity::user_principal(&user);
         if let Ok(mut map) = self.cache.principals.write() {
-            map.insert(
-                access_key_id.to_string(),
-                Arc::new(CachedPrincipal {
-                    principal: principal.clone(),
-                    secret: secret.clone(),
-                    wrapped: key.wrapped_secret,
-                    loaded: Instant::now(),
-                }),
-            );
+            // Not if the key was deactivated or deleted on this node since the read above.
+            if self.cache.principals_changed.none_since(ticket) {
+                map.insert(
+                    access_key_id.to_string(),
+                    Arc::new(CachedPrincipal {
+                        principal: principal.clone(),
+                        secret: secret.clone(),
+                        wrapped: key.wrapped_secret,
+                        loaded: Instant::now(),
+                    }),
+                );
+            }
         }
         Ok(Some((principal, secret)))
     }

@@ -4,6 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::serial::lock_row;
 use super::{is_unique_violation, quotas, CustomKeyStoreRow, Store};
 use crate::custom_key_store::ConnectionState;
 use crate::error::{KmsError, Result};
@@ -13,16 +14,49 @@ use crate::error::{KmsError, Result};
 const COLUMNS: &str = "store_id, account_id, store_name, cluster_id, trust_anchor, \
     wrapped_password, connection_state, connection_error, created_at, revision";
 
+/// What [`Store::insert_custom_key_store`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum NewStore {
+    /// Added.
+    Created,
+    /// Nothing written: the account has its quota of stores.
+    Full,
+    /// Nothing written: this store, of this account, is on the same cluster.
+    ClusterInUse {
+        /// Its id.
+        store_id: String,
+        /// Its account.
+        account_id: String,
+    },
+}
+
 impl Store {
-    /// Adds a custom key store; `CustomKeyStoreNameInUse` when the name is taken. False, nothing
-    /// written, when its account has `max` stores already (counted and written in one counted
-    /// transaction).
-    pub async fn insert_custom_key_store(&self, c: &CustomKeyStoreRow, max: i64) -> Result<bool> {
-        let mut tx = self
-            .begin_counted("custom-key-stores", &c.account_id)
-            .await?;
+    /// Adds a custom key store; `CustomKeyStoreNameInUse` when the name is taken. Nothing written
+    /// when its account has `max` stores already ([`NewStore::Full`]) or another store, of any
+    /// account, is on the same cluster (`same_cluster(its cluster id)`, [`NewStore::ClusterInUse`]).
+    /// Checked and written in one counted transaction for the whole server: creates are rare, and a
+    /// cluster is the server's.
+    pub async fn insert_custom_key_store(
+        &self,
+        c: &CustomKeyStoreRow,
+        max: i64,
+        same_cluster: &(dyn Fn(&str) -> bool + Send + Sync),
+    ) -> Result<NewStore> {
+        let mut tx = self.begin_counted("custom-key-stores", "").await?;
         if quotas::count_on(&mut *tx, quotas::CUSTOM_KEY_STORES, &c.account_id).await? >= max {
-            return Ok(false);
+            return Ok(NewStore::Full);
+        }
+        let others = sqlx::query("SELECT store_id, account_id, cluster_id FROM custom_key_stores")
+            .fetch_all(&mut *tx)
+            .await?;
+        for r in &others {
+            if same_cluster(&r.try_get::<String, _>("cluster_id")?) {
+                return Ok(NewStore::ClusterInUse {
+                    store_id: r.try_get("store_id")?,
+                    account_id: r.try_get("account_id")?,
+                });
+            }
         }
         match sqlx::query(
             "INSERT INTO custom_key_stores (store_id, store_name, cluster_id, trust_anchor, \
@@ -52,7 +86,7 @@ impl Store {
             Err(e) => return Err(e.into()),
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(NewStore::Created)
     }
 
     /// A custom key store by id.
@@ -121,7 +155,12 @@ impl Store {
     /// Deletes a custom key store at `revision` if no key is in it. `Ok(false)` on a revision
     /// conflict; `CustomKeyStoreHasCmks` when keys remain.
     pub async fn delete_custom_key_store(&self, c: &CustomKeyStoreRow) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
+        // Locked first: a key being created in the store is either counted below or finds the
+        // store gone (`insert_key`), never a foreign-key violation.
+        if !lock_row(&mut tx, "custom_key_stores", "store_id", &c.id).await? {
+            return Ok(false);
+        }
         let keys: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM kms_keys WHERE custom_key_store_id = $1")
                 .bind(&c.id)

@@ -110,7 +110,7 @@ impl Store {
     pub async fn insert_grant(&self, g: &GrantRow, max: i64) -> Result<GrantInsert> {
         let (ops, constraints) = encode(g)?;
         let key = g.key_id.to_string();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let locked = sqlx::query("UPDATE kms_keys SET key_id = key_id WHERE key_id = $1")
             .bind(&key)
             .execute(&mut *tx)

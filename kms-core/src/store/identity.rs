@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::serial::{lock_owner, lock_row, Checked};
 use super::{is_unique_violation, Store};
 use crate::error::{KmsError, Result};
 use crate::policy::SizeLimit;
@@ -202,7 +203,7 @@ impl Store {
     /// Gives rows a migration wrote without an account (`''`) the home account, and records the
     /// home account. Idempotent; every node may run it at start.
     pub async fn adopt_home_account(&self, home: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for table in [
             "iam_users",
             "iam_groups",
@@ -237,7 +238,7 @@ impl Store {
 
     /// Adds a user, with `key` (if any) in the same transaction; AlreadyExists if the name is taken.
     pub async fn insert_user(&self, u: &UserRow, key: Option<&AccessKeyRow>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO iam_users (user_id, account_id, user_name, name_key, path, tags, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -304,7 +305,11 @@ impl Store {
         user_id: &str,
         everything: bool,
     ) -> Result<std::result::Result<bool, Blocker>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
+        // Locked first: a write that needs the user waits, then finds it gone (serial.rs).
+        if !lock_row(&mut tx, "iam_users", "user_id", user_id).await? {
+            return Ok(Ok(false));
+        }
         let dependents = [
             (
                 "DELETE FROM iam_access_keys WHERE user_id = $1",
@@ -342,19 +347,23 @@ impl Store {
         Ok(Ok(n == 1))
     }
 
-    /// Adds an access key unless its user already has `max` (IAM: 2); false when at the limit.
-    pub async fn insert_access_key(&self, k: &AccessKeyRow, max: i64) -> Result<bool> {
+    /// Adds an access key unless its user already has `max` (IAM: 2, then [`Checked::Full`]) or is
+    /// gone ([`Checked::NoOwner`]).
+    pub async fn insert_access_key(&self, k: &AccessKeyRow, max: i64) -> Result<Checked> {
         let mut tx = self.begin_counted("access-keys", &k.user_id).await?;
+        if !lock_row(&mut tx, "iam_users", "user_id", &k.user_id).await? {
+            return Ok(Checked::NoOwner);
+        }
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM iam_access_keys WHERE user_id = $1")
             .bind(&k.user_id)
             .fetch_one(&mut *tx)
             .await?;
         if n >= max {
-            return Ok(false);
+            return Ok(Checked::Full);
         }
         insert_key_in(&mut tx, k).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Checked::Written)
     }
 
     /// An access key with its user.
@@ -502,17 +511,26 @@ impl Store {
         rows.iter().map(user_from).collect()
     }
 
-    /// Adds a user to a group (no-op if already in it).
-    pub async fn add_member(&self, group_id: &str, user_id: &str) -> Result<()> {
-        match sqlx::query("INSERT INTO iam_group_members (group_id, user_id) VALUES ($1, $2)")
-            .bind(group_id)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await
-        {
-            Err(e) if !is_unique_violation(&e) => Err(e.into()),
-            _ => Ok(()),
+    /// Adds a user to a group (no-op if already in it); nothing if the group
+    /// ([`Checked::NoOwner`]) or the user ([`Checked::NoTarget`]) is gone.
+    pub async fn add_member(&self, group_id: &str, user_id: &str) -> Result<Checked> {
+        let mut tx = self.begin_write().await?;
+        if !lock_row(&mut tx, "iam_groups", "group_id", group_id).await? {
+            return Ok(Checked::NoOwner);
         }
+        if !lock_row(&mut tx, "iam_users", "user_id", user_id).await? {
+            return Ok(Checked::NoTarget);
+        }
+        sqlx::query(
+            "INSERT INTO iam_group_members (group_id, user_id) VALUES ($1, $2) \
+             ON CONFLICT (group_id, user_id) DO NOTHING",
+        )
+        .bind(group_id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Checked::Written)
     }
 
     /// Removes a user from a group; false if it was not in it.
@@ -530,7 +548,10 @@ impl Store {
 
     /// Deletes a group without members or policies; the blocker otherwise.
     pub async fn delete_group(&self, group_id: &str) -> Result<std::result::Result<bool, Blocker>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
+        if !lock_row(&mut tx, "iam_groups", "group_id", group_id).await? {
+            return Ok(Ok(false));
+        }
         for (sql, blocker) in [
             (
                 "SELECT COUNT(*) FROM iam_group_members WHERE group_id = $1",
@@ -617,7 +638,10 @@ impl Store {
 
     /// Deletes a role without policies; the blocker otherwise.
     pub async fn delete_role(&self, role_id: &str) -> Result<std::result::Result<bool, Blocker>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
+        if !lock_row(&mut tx, "iam_roles", "role_id", role_id).await? {
+            return Ok(Ok(false));
+        }
         for (sql, blocker) in [
             (
                 "SELECT COUNT(*) FROM iam_inline_policies WHERE owner_id = $1",
@@ -656,8 +680,11 @@ impl Store {
         name: &str,
         document: &str,
         limit: SizeLimit,
-    ) -> Result<bool> {
+    ) -> Result<Checked> {
         let mut tx = self.begin_counted("inline-policies", owner_id).await?;
+        if !lock_owner(&mut tx, owner_id).await? {
+            return Ok(Checked::NoOwner);
+        }
         let others: Vec<String> = sqlx::query_scalar(
             "SELECT document FROM iam_inline_policies WHERE owner_id = $1 AND policy_name <> $2",
         )
@@ -667,7 +694,7 @@ impl Store {
         .await?;
         let size = others.iter().map(|d| limit.measure(d)).sum::<usize>() + limit.measure(document);
         if size > limit.max() {
-            return Ok(false);
+            return Ok(Checked::Full);
         }
         sqlx::query("DELETE FROM iam_inline_policies WHERE owner_id = $1 AND policy_name = $2")
             .bind(owner_id)
@@ -683,7 +710,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Checked::Written)
     }
 
     /// The inline policies of an owner: (name, document), by name.
@@ -764,7 +791,10 @@ impl Store {
         &self,
         arn: &str,
     ) -> Result<std::result::Result<bool, Blocker>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
+        if !lock_row(&mut tx, "iam_managed_policies", "arn", arn).await? {
+            return Ok(Ok(false));
+        }
         let n: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM iam_attachments WHERE policy_arn = $1")
                 .bind(arn)
@@ -794,18 +824,27 @@ impl Store {
 
     /// Attaches a managed policy (no-op if attached), unless the owner has `max` attached already
     /// (false, nothing written). Counted and written in one counted transaction for the owner.
-    pub async fn attach_policy(&self, owner_id: &str, arn: &str, max: usize) -> Result<bool> {
+    pub async fn attach_policy(&self, owner_id: &str, arn: &str, max: usize) -> Result<Checked> {
         let mut tx = self.begin_counted("attachments", owner_id).await?;
+        if !lock_owner(&mut tx, owner_id).await? {
+            return Ok(Checked::NoOwner);
+        }
+        // A customer managed policy has a row to lock; AWS's own (AdministratorAccess) has none.
+        if !arn.contains(":iam::aws:policy/")
+            && !lock_row(&mut tx, "iam_managed_policies", "arn", arn).await?
+        {
+            return Ok(Checked::NoTarget);
+        }
         let attached: Vec<String> =
             sqlx::query_scalar("SELECT policy_arn FROM iam_attachments WHERE owner_id = $1")
                 .bind(owner_id)
                 .fetch_all(&mut *tx)
                 .await?;
         if attached.iter().any(|a| a == arn) {
-            return Ok(true);
+            return Ok(Checked::Written);
         }
         if attached.len() >= max {
-            return Ok(false);
+            return Ok(Checked::Full);
         }
         sqlx::query(
             "INSERT INTO iam_attachments (owner_id, policy_arn, attached_at) VALUES ($1, $2, $3)",
@@ -816,7 +855,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Checked::Written)
     }
 
     /// Detaches a managed policy; false if it was not attached.

@@ -44,7 +44,7 @@ impl Store {
 
     /// Removes tags by key.
     pub async fn delete_tags(&self, key: &Uuid, tag_keys: &[String]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for k in tag_keys {
             sqlx::query("DELETE FROM kms_tags WHERE key_id = $1 AND tag_key = $2")
                 .bind(key.to_string())
