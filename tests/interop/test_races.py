@@ -46,6 +46,15 @@ CASES = {
         lambda c, x: c.attach_user_policy(UserName=x["user"], PolicyArn=x["arn"]),
         lambda iam, x: iam.list_attached_user_policies(UserName=x["user"])["AttachedPolicies"] == [],
     ),
+    # A path may hold what an AWS managed policy's ARN holds; the policy is still the customer's.
+    "DeletePolicy-AttachUserPolicy-colon-path": (
+        lambda iam: {"user": iam.create_user(UserName=unique("u"))["User"]["UserName"],
+                     "arn": iam.create_policy(PolicyName=unique("p"), Path="/x:iam::aws:policy/",
+                                              PolicyDocument=DOC)["Policy"]["Arn"]},
+        lambda c, x: c.delete_policy(PolicyArn=x["arn"]),
+        lambda c, x: c.attach_user_policy(UserName=x["user"], PolicyArn=x["arn"]),
+        lambda iam, x: iam.list_attached_user_policies(UserName=x["user"])["AttachedPolicies"] == [],
+    ),
     "DeleteUser-AttachUserPolicy": (
         lambda iam: {"user": iam.create_user(UserName=unique("u"))["User"]["UserName"], "arn": new_policy(iam)},
         lambda c, x: c.delete_user(UserName=x["user"]),
@@ -105,6 +114,21 @@ def test_a_delete_racing_a_write_that_needs_what_it_deletes(srv, case):
             assert clean(iam, x), (case, "left behind after the delete")
     # Not a proof that both orders were taken, but a race that never raced tests nothing.
     print(f"{case}: {sorted(seen)}")
+
+
+def test_tag_changes_of_one_key_in_opposite_orders_are_never_a_500(srv):
+    """PostgreSQL: TagResource and UntagResource writing the same tags in opposite orders deadlocked
+    (40P01, answered KMSInternalException) until both ran under the key's tag lock."""
+    kms, a, b = srv.client(), srv.client(), srv.client()
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    names = [f"t{i}" for i in range(10)]
+    for _ in range(3 * TRIALS):
+        got = race([lambda: a.tag_resource(KeyId=key, Tags=[{"TagKey": n, "TagValue": "v"} for n in names]),
+                    lambda: b.untag_resource(KeyId=key, TagKeys=names[::-1])])
+        assert got == ["ok", "ok"], got
+        got = race([lambda: a.untag_resource(KeyId=key, TagKeys=names),
+                    lambda: b.untag_resource(KeyId=key, TagKeys=names[::-1])])
+        assert got == ["ok", "ok"], got
 
 
 def test_deletes_of_different_entities_at_once_all_succeed(srv):

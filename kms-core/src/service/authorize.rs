@@ -337,7 +337,7 @@ impl Kms {
         if let Some(a) = self.cache.key_auth.fresh(&slot, self.config.cache_ttl) {
             return Ok(Some(a));
         }
-        let ticket = self.cache.key_auth.ticket();
+        let ticket = self.cache.key_auth.ticket(&slot);
         let Some(row) = self.store.get_key(id).await? else {
             return Ok(None);
         };

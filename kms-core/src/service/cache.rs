@@ -3,6 +3,7 @@
 //! principals' secrets and custom key store rows, each for the configured TTL.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -81,31 +82,54 @@ impl<V> Default for Expiring<V> {
     }
 }
 
-/// How many changes a cache has been told of: a load takes a [`Ticket`] before it reads the store,
-/// and puts what it read only if no change came since. Without it, a load that read a key just
-/// before DisableKey committed put the enabled key back after DisableKey forgot it, and the key
-/// served for a whole TTL more on the node that disabled it.
-#[derive(Default)]
-pub(super) struct Changes(AtomicU64);
+/// How many changes a cache has been told of, by stripe of names: a load takes a [`Ticket`] for
+/// its name before it reads the store, and puts what it read only if no change in that name's stripe
+/// came since. Without it, a load that read a key just before DisableKey committed put the enabled
+/// key back after DisableKey forgot it, and the key served for a whole TTL more on the node that
+/// disabled it. Striped so that steady changes to some keys do not keep every other key from being
+/// cached (and reloaded, its material unwrapped again, on every call).
+pub(super) struct Changes([AtomicU64; STRIPES]);
 
-/// The count of changes when a load began.
+const STRIPES: usize = 64;
+
+impl Default for Changes {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+/// A stripe's count of changes when a load began.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) struct Ticket(u64);
+pub(super) struct Ticket {
+    stripe: usize,
+    count: u64,
+}
 
 impl Changes {
-    /// Taken before a load reads the store.
-    pub(super) fn ticket(&self) -> Ticket {
-        Ticket(self.0.load(Ordering::Acquire))
+    fn stripe(name: &(impl Hash + ?Sized)) -> usize {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        name.hash(&mut h);
+        (h.finish() % STRIPES as u64) as usize
     }
 
-    /// Counts a change; call it after the change is in the store.
-    pub(super) fn count(&self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
+    /// Taken before a load of `name` reads the store.
+    pub(super) fn ticket(&self, name: &(impl Hash + ?Sized)) -> Ticket {
+        let stripe = Self::stripe(name);
+        Ticket {
+            stripe,
+            count: self.0[stripe].load(Ordering::Acquire),
+        }
     }
 
-    /// Whether no change came since `ticket` was taken (ask under the cache's write lock).
+    /// Counts a change of `name`; call it after the change is in the store.
+    pub(super) fn count(&self, name: &(impl Hash + ?Sized)) {
+        self.0[Self::stripe(name)].fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether no change came in the stripe since `ticket` was taken (ask under the cache's write
+    /// lock).
     pub(super) fn none_since(&self, ticket: Ticket) -> bool {
-        self.ticket() == ticket
+        self.0[ticket.stripe].load(Ordering::Acquire) == ticket.count
     }
 }
 
@@ -117,9 +141,9 @@ impl<V: Clone> Expiring<V> {
         (at.elapsed() < ttl).then(|| v.clone())
     }
 
-    /// What a load presents to [`Self::put`]: take it before reading the store.
-    pub(super) fn ticket(&self) -> Ticket {
-        self.changes.ticket()
+    /// What a load of `name` presents to [`Self::put`]: take it before reading the store.
+    pub(super) fn ticket(&self, name: &str) -> Ticket {
+        self.changes.ticket(name)
     }
 
     /// Puts `v` under `name`, from now, unless something was forgotten since `ticket` was taken
@@ -135,16 +159,21 @@ impl<V: Clone> Expiring<V> {
     /// Forgets `name`.
     pub(super) fn forget(&self, name: &str) {
         if let Ok(mut map) = self.entries.write() {
-            self.changes.count();
+            self.changes.count(name);
             map.remove(name);
         }
     }
 
-    /// Forgets every value `f` picks.
+    /// Forgets every value `f` picks (counting a change of each name forgotten).
     pub(super) fn forget_where(&self, f: impl Fn(&V) -> bool) {
         if let Ok(mut map) = self.entries.write() {
-            self.changes.count();
-            map.retain(|_, (v, _)| !f(v));
+            map.retain(|name, (v, _)| {
+                let forget = f(v);
+                if forget {
+                    self.changes.count(name.as_str());
+                }
+                !forget
+            });
         }
     }
 }
@@ -208,7 +237,7 @@ impl Kms {
     /// Loads a key's record and material; material whose wrapped bytes are those `previous` (the
     /// expired cache entry) was unwrapped from is reused, not unwrapped again.
     async fn load_key(&self, id: &Uuid, previous: Option<&LoadedKey>) -> Result<Arc<LoadedKey>> {
-        let ticket = self.cache.keys_changed.ticket();
+        let ticket = self.cache.keys_changed.ticket(id);
         let record = self.record(id).await?;
         let rows = self.store.get_materials(id).await?;
         for (i, row) in rows.iter().enumerate() {
@@ -271,12 +300,50 @@ impl Kms {
     }
 
     pub(super) fn invalidate(&self, id: &Uuid) {
-        self.cache.keys_changed.count();
+        self.cache.keys_changed.count(id);
         if let Ok(map) = self.cache.keys.read() {
             if let Some(k) = map.get(id) {
                 k.stale.store(true, Ordering::Release);
             }
         }
         self.cache.aliases.forget_where(|k| k == id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_refuses_the_loads_of_its_stripe_that_began_before_it() {
+        let changes = Changes::default();
+        let before = changes.ticket("alias/a");
+        assert!(changes.none_since(before));
+        // A name in another stripe, found by trying.
+        let other = (0..)
+            .map(|i| format!("alias/b{i}"))
+            .find(|n| Changes::stripe(n.as_str()) != Changes::stripe("alias/a"))
+            .unwrap();
+        let elsewhere = changes.ticket(other.as_str());
+        changes.count("alias/a");
+        assert!(!changes.none_since(before));
+        assert!(changes.none_since(elsewhere));
+        assert!(changes.none_since(changes.ticket("alias/a")));
+    }
+
+    #[test]
+    fn a_put_after_a_forget_of_its_name_is_dropped() {
+        let cache: Expiring<u32> = Expiring::default();
+        let ttl = Duration::from_secs(60);
+        let ticket = cache.ticket("k");
+        cache.forget("k");
+        cache.put("k".into(), 1, ticket);
+        assert_eq!(cache.fresh("k", ttl), None);
+        cache.put("k".into(), 2, cache.ticket("k"));
+        assert_eq!(cache.fresh("k", ttl), Some(2));
+        let ticket = cache.ticket("k");
+        cache.forget_where(|v| *v == 2);
+        cache.put("k".into(), 3, ticket);
+        assert_eq!(cache.fresh("k", ttl), None);
     }
 }

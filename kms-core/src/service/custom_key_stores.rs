@@ -124,7 +124,7 @@ impl Kms {
                 return Ok(row);
             }
         }
-        let ticket = self.cache.store_rows.ticket();
+        let ticket = self.cache.store_rows.ticket(id);
         let row = self
             .store
             .get_custom_key_store(id)

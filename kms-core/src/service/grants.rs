@@ -287,7 +287,7 @@ impl Kms {
         if let Some(g) = self.cache.grants.fresh(&name, self.config.cache_ttl) {
             return Ok(g);
         }
-        let ticket = self.cache.grants.ticket();
+        let ticket = self.cache.grants.ticket(&name);
         let rows = self.store.grants_of_key(key_id).await?;
         let grants: Arc<[policy::Grant]> = rows.iter().map(engine_grant).collect();
         self.cache.grants.put(name, grants.clone(), ticket);

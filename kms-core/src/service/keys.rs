@@ -127,7 +127,7 @@ impl Kms {
                 return Ok(id);
             }
         }
-        let ticket = self.cache.aliases.ticket();
+        let ticket = self.cache.aliases.ticket(&slot);
         let alias = self
             .store
             .get_alias(account, name)

@@ -119,6 +119,8 @@ impl Kms {
             }
         };
         if done != Checked::Written {
+            // Only if the user was deleted meanwhile; leave nothing of it behind either way.
+            let _ = self.store.delete_user(&user.user_id, true).await;
             return Err(KmsError::Internal(format!(
                 "The initial policy was not stored ({done:?})."
             )));
@@ -241,7 +243,7 @@ impl Kms {
     /// signed with it asks the store.
     pub(crate) fn forget_access_key(&self, access_key_id: &str) {
         if let Ok(mut map) = self.cache.principals.write() {
-            self.cache.principals_changed.count();
+            self.cache.principals_changed.count(access_key_id);
             map.remove(access_key_id);
         }
     }
@@ -296,10 +298,14 @@ impl Kms {
         if cached.is_none() && !self.may_hold_access_key(access_key_id).await? {
             return Ok(None);
         }
-        let ticket = self.cache.principals_changed.ticket();
+        let ticket = self.cache.principals_changed.ticket(access_key_id);
         let found = self.store.access_key(access_key_id).await?;
         let Some((key, user)) = found.filter(|(k, _)| k.active) else {
-            self.forget_access_key(access_key_id);
+            // What the store says now: nothing changed here, so no change is counted (a client
+            // signing with an inactive key must not keep others' loads from being cached).
+            if let Ok(mut map) = self.cache.principals.write() {
+                map.remove(access_key_id);
+            }
             return Ok(None);
         };
         // The same wrapped bytes as cached: the secret is known, the root need not be asked.

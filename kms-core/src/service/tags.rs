@@ -61,6 +61,8 @@ impl Kms {
         if !self.store.put_tags(&id, &tags, MAX_TAGS).await? {
             return Err(too_many_tags());
         }
+        // Tags are condition keys (aws:ResourceTag): decided with the new ones at once here.
+        self.cache.key_auth.forget(&id.to_string());
         Ok(Empty {})
     }
 
@@ -73,6 +75,7 @@ impl Kms {
         }
         self.checked_key(&id, check_not_pending_deletion).await?;
         self.store.delete_tags(&id, &keys).await?;
+        self.cache.key_auth.forget(&id.to_string());
         Ok(Empty {})
     }
 

@@ -42,9 +42,11 @@ impl Store {
         Ok(true)
     }
 
-    /// Removes tags by key.
+    /// Removes tags by key, in the same counted transaction as [`Self::put_tags`]: two tag changes
+    /// of one key run one after the other (on PostgreSQL, rows written in different orders by two
+    /// transactions at once deadlock, 40P01).
     pub async fn delete_tags(&self, key: &Uuid, tag_keys: &[String]) -> Result<()> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_counted("tags", &key.to_string()).await?;
         for k in tag_keys {
             sqlx::query("DELETE FROM kms_tags WHERE key_id = $1 AND tag_key = $2")
                 .bind(key.to_string())
