@@ -1,7 +1,8 @@
 //! The key store: sqlx over SQLite (embedded default) or PostgreSQL, one schema for both.
 //!
-//! Writes that read-modify-write a key use optimistic concurrency on `kms_keys.revision`, so several
-//! nodes on one PostgreSQL (or a distributed PostgreSQL-compatible engine) need no locks.
+//! Writes that read-modify-write a key use optimistic concurrency on `kms_keys.revision`; a check and
+//! the write it allows (a quota, a row the write needs, what blocks a delete) share one transaction
+//! with a lock (`serial.rs`), which holds across nodes on one PostgreSQL.
 
 use std::str::FromStr;
 

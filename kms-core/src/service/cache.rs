@@ -236,7 +236,11 @@ impl Kms {
 
     /// Loads a key's record and material; material whose wrapped bytes are those `previous` (the
     /// expired cache entry) was unwrapped from is reused, not unwrapped again.
-    async fn load_key(&self, id: &Uuid, previous: Option<&LoadedKey>) -> Result<Arc<LoadedKey>> {
+    pub(super) async fn load_key(
+        &self,
+        id: &Uuid,
+        previous: Option<&LoadedKey>,
+    ) -> Result<Arc<LoadedKey>> {
         let ticket = self.cache.keys_changed.ticket(id);
         let record = self.record(id).await?;
         let rows = self.store.get_materials(id).await?;

@@ -121,6 +121,13 @@ impl Kms {
             let plaintext = in_token(token, move |t| t.decrypt(&label, &aad, &sealed)).await?;
             return Ok((plaintext, arn));
         }
+        // A version this node has not loaded: the key was rotated on another node since this one
+        // cached it. Read it again rather than refuse a ciphertext the service has just returned.
+        let key = if header.version as usize > key.materials.len() {
+            self.load_key(&header.key_id, Some(&key)).await?
+        } else {
+            key
+        };
         check_usable(&key.record, &arn)?;
         let material = (header.version as usize)
             .checked_sub(1)

@@ -528,8 +528,9 @@ impl Kms {
             ConnectionState::Connecting
         };
         self.modify_store(&id, |r| {
-            // Changed meanwhile (disconnected, say): leave it so.
-            if r.connection_state != expected {
+            // Changed meanwhile (disconnected, say, or disconnected and connecting again): leave it
+            // so.
+            if r.connection_state != expected || r.revision != row.revision {
                 return Ok(false);
             }
             r.connection_state = state;

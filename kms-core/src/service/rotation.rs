@@ -69,19 +69,30 @@ impl Kms {
     }
 
     /// Adds a material version. Old versions stay, so every earlier ciphertext still decrypts.
-    pub(super) async fn rotate(
-        &self,
-        id: &Uuid,
-        rotation_type: &str,
-        on_demand: bool,
-    ) -> Result<()> {
+    /// `due_at`: none for RotateKeyOnDemand; for the sweeper, the time it sweeps at, and then the
+    /// key rotates only if, as read in the same compare-and-swap as the write, its rotation is still
+    /// on and due by then: false otherwise (another node's sweeper rotated it first, or
+    /// DisableKeyRotation came between the sweep's list and this write).
+    pub(super) async fn rotate(&self, id: &Uuid, due_at: Option<i64>) -> Result<bool> {
         let arn = self.arn(id);
+        let rotation_type = if due_at.is_some() {
+            "AUTOMATIC"
+        } else {
+            "ON_DEMAND"
+        };
         for _ in 0..32 {
             let mut rec = self.record(id).await?;
+            match (due_at, rec.rotation_period_days) {
+                (None, _) => {}
+                (Some(now), Some(days)) if rec.next_rotation.is_some_and(|t| t <= now) => {
+                    rec.next_rotation = Some(now + days * DAY_MS);
+                }
+                _ => return Ok(false),
+            }
             refuse_for_custom_key_store(&rec, &arn, "key rotation")?;
             check_usable(&rec, &arn)?;
             let rows = self.store.get_materials(id).await?;
-            if on_demand {
+            if due_at.is_none() {
                 let done = rows
                     .iter()
                     .filter(|r| r.rotation_type.as_deref() == Some("ON_DEMAND"))
@@ -93,21 +104,16 @@ impl Kms {
                 }
             }
             let version = rows.len() as u32 + 1;
-            let now = now_millis();
-            if !on_demand {
-                let period = rec.rotation_period_days.unwrap_or(365);
-                rec.next_rotation = Some(now + period * DAY_MS);
-            }
             let material = KeyMaterial::generate()?;
             let row = MaterialRow {
                 version,
                 wrapped: self.wrap_material(id, version, &material).await?,
-                created_at: now,
+                created_at: now_millis(),
                 rotation_type: Some(rotation_type.into()),
             };
             if self.store.add_material(&rec, &row).await? {
                 self.invalidate(id);
-                return Ok(());
+                return Ok(true);
             }
         }
         Err(KmsError::Internal(
@@ -118,7 +124,7 @@ impl Kms {
     /// RotateKeyOnDemand.
     pub async fn rotate_key_on_demand(&self, req: KeyIdRequest) -> Result<KeyIdResponse> {
         let id = self.key_named(req.key_id).await?;
-        self.rotate(&id, "ON_DEMAND", true).await?;
+        self.rotate(&id, None).await?;
         Ok(KeyIdResponse {
             key_id: self.arn(&id),
         })

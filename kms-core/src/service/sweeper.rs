@@ -31,8 +31,9 @@ impl Kms {
         }
         let mut rotated = 0;
         for id in self.store.keys_due_for_rotation(now).await? {
-            match self.rotate(&id, "AUTOMATIC", false).await {
-                Ok(()) => rotated += 1,
+            match self.rotate(&id, Some(now)).await {
+                Ok(true) => rotated += 1,
+                Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(key = %self.arn(&id), error = %e, "automatic rotation failed")
                 }
