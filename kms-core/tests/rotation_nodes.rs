@@ -135,6 +135,21 @@ async fn a_sweep_racing_disable_key_rotation_leaves_disabled_keys_alone(f: &Fixt
     }
 }
 
+async fn a_disabled_key_rotates_when_enabled_again(f: &Fixture) {
+    let kms = node(f).await;
+    let id = keys_rotating_yearly(&kms, 1).await.remove(0);
+    kms.disable_key(kid(&id)).await.unwrap();
+    let later = kms_core::now_millis() + 366 * DAY_MS;
+    assert_eq!(
+        kms.run_due_work(later).await.unwrap().1,
+        0,
+        "a disabled key"
+    );
+    kms.enable_key(kid(&id)).await.unwrap();
+    assert_eq!(kms.run_due_work(later).await.unwrap().1, 1, "enabled again");
+    assert_eq!(rotations(&kms, &id).await, 1);
+}
+
 async fn rotation_counts(kms: &Kms, ids: &[String]) -> Vec<usize> {
     let mut out = Vec::new();
     for id in ids {
@@ -153,5 +168,6 @@ macro_rules! on_both_stores {
 on_both_stores!(
     rotated_elsewhere_decrypts_here_at_once,
     two_sweepers_rotate_a_due_key_once,
-    a_sweep_racing_disable_key_rotation_leaves_disabled_keys_alone
+    a_sweep_racing_disable_key_rotation_leaves_disabled_keys_alone,
+    a_disabled_key_rotates_when_enabled_again
 );

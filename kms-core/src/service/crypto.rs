@@ -123,6 +123,8 @@ impl Kms {
         }
         // A version this node has not loaded: the key was rotated on another node since this one
         // cached it. Read it again rather than refuse a ciphertext the service has just returned.
+        // The version is the caller's to write: a forged one costs two store reads (the material
+        // already unwrapped is reused), as a blob naming an unknown key costs one.
         let key = if header.version as usize > key.materials.len() {
             self.load_key(&header.key_id, Some(&key)).await?
         } else {

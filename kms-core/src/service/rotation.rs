@@ -11,7 +11,7 @@ use crate::api::*;
 use crate::error::{KmsError, Result};
 use crate::material::KeyMaterial;
 use crate::now_millis;
-use crate::store::{KeyRow, MaterialRow};
+use crate::store::{KeyRow, MaterialRow, StoredKeyState};
 
 /// At most this many on-demand rotations per key (AWS's quota, "not adjustable"; it was 10 until
 /// AWS raised it).
@@ -88,6 +88,11 @@ impl Kms {
                     rec.next_rotation = Some(now + days * DAY_MS);
                 }
                 _ => return Ok(false),
+            }
+            // Disabled or scheduled for deletion since the sweep listed it: not now (a disabled key
+            // rotates at the first sweep after it is enabled again, as AWS does).
+            if due_at.is_some() && rec.state != StoredKeyState::Enabled {
+                return Ok(false);
             }
             refuse_for_custom_key_store(&rec, &arn, "key rotation")?;
             check_usable(&rec, &arn)?;
