@@ -87,7 +87,7 @@ impl<V> Default for Expiring<V> {
 /// came since. Without it, a load that read a key just before DisableKey committed put the enabled
 /// key back after DisableKey forgot it, and the key served for a whole TTL more on the node that
 /// disabled it. Striped so that steady changes to some keys do not keep every other key from being
-/// cached (and reloaded, its material unwrapped again, on every call).
+/// cached (and read from the store again on every call).
 pub(super) struct Changes([AtomicU64; STRIPES]);
 
 const STRIPES: usize = 64;
