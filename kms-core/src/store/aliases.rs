@@ -4,13 +4,14 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::serial::lock_row;
 use super::{is_unique_violation, uuid_of, AliasRow, Store};
 use crate::error::{KmsError, Result};
 
 impl Store {
     /// Creates an alias of `key` (`AlreadyExists` when the name is taken), unless the key has
-    /// `max_per_key` aliases already (then LimitExceededException). Counted and written in one
-    /// counted transaction for the key, so racing creates cannot pass the quota.
+    /// `max_per_key` aliases already (then LimitExceededException). Counted and written with the
+    /// key's row locked, so racing creates cannot pass the quota.
     pub async fn create_alias(
         &self,
         account: &str,
@@ -19,7 +20,8 @@ impl Store {
         now: i64,
         max_per_key: i64,
     ) -> Result<()> {
-        let mut tx = self.begin_counted("aliases", &key.to_string()).await?;
+        let mut tx = self.begin_write().await?;
+        lock_row(&mut tx, "kms_keys", "key_id", &key.to_string()).await?;
         let created = match sqlx::query(
             "INSERT INTO kms_aliases (account_id, alias_name, key_id, created_at, updated_at) \
              SELECT $1, $2, $3, $4, $4 \
@@ -59,7 +61,8 @@ impl Store {
         now: i64,
         max_per_key: i64,
     ) -> Result<bool> {
-        let mut tx = self.begin_counted("aliases", &key.to_string()).await?;
+        let mut tx = self.begin_write().await?;
+        lock_row(&mut tx, "kms_keys", "key_id", &key.to_string()).await?;
         let updated = sqlx::query(
             "UPDATE kms_aliases SET key_id = $1, updated_at = $2 \
                  WHERE account_id = $3 AND alias_name = $4 \

@@ -8,6 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::serial::lock_row;
 use super::{is_unique_violation, uuid_of, Store};
 use crate::error::{KmsError, Result};
 
@@ -111,12 +112,7 @@ impl Store {
         let (ops, constraints) = encode(g)?;
         let key = g.key_id.to_string();
         let mut tx = self.begin_write().await?;
-        let locked = sqlx::query("UPDATE kms_keys SET key_id = key_id WHERE key_id = $1")
-            .bind(&key)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if locked != 1 {
+        if !lock_row(&mut tx, "kms_keys", "key_id", &key).await? {
             tx.rollback().await?;
             return Err(KmsError::NotFound("The key does not exist.".into()));
         }

@@ -351,7 +351,7 @@ impl Store {
     /// Adds an access key unless its user already has `max` (IAM: 2, then [`Checked::Full`]) or is
     /// gone ([`Checked::NoOwner`]).
     pub async fn insert_access_key(&self, k: &AccessKeyRow, max: i64) -> Result<Checked> {
-        let mut tx = self.begin_counted("access-keys", &k.user_id).await?;
+        let mut tx = self.begin_write().await?;
         if !lock_row(&mut tx, "iam_users", "user_id", &k.user_id).await? {
             return Ok(Checked::NoOwner);
         }
@@ -674,7 +674,7 @@ impl Store {
 
     /// Puts (adds or replaces) an inline policy of a user, group or role, unless the owner's inline
     /// policies would then measure more than `limit` allows (false, nothing written). Measured and
-    /// written in one counted transaction for the owner.
+    /// written with the owner's row locked.
     pub async fn put_inline_policy(
         &self,
         owner_id: &str,
@@ -682,7 +682,7 @@ impl Store {
         document: &str,
         limit: SizeLimit,
     ) -> Result<Checked> {
-        let mut tx = self.begin_counted("inline-policies", owner_id).await?;
+        let mut tx = self.begin_write().await?;
         if !lock_owner(&mut tx, owner_id).await? {
             return Ok(Checked::NoOwner);
         }
@@ -824,9 +824,9 @@ impl Store {
     }
 
     /// Attaches a managed policy (no-op if attached), unless the owner has `max` attached already
-    /// (false, nothing written). Counted and written in one counted transaction for the owner.
+    /// (false, nothing written). Counted and written with the owner's row locked.
     pub async fn attach_policy(&self, owner_id: &str, arn: &str, max: usize) -> Result<Checked> {
-        let mut tx = self.begin_counted("attachments", owner_id).await?;
+        let mut tx = self.begin_write().await?;
         if !lock_owner(&mut tx, owner_id).await? {
             return Ok(Checked::NoOwner);
         }

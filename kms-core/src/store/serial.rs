@@ -8,15 +8,16 @@
 //! anything else wrote (a 500 again). So:
 //! - every write transaction begins with [`Store::begin_write`]: SQLite's write lock is taken at
 //!   `BEGIN IMMEDIATE`, so what a transaction reads is what it writes over;
-//! - a write under a quota counts and writes in a [`Store::begin_counted`] transaction for its scope
-//!   (keys and custom key stores per account, aliases and tags per key, access keys, attachments and
-//!   inline policy size per IAM entity);
+//! - a write under a quota counts and writes with its scope locked: the row the quota is counted
+//!   under (the key, for aliases, tags and grants; the user, group or role, for access keys,
+//!   attachments and inline policy size), or, where there is no such row, a
+//!   [`Store::begin_counted`] lock (keys and custom key stores per account);
 //! - a write that needs a parent row (a user's access key, an entity's policy, a membership, an
 //!   attachment's policy) locks that row first ([`lock_row`], [`lock_owner`]) and writes nothing if
 //!   it is gone; a delete locks its row before it counts what would block it. On PostgreSQL the row
 //!   lock orders the two; on SQLite the one writer does.
 //!
-//! (Grants lock their key's row; on-demand rotations are versions, which a primary key keeps unique.)
+//! (On-demand rotations are versions, which a primary key keeps unique.)
 
 use sqlx::{Any, Transaction};
 

@@ -1,22 +1,23 @@
-//! Tags: one row per (key, tag key). A key's tags are counted against their quota and written in one
-//! counted transaction ([`Store::begin_counted`]).
+//! Tags: one row per (key, tag key). A key's tags are counted against their quota and written with
+//! the key's row locked (`serial.rs`).
 
 use sqlx::Row;
 use uuid::Uuid;
 
+use super::serial::lock_row;
 use super::Store;
 use crate::error::Result;
 
 impl Store {
-    /// Adds tags or replaces their values, counted and written in one counted transaction for the
-    /// key: when the key would have more than `max` tags, writes nothing and answers false.
+    /// Adds tags or replaces their values, counted and written with the key's row locked: when the key would have more than `max` tags, writes nothing and answers false.
     pub async fn put_tags(
         &self,
         key: &Uuid,
         tags: &[(String, String)],
         max: usize,
     ) -> Result<bool> {
-        let mut tx = self.begin_counted("tags", &key.to_string()).await?;
+        let mut tx = self.begin_write().await?;
+        lock_row(&mut tx, "kms_keys", "key_id", &key.to_string()).await?;
         let existing: Vec<String> =
             sqlx::query_scalar("SELECT tag_key FROM kms_tags WHERE key_id = $1")
                 .bind(key.to_string())
@@ -42,11 +43,12 @@ impl Store {
         Ok(true)
     }
 
-    /// Removes tags by key, in the same counted transaction as [`Self::put_tags`]: two tag changes
+    /// Removes tags by key, with the key's row locked as [`Self::put_tags`] locks it: two tag changes
     /// of one key run one after the other (on PostgreSQL, rows written in different orders by two
     /// transactions at once deadlock, 40P01).
     pub async fn delete_tags(&self, key: &Uuid, tag_keys: &[String]) -> Result<()> {
-        let mut tx = self.begin_counted("tags", &key.to_string()).await?;
+        let mut tx = self.begin_write().await?;
+        lock_row(&mut tx, "kms_keys", "key_id", &key.to_string()).await?;
         for k in tag_keys {
             sqlx::query("DELETE FROM kms_tags WHERE key_id = $1 AND tag_key = $2")
                 .bind(key.to_string())
