@@ -5,8 +5,10 @@
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
 };
@@ -65,10 +67,18 @@ impl Garage {
             .is_none());
     }
 
-    /// The client configuration: path-style addressing, static credentials.
+    /// The client configuration: path-style addressing, static credentials, and a bound on each
+    /// attempt (the SDK sets none, so a request the store never answered would hang the test
+    /// binary, and CI with it, rather than fail).
     pub fn config(&self) -> aws_sdk_s3::config::Builder {
         aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(Duration::from_secs(120))
+                    .build(),
+            )
             .region(Region::new(self.region.clone()))
             .endpoint_url(&self.endpoint)
             .force_path_style(true)
