@@ -17,6 +17,7 @@ use cryptoki::error::{Error as Pkcs11Error, RvError};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
+use secrecy::ExposeSecret;
 
 use crate::config::{HsmConfig, TokenSelector};
 use crate::error::{classify, describe, HsmError, Op};
@@ -35,6 +36,11 @@ struct Module {
     path: PathBuf,
     state: Mutex<ModuleState>,
     changed: Condvar,
+    /// By slot: the SHA-256 of the PIN of the last `C_Login` that succeeded there. The login state
+    /// is the application's, so a later `C_Login` answers "already logged in" whatever its PIN;
+    /// that answer is taken only for the same PIN. The lock also makes each login and its record
+    /// one step. Finalizing the module logs every slot out, and clears this.
+    logins: Mutex<HashMap<u64, [u8; 32]>>,
 }
 
 struct ModuleState {
@@ -71,6 +77,7 @@ impl Module {
                         users: 0,
                     }),
                     changed: Condvar::new(),
+                    logins: Mutex::new(HashMap::new()),
                 })
             })
             .clone();
@@ -116,7 +123,7 @@ impl Module {
         let mut st = self.lock();
         st.in_flight -= 1;
         if st.resetting && st.in_flight == 0 {
-            Self::finalize(&mut st);
+            self.finalize(&mut st);
             drop(st);
             // Only `enter` waits, and only for a reset to end.
             self.changed.notify_all();
@@ -136,13 +143,17 @@ impl Module {
         let mut st = self.lock();
         st.users -= 1;
         if st.users == 0 && st.in_flight == 0 {
-            Self::finalize(&mut st);
+            self.finalize(&mut st);
             drop(st);
             self.changed.notify_all();
         }
     }
 
-    fn finalize(st: &mut ModuleState) {
+    fn finalize(&self, st: &mut ModuleState) {
+        self.logins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         if let Some(ctx) = st.ctx.take() {
             if let Err(e) = ctx.finalize() {
                 tracing::debug!(error = %e, "C_Finalize failed");
@@ -385,9 +396,36 @@ impl<T: Clone + Send> Pool<T> {
         let session = ctx
             .open_rw_session(slot)
             .map_err(|e| classify(e, Op::Other, caps))?;
-        // Login state belongs to the application, not the session: the second session is already in.
+        // Login state belongs to the application, not the session: a second session (of this pool
+        // or of another on the same token) is already in, if its PIN is the one that logged in.
+        let pin = aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            self.pin.expose_secret().as_bytes(),
+        );
+        let mut logins = self.module.logins.lock().unwrap_or_else(|p| p.into_inner());
         match session.login(UserType::User, Some(&self.pin)) {
-            Ok(()) | Err(Pkcs11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
+            Ok(()) => {
+                let mut record = [0u8; 32];
+                record.copy_from_slice(pin.as_ref());
+                logins.insert(slot.id(), record);
+                Ok(session)
+            }
+            Err(Pkcs11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {
+                match logins.get(&slot.id()) {
+                    Some(record)
+                        if aws_lc_rs::constant_time::verify_slices_are_equal(
+                            record,
+                            pin.as_ref(),
+                        )
+                        .is_err() =>
+                    {
+                        Err(HsmError::Login("CKR_PIN_INCORRECT"))
+                    }
+                    // The same PIN, or a login made outside this registry (as a module initialised
+                    // by other code): in, as before.
+                    _ => Ok(session),
+                }
+            }
             Err(e) => Err(classify(e, Op::Login, caps)),
         }
     }

@@ -329,3 +329,154 @@ async fn custom_key_store_keys_are_born_and_stay_in_the_token() {
     .unwrap();
     assert_eq!(decrypt(&kms, blob).await.unwrap(), plain);
 }
+
+/// The test token's cluster, whose first login waits until `release` is sent (a slow login, made
+/// to order), saying on `entered` when it has begun.
+struct SlowFirstLogin {
+    clusters: hsm::TokenClusters,
+    entered: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    release: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+}
+
+impl kms_core::HsmClusters for SlowFirstLogin {
+    fn token_identity(&self, cluster_id: &str) -> Option<String> {
+        self.clusters.token_identity(cluster_id)
+    }
+
+    fn connect(
+        &self,
+        cluster_id: &str,
+        password: &[u8],
+    ) -> Result<Arc<dyn kms_core::HsmKeyStore>, kms_core::ConnectFailure> {
+        if let Some(entered) = self.entered.lock().unwrap().take() {
+            entered.send(()).unwrap();
+            let release = self.release.lock().unwrap().take().unwrap();
+            release.recv().unwrap();
+        }
+        self.clusters.connect(cluster_id, password)
+    }
+}
+
+/// A connection that logs in while the store is disconnected, given a new password and connected
+/// again: the second connection logs in with the new password (here a wrong one: FAILED,
+/// INVALID_CREDENTIALS), it does not take the first one's login under the old password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnection_never_uses_a_login_made_with_an_earlier_password() {
+    use kms_core::HsmClusters;
+
+    let Some(token) = Token::new() else { return };
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let clusters = SlowFirstLogin {
+        clusters: hsm::TokenClusters::new().with_cluster(
+            "cluster-test1",
+            hsm::HsmCluster::new(&token.module, TokenSelector::Label("envelope-test".into())),
+        ),
+        entered: std::sync::Mutex::new(Some(entered_tx)),
+        release: std::sync::Mutex::new(Some(release_rx)),
+    };
+    assert!(clusters.token_identity("cluster-test1").is_some());
+    let root: Arc<dyn RootOfTrust> = Arc::new(SoftwareRootKey::new(
+        KeyMaterial::from_slice(&[9u8; 32]).unwrap(),
+    ));
+    let kms = Arc::new(
+        Kms::open(
+            Store::connect(&token.db()).await.unwrap(),
+            root,
+            KmsConfig::default(),
+        )
+        .await
+        .unwrap()
+        .with_hsm_clusters(Arc::new(clusters)),
+    );
+    let id = kms
+        .create_custom_key_store(
+            serde_json::from_value(serde_json::json!({
+                "CustomKeyStoreName": "test",
+                "CloudHsmClusterId": "cluster-test1",
+                "TrustAnchorCertificate": "-----BEGIN CERTIFICATE-----",
+                "KeyStorePassword": pin(&token),
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap()
+        .custom_key_store_id;
+    let request = || api::CustomKeyStoreIdRequest {
+        custom_key_store_id: Some(id.clone()),
+    };
+    let state = || async {
+        let d = kms
+            .describe_custom_key_stores(api::DescribeCustomKeyStoresRequest::default())
+            .await
+            .unwrap();
+        let s = &d.custom_key_stores[0];
+        (s.connection_state.clone(), s.connection_error_code.clone())
+    };
+    // The first connection's login (with the right password) is under way...
+    let first = tokio::spawn({
+        let (kms, request) = (kms.clone(), request());
+        async move { kms.connect_custom_key_store(request).await }
+    });
+    tokio::task::spawn_blocking(move || entered.recv().unwrap())
+        .await
+        .unwrap();
+    // ... when the store is disconnected, given a wrong password and connected again.
+    kms.disconnect_custom_key_store(request()).await.unwrap();
+    kms.update_custom_key_store(
+        serde_json::from_value(serde_json::json!({
+            "CustomKeyStoreId": id,
+            "KeyStorePassword": "not-the-pin-1234",
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let second = tokio::spawn({
+        let (kms, request) = (kms.clone(), request());
+        async move { kms.connect_custom_key_store(request).await }
+    });
+    // The second connection is waiting for the first login to end; then the first one ends.
+    while state().await.0 != "CONNECTING" {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    release.send(()).unwrap();
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    assert_eq!(
+        state().await,
+        (
+            "FAILED".to_string(),
+            Some("INVALID_CREDENTIALS".to_string())
+        )
+    );
+}
+
+/// PKCS#11 login state is the process's: while one login to a token lives, a second `C_Login`
+/// answers "already logged in" whatever its PIN. A second connection with a wrong password is
+/// still refused, and one with the right password still works.
+#[test]
+fn a_wrong_password_does_not_ride_on_a_live_login() {
+    use kms_core::{ConnectionErrorCode, HsmClusters};
+
+    let Some(token) = Token::new() else { return };
+    let clusters = hsm::TokenClusters::new().with_cluster(
+        "cluster-test1",
+        hsm::HsmCluster::new(&token.module, TokenSelector::Label("envelope-test".into())),
+    );
+    let first = clusters
+        .connect("cluster-test1", pin(&token).as_bytes())
+        .unwrap();
+    let wrong = clusters
+        .connect("cluster-test1", b"not-the-pin-1234")
+        .err()
+        .unwrap();
+    assert_eq!(wrong.code, ConnectionErrorCode::InvalidCredentials);
+    let second = clusters
+        .connect("cluster-test1", pin(&token).as_bytes())
+        .unwrap();
+    let random = second.generate_random(8).unwrap();
+    assert_eq!(random.len(), 8);
+    drop(first);
+}

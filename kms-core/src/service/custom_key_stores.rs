@@ -39,6 +39,22 @@ fn check_name(name: &str, field: &str) -> Result<()> {
     Ok(())
 }
 
+/// This node's login to a store's token, with what it logged in with: a login is used only for the
+/// row it was made from (a connection racing a disconnect, a password change and a reconnection
+/// must not lend the reconnection its login under the old password).
+pub(super) struct Login {
+    cluster_id: String,
+    /// As stored (wrapped under the root of trust): every password change wraps anew.
+    wrapped_password: Vec<u8>,
+    token: Arc<dyn HsmKeyStore>,
+}
+
+impl Login {
+    fn is_for(&self, row: &CustomKeyStoreRow) -> bool {
+        self.cluster_id == row.cluster_id && self.wrapped_password == row.wrapped_password
+    }
+}
+
 fn check_password(p: &KeyStorePassword) -> Result<()> {
     let n = p.expose().chars().count();
     if !(7..=32).contains(&n) {
@@ -159,16 +175,18 @@ impl Kms {
         }
     }
 
-    /// Logs in to the store's cluster (this node's connection), unless already logged in.
+    /// Logs in to the store's cluster (this node's connection), unless already logged in with
+    /// the row's cluster and password.
     async fn open_connection(
         &self,
         row: &CustomKeyStoreRow,
     ) -> std::result::Result<Arc<dyn HsmKeyStore>, ConnectFailure> {
         let connected = || {
-            self.connections
-                .read()
-                .ok()
-                .and_then(|m| m.get(&row.id).cloned())
+            self.connections.read().ok().and_then(|m| {
+                m.get(&row.id)
+                    .filter(|login| login.is_for(row))
+                    .map(|login| login.token.clone())
+            })
         };
         // Every request on a store key comes here: the logged-in case takes no lock but the map's.
         if let Some(c) = connected() {
@@ -200,7 +218,14 @@ impl Kms {
         .await
         .map_err(|e| internal(format!("cannot unwrap the key store password: {e}")))??;
         if let Ok(mut map) = self.connections.write() {
-            map.insert(row.id.clone(), connected.clone());
+            map.insert(
+                row.id.clone(),
+                Login {
+                    cluster_id: row.cluster_id.clone(),
+                    wrapped_password: row.wrapped_password.clone(),
+                    token: connected.clone(),
+                },
+            );
         }
         Ok(connected)
     }

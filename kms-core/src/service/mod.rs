@@ -37,7 +37,7 @@ use zeroize::Zeroizing;
 
 use crate::api::*;
 use crate::audit::{AuditLog, AuditRecord, Caller};
-use crate::custom_key_store::{HsmClusters, HsmKeyStore};
+use crate::custom_key_store::HsmClusters;
 use crate::error::{KmsError, Result};
 use crate::ids::{Accepts, Partition};
 use crate::material::RootOfTrust;
@@ -198,7 +198,7 @@ pub struct Kms {
     /// What a CloudHSM cluster id means on this server (none: custom key stores cannot connect).
     clusters: Option<Arc<dyn HsmClusters>>,
     /// This node's logins to custom key stores' tokens, by store id.
-    connections: RwLock<HashMap<String, Arc<dyn HsmKeyStore>>>,
+    connections: RwLock<HashMap<String, custom_key_stores::Login>>,
     /// One login at a time.
     connecting: tokio::sync::Mutex<()>,
     /// Identity policies by principal, the session token key (`identity/`).
