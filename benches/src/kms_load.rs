@@ -54,7 +54,8 @@ struct Args {
     /// Warm-up seconds before each measurement (not counted).
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
-    /// Comma-separated operations: GenerateDataKey, Decrypt.
+    /// Comma-separated operations: GenerateDataKey, Decrypt, TagResource (writes one tag of the
+    /// key), CreateKey (writes a key per call: a 10 s run makes thousands).
     #[arg(long, value_delimiter = ',', default_value = "GenerateDataKey,Decrypt")]
     ops: Vec<String>,
     /// Tokio worker threads for the driver (1 = current-thread runtime).
@@ -91,6 +92,12 @@ struct Args {
 enum Op {
     GenerateDataKey,
     Decrypt,
+    /// A write: one tag on the benchmark key, set again and again (the key row locked, the tags
+    /// counted and upserted in one transaction, the key's cache entries forgotten).
+    TagResource,
+    /// A write under the per-account keys quota: each call makes a key (count and insert in one
+    /// transaction).
+    CreateKey,
 }
 
 impl Op {
@@ -98,13 +105,20 @@ impl Op {
         match s.trim() {
             "GenerateDataKey" => Ok(Op::GenerateDataKey),
             "Decrypt" => Ok(Op::Decrypt),
-            other => Err(format!("unsupported op {other:?} (GenerateDataKey, Decrypt)").into()),
+            "TagResource" => Ok(Op::TagResource),
+            "CreateKey" => Ok(Op::CreateKey),
+            other => Err(format!(
+                "unsupported op {other:?} (GenerateDataKey, Decrypt, TagResource, CreateKey)"
+            )
+            .into()),
         }
     }
     fn name(self) -> &'static str {
         match self {
             Op::GenerateDataKey => "GenerateDataKey",
             Op::Decrypt => "Decrypt",
+            Op::TagResource => "TagResource",
+            Op::CreateKey => "CreateKey",
         }
     }
 }
@@ -129,6 +143,7 @@ impl Call {
             "CreateKey" => "TrentService.CreateKey",
             "GenerateDataKey" => "TrentService.GenerateDataKey",
             "Decrypt" => "TrentService.Decrypt",
+            "TagResource" => "TrentService.TagResource",
             other => return Err(format!("no target for {other}").into()),
         };
         Ok(Call {
@@ -793,10 +808,21 @@ async fn run(args: Args) -> Res<()> {
     if !args.json {
         print_table_header();
     }
+    let tag = Arc::new(Call::new(
+        "TagResource",
+        serde_json::json!({"KeyId": key_id, "Tags": [{"TagKey": "bench", "TagValue": "v"}]})
+            .to_string(),
+    )?);
+    let create = Arc::new(Call::new(
+        "CreateKey",
+        serde_json::json!({"Description": "kms-load CreateKey"}).to_string(),
+    )?);
     for &op in &ops {
         let call = match op {
             Op::GenerateDataKey => &gdk,
             Op::Decrypt => decrypt.as_ref().ok_or("decrypt call not prepared")?,
+            Op::TagResource => &tag,
+            Op::CreateKey => &create,
         };
         for &c in &args.concurrency {
             for &f in &args.flood {

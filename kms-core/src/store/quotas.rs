@@ -8,8 +8,8 @@ use super::Store;
 use crate::error::Result;
 
 impl Store {
-    /// How many keys `account` has, in every state (a first look, before any work; the insert
-    /// counts again, in its counted transaction).
+    /// How many keys `account` has, in every state: a first look before a key is made in a custom
+    /// key store's token (the insert counts again, in its counted transaction).
     pub async fn count_keys(&self, account: &str) -> Result<i64> {
         count_on(&self.pool, KEYS, account).await
     }
