@@ -161,12 +161,16 @@ async fn migrating_a_software_store_to_the_hsm_is_all_or_nothing() {
     assert!(kms.principal_secret(&access).await.unwrap().is_some());
 }
 
-/// A key service with a software root and the test token as cluster `cluster-test1`.
-async fn kms_with_cluster(token: &Token) -> Kms {
-    let clusters = hsm::TokenClusters::new().with_cluster(
+/// The test token as cluster `cluster-test1`.
+fn test_cluster(token: &Token) -> hsm::TokenClusters {
+    hsm::TokenClusters::new().with_cluster(
         "cluster-test1",
         hsm::HsmCluster::new(&token.module, TokenSelector::Label("envelope-test".into())),
-    );
+    )
+}
+
+/// A key service with a software root, over the token's database, reaching `clusters`.
+async fn kms_over(token: &Token, clusters: Arc<dyn kms_core::HsmClusters>) -> Kms {
     let root: Arc<dyn RootOfTrust> = Arc::new(SoftwareRootKey::new(
         KeyMaterial::from_slice(&[9u8; 32]).unwrap(),
     ));
@@ -177,7 +181,12 @@ async fn kms_with_cluster(token: &Token) -> Kms {
     )
     .await
     .unwrap()
-    .with_hsm_clusters(Arc::new(clusters))
+    .with_hsm_clusters(clusters)
+}
+
+/// A key service with a software root and the test token as cluster `cluster-test1`.
+async fn kms_with_cluster(token: &Token) -> Kms {
+    kms_over(token, Arc::new(test_cluster(token))).await
 }
 
 fn pin(token: &Token) -> String {
@@ -368,27 +377,12 @@ async fn a_reconnection_never_uses_a_login_made_with_an_earlier_password() {
     let (entered_tx, entered) = std::sync::mpsc::channel();
     let (release, release_rx) = std::sync::mpsc::channel();
     let clusters = SlowFirstLogin {
-        clusters: hsm::TokenClusters::new().with_cluster(
-            "cluster-test1",
-            hsm::HsmCluster::new(&token.module, TokenSelector::Label("envelope-test".into())),
-        ),
+        clusters: test_cluster(&token),
         entered: std::sync::Mutex::new(Some(entered_tx)),
         release: std::sync::Mutex::new(Some(release_rx)),
     };
     assert!(clusters.token_identity("cluster-test1").is_some());
-    let root: Arc<dyn RootOfTrust> = Arc::new(SoftwareRootKey::new(
-        KeyMaterial::from_slice(&[9u8; 32]).unwrap(),
-    ));
-    let kms = Arc::new(
-        Kms::open(
-            Store::connect(&token.db()).await.unwrap(),
-            root,
-            KmsConfig::default(),
-        )
-        .await
-        .unwrap()
-        .with_hsm_clusters(Arc::new(clusters)),
-    );
+    let kms = Arc::new(kms_over(&token, Arc::new(clusters)).await);
     let id = kms
         .create_custom_key_store(
             serde_json::from_value(serde_json::json!({
@@ -461,10 +455,7 @@ fn a_wrong_password_does_not_ride_on_a_live_login() {
     use kms_core::{ConnectionErrorCode, HsmClusters};
 
     let Some(token) = Token::new() else { return };
-    let clusters = hsm::TokenClusters::new().with_cluster(
-        "cluster-test1",
-        hsm::HsmCluster::new(&token.module, TokenSelector::Label("envelope-test".into())),
-    );
+    let clusters = test_cluster(&token);
     let first = clusters
         .connect("cluster-test1", pin(&token).as_bytes())
         .unwrap();
