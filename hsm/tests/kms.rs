@@ -189,6 +189,22 @@ async fn kms_with_cluster(token: &Token) -> Kms {
     kms_over(token, Arc::new(test_cluster(token))).await
 }
 
+/// A custom key store `test` on cluster `cluster-test1` with `password`; returns its id.
+async fn create_test_store(kms: &Kms, password: &str) -> String {
+    kms.create_custom_key_store(
+        serde_json::from_value(serde_json::json!({
+            "CustomKeyStoreName": "test",
+            "CloudHsmClusterId": "cluster-test1",
+            "TrustAnchorCertificate": "-----BEGIN CERTIFICATE-----",
+            "KeyStorePassword": password,
+        }))
+        .unwrap(),
+    )
+    .await
+    .unwrap()
+    .custom_key_store_id
+}
+
 fn pin(token: &Token) -> String {
     token.pin.clone()
 }
@@ -205,19 +221,7 @@ async fn custom_key_store_keys_are_born_and_stay_in_the_token() {
     let user_pin = pin(&token);
     let (arn, plain, blob) = {
         let kms = kms_with_cluster(&token).await;
-        let store_id = kms
-            .create_custom_key_store(
-                serde_json::from_value(serde_json::json!({
-                    "CustomKeyStoreName": "test",
-                    "CloudHsmClusterId": "cluster-test1",
-                    "TrustAnchorCertificate": "-----BEGIN CERTIFICATE-----",
-                    "KeyStorePassword": user_pin,
-                }))
-                .unwrap(),
-            )
-            .await
-            .unwrap()
-            .custom_key_store_id;
+        let store_id = create_test_store(&kms, &user_pin).await;
         kms.connect_custom_key_store(api::CustomKeyStoreIdRequest {
             custom_key_store_id: Some(store_id.clone()),
         })
@@ -383,19 +387,7 @@ async fn a_reconnection_never_uses_a_login_made_with_an_earlier_password() {
     };
     assert!(clusters.token_identity("cluster-test1").is_some());
     let kms = Arc::new(kms_over(&token, Arc::new(clusters)).await);
-    let id = kms
-        .create_custom_key_store(
-            serde_json::from_value(serde_json::json!({
-                "CustomKeyStoreName": "test",
-                "CloudHsmClusterId": "cluster-test1",
-                "TrustAnchorCertificate": "-----BEGIN CERTIFICATE-----",
-                "KeyStorePassword": pin(&token),
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap()
-        .custom_key_store_id;
+    let id = create_test_store(&kms, &pin(&token)).await;
     let request = || api::CustomKeyStoreIdRequest {
         custom_key_store_id: Some(id.clone()),
     };
