@@ -18,6 +18,7 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use secrecy::ExposeSecret;
+use zeroize::Zeroizing;
 
 use crate::config::{HsmConfig, TokenSelector};
 use crate::error::{classify, describe, HsmError, Op};
@@ -40,7 +41,7 @@ struct Module {
     /// is the application's, so a later `C_Login` answers "already logged in" whatever its PIN;
     /// that answer is taken only for the same PIN. The lock also makes each login and its record
     /// one step. Finalizing the module logs every slot out, and clears this.
-    logins: Mutex<HashMap<u64, [u8; 32]>>,
+    logins: Mutex<HashMap<u64, Zeroizing<[u8; 32]>>>,
 }
 
 struct ModuleState {
@@ -405,7 +406,7 @@ impl<T: Clone + Send> Pool<T> {
         let mut logins = self.module.logins.lock().unwrap_or_else(|p| p.into_inner());
         match session.login(UserType::User, Some(&self.pin)) {
             Ok(()) => {
-                let mut record = [0u8; 32];
+                let mut record = Zeroizing::new([0u8; 32]);
                 record.copy_from_slice(pin.as_ref());
                 logins.insert(slot.id(), record);
                 Ok(session)
@@ -414,7 +415,7 @@ impl<T: Clone + Send> Pool<T> {
                 match logins.get(&slot.id()) {
                     Some(record)
                         if aws_lc_rs::constant_time::verify_slices_are_equal(
-                            record,
+                            &record[..],
                             pin.as_ref(),
                         )
                         .is_err() =>
