@@ -24,7 +24,9 @@ mod tags;
 
 pub use custom_key_stores::NewStore;
 pub use grants::{GrantInsert, GrantRow};
-pub use identity::{AccessKeyRow, Blocker, GroupRow, ManagedPolicyRow, RoleRow, UserRow};
+pub use identity::{
+    AccessKeyRow, Blocker, EntityPage, GroupRow, ManagedPolicyRow, RoleRow, UserRow,
+};
 pub use serial::Checked;
 
 use sqlite_file::restrict_sqlite_file;

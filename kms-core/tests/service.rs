@@ -12,6 +12,8 @@ const DAY_MS: i64 = 86_400_000;
 
 #[path = "service/aliases_tags.rs"]
 mod aliases_tags;
+#[path = "service/iam_listing.rs"]
+mod iam_listing;
 #[path = "service/refusals.rs"]
 mod refusals;
 use aliases_tags::{aliases_and_identifiers, paging_and_tags};
@@ -776,6 +778,18 @@ on_both_stores!(
     principals,
     refusals_change_nothing
 );
+
+#[tokio::test]
+async fn iam_listings_page_bytewise_sqlite() {
+    iam_listing::iam_listings_page_bytewise(&fixture("sqlite").await.unwrap(), false).await;
+}
+
+#[tokio::test]
+async fn iam_listings_page_bytewise_postgres() {
+    if let Some(f) = fixture("postgres").await {
+        iam_listing::iam_listings_page_bytewise(&f, true).await;
+    }
+}
 
 #[tokio::test]
 async fn state_change_reaches_other_nodes_sqlite() {

@@ -4,12 +4,12 @@
 
 use std::future::Future;
 
-use super::query::{listing, page, Params, Value};
+use super::query::{listing, max_items, split_page, Params, Value};
 use super::users::check_name;
 use super::{iam_arn, IamError};
 use crate::audit::Caller;
 use crate::error::Result;
-use crate::store::{GroupRow, RoleRow, Store, UserRow};
+use crate::store::{EntityPage, GroupRow, RoleRow, Store, UserRow};
 use crate::Kms;
 
 /// A user, a group or a role as the Query actions reach it.
@@ -40,7 +40,12 @@ pub(crate) trait Entity: Sized + Send {
         name: &str,
     ) -> impl Future<Output = Result<Option<Self>>> + Send;
 
-    fn all(store: &Store, account: &str) -> impl Future<Output = Result<Vec<Self>>> + Send;
+    /// A page of the account's entities of this kind (ListUsers, ListGroups, ListRoles).
+    fn page(
+        store: &Store,
+        account: &str,
+        page: &EntityPage<'_>,
+    ) -> impl Future<Output = Result<Vec<Self>>> + Send;
 }
 
 impl Kms {
@@ -79,10 +84,15 @@ impl Kms {
         let every = iam_arn(account, E::KIND, "/", "");
         self.authorize_iam(caller, action, &every, None, None)
             .await?;
-        let prefix = p.get("PathPrefix").unwrap_or("/");
-        let mut rows = E::all(self.store(), account).await?;
-        rows.retain(|e| e.path().starts_with(prefix));
-        let (rows, next) = page(rows, |e| e.name().to_ascii_lowercase(), p)?;
+        let max = max_items(p)?;
+        let page = EntityPage {
+            path_prefix: p.get("PathPrefix").unwrap_or("/"),
+            from: p.get("Marker").unwrap_or(""),
+            // one more than the page, to know whether there is a next
+            limit: max as i64 + 1,
+        };
+        let rows = E::page(self.store(), account, &page).await?;
+        let (rows, next) = split_page(rows, max, |e| e.name().to_ascii_lowercase());
         Ok(listing(E::LIST, rows.iter().map(E::value).collect(), next))
     }
 }
@@ -124,8 +134,8 @@ impl Entity for UserRow {
         store.user_by_name(account, name).await
     }
 
-    async fn all(store: &Store, account: &str) -> Result<Vec<Self>> {
-        store.list_users(Some(account)).await
+    async fn page(store: &Store, account: &str, page: &EntityPage<'_>) -> Result<Vec<Self>> {
+        store.users_page(account, page).await
     }
 }
 
@@ -162,8 +172,8 @@ impl Entity for GroupRow {
         store.group_by_name(account, name).await
     }
 
-    async fn all(store: &Store, account: &str) -> Result<Vec<Self>> {
-        store.list_groups(account).await
+    async fn page(store: &Store, account: &str, page: &EntityPage<'_>) -> Result<Vec<Self>> {
+        store.groups_page(account, page).await
     }
 }
 
@@ -215,7 +225,7 @@ impl Entity for RoleRow {
         store.role_by_name(account, name).await
     }
 
-    async fn all(store: &Store, account: &str) -> Result<Vec<Self>> {
-        store.list_roles(account).await
+    async fn page(store: &Store, account: &str, page: &EntityPage<'_>) -> Result<Vec<Self>> {
+        store.roles_page(account, page).await
     }
 }

@@ -383,16 +383,26 @@ pub(crate) fn page<T>(
 ) -> Result<(Vec<T>, Option<String>), IamError> {
     items.sort_by_cached_key(|i| key(i));
     let max = max_items(p)?;
-    let mut rest: Vec<T> = match p.get("Marker") {
+    let rest: Vec<T> = match p.get("Marker") {
         Some(m) => items.into_iter().filter(|i| key(i).as_str() >= m).collect(),
         None => items,
     };
-    if rest.len() <= max {
-        return Ok((rest, None));
+    Ok(split_page(rest, max, key))
+}
+
+/// `items`, in order from the marker on, cut to `max`: the page and, when items are left out, the
+/// next marker (the key of the first of them).
+pub(crate) fn split_page<T>(
+    mut items: Vec<T>,
+    max: usize,
+    key: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    if items.len() <= max {
+        return (items, None);
     }
-    let tail = rest.split_off(max);
+    let tail = items.split_off(max);
     let next = tail.first().map(&key);
-    Ok((rest, next))
+    (items, next)
 }
 
 /// The members a listing ends with: `IsTruncated` and, when truncated, `Marker`.

@@ -168,7 +168,7 @@ impl Kms {
     /// Every principal: each user's access keys, by account and name.
     pub async fn list_principals(&self) -> Result<Vec<PrincipalInfo>> {
         let mut out = Vec::new();
-        for u in self.store.list_users(None).await? {
+        for u in self.store.list_users().await? {
             for k in self.store.list_access_keys(&u.user_id).await? {
                 out.push(principal_info(&u, &k));
             }

@@ -13,6 +13,19 @@ use crate::error::{KmsError, Result};
 use crate::identity::ADMINISTRATOR_ACCESS;
 use crate::policy::SizeLimit;
 
+/// Which of an account's users, groups or roles a listing reads (ListUsers, ListGroups, ListRoles):
+/// those whose path starts with `path_prefix`, whose name (`name_key`: any case, lower-cased) is
+/// `from` or after it, in bytewise name order, at most `limit`.
+#[derive(Debug, Clone, Copy)]
+pub struct EntityPage<'a> {
+    /// `PathPrefix` (`/` lists every path).
+    pub path_prefix: &'a str,
+    /// `Marker`, the lower-cased name to start at (empty: the first).
+    pub from: &'a str,
+    /// The most rows to read.
+    pub limit: i64,
+}
+
 /// An IAM user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRow {
@@ -280,22 +293,49 @@ impl Store {
         r.as_ref().map(user_from).transpose()
     }
 
-    /// An account's users, by name (every account's when `account` is `None`).
-    pub async fn list_users(&self, account: Option<&str>) -> Result<Vec<UserRow>> {
-        let rows = match account {
-            Some(a) => {
-                sqlx::query("SELECT * FROM iam_users WHERE account_id = $1 ORDER BY name_key")
-                    .bind(a)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query("SELECT * FROM iam_users ORDER BY account_id, name_key")
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
+    /// Every account's users, by account and name.
+    pub async fn list_users(&self) -> Result<Vec<UserRow>> {
+        let rows = sqlx::query("SELECT * FROM iam_users ORDER BY account_id, name_key")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(user_from).collect()
+    }
+
+    /// A page of an account's users (ListUsers).
+    pub async fn users_page(&self, account: &str, page: &EntityPage<'_>) -> Result<Vec<UserRow>> {
+        self.entity_page("iam_users", user_from, account, page)
+            .await
+    }
+
+    /// A page of `account`'s rows of `table` (`iam_users`, `iam_groups`, `iam_roles`), read by
+    /// `read`. The database reads no more than the page: SQLite walks the `(account_id, name_key)`
+    /// index from `page.from` and stops at the limit. Names compare bytewise on both databases
+    /// (SQLite's default collation does; PostgreSQL's may not, hence `COLLATE "C"`), so a page and
+    /// its marker are the same on either.
+    async fn entity_page<T>(
+        &self,
+        table: &'static str,
+        read: fn(&AnyRow) -> Result<T>,
+        account: &str,
+        page: &EntityPage<'_>,
+    ) -> Result<Vec<T>> {
+        let bytewise = if self.sqlite { "" } else { r#" COLLATE "C""# };
+        let sql = format!(
+            "SELECT * FROM {table} WHERE account_id = $1 AND substr(path, 1, $2) = $3 \
+             AND name_key{bytewise} >= $4 ORDER BY name_key{bytewise} LIMIT $5"
+        );
+        // substr counts characters on both databases, as `chars` does.
+        let prefix_chars = i32::try_from(page.path_prefix.chars().count())
+            .map_err(|_| KmsError::Internal("A path prefix of over 2^31 characters.".into()))?;
+        let rows = sqlx::query(&sql)
+            .bind(account)
+            .bind(prefix_chars)
+            .bind(page.path_prefix)
+            .bind(page.from)
+            .bind(page.limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(read).collect()
     }
 
     /// Deletes a user that has nothing attached; the blocker otherwise (IAM's DeleteConflict). With
@@ -479,13 +519,10 @@ impl Store {
         r.as_ref().map(group_from).transpose()
     }
 
-    /// An account's groups, by name.
-    pub async fn list_groups(&self, account: &str) -> Result<Vec<GroupRow>> {
-        let rows = sqlx::query("SELECT * FROM iam_groups WHERE account_id = $1 ORDER BY name_key")
-            .bind(account)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(group_from).collect()
+    /// A page of an account's groups (ListGroups).
+    pub async fn groups_page(&self, account: &str, page: &EntityPage<'_>) -> Result<Vec<GroupRow>> {
+        self.entity_page("iam_groups", group_from, account, page)
+            .await
     }
 
     /// The groups a user is in, by name.
@@ -628,13 +665,10 @@ impl Store {
         r.as_ref().map(role_from).transpose()
     }
 
-    /// An account's roles, by name.
-    pub async fn list_roles(&self, account: &str) -> Result<Vec<RoleRow>> {
-        let rows = sqlx::query("SELECT * FROM iam_roles WHERE account_id = $1 ORDER BY name_key")
-            .bind(account)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(role_from).collect()
+    /// A page of an account's roles (ListRoles).
+    pub async fn roles_page(&self, account: &str, page: &EntityPage<'_>) -> Result<Vec<RoleRow>> {
+        self.entity_page("iam_roles", role_from, account, page)
+            .await
     }
 
     /// Deletes a role without policies; the blocker otherwise.
