@@ -38,15 +38,6 @@ fn caller(principal: Principal) -> Caller {
     }
 }
 
-fn param_list(pairs: &[(&str, &str)]) -> Params {
-    Params(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
-}
-
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
@@ -67,7 +58,7 @@ fn fixture() -> &'static Fixture {
                     ],
                 ),
             ] {
-                kms.execute_query(&root, QueryService::Iam, action, &param_list(&params))
+                kms.execute_query(&root, QueryService::Iam, action, &params.iter().copied().collect::<Params>())
                     .await
                     .unwrap();
             }

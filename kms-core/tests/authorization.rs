@@ -708,16 +708,13 @@ async fn policy_changes_reach_another_node_within_the_cache_ttl(backend: &str) {
     // An identity policy put on node a (IAM PutUserPolicy): bob's Deny reaches node b too.
     let deny = json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Deny", "Action": "kms:GenerateDataKey", "Resource": "*"}]});
-    let params = kms_core::identity::Params(
-        [
-            ("UserName", "bob"),
-            ("PolicyName", "no-data-keys"),
-            ("PolicyDocument", &deny.to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-    );
+    let params: kms_core::identity::Params = [
+        ("UserName", "bob"),
+        ("PolicyName", "no-data-keys"),
+        ("PolicyDocument", &deny.to_string()),
+    ]
+    .into_iter()
+    .collect();
     a.execute_query(
         &root,
         kms_core::identity::QueryService::Iam,

@@ -84,6 +84,19 @@ impl Value {
 #[derive(Debug, Clone, Default)]
 pub struct Params(pub BTreeMap<String, String>);
 
+/// `[("UserName", "alice")].into_iter().collect::<Params>()`: parameters from name-value pairs (a
+/// name given twice keeps its last value, as a map does; the form reader refuses such a body first).
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Params {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
+        Params(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
 impl Params {
     /// An optional parameter.
     pub(crate) fn get(&self, name: &str) -> Option<&str> {

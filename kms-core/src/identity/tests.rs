@@ -29,12 +29,7 @@ async fn open(url: &str, account: &str) -> Kms {
 }
 
 fn params(pairs: &[(&str, &str)]) -> Params {
-    Params(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
+    pairs.iter().copied().collect()
 }
 
 fn as_user(p: Principal) -> Caller {
@@ -147,7 +142,7 @@ async fn identity_policies_follow_users_groups_and_roles() {
         let kms = &kms;
         let admin = &admin;
         async move {
-            let p = Params(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+            let p: Params = pairs.into_iter().collect();
             kms.execute_query(admin, QueryService::Iam, action, &p)
                 .await
         }
@@ -297,12 +292,7 @@ async fn session_tokens_open_only_here_and_expire() {
     let kms = open("sqlite::memory:", "111122223333").await;
     let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"sts:AssumeRole"}]}"#;
     let role = |action: &str, pairs: &[(&str, &str)]| {
-        let p = Params(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
+        let p = params(pairs);
         let (kms, action) = (&kms, action.to_string());
         async move {
             kms.execute_query(&Caller::default(), QueryService::Iam, &action, &p)

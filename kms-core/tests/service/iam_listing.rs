@@ -11,21 +11,13 @@ use super::common::Fixture;
 
 const ACCOUNT: &str = "111122223333";
 
-fn params(pairs: &[(&str, &str)]) -> Params {
-    Params(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
-}
-
 async fn iam(kms: &Kms, action: &str, pairs: &[(&str, &str)]) -> Value {
     let root = Caller {
         principal: Principal::root(ACCOUNT),
         ..Caller::default()
     };
-    kms.execute_query(&root, QueryService::Iam, action, &params(pairs))
+    let params: Params = pairs.iter().copied().collect();
+    kms.execute_query(&root, QueryService::Iam, action, &params)
         .await
         .unwrap_or_else(|e| panic!("{action}: {e:?}"))
         .unwrap_or_else(|| panic!("{action}: no result"))
