@@ -308,8 +308,9 @@ impl Store {
     }
 
     /// A page of `account`'s rows of `table` (`iam_users`, `iam_groups`, `iam_roles`), read by
-    /// `read`. The database reads no more than the page: SQLite walks the `(account_id, name_key)`
-    /// index from `page.from` and stops at the limit. Names compare bytewise on both databases
+    /// `read`. Only the page leaves the database: SQLite walks the `(account_id, name_key)` index
+    /// from `page.from` and stops at the limit (reading on past rows the path prefix leaves out);
+    /// PostgreSQL sorts the account's rows by bytes (a top-N sort). Names compare bytewise on both
     /// (SQLite's default collation does; PostgreSQL's may not, hence `COLLATE "C"`), so a page and
     /// its marker are the same on either.
     async fn entity_page<T>(
