@@ -637,7 +637,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         kms = kms.with_hsm_clusters(Arc::new(clusters));
     }
     // First start: no user at all (users whose access keys were all deleted keep their names).
-    if kms.store().list_users().await?.is_empty() {
+    if !kms.store().has_users().await? {
         let (info, secret) = kms.create_principal("admin", None).await?;
         let secret = secret.ok_or_else(|| CliError::Usage("no secret generated".into()))?;
         let creds = data_dir.join("credentials");

@@ -293,6 +293,14 @@ impl Store {
         r.as_ref().map(user_from).transpose()
     }
 
+    /// Whether any account has a user (a first start has none).
+    pub async fn has_users(&self) -> Result<bool> {
+        let one: Option<i32> = sqlx::query_scalar("SELECT 1 FROM iam_users LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(one.is_some())
+    }
+
     /// Every account's users, by account and name.
     pub async fn list_users(&self) -> Result<Vec<UserRow>> {
         let rows = sqlx::query("SELECT * FROM iam_users ORDER BY account_id, name_key")
